@@ -1,0 +1,1 @@
+"""Case handling: verification, examination and resolution of reports."""

@@ -1,0 +1,131 @@
+"""HTTP edge of the case service: it owns the transaction of each request."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from case_api import repository, service
+from case_api.schemas import AgencyOut, AgencyPage, CaseOut, CasePage, TransitionRequest
+from case_api.workflow import Status
+from shared.auth import Actor, Role, require
+from shared.db import SessionDep
+from shared.pagination import decode_cursor, encode_cursor
+from shared.problems import PROBLEM_JSON, invalid, not_found
+
+router = APIRouter(prefix="/v1/cases", tags=["cases"])
+agency_router = APIRouter(prefix="/v1/agencies", tags=["agencies"])
+
+Reader = Annotated[Actor, Depends(require(Role.assistant, Role.liaison, Role.analyst))]
+Actor_ = Annotated[Actor, Depends(require(Role.assistant, Role.liaison))]
+
+PROBLEMS: dict[int | str, dict[str, Any]] = {
+    code: {"description": text, "content": {PROBLEM_JSON: {}}}
+    for code, text in {
+        401: "Missing, unknown or revoked token", 403: "Role may not do this",
+        404: "No such case in the caller's scope",
+        409: "Action not allowed in the current status (see allowed_actions)",
+        412: "If-Match does not match the case's version", 422: "Missing or invalid field",
+        429: "Rate limited",
+    }.items()
+}
+
+
+def _now(request: Request) -> Any:
+    return request.app.state.runtime.clock.now()
+
+
+def _parse_if_match(value: str | None) -> int | None:
+    if value is None or value.strip() == "*":
+        return None
+    raw = value.strip().removeprefix("W/").strip('"')
+    if not raw.isdigit():
+        raise invalid("/header/If-Match", 'If-Match must be a version ETag such as "5"')
+    return int(raw)
+
+
+@router.get("", response_model=CasePage, responses=PROBLEMS,
+            summary="Cases, newest first (a liaison sees only its agency's)")
+async def list_cases(
+    request: Request, session: SessionDep, actor: Reader,
+    status: Status | None = None,
+    agency: Annotated[str | None, Query(max_length=64)] = None,
+    assignee: Annotated[str | None, Query(max_length=100)] = None,
+    overdue: bool | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> CasePage:
+    now = _now(request)
+    if actor.role is Role.liaison:
+        if agency is not None and agency != actor.agency_code:
+            return CasePage(items=[], next_cursor=None)
+        agency = actor.agency_code
+    rows = await repository.page(
+        session, status=status.value if status else None, agency=agency, assignee=assignee,
+        overdue_at=now if overdue else None,
+        before_seq=decode_cursor(cursor) if cursor else None, limit=limit + 1,
+    )
+    if overdue is False:
+        rows = [r for r in rows if not service.is_overdue(r, now)]
+    items = [service.summarize(row, actor, now) for row in rows[:limit]]
+    next_cursor = encode_cursor(rows[limit - 1].seq) if len(rows) > limit else None
+    return CasePage(items=items, next_cursor=next_cursor)
+
+
+async def _render(session: SessionDep, actor: Actor, case_id: uuid.UUID,
+                  request: Request) -> Response:
+    case = await service.visible_case(session, actor, case_id)
+    history = list(await repository.history(session, case.id))
+    body = service.render(case, history, actor, _now(request))
+    return JSONResponse(body.model_dump(mode="json"), headers={"ETag": f'"{case.version}"'})
+
+
+@router.get("/{case_id}", response_model=CaseOut, responses=PROBLEMS,
+            summary="One case with its history; ETag carries its version")
+async def get_case(case_id: uuid.UUID, request: Request, session: SessionDep,
+                   actor: Reader) -> Response:
+    return await _render(session, actor, case_id, request)
+
+
+@router.post("/{case_id}/transitions", response_model=CaseOut, responses=PROBLEMS,
+             summary="Take a workflow action on a case")
+async def transition_case(
+    case_id: uuid.UUID, payload: TransitionRequest, request: Request, session: SessionDep,
+    actor: Actor_, if_match: Annotated[str | None, Header(alias="If-Match")] = None,
+) -> Response:
+    case = await service.transition(session, actor, case_id, payload,
+                                    if_match=_parse_if_match(if_match), now=_now(request))
+    return await _render(session, actor, case.id, request)
+
+
+@agency_router.get("", response_model=AgencyPage, responses=PROBLEMS,
+                   summary="Agencies seen in complaints, with open-case counts")
+async def list_agencies(
+    session: SessionDep, actor: Reader,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> AgencyPage:
+    after = decode_cursor(cursor, text=True) if cursor else None
+    only = actor.agency_code if actor.role is Role.liaison else None
+    rows = await repository.agencies(session, only=only, after=after, limit=limit + 1)
+    items = [AgencyOut(code=r.code, name=r.name, open_cases=r.open_cases,
+                       total_cases=r.total_cases, complaints=r.complaints) for r in rows[:limit]]
+    next_cursor = encode_cursor(rows[limit - 1].code) if len(rows) > limit else None
+    return AgencyPage(items=items, next_cursor=next_cursor)
+
+
+@agency_router.get("/{code}", response_model=AgencyOut, responses=PROBLEMS,
+                   summary="One agency with its open-case count")
+async def get_agency(code: Annotated[str, Path(max_length=64)], session: SessionDep,
+                     actor: Reader) -> AgencyOut:
+    if actor.role is Role.liaison and code != actor.agency_code:
+        raise not_found("agency")
+    rows = await repository.agencies(session, only=code, after=None, limit=1)
+    if not rows:
+        raise not_found("agency")
+    r = rows[0]
+    return AgencyOut(code=r.code, name=r.name, open_cases=r.open_cases,
+                     total_cases=r.total_cases, complaints=r.complaints)

@@ -1,0 +1,95 @@
+"""SQL of the case service."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import Row, Select, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from case_api.models import Agency, Case, Transition
+from case_api.workflow import Status
+
+
+async def get(session: AsyncSession, case_id: uuid.UUID, *,
+              for_update: bool = False) -> Case | None:
+    query = select(Case).where(Case.id == case_id)
+    if for_update:
+        query = query.with_for_update()
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def history(session: AsyncSession, case_id: uuid.UUID) -> Sequence[Transition]:
+    query = select(Transition).where(Transition.case_id == case_id).order_by(Transition.version)
+    return (await session.execute(query)).scalars().all()
+
+
+async def insert_case(session: AsyncSession, values: dict[str, object]) -> bool:
+    result = await session.execute(
+        pg_insert(Case).values(**values).on_conflict_do_nothing().returning(Case.id)
+    )
+    return result.first() is not None
+
+
+async def see_agency(session: AsyncSession, code: str, name: str, at: datetime) -> None:
+    await session.execute(
+        pg_insert(Agency)
+        .values(code=code, name=name, first_seen_at=at, complaints=1)
+        .on_conflict_do_update(index_elements=[Agency.code],
+                               set_={"name": name, "complaints": Agency.complaints + 1})
+    )
+
+
+async def page(session: AsyncSession, *, status: str | None, agency: str | None,
+               assignee: str | None, overdue_at: datetime | None, before_seq: int | None,
+               limit: int) -> Sequence[Case]:
+    query = select(Case).order_by(Case.seq.desc()).limit(limit)
+    if status is not None:
+        query = query.where(Case.status == status)
+    if agency is not None:
+        query = query.where(Case.reported_agency_code == agency)
+    if assignee is not None:
+        query = query.where(Case.assignee == assignee)
+    if overdue_at is not None:
+        query = query.where(Case.status != Status.closed.value, Case.due_at < overdue_at)
+    if before_seq is not None:
+        query = query.where(Case.seq < before_seq)
+    return (await session.execute(query)).scalars().all()
+
+
+async def expired_awaiting_completion(session: AsyncSession, now: datetime,
+                                      limit: int = 100) -> Sequence[Case]:
+    """Cases past their completion deadline, locked; rows another process holds are skipped."""
+    query = (
+        select(Case)
+        .where(Case.status == Status.awaiting_completion.value, Case.due_at < now)
+        .order_by(Case.due_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return (await session.execute(query)).scalars().all()
+
+
+def _agency_counts() -> Select[str, str, int, int, int]:
+    open_cases = func.count(Case.id).filter(Case.status != Status.closed.value)
+    return (
+        select(Agency.code, Agency.name, Agency.complaints,
+               func.coalesce(open_cases, 0).label("open_cases"),
+               func.count(Case.id).label("total_cases"))
+        .outerjoin(Case, Case.reported_agency_code == Agency.code)
+        .group_by(Agency.code)
+    )
+
+
+async def agencies(session: AsyncSession, *, only: str | None, after: str | None,
+                   limit: int) -> Sequence[Row[str, str, int, int, int]]:
+    query = _agency_counts().order_by(Agency.code).limit(limit)
+    if only is not None:
+        query = query.where(Agency.code == only)
+    if after is not None:
+        query = query.where(Agency.code > after)
+    return (await session.execute(query)).all()
+

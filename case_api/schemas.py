@@ -1,0 +1,116 @@
+"""Request and response bodies of the case API."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from case_api.workflow import (
+    PUBLIC_ACTIONS,
+    ClosureStage,
+    Complexity,
+    Reason,
+    Resolution,
+    Status,
+)
+from shared.vocabulary import Maladministration, StoredText
+
+
+class TransitionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Annotated[str, Field(json_schema_extra={"enum": [a.value for a in PUBLIC_ACTIONS]},
+                                 description="One of the workflow's actions.")]
+    note: Annotated[StoredText, Field(max_length=20_000)] | None = None
+    reason: Reason | None = None
+    assignee: Annotated[StoredText, Field(min_length=1, max_length=100)] | None = None
+    due_at: AwareDatetime | None = None
+    resolution: Resolution | None = None
+    maladministration: Maladministration | None = None
+    transferred_to: Annotated[StoredText, Field(min_length=1, max_length=300)] | None = None
+    complexity: Complexity | None = None
+    effective_at: AwareDatetime | None = Field(
+        default=None, description="Back-dating for imports: admin only; not before the case's "
+                                  "last transition nor in the future.")
+
+
+class AgencyRef(BaseModel):
+    code: str
+    name: str
+
+
+class HistoryEntry(BaseModel):
+    action: str
+    from_status: Status
+    to_status: Status
+    actor: str
+    role: str
+    at: datetime
+    note: str | None
+    reason: Reason | None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class CaseOut(BaseModel):
+    id: uuid.UUID
+    tracking_number: str
+    kind: str
+    status: Status
+    version: int
+    channel: str
+    substance: str
+    reported_agency: AgencyRef
+    reporter: dict[str, Any] | None
+    summary: str
+    received_at: datetime
+    assignee: str | None
+    due_at: datetime | None
+    overdue: bool
+    complexity: Complexity | None
+    closure_stage: ClosureStage | None
+    closure_reason: Reason | None
+    maladministration: Maladministration | None
+    resolution: Resolution | None
+    transferred_to: str | None
+    allowed_actions: list[str] = Field(description="Actions the caller may take now.")
+    history: list[HistoryEntry]
+
+
+class CaseSummary(BaseModel):
+    id: uuid.UUID
+    tracking_number: str
+    kind: str
+    status: Status
+    version: int
+    channel: str
+    substance: str
+    reported_agency: AgencyRef
+    reporter: dict[str, Any] | None
+    summary: str
+    received_at: datetime
+    assignee: str | None
+    due_at: datetime | None
+    overdue: bool
+    closure_stage: ClosureStage | None
+    closure_reason: Reason | None
+
+
+class CasePage(BaseModel):
+    items: list[CaseSummary]
+    next_cursor: str | None
+
+
+class AgencyOut(BaseModel):
+    code: str
+    name: str
+    open_cases: int
+    total_cases: int
+    complaints: int
+
+
+class AgencyPage(BaseModel):
+    items: list[AgencyOut]
+    next_cursor: str | None

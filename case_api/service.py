@@ -1,0 +1,280 @@
+"""Carrying a case through the workflow table; every change is recorded and published."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from case_api import repository
+from case_api.models import Case, Transition
+from case_api.schemas import AgencyRef, CaseOut, CaseSummary, HistoryEntry, TransitionRequest
+from case_api.workflow import (
+    DETAIL_FIELDS,
+    WORKFLOW,
+    Action,
+    ActionName,
+    Status,
+    allowed_actions,
+    closure_stage,
+)
+from shared import outbox
+from shared.auth import Actor, Role
+from shared.events import CASE_OPENED, CASE_TRANSITIONED, CASES_TOPIC, Event, new_event
+from shared.problems import Problem, invalid, not_found
+from shared.tables import CASE_EVENTS
+from shared.vocabulary import CASE_OPENING_KINDS, Kind
+
+SOURCE = "/aduan/case"
+SYSTEM = Actor(name="system", role=Role.admin)
+# Events older than this may not be registered without the formal check (DOMAIN.md).
+REPORTABLE_WITHIN = timedelta(days=730)
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+def can_see(actor: Actor, case: Case) -> bool:
+    if actor.role is Role.liaison:
+        return case.reported_agency_code == actor.agency_code
+    return actor.role in (Role.assistant, Role.admin, Role.analyst)
+
+
+async def visible_case(session: AsyncSession, actor: Actor, case_id: uuid.UUID, *,
+                       for_update: bool = False) -> Case:
+    case = await repository.get(session, case_id, for_update=for_update)
+    if case is None or not can_see(actor, case):
+        raise not_found("case")
+    return case
+
+
+def reporter_for(actor: Actor, case: Case) -> dict[str, Any] | None:
+    """Liaisons never see a confidential reporter; analysts never see personal data at all."""
+    reporter = case.reporter
+    if reporter is None:
+        return None
+    confidential = bool(reporter.get("confidential"))
+    if actor.role is Role.analyst or (actor.role is Role.liaison and confidential):
+        return {"confidential": confidential} if actor.role is Role.analyst else {
+            "confidential": True}
+    return reporter
+
+
+def is_overdue(case: Case, now: datetime) -> bool:
+    return case.status != Status.closed.value and case.due_at is not None and case.due_at < now
+
+
+def summarize(case: Case, actor: Actor, now: datetime) -> CaseSummary:
+    return CaseSummary(
+        id=case.id, tracking_number=case.tracking_number, kind=case.kind,
+        status=Status(case.status), version=case.version, channel=case.channel,
+        substance=case.substance,
+        reported_agency=AgencyRef(code=case.reported_agency_code, name=case.reported_agency_name),
+        reporter=reporter_for(actor, case), summary=case.summary, received_at=case.received_at,
+        assignee=case.assignee, due_at=case.due_at, overdue=is_overdue(case, now),
+        closure_stage=case.closure_stage,
+        closure_reason=case.closure_reason,
+    )
+
+
+def render(case: Case, history: list[Transition], actor: Actor, now: datetime) -> CaseOut:
+    summary = summarize(case, actor, now)
+    return CaseOut(
+        **summary.model_dump(),
+        complexity=case.complexity,
+        maladministration=case.maladministration,
+        resolution=case.resolution,
+        transferred_to=case.transferred_to,
+        allowed_actions=allowed_actions(Status(case.status), actor.role),
+        history=[
+            HistoryEntry(action=t.action, from_status=Status(t.from_status),
+                         to_status=Status(t.to_status), actor=t.actor, role=t.role, at=t.at,
+                         note=t.note, reason=t.reason,
+                         details=t.details)
+            for t in history
+        ],
+    )
+
+
+# --- opening -----------------------------------------------------------------------------------
+
+async def open_case(session: AsyncSession, complaint: dict[str, Any]) -> bool:
+    """Opens the case of a ``complaint.received`` event; False for kinds that open none."""
+    agency = complaint["reported_agency"]
+    received_at = datetime.fromisoformat(complaint["received_at"])
+    await repository.see_agency(session, agency["code"], agency["name"], received_at)
+    kind = Kind(complaint["kind"])
+    if kind not in CASE_OPENING_KINDS:
+        return False
+    status = Status.registered if kind is Kind.own_initiative else Status.received
+    case_id = uuid.UUID(complaint["id"])
+    incident = complaint.get("incident_date")
+    opened = await repository.insert_case(session, {
+        "id": case_id,
+        "tracking_number": complaint["tracking_number"],
+        "kind": kind.value,
+        "channel": complaint["channel"],
+        "substance": complaint["substance"],
+        "reported_agency_code": agency["code"],
+        "reported_agency_name": agency["name"],
+        "reporter": complaint.get("reporter"),
+        "summary": complaint["summary"],
+        "incident_date": datetime.fromisoformat(incident).date() if incident else None,
+        "reported_to_agency_first": complaint.get("reported_to_agency_first"),
+        "received_at": received_at,
+        "status": status.value,
+        "version": 1,
+        "last_transition_at": received_at,
+    })
+    if opened:
+        await outbox.append(session, CASE_EVENTS, CASES_TOPIC, new_event(
+            CASE_OPENED, source=SOURCE, subject=str(case_id), time=received_at,
+            data={"case_id": str(case_id), "kind": kind.value, "status": status.value,
+                  "version": 1, "agency": agency["code"], "substance": complaint["substance"],
+                  "channel": complaint["channel"], "received_at": complaint["received_at"]},
+        ))
+    return opened
+
+
+# --- transitions -------------------------------------------------------------------------------
+
+def _parse_action(name: str) -> Action:
+    try:
+        action = WORKFLOW[ActionName(name)]
+    except ValueError:
+        action = None
+    if action is None or action.name is ActionName.expire:
+        raise invalid("/action", f"unknown action {name!r}")
+    return action
+
+
+def _check_fields(action: Action, request: TransitionRequest, source: Status) -> None:
+    given = request.model_dump(exclude_none=True)
+    for field in action.required:
+        if field not in given or (isinstance(given[field], str) and not given[field].strip()):
+            raise invalid(f"/{field}", f"{field} is required for {action.name.value}")
+    accepted = set(action.required) | set(action.optional)
+    for field in DETAIL_FIELDS:
+        if field in given and field not in accepted:
+            raise invalid(f"/{field}", f"{field} is not accepted for {action.name.value}")
+    if action.reasons is not None and request.reason is not None:
+        allowed = action.reasons.get(source, frozenset())
+        if request.reason not in allowed:
+            raise invalid("/reason", f"reason must be one of {sorted(r.value for r in allowed)} "
+                                     f"for {action.name.value} from {source.value}")
+
+
+def _check_formal(action: Action, case: Case, at: datetime) -> None:
+    """A report is registered only when it meets the formal requirements it declares."""
+    if action.name is not ActionName.register or case.kind != Kind.report.value:
+        return
+    if case.reported_to_agency_first is False:
+        raise Problem(409, "The reporter did not complain to the agency first; reject with "
+                           "reason not_reported_to_agency or request completion.",
+                      allowed_actions=allowed_actions(Status(case.status), Role.assistant))
+    if case.incident_date is not None and (at.date() - case.incident_date) > REPORTABLE_WITHIN:
+        raise Problem(409, "The event is more than two years old; reject with reason expired.",
+                      allowed_actions=allowed_actions(Status(case.status), Role.assistant))
+
+
+def _effective_time(request: TransitionRequest, case: Case, actor: Actor,
+                    now: datetime) -> datetime:
+    if request.effective_at is None:
+        return max(now, case.last_transition_at)
+    if actor.role is not Role.admin:
+        raise invalid("/effective_at", "effective_at may be set only by an admin")
+    if request.effective_at > now:
+        raise invalid("/effective_at", "effective_at may not be in the future")
+    if request.effective_at < case.last_transition_at:
+        raise invalid("/effective_at", "effective_at may not be before the case's last "
+                                       "transition or its receipt")
+    return request.effective_at
+
+
+async def transition(session: AsyncSession, actor: Actor, case_id: uuid.UUID,
+                     request: TransitionRequest, *, if_match: int | None,
+                     now: datetime) -> Case:
+    action = _parse_action(request.action)
+    case = await visible_case(session, actor, case_id, for_update=True)
+    if actor.role is not Role.admin and actor.role not in action.roles:
+        raise Problem(403, f"The role {actor.role.value} may not {action.name.value}.")
+    if if_match is not None and if_match != case.version:
+        raise Problem(412, f"The case is at version {case.version}, not {if_match}.",
+                      current_version=case.version)
+    source = Status(case.status)
+    if source not in action.sources:
+        raise Problem(409, f"{action.name.value} is not allowed while the case is "
+                           f"{source.value}.",
+                      status_now=source.value,
+                      allowed_actions=allowed_actions(source, actor.role))
+    _check_fields(action, request, source)
+    at = _effective_time(request, case, actor, now)
+    _check_formal(action, case, at)
+    await apply(session, case, action, actor, at, request)
+    return case
+
+
+async def apply(session: AsyncSession, case: Case, action: Action, actor: Actor, at: datetime,
+                request: TransitionRequest | None) -> Transition:
+    """Moves the case, writes its history row and its event, all in the caller's transaction."""
+    source = Status(case.status)
+    given = request.model_dump(exclude_none=True, mode="json") if request else {}
+    reason = action.fixed_reason.value if action.fixed_reason else given.get("reason")
+    due_at: datetime | None = None
+    if action.default_due is not None:
+        due_at = request.due_at if request and request.due_at else at + action.default_due
+    case.status = action.target.value
+    case.version += 1
+    case.last_transition_at = at
+    case.due_at = due_at
+    for field in ("assignee", "complexity", "resolution", "maladministration", "transferred_to"):
+        if field in given:
+            setattr(case, field, given[field])
+    if action.target is Status.closed:
+        case.closure_stage = closure_stage(source).value
+        case.closure_reason = reason
+        case.closed_at = at
+    details = {k: v for k, v in given.items()
+               if k in ("assignee", "complexity", "resolution", "maladministration",
+                        "transferred_to")}
+    if due_at is not None:
+        details["due_at"] = due_at.isoformat()
+    entry = Transition(case_id=case.id, version=case.version, action=action.name.value,
+                       from_status=source.value, to_status=case.status, actor=actor.name,
+                       role=actor.role.value, at=at, note=given.get("note"), reason=reason,
+                       details=details)
+    session.add(entry)
+    await session.flush()
+    await outbox.append(session, CASE_EVENTS, CASES_TOPIC, transitioned_event(case, entry))
+    return entry
+
+
+def transitioned_event(case: Case, entry: Transition) -> Event:
+    return new_event(CASE_TRANSITIONED, source=SOURCE, subject=str(case.id), time=entry.at, data={
+        "case_id": str(case.id),
+        "action": entry.action,
+        "from_status": entry.from_status,
+        "to_status": entry.to_status,
+        "actor": entry.actor,
+        "role": entry.role,
+        "at": entry.at.isoformat(),
+        "version": entry.version,
+        "reason": entry.reason,
+        "closure_stage": case.closure_stage if entry.to_status == Status.closed.value else None,
+        "maladministration": entry.details.get("maladministration"),
+        "due_at": case.due_at.isoformat() if case.due_at else None,
+        "resolution": entry.details.get("resolution"),
+        "agency": case.reported_agency_code,
+    })
+
+
+async def expire_overdue(session: AsyncSession, now: datetime) -> int:
+    """Closes ``awaiting_completion`` cases past their due date, each exactly once."""
+    expire = WORKFLOW[ActionName.expire]
+    cases = await repository.expired_awaiting_completion(session, now)
+    for case in cases:
+        assert case.due_at is not None
+        await apply(session, case, expire, SYSTEM, max(case.due_at, case.last_transition_at),
+                    None)
+    return len(cases)

@@ -1,0 +1,1 @@
+"""Intake: partner agencies and assistants record complaints here."""

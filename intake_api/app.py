@@ -1,0 +1,29 @@
+"""The intake service: ``create_app()`` serves it alone (port 8001)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from intake_api.consumer import SUBSCRIPTION
+from intake_api.endpoints import router
+from shared.runtime import Runtime
+from shared.settings import Settings
+from shared.tables import INTAKE_EVENTS
+from shared.web import Service, build_app
+
+
+def start(runtime: Runtime) -> None:
+    runtime.relay(INTAKE_EVENTS)
+    runtime.consume(SUBSCRIPTION)
+
+
+SERVICE = Service(
+    name="intake",
+    routers=[router],
+    start=start,
+    tags=[{"name": "complaints", "description": "Complaints posted by partners and assistants."}],
+)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    return build_app([SERVICE], title="aduan intake", settings=settings)

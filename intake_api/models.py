@@ -1,0 +1,78 @@
+"""Tables of the ``intake`` schema."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    String,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.db import Base
+
+SCHEMA = "intake"
+
+
+class Complaint(Base):
+    __tablename__ = "complaints"
+    __table_args__ = (
+        Index("uq_complaints_submitter_external_reference", "submitted_by", "external_reference",
+              unique=True, postgresql_where=text("external_reference IS NOT NULL")),
+        {"schema": SCHEMA},
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), unique=True)
+    tracking_number: Mapped[str] = mapped_column(String(32), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    channel: Mapped[str] = mapped_column(String(32))
+    substance: Mapped[str] = mapped_column(String(64))
+    reporter: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    reported_agency_code: Mapped[str] = mapped_column(String(64), index=True)
+    reported_agency_name: Mapped[str] = mapped_column(Text)
+    summary: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text)
+    incident_date: Mapped[date | None] = mapped_column(Date)
+    reported_to_agency_first: Mapped[bool | None] = mapped_column(Boolean)
+    location: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    external_reference: Mapped[str | None] = mapped_column(String(255))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    submitted_by: Mapped[str] = mapped_column(String(100), index=True)
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    case_version: Mapped[int] = mapped_column(Integer, server_default="0")
+
+
+class TrackingCounter(Base):
+    __tablename__ = "tracking_counters"
+    __table_args__ = {"schema": SCHEMA}  # noqa: RUF012
+
+    year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last: Mapped[int] = mapped_column(Integer)
+
+
+class IdempotencyKey(Base):
+    __tablename__ = "idempotency_keys"
+    __table_args__ = {"schema": SCHEMA}  # noqa: RUF012
+
+    caller: Mapped[str] = mapped_column(String(100), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    location: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                 server_default=func.now())

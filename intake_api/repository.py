@@ -1,0 +1,77 @@
+"""SQL of the intake service."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from intake_api.models import Complaint, IdempotencyKey, TrackingCounter
+
+
+async def next_tracking_number(session: AsyncSession, year: int) -> str:
+    statement = (
+        pg_insert(TrackingCounter)
+        .values(year=year, last=1)
+        .on_conflict_do_update(index_elements=[TrackingCounter.year],
+                               set_={"last": TrackingCounter.last + 1})
+        .returning(TrackingCounter.last)
+    )
+    number = (await session.execute(statement)).scalar_one()
+    return f"ADU-{year}-{number:06d}"
+
+
+async def get(session: AsyncSession, complaint_id: uuid.UUID) -> Complaint | None:
+    return await session.get(Complaint, complaint_id)
+
+
+async def by_external_reference(session: AsyncSession, submitted_by: str,
+                                reference: str) -> Complaint | None:
+    query = select(Complaint).where(Complaint.submitted_by == submitted_by,
+                                    Complaint.external_reference == reference)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def page(session: AsyncSession, *, submitted_by: str | None, status: str | None,
+               kind: str | None, before_seq: int | None, limit: int) -> Sequence[Complaint]:
+    query = select(Complaint).order_by(Complaint.seq.desc()).limit(limit)
+    if submitted_by is not None:
+        query = query.where(Complaint.submitted_by == submitted_by)
+    if status is not None:
+        query = query.where(Complaint.status == status)
+    if kind is not None:
+        query = query.where(Complaint.kind == kind)
+    if before_seq is not None:
+        query = query.where(Complaint.seq < before_seq)
+    return (await session.execute(query)).scalars().all()
+
+
+async def follow_case(session: AsyncSession, complaint_id: uuid.UUID, status: str,
+                      version: int) -> bool:
+    """Sets the status a case reports, unless a newer version was already applied."""
+    result = await session.execute(
+        update(Complaint)
+        .where(Complaint.id == complaint_id, Complaint.case_version < version)
+        .values(status=status, case_version=version)
+        .returning(Complaint.id)
+    )
+    return result.first() is not None
+
+
+async def claim_idempotency_key(session: AsyncSession, caller: str, key: str,
+                                request_hash: str) -> bool:
+    result = await session.execute(
+        pg_insert(IdempotencyKey)
+        .values(caller=caller, key=key, request_hash=request_hash)
+        .on_conflict_do_nothing()
+        .returning(IdempotencyKey.key)
+    )
+    return result.first() is not None
+
+
+async def get_idempotency_key(session: AsyncSession, caller: str,
+                              key: str) -> IdempotencyKey | None:
+    return await session.get(IdempotencyKey, (caller, key))

@@ -1,0 +1,80 @@
+"""Request and response bodies of the intake API."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Annotated
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from shared.vocabulary import Channel, Kind, RequiredText, StoredText, Substance
+
+AGENCY_CODE = r"^[a-z0-9][a-z0-9-]{1,63}$"
+
+Short = Annotated[StoredText, Field(max_length=300)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Reporter(Strict):
+    name: Annotated[RequiredText, Field(max_length=200)] | None = None
+    email: Annotated[StoredText, Field(max_length=254)] | None = None
+    phone: Annotated[StoredText, Field(max_length=50)] | None = None
+    identity_number: Annotated[StoredText, Field(max_length=50)] | None = None
+    address: Annotated[StoredText, Field(max_length=500)] | None = None
+    confidential: bool = False
+
+
+class ReportedAgency(Strict):
+    code: Annotated[str, Field(pattern=AGENCY_CODE)]
+    name: Annotated[RequiredText, Field(max_length=300)]
+
+
+class Location(Strict):
+    regency: Short | None = None
+    place: Short | None = None
+
+
+class ComplaintCreate(Strict):
+    kind: Kind
+    channel: Channel
+    substance: Substance
+    reporter: Reporter | None = None
+    reported_agency: ReportedAgency
+    summary: Annotated[RequiredText, Field(min_length=1, max_length=300)]
+    description: Annotated[RequiredText, Field(min_length=1, max_length=20_000)]
+    incident_date: date | None = None
+    reported_to_agency_first: bool | None = None
+    location: Location | None = None
+    external_reference: Annotated[StoredText, Field(min_length=1, max_length=255)] | None = None
+    received_at: AwareDatetime | None = Field(
+        default=None, description="Back-dating for imports of historical records: admin only."
+    )
+
+
+class ComplaintOut(BaseModel):
+    id: uuid.UUID
+    tracking_number: str
+    kind: Kind
+    channel: Channel
+    substance: Substance
+    reporter: Reporter | None
+    reported_agency: ReportedAgency
+    summary: str
+    description: str
+    incident_date: date | None
+    reported_to_agency_first: bool | None
+    location: Location | None
+    external_reference: str | None
+    status: str = Field(description="The case's status (`received` first); `recorded` for kinds "
+                                    "that open no case. Follows the case, eventually consistent.")
+    received_at: datetime
+    submitted_by: str
+
+
+class ComplaintPage(BaseModel):
+    items: list[ComplaintOut]
+    next_cursor: str | None

@@ -1,0 +1,131 @@
+"""Recording complaints: the intake rules of API.md."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from intake_api import repository
+from intake_api.models import Complaint
+from intake_api.schemas import ComplaintCreate, ComplaintOut, Location, ReportedAgency, Reporter
+from shared import outbox
+from shared.auth import Actor, Role
+from shared.events import COMPLAINT_RECEIVED, COMPLAINTS_TOPIC, new_event
+from shared.problems import Problem, invalid, not_found
+from shared.tables import INTAKE_EVENTS
+from shared.vocabulary import CASE_OPENING_KINDS, Channel, Kind
+
+SOURCE = "/aduan/intake"
+
+
+def initial_status(kind: Kind) -> str:
+    if kind is Kind.own_initiative:
+        return "registered"
+    return "received" if kind in CASE_OPENING_KINDS else "recorded"
+
+
+def check_rules(payload: ComplaintCreate, actor: Actor, *, now: datetime, zone: ZoneInfo) -> None:
+    if payload.kind is Kind.own_initiative and not actor.is_staff:
+        raise invalid("/kind", "own_initiative complaints are created by assistants only")
+    if payload.received_at is not None:
+        if actor.role is not Role.admin:
+            raise invalid("/received_at", "received_at may be set only by an admin importing "
+                                          "historical records")
+        if payload.received_at > now:
+            raise invalid("/received_at", "received_at may not be in the future")
+    if payload.kind is not Kind.own_initiative and (payload.reporter is None
+                                                     or payload.reporter.name is None):
+        raise invalid("/reporter/name", "reporter.name is required unless kind is own_initiative")
+    if payload.channel is Channel.on_the_spot and (payload.location is None
+                                                    or not (payload.location.place or "").strip()):
+        raise invalid("/location/place", "location.place is required for the on_the_spot channel")
+    if payload.incident_date is not None and payload.incident_date > now.astimezone(zone).date():
+        raise invalid("/incident_date", "incident_date may not be in the future")
+
+
+def to_out(complaint: Complaint) -> ComplaintOut:
+    return ComplaintOut(
+        id=complaint.id,
+        tracking_number=complaint.tracking_number,
+        kind=Kind(complaint.kind),
+        channel=Channel(complaint.channel),
+        substance=complaint.substance,
+        reporter=Reporter.model_validate(complaint.reporter) if complaint.reporter else None,
+        reported_agency=ReportedAgency(code=complaint.reported_agency_code,
+                                       name=complaint.reported_agency_name),
+        summary=complaint.summary,
+        description=complaint.description,
+        incident_date=complaint.incident_date,
+        reported_to_agency_first=complaint.reported_to_agency_first,
+        location=Location.model_validate(complaint.location) if complaint.location else None,
+        external_reference=complaint.external_reference,
+        status=complaint.status,
+        received_at=complaint.received_at,
+        submitted_by=complaint.submitted_by,
+    )
+
+
+def _duplicate(existing: Complaint) -> Problem:
+    return Problem(409, f"external_reference {existing.external_reference!r} was already "
+                        f"submitted as {existing.tracking_number}.",
+                   complaint_id=str(existing.id))
+
+
+async def submit(session: AsyncSession, actor: Actor, payload: ComplaintCreate, *,
+                 now: datetime, zone: ZoneInfo) -> ComplaintOut:
+    check_rules(payload, actor, now=now, zone=zone)
+    if payload.external_reference is not None:
+        existing = await repository.by_external_reference(session, actor.name,
+                                                          payload.external_reference)
+        if existing is not None:
+            raise _duplicate(existing)
+    received_at = payload.received_at or now
+    complaint = Complaint(
+        id=uuid.uuid4(),
+        tracking_number=await repository.next_tracking_number(
+            session, received_at.astimezone(zone).year),
+        kind=payload.kind.value,
+        channel=payload.channel.value,
+        substance=payload.substance.value,
+        reporter=payload.reporter.model_dump(mode="json") if payload.reporter else None,
+        reported_agency_code=payload.reported_agency.code,
+        reported_agency_name=payload.reported_agency.name,
+        summary=payload.summary,
+        description=payload.description,
+        incident_date=payload.incident_date,
+        reported_to_agency_first=payload.reported_to_agency_first,
+        location=payload.location.model_dump(mode="json") if payload.location else None,
+        external_reference=payload.external_reference,
+        received_at=received_at,
+        submitted_by=actor.name,
+        status=initial_status(payload.kind),
+    )
+    try:
+        async with session.begin_nested():
+            session.add(complaint)
+            await session.flush()
+    except IntegrityError:
+        if payload.external_reference is None:
+            raise
+        existing = await repository.by_external_reference(session, actor.name,
+                                                          payload.external_reference)
+        if existing is None:
+            raise
+        raise _duplicate(existing) from None
+    out = to_out(complaint)
+    event = new_event(COMPLAINT_RECEIVED, source=SOURCE, subject=str(complaint.id),
+                      data=out.model_dump(mode="json"), time=received_at)
+    await outbox.append(session, INTAKE_EVENTS, COMPLAINTS_TOPIC, event)
+    return out
+
+
+async def visible_complaint(session: AsyncSession, actor: Actor,
+                            complaint_id: uuid.UUID) -> Complaint:
+    complaint = await repository.get(session, complaint_id)
+    if complaint is None or (actor.role is Role.partner and complaint.submitted_by != actor.name):
+        raise not_found("complaint")
+    return complaint

@@ -1,0 +1,1 @@
+"""Metrics: turns the event stream into the figures the office publishes."""

@@ -1,0 +1,27 @@
+"""The metrics service: ``create_app()`` serves it alone (port 8003)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from metrics_worker.consumer import SUBSCRIPTION
+from metrics_worker.endpoints import router
+from shared.runtime import Runtime
+from shared.settings import Settings
+from shared.web import Service, build_app
+
+
+def start(runtime: Runtime) -> None:
+    runtime.consume(SUBSCRIPTION)
+
+
+SERVICE = Service(
+    name="metrics",
+    routers=[router],
+    start=start,
+    tags=[{"name": "metrics", "description": "Figures for BI tools and the quarterly report."}],
+)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    return build_app([SERVICE], title="aduan metrics", settings=settings)

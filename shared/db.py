@@ -1,0 +1,77 @@
+"""Engine, sessions and the declarative base shared by the three services.
+
+The request (or message) edge owns the transaction: it opens a session, the service code only
+``flush()``es, and the edge commits or rolls back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import MetaData
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+@dataclass
+class Database:
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+
+    @classmethod
+    def connect(cls, url: str, *, pool_size: int = 10) -> Database:
+        engine = create_async_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            pool_timeout=10,
+            connect_args={"timeout": 5, "command_timeout": 30},
+        )
+        return cls(engine, async_sessionmaker(engine, expire_on_commit=False))
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session whose work is committed on success and rolled back on error."""
+        async with self.sessionmaker() as session, session.begin():
+            yield session
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def database_of(request: Request) -> Database:
+    db: Database = request.app.state.database
+    return db
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One transaction per request, committed before the response is sent."""
+    async with database_of(request).transaction() as session:
+        yield session
+
+
+# scope="function": the commit runs when the endpoint returns, before the response leaves,
+# so a client never sees a 201 for something that was not committed.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

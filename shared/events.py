@@ -1,0 +1,104 @@
+"""The CloudEvents 1.0 envelope (structured mode, JSON) shared by every topic."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from cloudevents.core.bindings import kafka as ce_kafka
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
+
+TYPE_PREFIX = "id.go.ombudsman.aduan."
+COMPLAINTS_TOPIC = "aduan.complaints.v1"
+CASES_TOPIC = "aduan.cases.v1"
+
+COMPLAINT_RECEIVED = TYPE_PREFIX + "complaint.received.v1"
+CASE_OPENED = TYPE_PREFIX + "case.opened.v1"
+CASE_TRANSITIONED = TYPE_PREFIX + "case.transitioned.v1"
+
+CONTENT_TYPE = "application/cloudevents+json"
+_FORMAT = JSONFormat()
+
+
+class MalformedEvent(ValueError):
+    """A record that is not a CloudEvent this system can read."""
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str
+    source: str
+    subject: str
+    time: datetime
+    data: dict[str, Any]
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    @property
+    def key(self) -> str:
+        return self.subject
+
+    def to_cloudevent(self) -> CloudEvent:
+        return CloudEvent(
+            attributes={
+                "specversion": "1.0",
+                "id": self.id,
+                "source": self.source,
+                "type": self.type,
+                "subject": self.subject,
+                "time": self.time.astimezone(UTC),
+                "datacontenttype": "application/json",
+                "partitionkey": self.subject,
+            },
+            data=self.data,
+        )
+
+    def to_json(self) -> bytes:
+        return bytes(_FORMAT.write(self.to_cloudevent()))
+
+    def envelope(self) -> dict[str, Any]:
+        result: dict[str, Any] = json.loads(self.to_json())
+        return result
+
+    def to_kafka(self) -> ce_kafka.KafkaMessage:
+        return ce_kafka.to_structured(self.to_cloudevent(), _FORMAT)
+
+    @classmethod
+    def from_cloudevent(cls, event: Any) -> Event:
+        attributes = event.get_attributes()
+        data = event.get_data()
+        if not isinstance(data, dict):
+            raise MalformedEvent("event data is not a JSON object")
+        missing = [a for a in ("id", "type", "source", "subject", "time") if not attributes.get(a)]
+        if missing:
+            raise MalformedEvent(f"event lacks {', '.join(missing)}")
+        time = attributes["time"]
+        if not isinstance(time, datetime):
+            raise MalformedEvent("event time is not a timestamp")
+        return cls(
+            id=str(attributes["id"]),
+            type=str(attributes["type"]),
+            source=str(attributes["source"]),
+            subject=str(attributes["subject"]),
+            time=time.astimezone(UTC),
+            data=data,
+        )
+
+    @classmethod
+    def from_json(cls, value: bytes | str) -> Event:
+        raw = value.encode() if isinstance(value, str) else value
+        try:
+            return cls.from_cloudevent(_FORMAT.read(None, raw))
+        except MalformedEvent:
+            raise
+        except Exception as exc:
+            raise MalformedEvent(f"not a CloudEvent: {type(exc).__name__}: {exc}") from exc
+
+
+def new_event(type_: str, *, source: str, subject: str, data: dict[str, Any],
+              time: datetime | None = None) -> Event:
+    return Event(type=type_, source=source, subject=subject, data=data,
+                 time=time or datetime.now(UTC))

@@ -1,0 +1,97 @@
+"""The Kafka side of the event bus: an idempotent producer and its health check."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from shared.events import CONTENT_TYPE
+
+logger = logging.getLogger(__name__)
+
+Headers = list[tuple[str, bytes]]
+
+
+class KafkaPublisher:
+    """An idempotent producer (``acks=all``) started on first use and restarted after failures."""
+
+    def __init__(self, bootstrap_servers: str, *, topic_prefix: str = "",
+                 client_id: str = "aduan") -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.topic_prefix = topic_prefix
+        self.client_id = client_id
+        self._producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
+
+    async def _ready(self) -> AIOKafkaProducer:
+        async with self._lock:
+            if self._producer is None:
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=self.bootstrap_servers,
+                    client_id=self.client_id,
+                    enable_idempotence=True,
+                    acks="all",
+                    linger_ms=5,
+                    request_timeout_ms=15000,
+                )
+                try:
+                    await producer.start()
+                except BaseException:
+                    await producer.stop()
+                    raise
+                self._producer = producer
+            return self._producer
+
+    async def _reset(self) -> None:
+        async with self._lock:
+            producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                await producer.stop()
+            except Exception as exc:
+                logger.debug("producer stop failed: %s", exc)
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    async def publish_many(self, records: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """Sends envelopes and returns only when the broker acknowledged every one of them."""
+        producer = await self._ready()
+        try:
+            futures = [
+                await producer.send(
+                    self.topic(topic),
+                    value=json.dumps(envelope, ensure_ascii=False).encode(),
+                    key=str(envelope["partitionkey"]).encode(),
+                    headers=[("content-type", CONTENT_TYPE.encode())],
+                )
+                for topic, envelope in records
+            ]
+            await asyncio.gather(*futures)
+        except Exception:
+            await self._reset()
+            raise
+
+    async def publish_raw(self, topic: str, *, value: bytes | None, key: bytes | None,
+                          headers: Headers) -> None:
+        producer = await self._ready()
+        try:
+            await producer.send_and_wait(topic, value=value, key=key, headers=headers)
+        except Exception:
+            await self._reset()
+            raise
+
+    async def check(self, within: float = 3.0) -> None:
+        """Raises unless the cluster answers a metadata request within ``within`` seconds."""
+        producer = await asyncio.wait_for(self._ready(), within)
+        ok = await asyncio.wait_for(producer.client.fetch_all_metadata(), within)
+        if ok is None:
+            raise ConnectionError("no metadata from the Kafka cluster")
+
+    async def close(self) -> None:
+        await self._reset()

@@ -1,0 +1,72 @@
+"""ASGI guards in front of every service: body size and content type."""
+
+from __future__ import annotations
+
+import json
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.problems import PROBLEM_JSON, TYPE_BASE
+
+MAX_BODY_BYTES = 256 * 1024
+
+
+async def _send_problem(send: Send, status: int, slug: str, title: str, detail: str) -> None:
+    body = json.dumps({"type": TYPE_BASE + slug, "title": title, "status": status,
+                       "detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", PROBLEM_JSON.encode()),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyGuard:
+    """413 for bodies over 256 KiB, 415 for bodies that are not JSON, before any parsing."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in {"POST", "PUT", "PATCH"}:
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await _send_problem(send, 413, "payload-too-large", "Request body too large",
+                                f"The body may be at most {self.max_bytes} bytes.")
+            return
+        content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        is_json = content_type == b"application/json" or content_type.endswith(b"+json")
+        if not is_json and (length not in (None, b"0") or content_type):
+            await _send_problem(send, 415, "unsupported-media-type",
+                                "Unsupported media type", "Send the body as application/json.")
+            return
+        # Read the whole (bounded) body first, so an oversized one is refused before parsing.
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await _send_problem(send, 413, "payload-too-large", "Request body too large",
+                                    f"The body may be at most {self.max_bytes} bytes.")
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)

@@ -1,0 +1,102 @@
+"""What a running service holds: settings, database, event bus, clock, background tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.bus import DatabaseLogRunner, KafkaConsumerRunner, Subscription
+from shared.clock import Clock, SystemClock
+from shared.db import Database
+from shared.events import CASES_TOPIC, COMPLAINTS_TOPIC
+from shared.kafka_client import KafkaPublisher
+from shared.outbox import OutboxRelay
+from shared.settings import Settings
+from shared.tables import CASE_EVENTS, INTAKE_EVENTS, EventTables
+
+logger = logging.getLogger(__name__)
+
+# Without Kafka the outbox tables are the log: which table holds which topic.
+DATABASE_LOGS: dict[str, EventTables] = {
+    COMPLAINTS_TOPIC: INTAKE_EVENTS,
+    CASES_TOPIC: CASE_EVENTS,
+}
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    database: Database
+    clock: Clock = field(default_factory=SystemClock)
+    publisher: KafkaPublisher | None = None
+    relays: list[OutboxRelay] = field(default_factory=list)
+    consumers: list[KafkaConsumerRunner | DatabaseLogRunner] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, settings: Settings, *, clock: Clock | None = None) -> Runtime:
+        if settings.database_url is None:
+            raise RuntimeError("ADUAN_DATABASE_URL is not set")
+        publisher = None
+        if settings.kafka_bootstrap_servers:
+            publisher = KafkaPublisher(settings.kafka_bootstrap_servers,
+                                       topic_prefix=settings.topic_prefix)
+        return cls(settings, Database.connect(settings.database_url), clock or SystemClock(),
+                   publisher)
+
+    def relay(self, tables: EventTables) -> None:
+        """Publishes this service's outbox to Kafka (nothing to do without Kafka)."""
+        if self.publisher is None:
+            return
+        relay = OutboxRelay(self.database, tables, self.publisher,
+                            poll_seconds=self.settings.relay_poll_seconds)
+        self.relays.append(relay)
+        self.spawn(f"relay:{tables.schema}", relay.run)
+
+    def consume(self, subscription: Subscription) -> None:
+        runner: KafkaConsumerRunner | DatabaseLogRunner
+        if self.publisher is not None and self.settings.kafka_bootstrap_servers:
+            runner = KafkaConsumerRunner(
+                subscription, self.database,
+                bootstrap_servers=self.settings.kafka_bootstrap_servers,
+                publisher=self.publisher,
+            )
+        else:
+            runner = DatabaseLogRunner(subscription, self.database, DATABASE_LOGS,
+                                       poll_seconds=self.settings.consumer_poll_seconds)
+        self.consumers.append(runner)
+        self.spawn(f"consumer:{subscription.consumer}", runner.run)
+
+    def spawn(self, name: str, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        async def guarded() -> None:
+            while True:
+                try:
+                    await run()
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    logger.exception("background task %s failed; restarting", name)
+                    await asyncio.sleep(1.0)
+
+        self.tasks.append(asyncio.create_task(guarded(), name=name))
+
+    async def stop(self) -> None:
+        """Stops consumers first (committing nothing half-done), then flushes the relays."""
+        for task in self.tasks:
+            if not task.get_name().startswith("relay:"):
+                task.cancel()
+        await asyncio.gather(*[t for t in self.tasks if not t.get_name().startswith("relay:")],
+                             return_exceptions=True)
+        relay_tasks = [t for t in self.tasks if t.get_name().startswith("relay:")]
+        for task in relay_tasks:
+            task.cancel()
+        await asyncio.gather(*relay_tasks, return_exceptions=True)
+        for relay in self.relays:
+            await relay.drain(within=5.0)
+        if self.publisher is not None:
+            await self.publisher.close()
+        await self.database.dispose()

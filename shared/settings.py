@@ -1,0 +1,78 @@
+"""Configuration from the environment (prefix ``ADUAN_``)."""
+
+from __future__ import annotations
+
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ADUAN_", extra="ignore")
+
+    database_url: str | None = None
+    kafka_bootstrap_servers: str | None = None
+    topic_prefix: str = ""
+    timezone: str = "Asia/Jakarta"
+    data_dir: Path = Path(".aduan")
+    log_format: Literal["json", "console"] = "console"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    rate_limit_per_minute: int = Field(default=1200, ge=0)
+    expiry_interval_seconds: float = Field(default=30.0, gt=0)
+    consumer_poll_seconds: float = Field(default=0.2, gt=0)
+    relay_poll_seconds: float = Field(default=0.2, gt=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql+asyncpg://", "postgresql://")):
+            raise ValueError("must be a postgresql+asyncpg:// URL")
+        if value is not None and value.startswith("postgresql://"):
+            return "postgresql+asyncpg://" + value.removeprefix("postgresql://")
+        return value
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _empty_is_none(cls, value: str | None) -> str | None:
+        return value or None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def uses_kafka(self) -> bool:
+        return self.kafka_bootstrap_servers is not None
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+
+def describe_error(exc: ValidationError) -> str:
+    """One line naming the environment variable behind the first bad value."""
+    first = exc.errors()[0]
+    field = str(first["loc"][0]) if first["loc"] else "?"
+    return f"ADUAN_{field.upper()}: {first['msg']} (got {first.get('input')!r})"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        sys.stderr.write(f"aduan: bad configuration: {describe_error(exc)}\n")
+        raise SystemExit(2) from None

@@ -1,0 +1,92 @@
+"""Infrastructure tables every service keeps in its own schema.
+
+- ``outbox``: events written in the same transaction as the change they describe. With Kafka a
+  relay publishes and stamps them; without Kafka the outbox *is* the log consumers read.
+- ``processed_events``: ``PRIMARY KEY (consumer, event_id)``, written in the same transaction as
+  the effect of an event, so redelivery never doubles an effect.
+- ``log_positions``: a consumer's position in a database-backed log.
+- ``dead_letters``: database-backed counterpart of a dead-letter topic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Identity,
+    Index,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+
+@dataclass(frozen=True)
+class EventTables:
+    schema: str
+    outbox: Table
+    processed_events: Table
+    log_positions: Table
+    dead_letters: Table
+
+
+def event_tables(metadata: MetaData, schema: str) -> EventTables:
+    outbox = Table(
+        "outbox", metadata,
+        Column("position", BigInteger, Identity(always=True), primary_key=True),
+        Column("event_id", String(64), nullable=False, unique=True),
+        Column("topic", String(200), nullable=False),
+        Column("key", String(200), nullable=False),
+        Column("envelope", JSONB, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("published_at", DateTime(timezone=True)),
+        Index(f"ix_{schema}_outbox_unpublished", "position",
+              postgresql_where=text("published_at IS NULL")),
+        schema=schema,
+    )
+    processed = Table(
+        "processed_events", metadata,
+        Column("consumer", String(100), nullable=False),
+        Column("event_id", String(64), nullable=False),
+        Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        PrimaryKeyConstraint("consumer", "event_id"),
+        schema=schema,
+    )
+    positions = Table(
+        "log_positions", metadata,
+        Column("consumer", String(100), nullable=False),
+        Column("log", String(200), nullable=False),
+        Column("position", BigInteger, nullable=False),
+        PrimaryKeyConstraint("consumer", "log"),
+        schema=schema,
+    )
+    dead = Table(
+        "dead_letters", metadata,
+        Column("id", BigInteger, Identity(always=True), primary_key=True),
+        Column("consumer", String(100), nullable=False),
+        Column("log", String(200), nullable=False),
+        Column("event_id", String(64)),
+        Column("record", Text, nullable=False),
+        Column("error", Text, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        schema=schema,
+    )
+    return EventTables(schema, outbox, processed, positions, dead)
+
+
+def _registry() -> tuple[EventTables, EventTables, EventTables]:
+    from shared.db import Base
+
+    return (event_tables(Base.metadata, "intake"), event_tables(Base.metadata, "cases"),
+            event_tables(Base.metadata, "metrics"))
+
+
+INTAKE_EVENTS, CASE_EVENTS, METRICS_EVENTS = _registry()

@@ -1,0 +1,81 @@
+"""The domain's shared words: intake kinds, channels, substances (DOMAIN.md)."""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated
+
+from pydantic import AfterValidator
+
+
+class Kind(enum.StrEnum):
+    report = "report"
+    rapid_response = "rapid_response"
+    own_initiative = "own_initiative"
+    consultation = "consultation"
+    copy_letter = "copy_letter"
+
+
+CASE_OPENING_KINDS = frozenset({Kind.report, Kind.rapid_response, Kind.own_initiative})
+
+
+class Channel(enum.StrEnum):
+    walk_in = "walk_in"
+    letter = "letter"
+    email = "email"
+    phone = "phone"
+    whatsapp = "whatsapp"
+    website = "website"
+    mobile_app = "mobile_app"
+    social_media = "social_media"
+    on_the_spot = "on_the_spot"
+    complaint_post = "complaint_post"
+    national_portal = "national_portal"
+    partner_api = "partner_api"
+
+
+class Substance(enum.StrEnum):
+    electricity = "electricity"
+    land = "land"
+    police = "police"
+    civil_service = "civil_service"
+    education = "education"
+    health = "health"
+    social_security = "social_security"
+    population_administration = "population_administration"
+    local_government = "local_government"
+    transport_infrastructure = "transport_infrastructure"
+    water = "water"
+    civil_political_rights = "civil_political_rights"
+    other = "other"
+
+
+class Maladministration(enum.StrEnum):
+    undue_delay = "undue_delay"
+    not_providing_service = "not_providing_service"
+    incompetence = "incompetence"
+    abuse_of_authority = "abuse_of_authority"
+    procedural_deviation = "procedural_deviation"
+    demanding_payment = "demanding_payment"
+    improper_conduct = "improper_conduct"
+    partiality = "partiality"
+    discrimination = "discrimination"
+    conflict_of_interest = "conflict_of_interest"
+    neglect_of_legal_duty = "neglect_of_legal_duty"
+
+
+def _storable(value: str) -> str:
+    # PostgreSQL text cannot hold NUL; refuse it as invalid input instead of failing later.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+StoredText = Annotated[str, AfterValidator(_storable)]
+RequiredText = Annotated[str, AfterValidator(_storable), AfterValidator(_not_blank)]

@@ -1,0 +1,105 @@
+"""Builds a FastAPI app from one or more services (one each when run apart, all in one)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from shared.clock import Clock
+from shared.middleware import BodyGuard
+from shared.problems import PROBLEM_JSON, TYPE_BASE, install_problem_handlers
+from shared.ratelimit import RateLimiter
+from shared.runtime import Runtime
+from shared.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Service:
+    """One of aduan's services: its routes and what it runs in the background."""
+
+    name: str
+    routers: Sequence[APIRouter]
+    start: Callable[[Runtime], None]
+    tags: Sequence[dict[str, Any]] = field(default_factory=tuple)
+
+
+async def readiness(runtime: Runtime) -> dict[str, str]:
+    checks: dict[str, str] = {}
+    try:
+        async with runtime.database.engine.connect() as connection:
+            await asyncio.wait_for(connection.execute(text("SELECT 1")), 3)
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"unavailable: {type(exc).__name__}"
+    if runtime.publisher is not None:
+        try:
+            await runtime.publisher.check(within=3)
+            checks["event_bus"] = "ok (kafka)"
+        except Exception as exc:
+            checks["event_bus"] = f"unavailable: kafka: {type(exc).__name__}"
+    else:
+        checks["event_bus"] = checks["database"] + " (database log)"
+    return checks
+
+
+def build_app(services: Sequence[Service], *, title: str, settings: Settings | None = None,
+              clock: Clock | None = None, description: str = "") -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = Runtime.create(settings, clock=clock)
+        app.state.runtime = runtime
+        app.state.database = runtime.database
+        app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
+        for service in services:
+            service.start(runtime)
+        logger.info("%s started (%s)", title,
+                    "kafka" if runtime.publisher else "database event log")
+        try:
+            yield
+        finally:
+            await runtime.stop()
+            logger.info("%s stopped", title)
+
+    app = FastAPI(
+        title=title,
+        version="1.0.0",
+        description=description,
+        lifespan=lifespan,
+        openapi_tags=[tag for s in services for tag in s.tags],
+    )
+    install_problem_handlers(app)
+    app.add_middleware(BodyGuard)
+
+    @app.get("/healthz", tags=["health"], summary="Process alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], summary="Database and event bus reachable",
+             responses={503: {"description": "Not ready", "content": {PROBLEM_JSON: {}}}})
+    async def readyz(request: Request) -> JSONResponse:
+        checks = await readiness(request.app.state.runtime)
+        if all(v.startswith("ok") for v in checks.values()):
+            return JSONResponse({"status": "ready", "checks": checks})
+        return JSONResponse(
+            {"type": TYPE_BASE + "unavailable", "title": "Service unavailable", "status": 503,
+             "detail": "; ".join(f"{k}: {v}" for k, v in checks.items() if not v.startswith("ok")),
+             "checks": checks},
+            status_code=503, media_type=PROBLEM_JSON,
+        )
+
+    for service in services:
+        for router in service.routers:
+            app.include_router(router)
+    return app
