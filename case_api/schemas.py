@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -16,7 +15,7 @@ from case_api.workflow import (
     Resolution,
     Status,
 )
-from shared.vocabulary import Maladministration, StoredText
+from shared.vocabulary import Maladministration, StoredText, UtcDateTime
 
 
 class TransitionRequest(BaseModel):
@@ -48,7 +47,7 @@ class HistoryEntry(BaseModel):
     to_status: Status
     actor: str
     role: str
-    at: datetime
+    at: UtcDateTime
     note: str | None
     reason: Reason | None
     details: dict[str, Any] = Field(default_factory=dict)
@@ -65,9 +64,9 @@ class CaseOut(BaseModel):
     reported_agency: AgencyRef
     reporter: dict[str, Any] | None
     summary: str
-    received_at: datetime
+    received_at: UtcDateTime
     assignee: str | None
-    due_at: datetime | None
+    due_at: UtcDateTime | None
     overdue: bool
     complexity: Complexity | None
     closure_stage: ClosureStage | None
@@ -90,9 +89,9 @@ class CaseSummary(BaseModel):
     reported_agency: AgencyRef
     reporter: dict[str, Any] | None
     summary: str
-    received_at: datetime
+    received_at: UtcDateTime
     assignee: str | None
-    due_at: datetime | None
+    due_at: UtcDateTime | None
     overdue: bool
     closure_stage: ClosureStage | None
     closure_reason: Reason | None

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import date
 from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from shared.vocabulary import Channel, Kind, RequiredText, StoredText, Substance
+from shared.vocabulary import Channel, Kind, RequiredText, StoredText, Substance, UtcDateTime
 
 AGENCY_CODE = r"^[a-z0-9][a-z0-9-]{1,63}$"
 
@@ -71,7 +71,7 @@ class ComplaintOut(BaseModel):
     external_reference: str | None
     status: str = Field(description="The case's status (`received` first); `recorded` for kinds "
                                     "that open no case. Follows the case, eventually consistent.")
-    received_at: datetime
+    received_at: UtcDateTime
     submitted_by: str
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.vocabulary import Kind
+from shared.vocabulary import Kind, UtcDateTime
 
 
 class PeriodOut(BaseModel):
@@ -49,7 +49,7 @@ class LiaisonFigures(BaseModel):
 
 class Summary(BaseModel):
     period: PeriodOut
-    as_of: datetime | None
+    as_of: UtcDateTime | None
     contacts: int
     contacts_by_kind: dict[Kind, int]
     received: int
@@ -101,5 +101,5 @@ class TargetOut(BaseModel):
     period: str
     closures: int | None
     examination_closures: int | None
-    updated_at: datetime
+    updated_at: UtcDateTime
     updated_by: str

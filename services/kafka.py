@@ -202,7 +202,7 @@ def start_kafka(data_dir: Path, *, port: int | None = None, timeout: float = 90,
 
 async def wait_for_kafka(
     bootstrap_servers: str,
-    timeout: float,  # noqa: ASYNC109 - a deadline for the whole retry loop, not one call
+    timeout: float,
     *,
     process: subprocess.Popen[bytes] | None = None,
 ) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import warnings
 import os
 import shutil
 import subprocess
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote

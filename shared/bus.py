@@ -144,8 +144,10 @@ class Applier:
 class KafkaConsumerRunner:
     def __init__(self, subscription: Subscription, database: Database, *,
                  bootstrap_servers: str, publisher: KafkaPublisher,
-                 policy: RetryPolicy | None = None, max_records: int = 500) -> None:
+                 policy: RetryPolicy | None = None, max_records: int = 500,
+                 group_prefix: str = "") -> None:
         self.subscription = subscription
+        self.group_prefix = group_prefix
         self.database = database
         self.bootstrap_servers = bootstrap_servers
         self.publisher = publisher
@@ -162,7 +164,7 @@ class KafkaConsumerRunner:
             consumer = AIOKafkaConsumer(
                 *(self.publisher.topic(t) for t in self.subscription.topics),
                 bootstrap_servers=self.bootstrap_servers,
-                group_id=self.subscription.consumer,
+                group_id=self.group_prefix + self.subscription.consumer,
                 client_id=self.subscription.consumer,
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",

@@ -63,6 +63,7 @@ class Runtime:
                 subscription, self.database,
                 bootstrap_servers=self.settings.kafka_bootstrap_servers,
                 publisher=self.publisher,
+                group_prefix=self.settings.group_prefix,
             )
         else:
             runner = DatabaseLogRunner(subscription, self.database, DATABASE_LOGS,

@@ -18,6 +18,8 @@ class Settings(BaseSettings):
     database_url: str | None = None
     kafka_bootstrap_servers: str | None = None
     topic_prefix: str = ""
+    # Prefixes the consumer group ids too; empty in production, set to isolate test runs.
+    group_prefix: str = ""
     timezone: str = "Asia/Jakarta"
     data_dir: Path = Path(".aduan")
     log_format: Literal["json", "console"] = "console"

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import enum
+from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, PlainSerializer
 
 
 class Kind(enum.StrEnum):
@@ -79,3 +80,11 @@ def _not_blank(value: str) -> str:
 
 StoredText = Annotated[str, AfterValidator(_storable)]
 RequiredText = Annotated[str, AfterValidator(_storable), AfterValidator(_not_blank)]
+
+
+def _utc(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+# Timestamps go out in UTC with a ``Z`` (API.md conventions).
+UtcDateTime = Annotated[datetime, PlainSerializer(_utc, return_type=str)]

@@ -1,0 +1,98 @@
+"""Real backing services for the whole suite.
+
+PostgreSQL: ``ADUAN_TEST_DATABASE_URL`` or an embedded server in a temporary directory.
+Kafka: ``ADUAN_TEST_KAFKA_BOOTSTRAP_SERVERS`` or a broker started by ``services.kafka``.
+Each test gets a fresh database cloned from a migrated template, and its own topic prefix.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+
+from services.kafka import KafkaBroker, start_kafka
+from services.postgres import start_postgres
+from shared.migrate import migrate_async
+from tests.support import BackingServices
+
+TEMPLATE = "aduan_template"
+
+
+def _asyncpg_dsn(url: str, database: str) -> str:
+    parsed = make_url(url).set(drivername="postgresql", database=database)
+    return parsed.render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    given = os.environ.get("ADUAN_TEST_DATABASE_URL")
+    if given:
+        yield given
+        return
+    pg = start_postgres(tmp_path_factory.mktemp("pg") / "data", temporary=True)
+    try:
+        yield pg.url()
+    finally:
+        pg.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    given = os.environ.get("ADUAN_TEST_KAFKA_BOOTSTRAP_SERVERS")
+    if given:
+        yield given
+        return
+    broker: KafkaBroker = start_kafka(tmp_path_factory.mktemp("kafka"))
+    try:
+        yield broker.bootstrap_servers
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+async def template(server_url: str) -> str:
+    admin = await asyncpg.connect(_asyncpg_dsn(server_url, "postgres"))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{TEMPLATE}"')
+    finally:
+        await admin.close()
+    url = make_url(server_url).set(database=TEMPLATE).render_as_string(hide_password=False)
+    await migrate_async(url)
+    return TEMPLATE
+
+
+@pytest.fixture
+async def database_url(server_url: str, template: str) -> AsyncIterator[str]:
+    """A fresh, migrated database of its own for one test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(_asyncpg_dsn(server_url, "postgres"))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    finally:
+        await admin.close()
+    yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    admin = await asyncpg.connect(_asyncpg_dsn(server_url, "postgres"))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+def services(database_url: str, tmp_path: Path) -> BackingServices:
+    """The database of this test, without Kafka (the embedded event log)."""
+    return BackingServices(database_url=database_url, kafka=None, workdir=tmp_path)
+
+
+@pytest.fixture
+def kafka_services(database_url: str, kafka: str, tmp_path: Path) -> BackingServices:
+    """The database of this test and the Kafka broker, with topics and groups of its own."""
+    return BackingServices(database_url=database_url, kafka=kafka, workdir=tmp_path,
+                           prefix=f"t{uuid.uuid4().hex[:8]}.")

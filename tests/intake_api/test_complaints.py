@@ -1,0 +1,236 @@
+"""POST/GET /v1/complaints against the real database (in-process app, database event log)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from tests.support import BackingServices, bearer, complaint, running_app
+
+
+async def test_a_complaint_is_recorded_with_location_and_tracking_number(
+    services: BackingServices,
+) -> None:
+    token = await services.token("partner", "posko-pln")
+    async with running_app(services) as client:
+        response = await client.post("/v1/complaints", json=complaint(), headers=bearer(token))
+        assert response.status_code == 201, response.text
+        body = response.json()
+        assert response.headers["location"] == f"/v1/complaints/{body['id']}"
+        assert body["tracking_number"].startswith("ADU-")
+        assert body["status"] == "received"
+        assert body["submitted_by"] == "posko-pln"
+        assert body["reporter"]["name"] == "Siti Aminah"
+        fetched = await client.get(response.headers["location"], headers=bearer(token))
+        assert fetched.json() == body
+
+
+async def test_kinds_that_open_no_case_are_recorded(services: BackingServices) -> None:
+    token = await services.token("partner")
+    async with running_app(services) as client:
+        response = await client.post("/v1/complaints", json=complaint(kind="consultation"),
+                                     headers=bearer(token))
+        assert response.json()["status"] == "recorded"
+
+
+async def test_validation_errors_name_each_field(services: BackingServices) -> None:
+    token = await services.token("partner")
+    async with running_app(services) as client:
+        body = complaint(summary="", channel="pigeon", surprise=1)
+        del body["substance"]
+        response = await client.post("/v1/complaints", json=body, headers=bearer(token))
+        assert response.status_code == 422
+        assert response.headers["content-type"] == "application/problem+json"
+        problem = response.json()
+        fields = {e["field"] for e in problem["errors"]}
+        assert {"/summary", "/channel", "/substance", "/surprise"} <= fields
+        assert problem["status"] == 422
+        assert problem["type"]
+        assert problem["title"]
+
+
+async def test_domain_rules(services: BackingServices) -> None:
+    partner = await services.token("partner")
+    assistant = await services.token("assistant")
+    admin = await services.token("admin")
+    async with running_app(services) as client:
+        cases = {
+            "/reporter/name": complaint(reporter={"confidential": True}),
+            "/location/place": complaint(channel="on_the_spot", location={"regency": "Bangka"}),
+            "/incident_date": complaint(incident_date="2999-01-01"),
+            "/kind": complaint(kind="own_initiative"),
+            "/received_at": complaint(received_at="2022-03-03T09:15:00+07:00"),
+        }
+        for field, body in cases.items():
+            response = await client.post("/v1/complaints", json=body, headers=bearer(partner))
+            assert response.status_code == 422, (field, response.text)
+            assert response.json()["errors"][0]["field"] == field
+
+        own = await client.post("/v1/complaints", json=complaint(kind="own_initiative",
+                                                                 reporter=None),
+                                headers=bearer(assistant))
+        assert own.status_code == 201
+        assert own.json()["status"] == "registered"
+
+        imported = await client.post(
+            "/v1/complaints", json=complaint(received_at="2022-03-03T09:15:00+07:00"),
+            headers=bearer(admin))
+        assert imported.status_code == 201
+        assert imported.json()["received_at"] == "2022-03-03T02:15:00Z"
+        assert imported.json()["tracking_number"].startswith("ADU-2022-")
+
+
+async def test_text_is_stored_verbatim(services: BackingServices) -> None:
+    token = await services.token("partner")
+    hostile = "<script>alert(1)</script>'; DROP TABLE intake.complaints; --"
+    async with running_app(services) as client:
+        response = await client.post("/v1/complaints", json=complaint(summary=hostile,
+                                                                      description=hostile),
+                                     headers=bearer(token))
+        assert response.status_code == 201
+        fetched = await client.get(response.headers["location"], headers=bearer(token))
+        assert fetched.json()["summary"] == hostile
+        nul = await client.post("/v1/complaints", json=complaint(summary="a\u0000b"),
+                                headers=bearer(token))
+        assert nul.status_code == 422
+
+
+async def test_malformed_oversized_and_non_json_bodies(services: BackingServices) -> None:
+    token = await services.token("partner")
+    headers = bearer(token)
+    async with running_app(services) as client:
+        bad_json = await client.post("/v1/complaints", content=b'{"kind": ',
+                                     headers={**headers, "content-type": "application/json"})
+        assert bad_json.status_code == 400
+        assert bad_json.headers["content-type"] == "application/problem+json"
+        form = await client.post("/v1/complaints", content=b"kind=report",
+                                 headers={**headers, "content-type": "text/plain"})
+        assert form.status_code == 415
+        huge = await client.post("/v1/complaints",
+                                 json=complaint(description="x" * (300 * 1024)), headers=headers)
+        assert huge.status_code == 413
+        invalid_utf8 = await client.post("/v1/complaints", content=b'{"kind": "\xff\xfe"}',
+                                         headers={**headers, "content-type": "application/json"})
+        assert invalid_utf8.status_code in (400, 422)
+        deep = await client.post("/v1/complaints", content=b"[" * 5000 + b"]" * 5000,
+                                 headers={**headers, "content-type": "application/json"})
+        assert deep.status_code in (400, 422)
+
+
+async def test_tokens_and_roles(services: BackingServices) -> None:
+    analyst = await services.token("analyst")
+    liaison = await services.token("liaison", agency="pln-uiw-babel")
+    async with running_app(services) as client:
+        assert (await client.get("/v1/complaints")).status_code == 401
+        unknown = await client.get("/v1/complaints", headers=bearer("adu_nope"))
+        assert unknown.status_code == 401
+        assert unknown.headers["content-type"] == "application/problem+json"
+        for token in (analyst, liaison):
+            post = await client.post("/v1/complaints", json=complaint(), headers=bearer(token))
+            assert post.status_code == 403
+        assert (await client.get("/healthz")).status_code == 200
+        assert (await client.get("/readyz")).status_code == 200
+
+
+async def test_partners_see_only_their_own(services: BackingServices) -> None:
+    first = await services.token("partner", "posko-a")
+    second = await services.token("partner", "portal-b")
+    assistant = await services.token("assistant")
+    async with running_app(services) as client:
+        mine = await client.post("/v1/complaints", json=complaint(), headers=bearer(first))
+        theirs = await client.post("/v1/complaints", json=complaint(), headers=bearer(second))
+        other = await client.get(f"/v1/complaints/{theirs.json()['id']}", headers=bearer(first))
+        assert other.status_code == 404
+        missing = await client.get(f"/v1/complaints/{uuid.uuid4()}", headers=bearer(first))
+        assert missing.status_code == 404
+        listed = await client.get("/v1/complaints", headers=bearer(first))
+        assert [c["id"] for c in listed.json()["items"]] == [mine.json()["id"]]
+        everything = await client.get("/v1/complaints", headers=bearer(assistant))
+        assert len(everything.json()["items"]) == 2
+
+
+async def test_list_pages_with_cursor_and_filters(services: BackingServices) -> None:
+    token = await services.token("partner")
+    async with running_app(services) as client:
+        ids = []
+        for i in range(7):
+            kind = "consultation" if i % 3 == 0 else "report"
+            response = await client.post("/v1/complaints", json=complaint(kind=kind),
+                                         headers=bearer(token))
+            ids.append(response.json()["id"])
+        seen: list[str] = []
+        cursor = None
+        while True:
+            params = {"limit": 3, **({"cursor": cursor} if cursor else {})}
+            page = (await client.get("/v1/complaints", params=params,
+                                     headers=bearer(token))).json()
+            seen += [c["id"] for c in page["items"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == list(reversed(ids))
+        recorded = await client.get("/v1/complaints", params={"status": "recorded"},
+                                    headers=bearer(token))
+        assert len(recorded.json()["items"]) == 3
+        bad = await client.get("/v1/complaints", params={"limit": 500}, headers=bearer(token))
+        assert bad.status_code == 422
+        bad_cursor = await client.get("/v1/complaints", params={"cursor": "zzz"},
+                                      headers=bearer(token))
+        assert bad_cursor.status_code == 422
+
+
+async def test_external_reference_conflict(services: BackingServices) -> None:
+    token = await services.token("partner")
+    other = await services.token("partner")
+    async with running_app(services) as client:
+        body = complaint(external_reference="POSKO-2022-0193")
+        first = await client.post("/v1/complaints", json=body, headers=bearer(token))
+        again = await client.post("/v1/complaints", json=body, headers=bearer(token))
+        assert again.status_code == 409
+        assert again.json()["complaint_id"] == first.json()["id"]
+        elsewhere = await client.post("/v1/complaints", json=body, headers=bearer(other))
+        assert elsewhere.status_code == 201
+
+
+async def test_idempotency_key_replays_and_refuses_another_body(
+    services: BackingServices,
+) -> None:
+    token = await services.token("partner")
+    other = await services.token("partner")
+    async with running_app(services) as client:
+        key = {"Idempotency-Key": "kirim-0001"}
+        first = await client.post("/v1/complaints", json=complaint(),
+                                  headers={**bearer(token), **key})
+        replay = await client.post("/v1/complaints", json=complaint(),
+                                   headers={**bearer(token), **key})
+        assert first.status_code == replay.status_code == 201
+        assert replay.json() == first.json()
+        assert replay.headers["idempotent-replayed"] == "true"
+        assert "idempotent-replayed" not in first.headers
+        changed = await client.post("/v1/complaints", json=complaint(summary="lain"),
+                                    headers={**bearer(token), **key})
+        assert changed.status_code == 422
+        scoped = await client.post("/v1/complaints", json=complaint(),
+                                   headers={**bearer(other), **key})
+        assert scoped.status_code == 201
+        assert scoped.json()["id"] != first.json()["id"]
+        listed = await client.get("/v1/complaints", headers=bearer(token))
+        assert len(listed.json()["items"]) == 1
+
+
+async def test_concurrent_requests_with_one_key_make_one_complaint(
+    services: BackingServices,
+) -> None:
+    token = await services.token("partner")
+    async with running_app(services) as client:
+        headers = {**bearer(token), "Idempotency-Key": "serentak"}
+        responses = await asyncio.gather(*[
+            client.post("/v1/complaints", json=complaint(), headers=headers) for _ in range(8)
+        ])
+        codes = sorted(r.status_code for r in responses)
+        assert set(codes) <= {201, 409}
+        assert codes.count(201) >= 1
+        ids = {r.json()["id"] for r in responses if r.status_code == 201}
+        assert len(ids) == 1
+        listed = await client.get("/v1/complaints", headers=bearer(token))
+        assert len(listed.json()["items"]) == 1

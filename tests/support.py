@@ -1,0 +1,189 @@
+"""Helpers shared by the tests: running apps in-process or as processes, tokens, factories."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from services.allinone import create_app
+from shared.auth import Role, create_token
+from shared.clock import Clock
+from shared.db import Database
+from shared.settings import Settings
+
+T = TypeVar("T")
+
+
+@dataclass
+class BackingServices:
+    database_url: str
+    kafka: str | None
+    workdir: Path
+    prefix: str = ""
+    _tokens: dict[str, str] = field(default_factory=dict)
+
+    def settings(self, **overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "database_url": self.database_url,
+            "kafka_bootstrap_servers": self.kafka,
+            "topic_prefix": self.prefix,
+            "group_prefix": self.prefix,
+            "consumer_poll_seconds": 0.05,
+            "relay_poll_seconds": 0.05,
+            "rate_limit_per_minute": 0,
+            "data_dir": self.workdir / ".aduan",
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ADUAN_")}
+        env.update({
+            "ADUAN_DATABASE_URL": self.database_url,
+            "ADUAN_TOPIC_PREFIX": self.prefix,
+            "ADUAN_GROUP_PREFIX": self.prefix,
+            "ADUAN_CONSUMER_POLL_SECONDS": "0.05",
+            "ADUAN_RELAY_POLL_SECONDS": "0.05",
+            "ADUAN_RATE_LIMIT_PER_MINUTE": "0",
+            "ADUAN_DATA_DIR": str(self.workdir / ".aduan"),
+            "ADUAN_LOG_FORMAT": "console",
+        })
+        if self.kafka:
+            env["ADUAN_KAFKA_BOOTSTRAP_SERVERS"] = self.kafka
+        env.update(overrides)
+        return env
+
+    async def token(self, role: Role | str, name: str | None = None,
+                    agency: str | None = None) -> str:
+        role = Role(role)
+        name = name or f"{role.value}-{len(self._tokens)}"
+        database = Database.connect(self.database_url, pool_size=1)
+        try:
+            async with database.transaction() as session:
+                token = await create_token(session, name=name, role=role, agency_code=agency)
+        finally:
+            await database.dispose()
+        self._tokens[name] = token
+        return token
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@asynccontextmanager
+async def running_app(backing: BackingServices, which: str = "all", *, clock: Clock | None = None,
+                      **overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """The app in this process, its background consumers running, behind an httpx client."""
+    app = create_app(which, backing.settings(**overrides), clock=clock)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://aduan.test",
+                                     timeout=30) as client:
+            client.app = app  # type: ignore[attr-defined]
+            yield client
+
+
+async def eventually(check: Callable[[], Awaitable[T]], *, timeout: float = 30.0,
+                     interval: float = 0.1) -> T:
+    """Polls ``check`` until it returns without AssertionError; re-raises the last one."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ServiceProcess:
+    """``aduan serve <which>`` as a real process on a free port."""
+
+    which: str
+    env: dict[str, str]
+    log_path: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ServiceProcess:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "serve", self.which, "--port", str(self.port)],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        return self
+
+    async def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient(timeout=2) as client:
+            while time.monotonic() < deadline:
+                assert self.process is not None
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"{self.which} exited:\n{self.log_tail()}")
+                try:
+                    if (await client.get(f"{self.url}/readyz")).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.2)
+        raise TimeoutError(f"{self.which} not ready in {timeout}s:\n{self.log_tail()}")
+
+    def stop(self, *, kill: bool = False, timeout: float = 30) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        self.process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    def log_tail(self, lines: int = 80) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return ""
+
+
+def complaint(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "kind": "report",
+        "channel": "complaint_post",
+        "substance": "electricity",
+        "reporter": {"name": "Siti Aminah", "email": "siti@example.id", "phone": "+62811000",
+                     "identity_number": "1971000000000001", "address": "Pangkalpinang",
+                     "confidential": False},
+        "reported_agency": {"code": "pln-uiw-babel", "name": "PT PLN (Persero) UIW Babel"},
+        "summary": "Pemadaman listrik berulang tanpa pemberitahuan",
+        "description": "Listrik padam tiga kali seminggu.",
+        "incident_date": "2022-03-02",
+        "reported_to_agency_first": True,
+        "location": {"regency": "Pangkalpinang", "place": "Kantor Kelurahan Bukit Intan"},
+    }
+    body.update(overrides)
+    return body
