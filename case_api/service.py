@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,8 +29,6 @@ from shared.vocabulary import CASE_OPENING_KINDS, Kind
 
 SOURCE = "/aduan/case"
 SYSTEM = Actor(name="system", role=Role.admin)
-# Events older than this may not be registered without the formal check (DOMAIN.md).
-REPORTABLE_WITHIN = timedelta(days=730)
 
 
 # --- reading -----------------------------------------------------------------------------------
@@ -165,16 +163,17 @@ def _check_fields(action: Action, request: TransitionRequest, source: Status) ->
                                      f"for {action.name.value} from {source.value}")
 
 
-def _check_formal(action: Action, case: Case, at: datetime) -> None:
-    """A report is registered only when it meets the formal requirements it declares."""
+def _check_formal(action: Action, case: Case) -> None:
+    """A report that says the reporter did not go to the agency first cannot be registered.
+
+    Rapid responses skip this check (DOMAIN.md); the event's age is left to the assistant, who
+    rejects with reason ``expired``, since imports and late entries make it unreliable here.
+    """
     if action.name is not ActionName.register or case.kind != Kind.report.value:
         return
     if case.reported_to_agency_first is False:
         raise Problem(409, "The reporter did not complain to the agency first; reject with "
                            "reason not_reported_to_agency or request completion.",
-                      allowed_actions=allowed_actions(Status(case.status), Role.assistant))
-    if case.incident_date is not None and (at.date() - case.incident_date) > REPORTABLE_WITHIN:
-        raise Problem(409, "The event is more than two years old; reject with reason expired.",
                       allowed_actions=allowed_actions(Status(case.status), Role.assistant))
 
 
@@ -210,7 +209,7 @@ async def transition(session: AsyncSession, actor: Actor, case_id: uuid.UUID,
                       allowed_actions=allowed_actions(source, actor.role))
     _check_fields(action, request, source)
     at = _effective_time(request, case, actor, now)
-    _check_formal(action, case, at)
+    _check_formal(action, case)
     await apply(session, case, action, actor, at, request)
     return case
 
