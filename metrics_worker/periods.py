@@ -80,6 +80,6 @@ def period_from_query(period: str | None, first: date | None, last: date | None)
     for name, value in (("from", first), ("to", last)):
         if not MIN_YEAR <= value.year <= MAX_YEAR:
             raise invalid(f"/query/{name}", f"{name} must be between {MIN_YEAR} and {MAX_YEAR}")
-    if (last - first).days > 366 * 20:
-        raise invalid("/query/to", "a range may span at most 20 years")
+    if (last - first).days > 366 * 50:
+        raise invalid("/query/to", "a range may span at most 50 years")
     return Period(first, last, label_of(first, last))

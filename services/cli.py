@@ -74,18 +74,19 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     with database_url(settings) as url:
         migrate(url)
         settings = settings.model_copy(update={"database_url": url})
-        token_file = settings.data_dir / "admin-token"
-        token = asyncio.run(_first_admin_token(url, saved=token_file.exists()))
-        if token:
-            _save_secret(token_file, token)
         base = f"http://{args.host}:{port}"
         print(f"aduan {args.service}: {base}  (API docs: {base}/docs)", flush=True)
         bus = settings.kafka_bootstrap_servers or "none: database event log"
         print(f"event bus (Kafka): {bus}", flush=True)
-        if token:
-            print(f"admin token (saved to {token_file}, shown once):\n{token}", flush=True)
-        else:
-            print(f"admin token: see {token_file}", flush=True)
+        if args.service == "all":
+            # The all-in-one run is the one a newcomer starts: give them a way in.
+            token_file = settings.data_dir / "admin-token"
+            token = asyncio.run(_first_admin_token(url, saved=token_file.exists()))
+            if token:
+                _save_secret(token_file, token)
+                print(f"admin token (saved to {token_file}, shown once):\n{token}", flush=True)
+            else:
+                print(f"admin token: see {token_file}", flush=True)
         uvicorn.run(create_app(args.service, settings), host=args.host, port=port,
                     log_config=None, timeout_graceful_shutdown=20)
     return 0
