@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from metrics_worker import repository
 from metrics_worker.consumer import SUBSCRIPTION
 from metrics_worker.endpoints import router
 from shared.runtime import Runtime
@@ -11,7 +12,13 @@ from shared.settings import Settings
 from shared.web import Service, build_app
 
 
+async def publish_timezone(runtime: Runtime) -> None:
+    async with runtime.database.transaction() as session:
+        await repository.set_office_timezone(session, runtime.settings.timezone)
+
+
 def start(runtime: Runtime) -> None:
+    runtime.spawn("office-timezone", lambda: publish_timezone(runtime))
     runtime.consume(SUBSCRIPTION)
 
 

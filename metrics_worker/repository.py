@@ -190,3 +190,8 @@ async def put_target(session: AsyncSession, period: str, closures: int | None,
             "closures": closures, "examination_closures": examination_closures,
             "updated_by": by, "updated_at": text("now()")})
     )
+
+
+async def set_office_timezone(session: AsyncSession, zone: str) -> None:
+    """The BI views compute local dates with the zone the service runs with."""
+    await session.execute(text("UPDATE metrics.office SET timezone = :zone"), {"zone": zone})
