@@ -1,0 +1,108 @@
+"""Tokens: hashed at rest, revocable at once, five roles, no anonymous /v1 path."""
+
+from __future__ import annotations
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from shared.auth import revoke_token
+from shared.db import Database
+from tests.support import BackingServices, bearer, complaint, running_app
+
+OPEN_PATHS = {"/healthz", "/readyz", "/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc"}
+
+
+async def test_only_a_hash_of_each_token_is_stored(services: BackingServices) -> None:
+    token = await services.token("partner", "posko")
+    connection = await asyncpg.connect(
+        make_url(services.database_url).set(drivername="postgresql")
+        .render_as_string(hide_password=False))
+    try:
+        dump = await connection.fetch("SELECT * FROM auth.tokens")
+    finally:
+        await connection.close()
+    assert len(dump) == 1
+    assert token not in repr([dict(r) for r in dump])
+    assert len(dump[0]["token_hash"]) == 64
+
+
+async def test_revocation_takes_effect_at_once(services: BackingServices) -> None:
+    token = await services.token("partner", "posko")
+    async with running_app(services) as client:
+        assert (await client.get("/v1/complaints", headers=bearer(token))).status_code == 200
+        database = Database.connect(services.database_url, pool_size=1)
+        try:
+            async with database.transaction() as session:
+                assert await revoke_token(session, "posko")
+        finally:
+            await database.dispose()
+        response = await client.get("/v1/complaints", headers=bearer(token))
+        assert response.status_code == 401
+        assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_every_v1_path_needs_a_token(services: BackingServices) -> None:
+    async with running_app(services) as client:
+        spec = (await client.get("/openapi.json")).json()
+        checked = 0
+        for path, operations in spec["paths"].items():
+            concrete = (path.replace("{complaint_id}", "00000000-0000-0000-0000-000000000000")
+                        .replace("{case_id}", "00000000-0000-0000-0000-000000000000")
+                        .replace("{code}", "pln").replace("{period}", "2022-Q1"))
+            for method in operations:
+                response = await client.request(method.upper(), concrete, json={})
+                if path in OPEN_PATHS:
+                    continue
+                assert path.startswith("/v1/"), path
+                assert response.status_code == 401, (method, path, response.status_code)
+                checked += 1
+        assert checked >= 10
+
+
+async def test_analysts_cannot_write(services: BackingServices) -> None:
+    analyst = await services.token("analyst")
+    async with running_app(services) as client:
+        writes = [
+            client.post("/v1/complaints", json=complaint(), headers=bearer(analyst)),
+            client.post("/v1/cases/00000000-0000-0000-0000-000000000000/transitions",
+                        json={"action": "register"}, headers=bearer(analyst)),
+            client.put("/v1/metrics/targets/2022", json={"closures": 1},
+                       headers=bearer(analyst)),
+        ]
+        for write in writes:
+            assert (await write).status_code == 403
+
+
+async def test_rate_limit_per_token(services: BackingServices) -> None:
+    limited = await services.token("partner", "cepat")
+    other = await services.token("partner", "lambat")
+    async with running_app(services, rate_limit_per_minute=5) as client:
+        codes = [(await client.get("/v1/complaints", headers=bearer(limited))).status_code
+                 for _ in range(7)]
+        assert codes[:5] == [200] * 5
+        assert codes[5:] == [429, 429]
+        refused = await client.get("/v1/complaints", headers=bearer(limited))
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert int(refused.headers["retry-after"]) >= 1
+        assert (await client.get("/v1/complaints", headers=bearer(other))).status_code == 200
+
+
+async def test_tokens_and_personal_data_stay_out_of_logs(
+    services: BackingServices, caplog: object,
+) -> None:
+    import logging
+
+    import pytest
+
+    assert isinstance(caplog, pytest.LogCaptureFixture)
+    token = await services.token("partner")
+    caplog.set_level(logging.DEBUG)
+    async with running_app(services) as client:
+        body = complaint(reporter={"name": "Rahasia Sekali", "identity_number": "1971777",
+                                   "email": "rahasia@example.id", "confidential": True})
+        created = await client.post("/v1/complaints", json=body, headers=bearer(token))
+        assert created.status_code == 201
+        await client.get("/v1/complaints", headers=bearer("adu_wrong"))
+    text = caplog.text
+    for secret in (token, "Rahasia Sekali", "1971777", "rahasia@example.id"):
+        assert secret not in text
