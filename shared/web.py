@@ -15,6 +15,7 @@ from sqlalchemy import text
 
 from shared.clock import Clock
 from shared.middleware import BodyGuard
+from shared.openapi import install_openapi
 from shared.problems import PROBLEM_JSON, TYPE_BASE, install_problem_handlers
 from shared.ratelimit import RateLimiter
 from shared.runtime import Runtime
@@ -80,6 +81,7 @@ def build_app(services: Sequence[Service], *, title: str, settings: Settings | N
         openapi_tags=[tag for s in services for tag in s.tags],
     )
     install_problem_handlers(app)
+    install_openapi(app)
     app.add_middleware(BodyGuard)
 
     @app.get("/healthz", tags=["health"], summary="Process alive")
