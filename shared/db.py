@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
+import asyncpg
 from fastapi import Depends, Request
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import (
@@ -56,6 +57,19 @@ class Database:
         """A session whose work is committed on success and rolled back on error."""
         async with self.sessionmaker() as session, session.begin():
             yield session
+
+    async def ping(self) -> None:
+        """A round trip on a connection of its own: never cancels a pooled connection."""
+        connection = await asyncpg.connect(self.dsn, timeout=3, command_timeout=3)
+        try:
+            await connection.fetchval("SELECT 1")
+        finally:
+            await connection.close(timeout=3)
+
+    @property
+    def dsn(self) -> str:
+        url = self.engine.url.set(drivername="postgresql")
+        return url.render_as_string(hide_password=False)
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -14,9 +14,14 @@ def configure_logging(settings: Settings) -> None:
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer()
         if settings.log_format == "json"
-        else structlog.dev.ConsoleRenderer(colors=False)
+        # Plain tracebacks: the rich formatter prints local variables, which may hold tokens
+        # or reporters' personal data.
+        else structlog.dev.ConsoleRenderer(colors=False,
+                                           exception_formatter=structlog.dev.plain_traceback)
     )
     shared: list[structlog.types.Processor] = [
+        structlog.processors.format_exc_info if settings.log_format == "json"
+        else structlog.processors.StackInfoRenderer(),
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,

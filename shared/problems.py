@@ -50,6 +50,14 @@ SLUGS = {
 }
 
 
+# asyncpg's names for "the server is gone or going": shutdown, restart, lost socket.
+CONNECTION_LOSS = {
+    "ConnectionDoesNotExistError", "PostgresConnectionError", "AdminShutdownError",
+    "CannotConnectNowError", "CrashShutdownError", "ConnectionFailureError",
+    "InterfaceError", "ConnectionResetError", "BrokenPipeError", "OSError",
+}
+
+
 class Problem(Exception):
     """A domain error that knows its HTTP status; one handler renders them all."""
 
@@ -122,6 +130,18 @@ def _validation_problem(exc: RequestValidationError) -> Problem:
     return Problem(422, detail, errors=items)
 
 
+def is_connection_loss(exc: DBAPIError) -> bool:
+    """True when the error says the server went away, not that the statement was wrong."""
+    if exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError)):
+        return True
+    cause: BaseException | None = exc.orig
+    while cause is not None:  # the driver's own exception sits behind the adapter's
+        if {c.__name__ for c in type(cause).__mro__} & CONNECTION_LOSS:
+            return True
+        cause = cause.__cause__
+    return False
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(_: Request, exc: Problem) -> JSONResponse:
@@ -136,9 +156,11 @@ def install_problem_handlers(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
         return problem_response(Problem(exc.status_code, detail, headers=dict(exc.headers or {})))
 
-    @app.exception_handler(OperationalError)
-    @app.exception_handler(InterfaceError)
-    async def _database_down(_: Request, exc: DBAPIError) -> JSONResponse:
+    @app.exception_handler(DBAPIError)
+    async def _database_error(_: Request, exc: DBAPIError) -> JSONResponse:
+        if not is_connection_loss(exc):
+            logger.error("database error: %s", type(exc.orig).__name__, exc_info=exc)
+            return problem_response(Problem(500, "An unexpected error occurred."))
         logger.warning("database unavailable: %s", type(exc.orig).__name__)
         return problem_response(
             Problem(503, "The database is unavailable; retry shortly.",

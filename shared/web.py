@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -11,7 +10,6 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
 from shared.clock import Clock
 from shared.middleware import BodyGuard
@@ -37,8 +35,7 @@ class Service:
 async def readiness(runtime: Runtime) -> dict[str, str]:
     checks: dict[str, str] = {}
     try:
-        async with runtime.database.engine.connect() as connection:
-            await asyncio.wait_for(connection.execute(text("SELECT 1")), 3)
+        await runtime.database.ping()
         checks["database"] = "ok"
     except Exception as exc:
         checks["database"] = f"unavailable: {type(exc).__name__}"

@@ -1,0 +1,87 @@
+"""Helpers for the fault tests: load that records every answer, and figures to compare."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from tests.scenario import period_params
+from tests.support import bearer, complaint, eventually
+
+
+@dataclass
+class Load:
+    """Posts complaints and remembers every answer (status, seconds)."""
+
+    url: str
+    token: str
+    answers: list[tuple[int, float]] = field(default_factory=list)
+    accepted: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    async def post(self, client: httpx.AsyncClient, index: int) -> None:
+        started = time.monotonic()
+        try:
+            response = await client.post(f"{self.url}/v1/complaints",
+                                         json=complaint(external_reference=f"L-{index}"),
+                                         headers=bearer(self.token), timeout=30)
+        except httpx.HTTPError as exc:
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+            return
+        self.answers.append((response.status_code, time.monotonic() - started))
+        if response.status_code == 201:
+            self.accepted.append(response.json()["id"])
+        else:
+            assert response.headers["content-type"] == "application/problem+json", response.text
+
+    async def burst(self, client: httpx.AsyncClient, count: int, *, concurrency: int = 8) -> None:
+        semaphore = asyncio.Semaphore(concurrency)
+        start = len(self.answers) + len(self.errors)
+
+        async def one(i: int) -> None:
+            async with semaphore:
+                await self.post(client, start + i)
+
+        await asyncio.gather(*(one(i) for i in range(count)))
+
+    def codes(self) -> Counter[int]:
+        return Counter(code for code, _ in self.answers)
+
+    def slowest(self) -> float:
+        return max((seconds for _, seconds in self.answers), default=0.0)
+
+
+async def contacts_counted(client: httpx.AsyncClient, metrics_url: str, token: str,
+                           expected: int, *, timeout: float = 120) -> dict[str, Any]:
+    async def check() -> dict[str, Any]:
+        response = await client.get(f"{metrics_url}/v1/metrics/summary",
+                                    params=period_params(), headers=bearer(token))
+        assert response.status_code == 200, response.text
+        summary: dict[str, Any] = response.json()
+        assert summary["contacts"] == expected, (summary["contacts"], expected)
+        return summary
+
+    return await eventually(check, timeout=timeout, interval=0.5)
+
+
+async def cases_opened(client: httpx.AsyncClient, case_url: str, token: str,
+                       expected: int, *, timeout: float = 120) -> None:
+    async def check() -> None:
+        seen = 0
+        cursor = None
+        while True:
+            params: dict[str, Any] = {"limit": 200, **({"cursor": cursor} if cursor else {})}
+            page = (await client.get(f"{case_url}/v1/cases", params=params,
+                                     headers=bearer(token))).json()
+            seen += len(page["items"])
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == expected, (seen, expected)
+
+    await eventually(check, timeout=timeout, interval=0.5)

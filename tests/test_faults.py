@@ -1,0 +1,187 @@
+"""Breaking things on purpose: real broker, real database, services as separate processes.
+
+Each test starts and stops its own processes; the broker and database ones that a test stops
+are its own, so the rest of the suite is untouched. Measured numbers go to the test's output
+(`-s` shows them) and are summarised in docs/faults.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from services.kafka import start_kafka
+from services.postgres import start_postgres
+from shared.migrate import migrate_async
+from tests.faults import Load, cases_opened, contacts_counted
+from tests.support import BackingServices, ServiceProcess, bearer
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def start(backing: BackingServices, tmp_path: Path, *names: str) -> dict[str, ServiceProcess]:
+    return {name: ServiceProcess(name, backing.env(), tmp_path / f"{name}.log").start()
+            for name in names}
+
+
+async def ready(processes: dict[str, ServiceProcess]) -> None:
+    await asyncio.gather(*(p.wait_ready() for p in processes.values()))
+
+
+def graceful(process: ServiceProcess) -> bool:
+    """SIGTERM: uvicorn finishes in-flight requests, the lifespan flushes and commits, and
+    then re-raises the signal, so the exit status is -15 after a clean shutdown."""
+    code = process.stop()
+    assert code in (0, -15), process.log_tail()
+    assert "Application shutdown complete" in process.log_tail(), process.log_tail()
+    return True
+
+
+def stop_all(processes: dict[str, ServiceProcess]) -> None:
+    for process in processes.values():
+        process.stop()
+
+
+async def test_broker_down_keeps_accepting_and_delivers_later(
+    database_url: str, tmp_path: Path,
+) -> None:
+    broker = start_kafka(tmp_path / "kafka")
+    backing = BackingServices(database_url, broker.bootstrap_servers, tmp_path,
+                              prefix=f"f{uuid.uuid4().hex[:6]}.")
+    processes = start(backing, tmp_path, "intake", "case", "metrics")
+    try:
+        await ready(processes)
+        token = await backing.token("partner")
+        analyst = await backing.token("analyst")
+        intake = processes["intake"].url
+        load = Load(intake, token)
+        async with httpx.AsyncClient(timeout=30) as client:
+            await load.burst(client, 30)
+            broker.stop()
+            await load.burst(client, 40)
+            readiness = await client.get(f"{intake}/readyz")
+            assert readiness.status_code == 503
+            assert "kafka" in readiness.json()["detail"]
+            await load.burst(client, 10)
+            broker = start_kafka(tmp_path / "kafka", port=broker.port)
+            await load.burst(client, 20)
+            assert load.codes() == {201: 100}, load.codes()
+            assert not load.errors
+            summary = await contacts_counted(client, processes["metrics"].url, analyst, 100)
+            await cases_opened(client, processes["case"].url, analyst, 100)
+            assert summary["received"] == 100
+        print(f"\nbroker down: sent 100, accepted {len(load.accepted)}, "
+              f"counted {summary['contacts']}, slowest answer {load.slowest():.2f}s")
+    finally:
+        stop_all(processes)
+        broker.stop()
+
+
+async def test_killed_metrics_worker_counts_nothing_twice(
+    kafka_services: BackingServices, tmp_path: Path,
+) -> None:
+    processes = start(kafka_services, tmp_path, "intake", "case", "metrics")
+    try:
+        await ready(processes)
+        token = await kafka_services.token("partner")
+        analyst = await kafka_services.token("analyst")
+        load = Load(processes["intake"].url, token)
+        async with httpx.AsyncClient(timeout=30) as client:
+            await load.burst(client, 150, concurrency=16)
+            posting = asyncio.create_task(load.burst(client, 150, concurrency=16))
+            await asyncio.sleep(0.5)
+            processes["metrics"].stop(kill=True)
+            await posting
+            restarted = ServiceProcess("metrics", kafka_services.env(), tmp_path / "m2.log")
+            processes["metrics"] = restarted.start()
+            await restarted.wait_ready()
+            assert load.codes() == {201: 300}
+            summary = await contacts_counted(client, restarted.url, analyst, 300)
+            assert summary["received"] == 300
+            assert sum(summary["received_by_month"].values()) == 300
+        print(f"\nworker killed: sent 300, accepted 300, counted {summary['contacts']}")
+    finally:
+        stop_all(processes)
+
+
+async def test_database_restart_under_load(kafka: str, tmp_path: Path) -> None:
+    pg = await asyncio.to_thread(start_postgres, tmp_path / "pg", temporary=True)
+    await migrate_async(pg.url())
+    backing = BackingServices(pg.url(), kafka, tmp_path, prefix=f"d{uuid.uuid4().hex[:6]}.")
+    processes = start(backing, tmp_path, "intake", "case", "metrics")
+    try:
+        await ready(processes)
+        token = await backing.token("partner")
+        analyst = await backing.token("analyst")
+        load = Load(processes["intake"].url, token)
+        async with httpx.AsyncClient(timeout=30) as client:
+            await load.burst(client, 20)
+            running = asyncio.create_task(load.burst(client, 120, concurrency=4))
+            await asyncio.sleep(0.3)
+            await asyncio.to_thread(pg.pause)
+            during = await client.post(f"{processes['intake'].url}/v1/complaints",
+                                       json={"kind": "report"}, headers=bearer(token))
+            await asyncio.sleep(2)
+            await asyncio.to_thread(pg.resume)
+            await running
+            await load.burst(client, 20)
+            codes = load.codes()
+            assert set(codes) <= {201, 503}, codes
+            assert codes[503] >= 1 or during.status_code == 503
+            assert during.status_code in (401, 503)
+            assert not load.errors, load.errors[:3]
+            assert load.slowest() < 20
+            accepted = len(load.accepted)
+            summary = await contacts_counted(client, processes["metrics"].url, analyst,
+                                             accepted)
+        print(f"\ndatabase restart: sent {sum(codes.values())}, accepted {accepted}, "
+              f"refused with 503 {codes[503]}, counted {summary['contacts']}, "
+              f"slowest answer {load.slowest():.2f}s")
+    finally:
+        stop_all(processes)
+        pg.stop()
+
+
+async def test_rolling_restart_loses_nothing(
+    kafka_services: BackingServices, tmp_path: Path,
+) -> None:
+    processes = start(kafka_services, tmp_path, "intake", "case", "metrics")
+    try:
+        await ready(processes)
+        token = await kafka_services.token("partner")
+        analyst = await kafka_services.token("analyst")
+        async with httpx.AsyncClient(timeout=30) as client:
+            load = Load(processes["intake"].url, token)
+            await load.burst(client, 40)
+            for name in ("case", "metrics"):
+                posting = asyncio.create_task(load.burst(client, 40))
+                assert graceful(processes[name])
+                fresh = ServiceProcess(name, kafka_services.env(), tmp_path / f"{name}-2.log")
+                processes[name] = fresh.start()
+                await fresh.wait_ready()
+                await posting
+            # The intake service itself: SIGTERM while requests are in flight.
+            posting = asyncio.create_task(load.burst(client, 40, concurrency=4))
+            await asyncio.sleep(0.2)
+            assert graceful(processes["intake"])
+            await posting
+            in_flight_refused = len(load.errors)
+            fresh = ServiceProcess("intake", kafka_services.env(), tmp_path / "intake-2.log")
+            processes["intake"] = fresh.start()
+            await fresh.wait_ready()
+            load.url = fresh.url
+            await load.burst(client, 20)
+            codes = load.codes()
+            assert set(codes) == {201}, codes
+            accepted = len(load.accepted)
+            summary = await contacts_counted(client, processes["metrics"].url, analyst,
+                                             accepted)
+            await cases_opened(client, processes["case"].url, analyst, accepted)
+        print(f"\nrolling restart: sent {accepted + in_flight_refused}, accepted {accepted}, "
+              f"refused while stopped {in_flight_refused}, counted {summary['contacts']}")
+    finally:
+        stop_all(processes)
