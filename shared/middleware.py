@@ -1,4 +1,4 @@
-"""ASGI guards in front of every service: body size and content type."""
+"""ASGI guards in front of every service: body size, content type, NUL characters."""
 
 from __future__ import annotations
 
@@ -20,6 +20,11 @@ async def _send_problem(send: Send, status: int, slug: str, title: str, detail: 
     await send({"type": "http.response.body", "body": body})
 
 
+def _has_nul(scope: Scope) -> bool:
+    query: bytes = scope.get("query_string", b"")
+    return b"%00" in query or b"\x00" in query or "\x00" in scope.get("path", "")
+
+
 class BodyGuard:
     """413 for bodies over 256 KiB, 415 for bodies that are not JSON, before any parsing."""
 
@@ -28,6 +33,11 @@ class BodyGuard:
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _has_nul(scope):
+            # PostgreSQL text cannot hold NUL: refuse it here, for every parameter at once.
+            await _send_problem(send, 422, "validation-error", "Invalid request",
+                                "Query and path parameters must not contain NUL characters.")
+            return
         if scope["type"] != "http" or scope["method"] not in {"POST", "PUT", "PATCH"}:
             await self.app(scope, receive, send)
             return

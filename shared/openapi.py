@@ -59,6 +59,8 @@ def install_openapi(app: FastAPI) -> None:
                 extra = dict(COMMON) if path.startswith("/v1/") else {}
                 if path.startswith("/v1/") and method in {"post", "put", "patch"}:
                     extra.update(BODY)
+                if path.startswith("/v1/") and "{" in path:
+                    extra["404"] = "Not found, or outside the caller's scope"
                 if path.startswith("/v1/"):
                     operation["security"] = [{"bearer": []}]
                 for code, text in extra.items():
