@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import IntegrityError
@@ -20,6 +20,8 @@ from shared.tables import INTAKE_EVENTS
 from shared.vocabulary import CASE_OPENING_KINDS, Channel, Kind
 
 SOURCE = "/aduan/intake"
+# The Ombudsman of the Republic of Indonesia was established in 2000: no record is older.
+EARLIEST_RECORD = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def initial_status(kind: Kind) -> str:
@@ -37,6 +39,9 @@ def check_rules(payload: ComplaintCreate, actor: Actor, *, now: datetime, zone: 
                                           "historical records")
         if payload.received_at > now:
             raise invalid("/received_at", "received_at may not be in the future")
+        if payload.received_at < EARLIEST_RECORD:
+            raise invalid("/received_at", "received_at may not be before 2000, when the "
+                                          "Ombudsman was founded")
     if payload.kind is not Kind.own_initiative and (payload.reporter is None
                                                      or payload.reporter.name is None):
         raise invalid("/reporter/name", "reporter.name is required unless kind is own_initiative")
@@ -45,6 +50,8 @@ def check_rules(payload: ComplaintCreate, actor: Actor, *, now: datetime, zone: 
         raise invalid("/location/place", "location.place is required for the on_the_spot channel")
     if payload.incident_date is not None and payload.incident_date > now.astimezone(zone).date():
         raise invalid("/incident_date", "incident_date may not be in the future")
+    if payload.incident_date is not None and payload.incident_date.year < 1900:
+        raise invalid("/incident_date", "incident_date may not be before 1900")
 
 
 def to_out(complaint: Complaint) -> ComplaintOut:

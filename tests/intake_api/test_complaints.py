@@ -234,3 +234,31 @@ async def test_concurrent_requests_with_one_key_make_one_complaint(
         assert len(ids) == 1
         listed = await client.get("/v1/complaints", headers=bearer(token))
         assert len(listed.json()["items"]) == 1
+
+
+async def test_extreme_values_are_refused_clearly(services: BackingServices) -> None:
+    admin = await services.token("admin")
+    async with running_app(services) as client:
+        extremes = {
+            "/received_at": complaint(received_at="0001-01-01T00:00:00Z"),
+            "/incident_date": complaint(incident_date="0001-01-01"),
+        }
+        for field, body in extremes.items():
+            response = await client.post("/v1/complaints", json=body, headers=bearer(admin))
+            assert response.status_code == 422, response.text
+            assert response.json()["errors"][0]["field"] == field
+        future = await client.post("/v1/complaints",
+                                   json=complaint(received_at="9999-12-31T23:59:59Z"),
+                                   headers=bearer(admin))
+        assert future.status_code == 422
+        for field in ("summary", "description", "external_reference"):
+            body = complaint(**{field: "x" * 60_000})
+            response = await client.post("/v1/complaints", json=body, headers=bearer(admin))
+            assert response.status_code == 422, field
+            assert response.json()["errors"][0]["field"] == f"/{field}"
+        nested = complaint(reporter={"name": "A", "address": "y" * 100_000})
+        response = await client.post("/v1/complaints", json=nested, headers=bearer(admin))
+        assert response.status_code == 422
+        assert response.json()["errors"][0]["field"] == "/reporter/address"
+        listed = await client.get("/v1/complaints", headers=bearer(admin))
+        assert listed.json()["items"] == []
