@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -190,11 +191,28 @@ class KafkaConsumerRunner:
                 batches = await self.consumer.getmany(timeout_ms=500,
                                                       max_records=self.max_records)
                 for partition, records in batches.items():
+                    if partition not in self.consumer.assignment():
+                        continue  # taken away by a rebalance since it was fetched
                     await self.process(partition, records)
-                    await self.consumer.commit({partition: records[-1].offset + 1})
+                    await self._commit(self.consumer, partition, records[-1].offset + 1)
         finally:
             consumer, self.consumer = self.consumer, None
             await consumer.stop()
+
+    async def _commit(self, consumer: AIOKafkaConsumer, partition: TopicPartition,
+                      offset: int) -> None:
+        """Commits, unless a rebalance moved the partition to another consumer meanwhile.
+
+        Its new owner then reads again from the last commit and the processed-event table skips
+        what was applied here; failing instead would restart this consumer, rebalance the group
+        again and could keep every instance restarting.
+        """
+        try:
+            await consumer.commit({partition: offset})
+        except (CommitFailedError, IllegalStateError) as exc:
+            logger.info("%s: %s:%d was reassigned before its commit (%s)",
+                        self.subscription.consumer, partition.topic, partition.partition,
+                        type(exc).__name__)
 
     async def process(self, partition: TopicPartition,
                       records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:

@@ -28,6 +28,18 @@ class MalformedEvent(ValueError):
     """A record that is not a CloudEvent this system can read."""
 
 
+# Left out, the SDK makes up ``id`` (a fresh uuid4) and ``time`` (now) on reading: redelivered,
+# such an event would be a new event each time and be applied again.
+_REQUIRED = ("specversion", "id", "source", "type", "subject", "time")
+
+
+def _as_written(attributes: dict[str, Any], data: Any) -> CloudEvent:
+    missing = [a for a in _REQUIRED if not attributes.get(a)]
+    if missing:
+        raise MalformedEvent(f"event lacks {', '.join(missing)}")
+    return CloudEvent(attributes, data)
+
+
 @dataclass(frozen=True)
 class Event:
     type: str
@@ -91,7 +103,7 @@ class Event:
     def from_json(cls, value: bytes | str) -> Event:
         raw = value.encode() if isinstance(value, str) else value
         try:
-            return cls.from_cloudevent(_FORMAT.read(None, raw))
+            return cls.from_cloudevent(_FORMAT.read(_as_written, raw))
         except MalformedEvent:
             raise
         except Exception as exc:

@@ -44,7 +44,11 @@ async def unpublished_count(session: AsyncSession, tables: EventTables) -> int:
 
 
 class OutboxRelay:
-    """Publishes outbox rows in position order and stamps them only once Kafka acknowledged."""
+    """Publishes outbox rows in position order and stamps them only once Kafka acknowledged.
+
+    Relays of one outbox (one per instance of a service) take turns: were two to publish side by
+    side, one key's later events could reach the topic before its earlier ones.
+    """
 
     def __init__(self, database: Database, tables: EventTables, publisher: KafkaPublisher,
                  *, batch_size: int = 500, poll_seconds: float = 0.2) -> None:
@@ -58,12 +62,17 @@ class OutboxRelay:
     async def publish_batch(self) -> int:
         outbox = self.tables.outbox
         async with self.database.transaction() as session:
+            turn = await session.execute(
+                text("SELECT pg_try_advisory_xact_lock(hashtext(:name))"),
+                {"name": f"aduan.relay.{self.tables.schema}"},
+            )
+            if not turn.scalar_one():
+                return 0
             rows = (await session.execute(
                 select(outbox.c.position, outbox.c.topic, outbox.c.envelope)
                 .where(outbox.c.published_at.is_(None))
                 .order_by(outbox.c.position)
                 .limit(self.batch_size)
-                .with_for_update(skip_locked=True)
             )).all()
             if not rows:
                 return 0

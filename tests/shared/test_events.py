@@ -1,0 +1,175 @@
+"""The envelope: CloudEvents 1.0, structured mode, JSON, that the official SDK reads."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from aiokafka import ConsumerRecord
+from cloudevents.core.base import BaseCloudEvent
+from cloudevents.core.bindings.kafka import KafkaMessage, from_structured, to_structured
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shared.events import (
+    CASE_OPENED,
+    CASE_TRANSITIONED,
+    CASES_TOPIC,
+    COMPLAINT_RECEIVED,
+    COMPLAINTS_TOPIC,
+    CONTENT_TYPE,
+    Event,
+    MalformedEvent,
+    new_event,
+)
+from tests.shared.probe import read_topic
+from tests.support import BackingServices, bearer, complaint, eventually, running_app
+
+JAKARTA = ZoneInfo("Asia/Jakarta")
+
+
+def sdk_read(message: KafkaMessage) -> BaseCloudEvent:
+    return from_structured(message, JSONFormat())
+
+
+def as_message(record: ConsumerRecord[bytes, bytes]) -> KafkaMessage:
+    return KafkaMessage(headers=dict(record.headers), key=record.key, value=record.value)
+
+
+def received(**data: Any) -> Event:
+    return new_event(COMPLAINT_RECEIVED, source="/aduan/intake", subject="c-1",
+                     time=datetime(2022, 3, 3, 9, 15, tzinfo=JAKARTA),
+                     data={"id": "c-1", **data})
+
+
+def test_an_event_is_a_structured_cloudevent_keyed_by_its_subject() -> None:
+    event = received(kind="report")
+
+    message = event.to_kafka()
+    parsed = sdk_read(message)
+
+    assert message.headers == {"content-type": CONTENT_TYPE.encode()}
+    assert message.key == event.subject == "c-1"
+    assert parsed.get_attributes() == {
+        "specversion": "1.0", "id": event.id, "source": "/aduan/intake",
+        "type": "id.go.ombudsman.aduan.complaint.received.v1", "subject": "c-1",
+        "time": datetime(2022, 3, 3, 2, 15, tzinfo=UTC), "datacontenttype": "application/json",
+        "partitionkey": "c-1",
+    }
+    assert parsed.get_data() == {"id": "c-1", "kind": "report"}
+
+
+def test_the_envelope_is_the_one_in_the_contract() -> None:
+    envelope = received(kind="report").envelope()
+
+    assert envelope["time"] == "2022-03-03T02:15:00Z"
+    assert envelope["partitionkey"] == envelope["subject"] == "c-1"
+    assert set(envelope) == {"specversion", "id", "source", "type", "subject", "time",
+                             "datacontenttype", "partitionkey", "data"}
+
+
+def test_an_event_another_producer_wrote_with_the_sdk_is_read() -> None:
+    written = CloudEvent({"id": "e-1", "source": "/elsewhere", "type": CASE_OPENED,
+                          "subject": "c-2", "time": datetime(2022, 3, 3, 2, 15, tzinfo=UTC),
+                          "datacontenttype": "application/json"}, {"case_id": "c-2"})
+
+    event = Event.from_json(to_structured(written, JSONFormat()).value)
+
+    assert event == Event(type=CASE_OPENED, source="/elsewhere", subject="c-2",
+                          time=datetime(2022, 3, 3, 2, 15, tzinfo=UTC), data={"case_id": "c-2"},
+                          id="e-1")
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=8)
+
+
+@settings(max_examples=40, deadline=None)
+@given(subject=st.text(min_size=1), data=st.dictionaries(st.text(), json_values, max_size=6),
+       time=st.datetimes(timezones=st.sampled_from([UTC, JAKARTA])))
+def test_any_event_survives_the_sdk_and_back(subject: str, data: dict[str, Any],
+                                             time: datetime) -> None:
+    event = new_event(CASE_TRANSITIONED, source="/aduan/case", subject=subject, data=data,
+                      time=time)
+
+    parsed = sdk_read(event.to_kafka())
+
+    assert parsed.get_data() == data
+    assert parsed.get_attributes()["partitionkey"] == subject
+    assert Event.from_json(event.to_json()) == event
+    assert Event.from_json(json.dumps(event.envelope())) == event
+
+
+def envelope(**changes: Any) -> bytes:
+    value = received().envelope()
+    value.update(changes)
+    return json.dumps({k: v for k, v in value.items() if v is not None}).encode()
+
+
+@pytest.mark.parametrize("raw", [
+    pytest.param(b"\xff\xfe", id="not text"),
+    pytest.param(b"not json", id="not JSON"),
+    pytest.param(b"[1, 2]", id="not an object"),
+    pytest.param(b"null", id="null"),
+    pytest.param(envelope(specversion="0.3"), id="another spec version"),
+    pytest.param(envelope(type=None), id="no type"),
+    pytest.param(envelope(subject=None), id="no subject"),
+    pytest.param(envelope(id=None), id="no id"),  # the SDK would make one up
+    pytest.param(envelope(time=None), id="no time"),  # the SDK would take the time of reading
+    pytest.param(envelope(time="2022-03-03T02:15:00"), id="time without offset"),
+    pytest.param(envelope(time="yesterday"), id="time not a timestamp"),
+    pytest.param(envelope(data="text"), id="data not an object"),
+])
+def test_what_is_not_one_of_our_cloudevents_is_malformed(raw: bytes) -> None:
+    with pytest.raises(MalformedEvent):
+        Event.from_json(raw)
+
+
+async def test_every_record_the_services_publish_parses_with_the_sdk(
+        kafka_services: BackingServices) -> None:
+    """What the relays put on the real topics, read back: every type the services produce."""
+    partner = await kafka_services.token("partner", "posko-pln")
+    assistant = await kafka_services.token("assistant", "asisten.pvl")
+    assert kafka_services.kafka is not None
+    bootstrap = kafka_services.kafka
+    topics = [kafka_services.prefix + COMPLAINTS_TOPIC, kafka_services.prefix + CASES_TOPIC]
+    async with running_app(kafka_services) as client:
+        created = await client.post("/v1/complaints", json=complaint(), headers=bearer(partner))
+        assert created.status_code == 201, created.text
+        case_id = created.json()["id"]
+
+        async def opened() -> None:
+            response = await client.get(f"/v1/cases/{case_id}", headers=bearer(assistant))
+            assert response.status_code == 200
+
+        await eventually(opened)
+        registered = await client.post(f"/v1/cases/{case_id}/transitions",
+                                       json={"action": "register", "complexity": "simple"},
+                                       headers=bearer(assistant))
+        assert registered.status_code == 200, registered.text
+
+        async def all_published() -> list[ConsumerRecord[bytes, bytes]]:
+            records = [r for topic in topics for r in await read_topic(bootstrap, topic)]
+            assert len(records) == 3
+            return records
+
+        records = await eventually(all_published)
+
+    types = []
+    for record in records:
+        parsed = sdk_read(as_message(record))
+        attributes = parsed.get_attributes()
+        assert dict(record.headers) == {"content-type": b"application/cloudevents+json"}
+        assert record.key.decode() == attributes["subject"] == case_id
+        assert json.loads(record.value)["partitionkey"] == case_id  # as sent, not as keyed
+        assert attributes["specversion"] == "1.0"
+        assert isinstance(parsed.get_data(), dict)
+        types.append(attributes["type"])
+    assert sorted(types) == sorted([COMPLAINT_RECEIVED, CASE_OPENED, CASE_TRANSITIONED])
