@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -35,6 +36,10 @@ TRANSIENT = (OperationalError, InterfaceError, OSError, ConnectionError, Timeout
 
 class RetryLater(Exception):
     """The event cannot be applied yet (for example its case is not known yet)."""
+
+
+class Parked(Exception):
+    """Raised instead of waiting, when the caller can move on and come back to the event."""
 
 
 class UnknownEventType(Exception):
@@ -96,7 +101,9 @@ class Applier:
         self.applied += count
 
     async def apply_single(self, event: Event, dead_letter: DeadLetter,
-                           extra: Callable[[AsyncSession], Awaitable[None]] | None = None) -> None:
+                           extra: Callable[[AsyncSession], Awaitable[None]] | None = None,
+                           *, parkable: bool = False) -> None:
+        """Applies one event with retries; ``parkable`` raises ``Parked`` on ``RetryLater``."""
         failures = 0
         waited = 0.0
         backoff = self.policy.pause
@@ -107,6 +114,8 @@ class Applier:
             except asyncio.CancelledError:
                 raise
             except RetryLater as exc:
+                if parkable:
+                    raise Parked(str(exc)) from exc
                 if waited >= self.policy.retry_later_seconds:
                     await self._dead(event, f"not applicable after {waited:.0f}s: {exc}",
                                      dead_letter)
@@ -155,6 +164,10 @@ class KafkaConsumerRunner:
         self.applier = Applier(database, subscription, policy or RetryPolicy())
         self.max_records = max_records
         self.consumer: AIOKafkaConsumer | None = None
+        # A partition whose next event cannot be applied yet is paused and read again later,
+        # so other partitions (where the event it waits for may be) keep flowing.
+        self._parked_since: dict[TopicPartition, tuple[int, float]] = {}
+        self._resume_at: dict[TopicPartition, float] = {}
 
     def dlq_topic(self, topic: str) -> str:
         return f"{topic}.dlq.{self.subscription.consumer}"
@@ -188,13 +201,16 @@ class KafkaConsumerRunner:
         self.consumer = await self._start()
         try:
             while True:
-                batches = await self.consumer.getmany(timeout_ms=500,
+                self._resume_due(self.consumer)
+                batches = await self.consumer.getmany(timeout_ms=200,
                                                       max_records=self.max_records)
                 for partition, records in batches.items():
                     if partition not in self.consumer.assignment():
                         continue  # taken away by a rebalance since it was fetched
-                    await self.process(partition, records)
-                    await self._commit(self.consumer, partition, records[-1].offset + 1)
+                    if partition in self._resume_at:
+                        continue  # parked: these records are fetched again after the pause
+                    next_offset = await self.process(partition, records)
+                    await self._commit(self.consumer, partition, next_offset)
         finally:
             consumer, self.consumer = self.consumer, None
             await consumer.stop()
@@ -214,25 +230,68 @@ class KafkaConsumerRunner:
                         self.subscription.consumer, partition.topic, partition.partition,
                         type(exc).__name__)
 
+    def _resume_due(self, consumer: AIOKafkaConsumer) -> None:
+        now = time.monotonic()
+        for partition, when in list(self._resume_at.items()):
+            if when <= now:
+                del self._resume_at[partition]
+                if partition in consumer.assignment():
+                    consumer.resume(partition)
+
+    def _park(self, partition: TopicPartition, offset: int) -> bool:
+        """Pauses the partition at ``offset``; False once it has waited long enough."""
+        now = time.monotonic()
+        since = self._parked_since.get(partition)
+        if since is None or since[0] != offset:
+            self._parked_since[partition] = since = (offset, now)
+        if now - since[1] >= self.applier.policy.retry_later_seconds:
+            del self._parked_since[partition]
+            return False
+        assert self.consumer is not None
+        self.consumer.seek(partition, offset)
+        self.consumer.pause(partition)
+        self._resume_at[partition] = now + self.applier.policy.pause
+        return True
+
     async def process(self, partition: TopicPartition,
-                      records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
-        parsed: list[tuple[ConsumerRecord[bytes, bytes], Event]] = []
+                      records: Sequence[ConsumerRecord[bytes, bytes]]) -> int:
+        """Applies ``records`` in order; returns the offset to commit next."""
+        parsed: list[tuple[ConsumerRecord[bytes, bytes], Event | MalformedEvent]] = []
         for record in records:
             try:
                 if record.value is None:
                     raise MalformedEvent("empty record")
                 parsed.append((record, Event.from_json(record.value)))
             except MalformedEvent as exc:
-                await self.applier._dead(None, str(exc), self._dead_letter_for(record))
-        if not parsed:
-            return
+                parsed.append((record, exc))
         try:
-            await self.applier.apply_batch([event for _, event in parsed])
+            await self.applier.apply_batch([e for _, e in parsed if isinstance(e, Event)])
         except asyncio.CancelledError:
             raise
         except Exception:
-            for record, event in parsed:
-                await self.applier.apply_single(event, self._dead_letter_for(record))
+            return await self._one_by_one(partition, parsed)
+        for record, outcome in parsed:
+            if isinstance(outcome, MalformedEvent):
+                await self.applier._dead(None, str(outcome), self._dead_letter_for(record))
+        self._parked_since.pop(partition, None)
+        return int(records[-1].offset) + 1
+
+    async def _one_by_one(self, partition: TopicPartition,
+                          parsed: Sequence[tuple[ConsumerRecord[bytes, bytes],
+                                                 Event | MalformedEvent]]) -> int:
+        for record, outcome in parsed:
+            dead_letter = self._dead_letter_for(record)
+            if isinstance(outcome, MalformedEvent):
+                await self.applier._dead(None, str(outcome), dead_letter)
+                continue
+            try:
+                await self.applier.apply_single(outcome, dead_letter, parkable=True)
+            except Parked as exc:
+                if self._park(partition, record.offset):
+                    return int(record.offset)
+                await self.applier._dead(outcome, f"not applicable in time: {exc}", dead_letter)
+        self._parked_since.pop(partition, None)
+        return int(parsed[-1][0].offset) + 1
 
     def _dead_letter_for(self, record: ConsumerRecord[bytes, bytes]) -> DeadLetter:
         async def dead_letter(event: Event | None, error: str) -> None:

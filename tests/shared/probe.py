@@ -105,6 +105,9 @@ class Probe:
             raise RetryLater(f"gate {gate} is still closed")
         await session.execute(EFFECTS.insert().values(event_id=event.id, key=event.subject,
                                                       seq=event.data["seq"]))
+        opens = event.data.get("opens")
+        if opens is not None:  # an event another one waits for, maybe on another partition
+            await session.execute(GATES.insert().values(name=opens))
 
     @property
     def subscription(self) -> Subscription:

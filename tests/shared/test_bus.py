@@ -221,3 +221,25 @@ async def test_unreadable_records_go_to_the_dead_letter_topic_with_their_headers
         assert extra["consumer"] == b"aduan-probe"
     assert b"unknown event type" in dict(records[-1].headers)["error"]
 
+
+
+async def test_a_waiting_partition_does_not_hold_up_the_others(kafka_bus: Bus) -> None:
+    """Out of order across partitions: the event waited for arrives on another partition."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    partitioner = DefaultPartitioner()
+    partitions = [0, 1, 2]
+    keys = [f"case-{i}" for i in range(50)]
+    first = keys[0]
+    other = next(k for k in keys
+                 if partitioner(k.encode(), partitions, partitions)
+                 != partitioner(first.encode(), partitions, partitions))
+    await kafka_bus.start()
+    waiting = probe_event(first, 0, after="opened")
+    opener = probe_event(other, 0, opens="opened")
+    await kafka_bus.probe.append(waiting)
+    await kafka_bus.probe.append(opener)
+    effects = await applied(kafka_bus, 2)
+
+    assert [e.event_id for e in effects] == [opener.id, waiting.id]
+    assert await kafka_bus.dead_letters() == []
