@@ -18,8 +18,12 @@ async def publish_timezone(runtime: Runtime) -> None:
 
 
 def start(runtime: Runtime) -> None:
-    runtime.spawn("office-timezone", lambda: publish_timezone(runtime))
-    runtime.consume(SUBSCRIPTION)
+    async def timezone_then_consume() -> None:
+        # Daily counts are kept in the office's zone: record it before applying any event.
+        await publish_timezone(runtime)
+        runtime.consume(SUBSCRIPTION)
+
+    runtime.spawn("office-timezone", timezone_then_consume)
 
 
 SERVICE = Service(

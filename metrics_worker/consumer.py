@@ -5,11 +5,13 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from metrics_worker import counts
 from metrics_worker.models import CaseFact, Contact, TransitionFact
 from shared.bus import RetryLater, Subscription, UnknownEventType
 from shared.events import (
@@ -23,6 +25,7 @@ from shared.events import (
 from shared.tables import METRICS_EVENTS
 
 CONSUMER = "aduan-metrics"
+REPORT_KINDS = {"report", "rapid_response", "own_initiative"}
 EXAMINATION_STATES = {"in_examination", "awaiting_agency", "agency_responded",
                       "corrective_action"}
 
@@ -40,24 +43,37 @@ def normalize_place(place: str | None) -> str | None:
 async def record_contact(session: AsyncSession, data: dict[str, Any]) -> None:
     location = data.get("location") or {}
     place = normalize_place(location.get("place")) if data["channel"] == "on_the_spot" else None
-    await session.execute(pg_insert(Contact).values(
+    at = datetime.fromisoformat(data["received_at"])
+    agency = data["reported_agency"]["code"]
+    inserted = await session.execute(pg_insert(Contact).values(
         complaint_id=uuid.UUID(data["id"]), kind=data["kind"], channel=data["channel"],
-        substance=data["substance"], agency=data["reported_agency"]["code"],
-        received_at=datetime.fromisoformat(data["received_at"]), place=place,
-    ).on_conflict_do_nothing())
+        substance=data["substance"], agency=agency, received_at=at, place=place,
+    ).on_conflict_do_nothing().returning(Contact.complaint_id))
+    if inserted.first() is None:
+        return  # the same complaint under another event id: counted already
+    increments = [(at, counts.CONTACTS, data["kind"])]
+    if data["kind"] in REPORT_KINDS:
+        increments += [(at, counts.RECEIVED_CHANNEL, data["channel"]),
+                       (at, counts.RECEIVED_SUBSTANCE, data["substance"]),
+                       (at, counts.RECEIVED_AGENCY, agency)]
+    await counts.add(session, increments)
 
 
-async def record_opened(session: AsyncSession, data: dict[str, Any]) -> None:
-    await session.execute(pg_insert(CaseFact).values(
+async def record_opened(session: AsyncSession, data: dict[str, Any], zone: str) -> None:
+    at = datetime.fromisoformat(data["received_at"])
+    inserted = await session.execute(pg_insert(CaseFact).values(
         case_id=uuid.UUID(data["case_id"]), kind=data["kind"], channel=data["channel"],
-        substance=data["substance"], agency=data["agency"],
-        received_at=datetime.fromisoformat(data["received_at"]),
+        substance=data["substance"], agency=data["agency"], received_at=at,
         opened_status=data["status"], status=data["status"], version=int(data.get("version", 1)),
         examination_at=None,
-    ).on_conflict_do_nothing())
+    ).on_conflict_do_nothing().returning(CaseFact.case_id))
+    if inserted.first() is None:
+        return
+    year = received_year(at, zone)
+    await counts.add(session, [(at, counts.OPENED, year), (at, counts.STATUS_IN, data["status"])])
 
 
-async def record_transition(session: AsyncSession, data: dict[str, Any]) -> None:
+async def record_transition(session: AsyncSession, data: dict[str, Any], zone: str) -> None:
     case_id = uuid.UUID(data["case_id"])
     version = int(data["version"])
     case = (await session.execute(
@@ -70,6 +86,21 @@ async def record_transition(session: AsyncSession, data: dict[str, Any]) -> None
     if version != case.version + 1:
         raise RetryLater(f"case {case_id} is at version {case.version}, event is {version}")
     at = datetime.fromisoformat(data["at"])
+    year = received_year(case.received_at, zone)
+    increments = [(at, counts.STATUS_OUT, data["from_status"])]
+    if data["to_status"] != "closed":
+        increments.append((at, counts.STATUS_IN, data["to_status"]))
+    if data["action"] == "register":
+        increments.append((at, counts.REGISTERED, ""))
+    if data["to_status"] in EXAMINATION_STATES and case.examination_at is None:
+        increments.append((at, counts.EXAMINED, year))
+    if data["to_status"] == "closed":
+        increments += [(at, counts.CLOSED, year),
+                       (at, counts.CLOSED_STAGE, data.get("closure_stage") or ""),
+                       (at, counts.CLOSED_REASON, data.get("reason") or "")]
+        if case.examination_at is not None:
+            increments.append((at, counts.CLOSED_EXAMINED, year))
+    await counts.add(session, increments)
     session.add(TransitionFact(
         case_id=case_id, version=version, action=data["action"],
         from_status=data["from_status"], to_status=data["to_status"], at=at,
@@ -93,11 +124,21 @@ async def project(session: AsyncSession, event: Event) -> None:
     if event.type == COMPLAINT_RECEIVED:
         await record_contact(session, event.data)
     elif event.type == CASE_OPENED:
-        await record_opened(session, event.data)
+        await record_opened(session, event.data, await office_timezone(session))
     elif event.type == CASE_TRANSITIONED:
-        await record_transition(session, event.data)
+        await record_transition(session, event.data, await office_timezone(session))
     else:
         raise UnknownEventType(event.type)
+
+
+async def office_timezone(session: AsyncSession) -> str:
+    zone = await session.scalar(text("SELECT metrics.office_timezone()"))
+    return str(zone)
+
+
+def received_year(at: datetime, zone: str) -> str:
+    """The year a case was received, in the office's time zone (a key of the daily counts)."""
+    return str(at.astimezone(ZoneInfo(zone)).year)
 
 
 SUBSCRIPTION = Subscription(CONSUMER, (COMPLAINTS_TOPIC, CASES_TOPIC), project, METRICS_EVENTS)

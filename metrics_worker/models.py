@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import DateTime, Index, Integer, String, Text, func
+from sqlalchemy import BigInteger, Date, DateTime, Index, Integer, String, Text, func, text
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -20,6 +20,8 @@ class Contact(Base):
     __tablename__ = "contacts"
     __table_args__ = (
         Index("ix_contacts_received_at", "received_at"),
+        Index("ix_contacts_on_the_spot", "received_at",
+              postgresql_where=text("channel = 'on_the_spot'")),
         {"schema": SCHEMA},
     )
 
@@ -65,6 +67,8 @@ class TransitionFact(Base):
     __table_args__ = (
         Index("ix_metrics_transitions_at", "at"),
         Index("ix_metrics_transitions_action_at", "action", "at"),
+        Index("ix_metrics_transitions_clarifications", "agency", "at",
+              postgresql_where=text("action = 'request_clarification'")),
         {"schema": SCHEMA},
     )
 
@@ -91,3 +95,22 @@ class Target(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
                                                  server_default=func.now(), onupdate=func.now())
     updated_by: Mapped[str] = mapped_column(String(100))
+
+
+class DailyCount(Base):
+    """Per local day, how much a measure grew for a key (see migration 0003)."""
+
+    __tablename__ = "daily_counts"
+    __table_args__ = (
+        Index("ix_daily_counts_measure_day", "measure", "day"),
+        {"schema": SCHEMA},
+    )
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    measure: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger)
+
+
+# Everything derived from events; a rebuild empties these and replays.
+READ_MODEL_TABLES = ("contacts", "cases", "transitions", "daily_counts")

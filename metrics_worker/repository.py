@@ -32,16 +32,6 @@ async def as_of(session: AsyncSession) -> datetime | None:
     return row  # type: ignore[no-any-return]
 
 
-async def contacts_grouped(session: AsyncSession, params: Bounds) -> Sequence[Row[Any]]:
-    """Intakes in the period by kind, local month, channel, substance and agency."""
-    return await _rows(session, """
-        SELECT kind, to_char(received_at AT TIME ZONE :tz, 'YYYY-MM') AS month,
-               channel, substance, agency, count(*) AS n
-        FROM metrics.contacts
-        WHERE received_at >= :s AND received_at < :e
-        GROUP BY 1, 2, 3, 4, 5""", params)
-
-
 async def on_the_spot_locations(session: AsyncSession, params: Bounds) -> int:
     return int((await session.execute(text("""
         SELECT count(DISTINCT place) FROM metrics.contacts
@@ -49,63 +39,14 @@ async def on_the_spot_locations(session: AsyncSession, params: Bounds) -> int:
           AND received_at >= :s AND received_at < :e"""), params)).scalar_one())
 
 
-async def registered(session: AsyncSession, params: Bounds) -> int:
-    return int((await session.execute(text("""
-        SELECT count(DISTINCT case_id) FROM metrics.transitions
-        WHERE action = 'register' AND at >= :s AND at < :e"""), params)).scalar_one())
-
-
-async def case_figures(session: AsyncSession, params: Bounds) -> Row[Any]:
-    row = (await session.execute(text("""
-        SELECT
-          count(*) FILTER (WHERE received_at < :e AND (closed_at IS NULL OR closed_at >= :s))
-            AS handled,
-          count(*) FILTER (WHERE closed_at >= :s AND closed_at < :e) AS closed,
-          count(*) FILTER (WHERE closed_at >= :s AND closed_at < :e
-                             AND closure_stage IN ('examination', 'resolution'))
-            AS examination_closed
-        FROM metrics.cases
-        WHERE received_at < :e AND (closed_at IS NULL OR closed_at >= :s)"""), params)).one()
-    return row
-
-
-async def carried_over_by_year(session: AsyncSession, params: Bounds) -> Sequence[Row[Any]]:
+async def median_days_to_close(session: AsyncSession,
+                               params: Bounds) -> Sequence[Row[Any]]:
     return await _rows(session, """
-        SELECT extract(year FROM received_at AT TIME ZONE :tz)::int AS year, count(*) AS n
-        FROM metrics.cases
-        WHERE received_at < :s AND (closed_at IS NULL OR closed_at >= :s)
-        GROUP BY 1 ORDER BY 1""", params)
-
-
-async def examination_by_year(session: AsyncSession, params: Bounds) -> Sequence[Row[Any]]:
-    return await _rows(session, """
-        SELECT extract(year FROM received_at AT TIME ZONE :tz)::int AS year, count(*) AS n
-        FROM metrics.cases
-        WHERE examination_at IS NOT NULL AND examination_at < :e
-          AND (closed_at IS NULL OR closed_at >= :s)
-        GROUP BY 1 ORDER BY 1""", params)
-
-
-async def closed_by(session: AsyncSession, params: Bounds) -> Sequence[Row[Any]]:
-    return await _rows(session, """
-        SELECT closure_stage, closure_reason, count(*) AS n,
+        SELECT closure_stage,
                percentile_cont(0.5) WITHIN GROUP (
                  ORDER BY extract(epoch FROM closed_at - received_at) / 86400.0) AS median_days
         FROM metrics.cases
-        WHERE closed_at >= :s AND closed_at < :e
-        GROUP BY GROUPING SETS ((closure_stage), (closure_reason))""", params)
-
-
-async def backlog_at_end(session: AsyncSession, params: Bounds) -> Sequence[Row[Any]]:
-    """Open cases at the last moment of the period, by the status they had then."""
-    return await _rows(session, """
-        SELECT coalesce(last.to_status, c.opened_status) AS status, count(*) AS n
-        FROM metrics.cases c
-        LEFT JOIN LATERAL (
-          SELECT t.to_status FROM metrics.transitions t
-          WHERE t.case_id = c.case_id AND t.at < :e
-          ORDER BY t.version DESC LIMIT 1) last ON true
-        WHERE c.received_at < :e AND (c.closed_at IS NULL OR c.closed_at >= :e)
+        WHERE closed_at >= :s AND closed_at < :e AND closure_stage IS NOT NULL
         GROUP BY 1""", params)
 
 
@@ -126,15 +67,15 @@ async def liaison(session: AsyncSession, params: Bounds) -> Sequence[Row[Any]]:
           WHERE r.action = 'respond' AND r.at >= :s AND r.at < :e
           GROUP BY r.agency),
         overdue AS (
-          SELECT c.agency, count(*) AS overdue_at_end
-          FROM metrics.cases c
-          JOIN LATERAL (
-            SELECT t.to_status, t.due_at FROM metrics.transitions t
-            WHERE t.case_id = c.case_id AND t.at < :e
-            ORDER BY t.version DESC LIMIT 1) last ON true
-          WHERE last.to_status = 'awaiting_agency' AND last.due_at < :e
-            AND c.agency IN (SELECT agency FROM asked)
-          GROUP BY c.agency)
+          -- still awaiting the agency at the end: no step after the request before it
+          SELECT q.agency, count(*) AS overdue_at_end
+          FROM metrics.transitions q
+          WHERE q.action = 'request_clarification' AND q.at < :e AND q.due_at < :e
+            AND q.agency IN (SELECT agency FROM asked)
+            AND NOT EXISTS (SELECT 1 FROM metrics.transitions n
+                            WHERE n.case_id = q.case_id AND n.version = q.version + 1
+                              AND n.at < :e)
+          GROUP BY q.agency)
         SELECT a.agency, a.requests, coalesce(b.responses, 0) AS responses, b.median_hours,
                coalesce(o.overdue_at_end, 0) AS overdue_at_end
         FROM asked a

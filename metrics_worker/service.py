@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from metrics_worker import repository
+from metrics_worker import counts, repository
 from metrics_worker.periods import Period
 from metrics_worker.schemas import (
     ExaminationOut,
@@ -26,10 +26,6 @@ def rate(part: int, whole: int) -> float:
     return round(part / whole, 4) if whole else 0.0
 
 
-def _sorted(counter: Counter[str]) -> dict[str, int]:
-    return {k: v for k, v in sorted(counter.items()) if v}
-
-
 def peak_month(by_month: dict[str, int], substances: dict[str, Counter[str]]) -> PeakMonth | None:
     if not any(by_month.values()):
         return None
@@ -39,41 +35,31 @@ def peak_month(by_month: dict[str, int], substances: dict[str, Counter[str]]) ->
     return PeakMonth(month=month, received=by_month[month], top_substance=top)
 
 
+def _nonzero(values: dict[str, int]) -> dict[str, int]:
+    return {k: v for k, v in sorted(values.items()) if v}
+
+
+def _difference(plus: dict[str, int], minus: dict[str, int]) -> dict[str, int]:
+    return _nonzero({k: plus.get(k, 0) - minus.get(k, 0) for k in {*plus, *minus}})
+
+
 async def summary(session: AsyncSession, period: Period, zone: ZoneInfo) -> Summary:
     start, end = period.bounds(zone)
     params = {"s": start, "e": end, "tz": zone.key}
+    totals = await counts.totals(session, period.first, period.last)
+    within, before, through = totals.within, totals.before_start, totals.through_end
 
-    by_kind: Counter[str] = Counter(dict.fromkeys([k.value for k in Kind], 0))
-    by_month: dict[str, int] = dict.fromkeys(period.months(), 0)
-    by_channel: Counter[str] = Counter()
-    by_substance: Counter[str] = Counter()
-    by_agency: Counter[str] = Counter()
-    substance_by_month: dict[str, Counter[str]] = defaultdict(Counter)
-    for row in await repository.contacts_grouped(session, params):
-        by_kind[row.kind] += row.n
-        if row.kind not in repository.REPORT_KINDS:
-            continue
-        by_month[row.month] = by_month.get(row.month, 0) + row.n
-        by_channel[row.channel] += row.n
-        by_substance[row.substance] += row.n
-        by_agency[row.agency] += row.n
-        substance_by_month[row.month][row.substance] += row.n
-    received = sum(by_month.values())
-
-    cases = await repository.case_figures(session, params)
-    stages: Counter[str] = Counter()
-    reasons: Counter[str] = Counter()
-    median_days: dict[str, float] = {}
-    for row in await repository.closed_by(session, params):
-        if row.closure_stage is not None:
-            stages[row.closure_stage] += row.n
-            median_days[row.closure_stage] = round(float(row.median_days), 2)
-        elif row.closure_reason is not None:
-            reasons[row.closure_reason] += row.n
-    carried = {str(r.year): int(r.n) for r in await repository.carried_over_by_year(session,
-                                                                                     params)}
-    examined = {str(r.year): int(r.n) for r in await repository.examination_by_year(session,
-                                                                                     params)}
+    by_month = {month: sum(totals.by_month.get(month, {}).values())
+                for month in period.months()}
+    substances_by_month = {m: Counter(v) for m, v in totals.by_month.items()}
+    # Open at some moment of the period: received by its end, not closed before its start.
+    handled = totals.total(through, counts.OPENED) - totals.total(before, counts.CLOSED)
+    closed = totals.total(within, counts.CLOSED)
+    stages = _nonzero(within.get(counts.CLOSED_STAGE, {}))
+    examination_closed = stages.get("examination", 0) + stages.get("resolution", 0)
+    carried = _difference(before.get(counts.OPENED, {}), before.get(counts.CLOSED, {}))
+    examined = _difference(through.get(counts.EXAMINED, {}),
+                           before.get(counts.CLOSED_EXAMINED, {}))
     target = await repository.get_target(session, period.label) if period.label else None
 
     def figure(goal: int | None, actual: int) -> TargetFigure | None:
@@ -83,39 +69,41 @@ async def summary(session: AsyncSession, period: Period, zone: ZoneInfo) -> Summ
     return Summary(
         period=PeriodOut(from_=period.first, to=period.last),
         as_of=await repository.as_of(session),
-        contacts=sum(by_kind.values()),
-        contacts_by_kind={Kind(k): v for k, v in by_kind.items()},
-        received=received,
+        contacts=totals.total(within, counts.CONTACTS),
+        contacts_by_kind={k: within.get(counts.CONTACTS, {}).get(k.value, 0) for k in Kind},
+        received=sum(by_month.values()),
         received_by_month=by_month,
-        received_by_channel=_sorted(by_channel),
-        received_by_substance=_sorted(by_substance),
-        received_by_agency=_sorted(by_agency),
-        peak_month=peak_month(by_month, substance_by_month),
+        received_by_channel=_nonzero(within.get(counts.RECEIVED_CHANNEL, {})),
+        received_by_substance=_nonzero(within.get(counts.RECEIVED_SUBSTANCE, {})),
+        received_by_agency=_nonzero(within.get(counts.RECEIVED_AGENCY, {})),
+        peak_month=peak_month(by_month, substances_by_month),
         on_the_spot_locations=await repository.on_the_spot_locations(session, params),
-        registered=await repository.registered(session, params),
-        handled=cases.handled,
+        registered=totals.total(within, counts.REGISTERED),
+        handled=handled,
         carried_over=sum(carried.values()),
         carried_over_by_year=carried,
-        closed=cases.closed,
-        closed_by_stage=_sorted(stages),
-        closed_by_reason=_sorted(reasons),
+        closed=closed,
+        closed_by_stage=stages,
+        closed_by_reason=_nonzero(within.get(counts.CLOSED_REASON, {})),
         examination=ExaminationOut(handled=sum(examined.values()),
                                    handled_by_received_year=examined,
-                                   closed=cases.examination_closed),
-        closure_rate=rate(cases.closed, cases.handled),
+                                   closed=examination_closed),
+        closure_rate=rate(closed, handled),
         targets=TargetsOut(
-            closures=figure(target.closures if target else None, cases.closed),
+            closures=figure(target.closures if target else None, closed),
             examination_closures=figure(target.examination_closures if target else None,
-                                        cases.examination_closed),
+                                        examination_closed),
         ),
-        backlog_at_end={r.status: int(r.n) for r in sorted(
-            await repository.backlog_at_end(session, params), key=lambda r: r.status)},
+        backlog_at_end=_difference(through.get(counts.STATUS_IN, {}),
+                                   through.get(counts.STATUS_OUT, {})),
         liaison={r.agency: LiaisonFigures(
             requests=r.requests, responses=r.responses,
             median_response_hours=(round(float(r.median_hours), 2)
                                    if r.median_hours is not None else None),
             overdue_at_end=r.overdue_at_end) for r in await repository.liaison(session, params)},
-        median_days_to_close=median_days,
+        median_days_to_close={
+            r.closure_stage: round(float(r.median_days), 2)
+            for r in await repository.median_days_to_close(session, params)},
     )
 
 
