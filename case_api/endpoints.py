@@ -54,7 +54,8 @@ async def list_cases(
     status: Status | None = None,
     agency: Annotated[str | None, Query(max_length=64)] = None,
     assignee: Annotated[str | None, Query(max_length=100)] = None,
-    overdue: bool | None = None,
+    overdue: Annotated[bool | None, Query(
+        description="true: open cases past their due_at; false: every other case")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> CasePage:
@@ -65,11 +66,9 @@ async def list_cases(
         agency = actor.agency_code
     rows = await repository.page(
         session, status=status.value if status else None, agency=agency, assignee=assignee,
-        overdue_at=now if overdue else None,
+        overdue=overdue, now=now,
         before_seq=decode_cursor(cursor) if cursor else None, limit=limit + 1,
     )
-    if overdue is False:
-        rows = [r for r in rows if not service.is_overdue(r, now)]
     items = [service.summarize(row, actor, now) for row in rows[:limit]]
     next_cursor = encode_cursor(rows[limit - 1].seq) if len(rows) > limit else None
     return CasePage(items=items, next_cursor=next_cursor)
@@ -90,14 +89,28 @@ async def get_case(case_id: uuid.UUID, request: Request, session: SessionDep,
     return await _render(session, actor, case_id, request)
 
 
+TRANSITION_RULES = """\
+Checks run in this order, and the first that fails answers: the token (401), a role that never
+acts, partner or analyst (403), the body's shape and the action's name (422), the case in the
+caller's scope (404), the role for this action (403), `If-Match` (412), the action allowed in the
+current status (409, with `allowed_actions`), the action's fields and reasons (422,
+`errors[0].field` names the field), `effective_at` and `due_at` (422), then the domain's formal
+check: a `report` whose reporter did not go to the agency first cannot be `register`ed (409; such
+a case never lists `register` in its `allowed_actions`). An explicit `due_at` must be later than
+the transition's effective time. Default due dates are calendar days in the office's time zone,
+counted from the effective time. The system's expiry is recorded with actor and role `system`.
+"""
+
+
 @router.post("/{case_id}/transitions", response_model=CaseOut, responses=PROBLEMS,
-             summary="Take a workflow action on a case")
+             summary="Take a workflow action on a case", description=TRANSITION_RULES)
 async def transition_case(
     case_id: uuid.UUID, payload: TransitionRequest, request: Request, session: SessionDep,
     actor: Actor_, if_match: Annotated[str | None, Header(alias="If-Match")] = None,
 ) -> Response:
     case = await service.transition(session, actor, case_id, payload,
-                                    if_match=_parse_if_match(if_match), now=_now(request))
+                                    if_match=_parse_if_match(if_match), now=_now(request),
+                                    zone=request.app.state.runtime.settings.zone)
     return await _render(session, actor, case.id, request)
 
 

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Row, Select, func, select
+from sqlalchemy import Row, Select, and_, func, not_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -44,8 +44,9 @@ async def see_agency(session: AsyncSession, code: str, name: str, at: datetime) 
 
 
 async def page(session: AsyncSession, *, status: str | None, agency: str | None,
-               assignee: str | None, overdue_at: datetime | None, before_seq: int | None,
-               limit: int) -> Sequence[Case]:
+               assignee: str | None, overdue: bool | None, now: datetime,
+               before_seq: int | None, limit: int) -> Sequence[Case]:
+    """One page, newest first; ``overdue`` filters in SQL so that pages stay full."""
     query = select(Case).order_by(Case.seq.desc()).limit(limit)
     if status is not None:
         query = query.where(Case.status == status)
@@ -53,8 +54,12 @@ async def page(session: AsyncSession, *, status: str | None, agency: str | None,
         query = query.where(Case.reported_agency_code == agency)
     if assignee is not None:
         query = query.where(Case.assignee == assignee)
-    if overdue_at is not None:
-        query = query.where(Case.status != Status.closed.value, Case.due_at < overdue_at)
+    is_overdue = and_(Case.status != Status.closed.value, Case.due_at.is_not(None),
+                      Case.due_at < now)
+    if overdue is True:
+        query = query.where(is_overdue)
+    elif overdue is False:
+        query = query.where(not_(is_overdue))
     if before_seq is not None:
         query = query.where(Case.seq < before_seq)
     return (await session.execute(query)).scalars().all()

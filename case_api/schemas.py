@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from case_api.workflow import (
     PUBLIC_ACTIONS,
@@ -18,6 +19,17 @@ from case_api.workflow import (
 from shared.vocabulary import Maladministration, StoredText, UtcDateTime
 
 
+def _in_utc(value: datetime) -> datetime:
+    # A time near year 9999 in a negative offset is past the last representable instant.
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range") from None
+
+
+UtcInput = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+
+
 class TransitionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -26,12 +38,14 @@ class TransitionRequest(BaseModel):
     note: Annotated[StoredText, Field(max_length=20_000)] | None = None
     reason: Reason | None = None
     assignee: Annotated[StoredText, Field(min_length=1, max_length=100)] | None = None
-    due_at: AwareDatetime | None = None
+    due_at: UtcInput | None = Field(
+        default=None, description="Replaces the action's default due date; must be later than "
+                                  "the transition's effective time.")
     resolution: Resolution | None = None
     maladministration: Maladministration | None = None
     transferred_to: Annotated[StoredText, Field(min_length=1, max_length=300)] | None = None
     complexity: Complexity | None = None
-    effective_at: AwareDatetime | None = Field(
+    effective_at: UtcInput | None = Field(
         default=None, description="Back-dating for imports: admin only; not before the case's "
                                   "last transition nor in the future.")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,6 +29,8 @@ from shared.vocabulary import CASE_OPENING_KINDS, Kind
 
 SOURCE = "/aduan/case"
 SYSTEM = Actor(name="system", role=Role.admin)
+# What the history and the events say of the system's own actions (the expiry), never "admin".
+SYSTEM_ROLE = "system"
 
 
 # --- reading -----------------------------------------------------------------------------------
@@ -76,6 +78,27 @@ def summarize(case: Case, actor: Actor, now: datetime) -> CaseSummary:
     )
 
 
+def _formal_failure(case: Case) -> str | None:
+    """Why a case cannot be registered yet, or None.
+
+    A report that says the reporter did not go to the agency first cannot be registered. Rapid
+    responses skip this check (DOMAIN.md); the event's age is left to the assistant, who rejects
+    with reason ``expired``, since imports and late entries make it unreliable here.
+    """
+    if case.kind == Kind.report.value and case.reported_to_agency_first is False:
+        return ("The reporter did not complain to the agency first; reject with reason "
+                "not_reported_to_agency or request completion.")
+    return None
+
+
+def actions_for(case: Case, role: Role) -> list[str]:
+    """The actions ``role`` may take on this case now: the table, less what a rule forbids."""
+    actions = allowed_actions(Status(case.status), role)
+    if _formal_failure(case) is not None:
+        actions = [a for a in actions if a != ActionName.register.value]
+    return actions
+
+
 def render(case: Case, history: list[Transition], actor: Actor, now: datetime) -> CaseOut:
     summary = summarize(case, actor, now)
     return CaseOut(
@@ -84,7 +107,7 @@ def render(case: Case, history: list[Transition], actor: Actor, now: datetime) -
         maladministration=case.maladministration,
         resolution=case.resolution,
         transferred_to=case.transferred_to,
-        allowed_actions=allowed_actions(Status(case.status), actor.role),
+        allowed_actions=actions_for(case, actor.role),
         history=[
             HistoryEntry(action=t.action, from_status=Status(t.from_status),
                          to_status=Status(t.to_status), actor=t.actor, role=t.role, at=t.at,
@@ -163,18 +186,13 @@ def _check_fields(action: Action, request: TransitionRequest, source: Status) ->
                                      f"for {action.name.value} from {source.value}")
 
 
-def _check_formal(action: Action, case: Case) -> None:
-    """A report that says the reporter did not go to the agency first cannot be registered.
-
-    Rapid responses skip this check (DOMAIN.md); the event's age is left to the assistant, who
-    rejects with reason ``expired``, since imports and late entries make it unreliable here.
-    """
-    if action.name is not ActionName.register or case.kind != Kind.report.value:
+def _check_formal(action: Action, case: Case, actor: Actor) -> None:
+    if action.name is not ActionName.register:
         return
-    if case.reported_to_agency_first is False:
-        raise Problem(409, "The reporter did not complain to the agency first; reject with "
-                           "reason not_reported_to_agency or request completion.",
-                      allowed_actions=allowed_actions(Status(case.status), Role.assistant))
+    failure = _formal_failure(case)
+    if failure is not None:
+        raise Problem(409, failure, status_now=case.status,
+                      allowed_actions=actions_for(case, actor.role))
 
 
 def _effective_time(request: TransitionRequest, case: Case, actor: Actor,
@@ -191,9 +209,15 @@ def _effective_time(request: TransitionRequest, case: Case, actor: Actor,
     return request.effective_at
 
 
+def _check_due(request: TransitionRequest, at: datetime) -> None:
+    if request.due_at is not None and request.due_at <= at:
+        raise invalid("/due_at", "due_at must be later than the transition's effective time")
+
+
 async def transition(session: AsyncSession, actor: Actor, case_id: uuid.UUID,
                      request: TransitionRequest, *, if_match: int | None,
-                     now: datetime) -> Case:
+                     now: datetime, zone: tzinfo = UTC) -> Case:
+    """Takes one action; ``zone`` is the office's time zone, in which due dates count days."""
     action = _parse_action(request.action)
     case = await visible_case(session, actor, case_id, for_update=True)
     if actor.role is not Role.admin and actor.role not in action.roles:
@@ -206,23 +230,36 @@ async def transition(session: AsyncSession, actor: Actor, case_id: uuid.UUID,
         raise Problem(409, f"{action.name.value} is not allowed while the case is "
                            f"{source.value}.",
                       status_now=source.value,
-                      allowed_actions=allowed_actions(source, actor.role))
+                      allowed_actions=actions_for(case, actor.role))
     _check_fields(action, request, source)
     at = _effective_time(request, case, actor, now)
-    _check_formal(action, case)
-    await apply(session, case, action, actor, at, request)
+    _check_due(request, at)
+    _check_formal(action, case, actor)
+    await apply(session, case, action, actor, at, request, zone=zone)
     return case
 
 
+def default_due(at: datetime, action: Action, zone: tzinfo) -> datetime | None:
+    """``at`` plus the action's days, counted on the office's calendar (API.md conventions)."""
+    if action.default_due is None:
+        return None
+    return (at.astimezone(zone) + action.default_due).astimezone(UTC)
+
+
 async def apply(session: AsyncSession, case: Case, action: Action, actor: Actor, at: datetime,
-                request: TransitionRequest | None) -> Transition:
-    """Moves the case, writes its history row and its event, all in the caller's transaction."""
+                request: TransitionRequest | None, *, zone: tzinfo = UTC) -> Transition:
+    """Moves the case, writes its history row and its event, all in the caller's transaction.
+
+    Times are kept in UTC, whatever offset the caller wrote them in, so events carry UTC too.
+    """
     source = Status(case.status)
+    at = at.astimezone(UTC)
     given = request.model_dump(exclude_none=True, mode="json") if request else {}
     reason = action.fixed_reason.value if action.fixed_reason else given.get("reason")
     due_at: datetime | None = None
     if action.default_due is not None:
-        due_at = request.due_at if request and request.due_at else at + action.default_due
+        # An explicit due_at arrives in UTC (schemas.UtcInput); the default is computed in UTC.
+        due_at = request.due_at if request and request.due_at else default_due(at, action, zone)
     case.status = action.target.value
     case.version += 1
     case.last_transition_at = at
@@ -238,10 +275,11 @@ async def apply(session: AsyncSession, case: Case, action: Action, actor: Actor,
                if k in ("assignee", "complexity", "resolution", "maladministration",
                         "transferred_to")}
     if due_at is not None:
-        details["due_at"] = due_at.isoformat()
+        details["due_at"] = due_at.isoformat().replace("+00:00", "Z")
+    role = SYSTEM_ROLE if actor is SYSTEM else actor.role.value
     entry = Transition(case_id=case.id, version=case.version, action=action.name.value,
                        from_status=source.value, to_status=case.status, actor=actor.name,
-                       role=actor.role.value, at=at, note=given.get("note"), reason=reason,
+                       role=role, at=at, note=given.get("note"), reason=reason,
                        details=details)
     session.add(entry)
     await session.flush()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import os
 import shutil
@@ -79,7 +80,13 @@ def start_postgres(data_dir: Path, *, temporary: bool = False) -> EmbeddedPostgr
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     server = get_server(data_dir, cleanup_mode=None)
     pg = EmbeddedPostgres(data_dir, server, temporary)
-    asyncio.run(_ensure_database(pg))
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(_ensure_database(pg))
+    else:  # called from async code: do the set-up on a thread of its own
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, _ensure_database(pg)).result()
     return pg
 
 

@@ -71,13 +71,13 @@ def test_every_answer_is_documented_and_never_a_server_error(
     operations = 0
     answers: Counter[int] = Counter()
     for result in schema.get_all_operations():
-        operation = result.ok()
+        operation = result.ok()  # type: ignore[union-attr]
         operations += 1
 
         @given(case=operation.as_strategy())
         @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                   suppress_health_check=list(HealthCheck))
-        def exercise(case: schemathesis.Case) -> None:
+        def exercise(case: schemathesis.Case) -> None:  # type: ignore[type-arg]
             response = case.call_and_validate(base_url=base_url, headers=headers,
                                               checks=validations)
             answers[response.status_code] += 1

@@ -12,9 +12,11 @@ from tests.metrics_worker.helpers import Importer
 from tests.support import BackingServices, running_app
 
 
-def dsn(url: str, **changes: str) -> str:
-    return make_url(url).set(drivername="postgresql", **changes).render_as_string(
-        hide_password=False)
+def dsn(url: str, username: str | None = None) -> str:
+    parsed = make_url(url).set(drivername="postgresql")
+    if username is not None:
+        parsed = parsed.set(username=username)
+    return parsed.render_as_string(hide_password=False)
 
 
 async def test_views_give_local_dates_and_the_bi_role_sees_only_them(

@@ -1,0 +1,86 @@
+-- A synthetic read model of :cases cases over eight years, shaped like the projection's output:
+-- contacts (including consultations), cases with closures at every stage, transitions, and the
+-- daily counts the projection keeps. Used only by the benchmarks.
+TRUNCATE metrics.contacts, metrics.cases, metrics.transitions, metrics.daily_counts;
+
+INSERT INTO metrics.contacts (complaint_id, kind, channel, substance, agency, received_at, place)
+SELECT md5('c' || i)::uuid,
+       (ARRAY['report','report','report','report','report','rapid_response','own_initiative',
+              'consultation'])[1 + i % 8],
+       (ARRAY['walk_in','letter','email','phone','whatsapp','website','on_the_spot',
+              'complaint_post','national_portal','partner_api'])[1 + i % 10],
+       (ARRAY['electricity','land','police','education','health','water','other',
+              'local_government'])[1 + (i / 7) % 8],
+       'agency-' || (i % 60),
+       timestamptz '2018-01-01 00:00+07' + (i * (interval '8 years' / :contacts)),
+       CASE WHEN i % 10 = 6 THEN 'place ' || (i % 400) END
+FROM generate_series(1, :contacts) AS i;
+
+INSERT INTO metrics.cases (case_id, kind, channel, substance, agency, received_at,
+                           opened_status, status, version, registered_at, examination_at,
+                           closed_at, closure_stage, closure_reason)
+SELECT complaint_id, kind, channel, substance, agency, received_at, 'received',
+       CASE WHEN h % 10 < 7 THEN 'closed' WHEN h % 10 < 9 THEN 'in_examination'
+            ELSE 'registered' END,
+       CASE WHEN h % 10 < 7 THEN 4 WHEN h % 10 < 9 THEN 3 ELSE 2 END,
+       received_at + interval '3 days',
+       CASE WHEN h % 10 BETWEEN 3 AND 8 THEN received_at + interval '10 days' END,
+       CASE WHEN h % 10 < 7 THEN received_at + (20 + h % 200) * interval '1 day' END,
+       CASE WHEN h % 10 < 3 THEN 'verification' WHEN h % 10 < 7 THEN 'examination' END,
+       CASE WHEN h % 10 < 3 THEN 'transferred' WHEN h % 10 < 7 THEN 'no_maladministration' END
+FROM (SELECT *, abs(hashtext(complaint_id::text)) AS h FROM metrics.contacts
+      WHERE kind <> 'consultation') AS c;
+
+INSERT INTO metrics.transitions (case_id, version, action, from_status, to_status, at, agency)
+SELECT case_id, 2, 'register', 'received', 'registered', registered_at, agency
+FROM metrics.cases;
+INSERT INTO metrics.transitions (case_id, version, action, from_status, to_status, at, agency)
+SELECT case_id, 3, 'start_examination', 'registered', 'in_examination', examination_at, agency
+FROM metrics.cases WHERE examination_at IS NOT NULL;
+INSERT INTO metrics.transitions (case_id, version, action, from_status, to_status, at, agency,
+                                 reason, closure_stage)
+SELECT case_id, version, CASE WHEN closure_stage = 'verification' THEN 'transfer' ELSE 'close' END,
+       CASE WHEN closure_stage = 'verification' THEN 'registered' ELSE 'in_examination' END,
+       'closed', closed_at, agency, closure_reason, closure_stage
+FROM metrics.cases WHERE closed_at IS NOT NULL;
+
+INSERT INTO metrics.daily_counts (day, measure, key, n)
+SELECT day, measure, key, count(*) FROM (
+  SELECT (received_at AT TIME ZONE 'Asia/Jakarta')::date AS day, 'contacts' AS measure,
+         kind AS key FROM metrics.contacts
+  UNION ALL SELECT (received_at AT TIME ZONE 'Asia/Jakarta')::date, 'received_channel', channel
+            FROM metrics.contacts WHERE kind <> 'consultation'
+  UNION ALL SELECT (received_at AT TIME ZONE 'Asia/Jakarta')::date, 'received_substance',
+            substance FROM metrics.contacts WHERE kind <> 'consultation'
+  UNION ALL SELECT (received_at AT TIME ZONE 'Asia/Jakarta')::date, 'received_agency', agency
+            FROM metrics.contacts WHERE kind <> 'consultation'
+  UNION ALL SELECT (received_at AT TIME ZONE 'Asia/Jakarta')::date, 'opened',
+            extract(year FROM received_at AT TIME ZONE 'Asia/Jakarta')::int::text
+            FROM metrics.cases
+  UNION ALL SELECT (received_at AT TIME ZONE 'Asia/Jakarta')::date, 'status_in', 'received'
+            FROM metrics.cases
+  UNION ALL SELECT (at AT TIME ZONE 'Asia/Jakarta')::date, 'status_out', from_status
+            FROM metrics.transitions
+  UNION ALL SELECT (at AT TIME ZONE 'Asia/Jakarta')::date, 'status_in', to_status
+            FROM metrics.transitions WHERE to_status <> 'closed'
+  UNION ALL SELECT (at AT TIME ZONE 'Asia/Jakarta')::date, 'registered', ''
+            FROM metrics.transitions WHERE action = 'register'
+  UNION ALL SELECT (examination_at AT TIME ZONE 'Asia/Jakarta')::date, 'examined',
+            extract(year FROM received_at AT TIME ZONE 'Asia/Jakarta')::int::text
+            FROM metrics.cases WHERE examination_at IS NOT NULL
+  UNION ALL SELECT (closed_at AT TIME ZONE 'Asia/Jakarta')::date, 'closed',
+            extract(year FROM received_at AT TIME ZONE 'Asia/Jakarta')::int::text
+            FROM metrics.cases WHERE closed_at IS NOT NULL
+  UNION ALL SELECT (closed_at AT TIME ZONE 'Asia/Jakarta')::date, 'closed_examined',
+            extract(year FROM received_at AT TIME ZONE 'Asia/Jakarta')::int::text
+            FROM metrics.cases WHERE closed_at IS NOT NULL AND examination_at IS NOT NULL
+  UNION ALL SELECT (closed_at AT TIME ZONE 'Asia/Jakarta')::date, 'closed_stage', closure_stage
+            FROM metrics.cases WHERE closed_at IS NOT NULL
+  UNION ALL SELECT (closed_at AT TIME ZONE 'Asia/Jakarta')::date, 'closed_reason',
+            closure_reason FROM metrics.cases WHERE closed_at IS NOT NULL
+) AS increments GROUP BY 1, 2, 3;
+
+ANALYZE metrics.contacts;
+ANALYZE metrics.cases;
+ANALYZE metrics.transitions;
+ANALYZE metrics.daily_counts;

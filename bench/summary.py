@@ -1,0 +1,130 @@
+"""How fast ``GET /v1/metrics/summary`` answers over a million cases.
+
+The figure is measured side by side with a reference in the same run, because these machines are
+shared and noisy: the reference is one sequential scan of ``metrics.cases`` computing a single
+figure ("handled") the direct way. A ratio under 1 means the whole summary costs less than that
+one scan.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+from services.allinone import create_app
+from services.postgres import start_postgres
+from shared.auth import Role, create_token
+from shared.db import Database
+from shared.migrate import migrate_async
+from shared.settings import Settings
+
+DATA = Path(__file__).with_name("data.sql")
+PERIODS = {"quarter 2022-Q1": {"period": "2022-Q1"}, "year 2022": {"period": "2022"},
+           "month 2024-06": {"period": "2024-06"},
+           "eight years": {"from": "2018-01-01", "to": "2025-12-31"}}
+REFERENCE = """
+    SELECT count(*) FROM metrics.cases
+    WHERE received_at < $2 AND (closed_at IS NULL OR closed_at >= $1)"""
+
+
+@dataclass
+class Timing:
+    label: str
+    median_ms: float
+    reference_ms: float
+
+    @property
+    def ratio(self) -> float:
+        return self.median_ms / self.reference_ms
+
+
+def _median_ms(samples: list[float]) -> float:
+    return round(statistics.median(samples) * 1000, 1)
+
+
+async def _load(url: str, cases: int) -> int:
+    contacts = cases * 8 // 7  # one kind in eight (consultations) opens no case
+    dsn = url.replace("postgresql+asyncpg://", "postgresql://")
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(DATA.read_text().replace(":contacts", str(contacts)))
+        return int(await connection.fetchval("SELECT count(*) FROM metrics.cases"))
+    finally:
+        await connection.close()
+
+
+async def _reference(url: str, params: dict[str, str], repeat: int) -> float:
+    from metrics_worker.periods import period_from_query
+
+    period = period_from_query(params.get("period"), None, None) if "period" in params else \
+        period_from_query(None, *(__import__("datetime").date.fromisoformat(params[k])
+                                  for k in ("from", "to")))
+    start, end = period.bounds(Settings().zone)
+    dsn = url.replace("postgresql+asyncpg://", "postgresql://")
+    connection = await asyncpg.connect(dsn)
+    try:
+        samples = []
+        for _ in range(repeat):
+            began = time.perf_counter()
+            await connection.fetchval(REFERENCE, start, end)
+            samples.append(time.perf_counter() - began)
+        return _median_ms(samples)
+    finally:
+        await connection.close()
+
+
+async def run(cases: int = 1_000_000, repeat: int = 7,
+              database_url: str | None = None) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix="aduan-bench-"))
+    pg = None
+    if database_url is None:
+        pg = start_postgres(workdir / "pg", temporary=True)
+        database_url = pg.url()
+    try:
+        await migrate_async(database_url)
+        began = time.perf_counter()
+        loaded = await _load(database_url, cases)
+        load_seconds = time.perf_counter() - began
+        database = Database.connect(database_url, pool_size=1)
+        async with database.transaction() as session:
+            token = await create_token(session, name=f"bench-{time.time_ns()}", role=Role.admin)
+        await database.dispose()
+        settings = Settings(database_url=database_url, rate_limit_per_minute=0,
+                            data_dir=workdir / ".aduan")
+        app = create_app("metrics", settings)
+        timings = []
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://bench",
+                                         headers={"Authorization": f"Bearer {token}"},
+                                         timeout=120) as client:
+                for label, params in PERIODS.items():
+                    await client.get("/v1/metrics/summary", params=params)  # warm up
+                    samples = []
+                    for _ in range(repeat):
+                        began = time.perf_counter()
+                        response = await client.get("/v1/metrics/summary", params=params)
+                        samples.append(time.perf_counter() - began)
+                        response.raise_for_status()
+                    reference = await _reference(database_url, params, repeat)
+                    timings.append(Timing(label, _median_ms(samples), reference))
+        return {
+            "benchmark": "summary",
+            "cases": loaded,
+            "load_seconds": round(load_seconds, 1),
+            "repeat": repeat,
+            "reference": "one sequential scan of metrics.cases counting 'handled'",
+            "results": [{"period": t.label, "summary_ms": t.median_ms,
+                         "reference_ms": t.reference_ms, "ratio": round(t.ratio, 3)}
+                        for t in timings],
+        }
+    finally:
+        if pg is not None:
+            pg.stop()
