@@ -136,3 +136,8 @@ async def put_target(session: AsyncSession, period: str, closures: int | None,
 async def set_office_timezone(session: AsyncSession, zone: str) -> None:
     """The BI views compute local dates with the zone the service runs with."""
     await session.execute(text("UPDATE metrics.office SET timezone = :zone"), {"zone": zone})
+
+
+async def allow_large_sorts(session: AsyncSession) -> None:
+    """Medians over long periods sort many rows: let this transaction sort in memory."""
+    await session.execute(text("SET LOCAL work_mem = '64MB'"))

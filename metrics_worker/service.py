@@ -46,6 +46,7 @@ def _difference(plus: dict[str, int], minus: dict[str, int]) -> dict[str, int]:
 async def summary(session: AsyncSession, period: Period, zone: ZoneInfo) -> Summary:
     start, end = period.bounds(zone)
     params = {"s": start, "e": end, "tz": zone.key}
+    await repository.allow_large_sorts(session)
     totals = await counts.totals(session, period.first, period.last)
     within, before, through = totals.within, totals.before_start, totals.through_end
 
