@@ -67,7 +67,9 @@ class HistoryEntry(BaseModel):
     details: dict[str, Any] = Field(default_factory=dict)
 
 
-class CaseOut(BaseModel):
+class CaseSummary(BaseModel):
+    """A case as lists show it."""
+
     id: uuid.UUID
     tracking_number: str
     kind: str
@@ -82,33 +84,19 @@ class CaseOut(BaseModel):
     assignee: str | None
     due_at: UtcDateTime | None
     overdue: bool
-    complexity: Complexity | None
     closure_stage: ClosureStage | None
     closure_reason: Reason | None
+
+
+class CaseOut(CaseSummary):
+    """One case with its workflow details and history."""
+
+    complexity: Complexity | None
     maladministration: Maladministration | None
     resolution: Resolution | None
     transferred_to: str | None
     allowed_actions: list[str] = Field(description="Actions the caller may take now.")
     history: list[HistoryEntry]
-
-
-class CaseSummary(BaseModel):
-    id: uuid.UUID
-    tracking_number: str
-    kind: str
-    status: Status
-    version: int
-    channel: str
-    substance: str
-    reported_agency: AgencyRef
-    reporter: dict[str, Any] | None
-    summary: str
-    received_at: UtcDateTime
-    assignee: str | None
-    due_at: UtcDateTime | None
-    overdue: bool
-    closure_stage: ClosureStage | None
-    closure_reason: Reason | None
 
 
 class CasePage(BaseModel):

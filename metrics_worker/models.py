@@ -5,7 +5,19 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Date, DateTime, Index, Integer, String, Text, func, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    Text,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -114,3 +126,16 @@ class DailyCount(Base):
 
 # Everything derived from events; a rebuild empties these and replays.
 READ_MODEL_TABLES = ("contacts", "cases", "transitions", "daily_counts")
+
+
+class Office(Base):
+    """The office's time zone, as the metrics service runs with it (read by the BI views)."""
+
+    __tablename__ = "office"
+    __table_args__ = (
+        CheckConstraint("id", name="office_single_row"),
+        {"schema": SCHEMA},
+    )
+
+    id: Mapped[bool] = mapped_column(Boolean, primary_key=True, server_default=text("true"))
+    timezone: Mapped[str] = mapped_column(Text, server_default=text("'Asia/Jakarta'::text"))

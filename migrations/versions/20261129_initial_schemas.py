@@ -20,9 +20,87 @@ depends_on: str | Sequence[str] | None = None
 SCHEMAS = ("auth", "intake", "cases", "metrics")
 
 
+EVENT_SCHEMAS = ("cases", "intake", "metrics")
+
+
+def _create_event_tables(schema: str) -> None:
+    """The outbox, processed-event, log-position and dead-letter tables of one service."""
+    op.create_table(
+        "outbox",
+        sa.Column("position", sa.BigInteger(), sa.Identity(always=True), nullable=False),
+        sa.Column("event_id", sa.String(length=64), nullable=False),
+        sa.Column("topic", sa.String(length=200), nullable=False),
+        sa.Column("key", sa.String(length=200), nullable=False),
+        sa.Column("envelope", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("position", name=op.f("pk_outbox")),
+        sa.UniqueConstraint("event_id", name=op.f("uq_outbox_event_id")),
+        schema=schema,
+    )
+    op.create_index(
+        f"ix_{schema}_outbox_unpublished",
+        "outbox",
+        ["position"],
+        unique=False,
+        schema=schema,
+        postgresql_where=sa.text("published_at IS NULL"),
+    )
+    op.create_table(
+        "processed_events",
+        sa.Column("consumer", sa.String(length=100), nullable=False),
+        sa.Column("event_id", sa.String(length=64), nullable=False),
+        sa.Column(
+            "processed_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.PrimaryKeyConstraint("consumer", "event_id", name=op.f("pk_processed_events")),
+        schema=schema,
+    )
+    op.create_table(
+        "log_positions",
+        sa.Column("consumer", sa.String(length=100), nullable=False),
+        sa.Column("log", sa.String(length=200), nullable=False),
+        sa.Column("position", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("consumer", "log", name=op.f("pk_log_positions")),
+        schema=schema,
+    )
+    op.create_table(
+        "dead_letters",
+        sa.Column("id", sa.BigInteger(), sa.Identity(always=True), nullable=False),
+        sa.Column("consumer", sa.String(length=100), nullable=False),
+        sa.Column("log", sa.String(length=200), nullable=False),
+        sa.Column("event_id", sa.String(length=64), nullable=True),
+        sa.Column("record", sa.Text(), nullable=False),
+        sa.Column("error", sa.Text(), nullable=False),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_dead_letters")),
+        schema=schema,
+    )
+
+
+def _drop_event_tables(schema: str) -> None:
+    for table in ("dead_letters", "log_positions", "processed_events", "outbox"):
+        op.drop_table(table, schema=schema)
+
+
 def upgrade() -> None:
     for schema in SCHEMAS:
         op.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    for schema in EVENT_SCHEMAS:
+        _create_event_tables(schema)
     op.create_table(
         "tokens",
         sa.Column("name", sa.String(length=100), nullable=False),
@@ -102,70 +180,6 @@ def upgrade() -> None:
         op.f("ix_cases_cases_status"), "cases", ["status"], unique=False, schema="cases"
     )
     op.create_table(
-        "dead_letters",
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=True), nullable=False),
-        sa.Column("consumer", sa.String(length=100), nullable=False),
-        sa.Column("log", sa.String(length=200), nullable=False),
-        sa.Column("event_id", sa.String(length=64), nullable=True),
-        sa.Column("record", sa.Text(), nullable=False),
-        sa.Column("error", sa.Text(), nullable=False),
-        sa.Column(
-            "created_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_dead_letters")),
-        schema="cases",
-    )
-    op.create_table(
-        "log_positions",
-        sa.Column("consumer", sa.String(length=100), nullable=False),
-        sa.Column("log", sa.String(length=200), nullable=False),
-        sa.Column("position", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("consumer", "log", name=op.f("pk_log_positions")),
-        schema="cases",
-    )
-    op.create_table(
-        "outbox",
-        sa.Column("position", sa.BigInteger(), sa.Identity(always=True), nullable=False),
-        sa.Column("event_id", sa.String(length=64), nullable=False),
-        sa.Column("topic", sa.String(length=200), nullable=False),
-        sa.Column("key", sa.String(length=200), nullable=False),
-        sa.Column("envelope", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
-        sa.Column(
-            "created_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
-        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("position", name=op.f("pk_outbox")),
-        sa.UniqueConstraint("event_id", name=op.f("uq_outbox_event_id")),
-        schema="cases",
-    )
-    op.create_index(
-        "ix_cases_outbox_unpublished",
-        "outbox",
-        ["position"],
-        unique=False,
-        schema="cases",
-        postgresql_where=sa.text("published_at IS NULL"),
-    )
-    op.create_table(
-        "processed_events",
-        sa.Column("consumer", sa.String(length=100), nullable=False),
-        sa.Column("event_id", sa.String(length=64), nullable=False),
-        sa.Column(
-            "processed_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
-        sa.PrimaryKeyConstraint("consumer", "event_id", name=op.f("pk_processed_events")),
-        schema="cases",
-    )
-    op.create_table(
         "complaints",
         sa.Column("id", sa.UUID(), nullable=False),
         sa.Column("seq", sa.BigInteger(), sa.Identity(always=True), nullable=False),
@@ -217,23 +231,6 @@ def upgrade() -> None:
         postgresql_where=sa.text("external_reference IS NOT NULL"),
     )
     op.create_table(
-        "dead_letters",
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=True), nullable=False),
-        sa.Column("consumer", sa.String(length=100), nullable=False),
-        sa.Column("log", sa.String(length=200), nullable=False),
-        sa.Column("event_id", sa.String(length=64), nullable=True),
-        sa.Column("record", sa.Text(), nullable=False),
-        sa.Column("error", sa.Text(), nullable=False),
-        sa.Column(
-            "created_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_dead_letters")),
-        schema="intake",
-    )
-    op.create_table(
         "idempotency_keys",
         sa.Column("caller", sa.String(length=100), nullable=False),
         sa.Column("key", sa.String(length=255), nullable=False),
@@ -248,53 +245,6 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.PrimaryKeyConstraint("caller", "key", name=op.f("pk_idempotency_keys")),
-        schema="intake",
-    )
-    op.create_table(
-        "log_positions",
-        sa.Column("consumer", sa.String(length=100), nullable=False),
-        sa.Column("log", sa.String(length=200), nullable=False),
-        sa.Column("position", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("consumer", "log", name=op.f("pk_log_positions")),
-        schema="intake",
-    )
-    op.create_table(
-        "outbox",
-        sa.Column("position", sa.BigInteger(), sa.Identity(always=True), nullable=False),
-        sa.Column("event_id", sa.String(length=64), nullable=False),
-        sa.Column("topic", sa.String(length=200), nullable=False),
-        sa.Column("key", sa.String(length=200), nullable=False),
-        sa.Column("envelope", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
-        sa.Column(
-            "created_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
-        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("position", name=op.f("pk_outbox")),
-        sa.UniqueConstraint("event_id", name=op.f("uq_outbox_event_id")),
-        schema="intake",
-    )
-    op.create_index(
-        "ix_intake_outbox_unpublished",
-        "outbox",
-        ["position"],
-        unique=False,
-        schema="intake",
-        postgresql_where=sa.text("published_at IS NULL"),
-    )
-    op.create_table(
-        "processed_events",
-        sa.Column("consumer", sa.String(length=100), nullable=False),
-        sa.Column("event_id", sa.String(length=64), nullable=False),
-        sa.Column(
-            "processed_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
-        sa.PrimaryKeyConstraint("consumer", "event_id", name=op.f("pk_processed_events")),
         schema="intake",
     )
     op.create_table(
@@ -343,70 +293,6 @@ def upgrade() -> None:
     )
     op.create_index(
         "ix_contacts_received_at", "contacts", ["received_at"], unique=False, schema="metrics"
-    )
-    op.create_table(
-        "dead_letters",
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=True), nullable=False),
-        sa.Column("consumer", sa.String(length=100), nullable=False),
-        sa.Column("log", sa.String(length=200), nullable=False),
-        sa.Column("event_id", sa.String(length=64), nullable=True),
-        sa.Column("record", sa.Text(), nullable=False),
-        sa.Column("error", sa.Text(), nullable=False),
-        sa.Column(
-            "created_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_dead_letters")),
-        schema="metrics",
-    )
-    op.create_table(
-        "log_positions",
-        sa.Column("consumer", sa.String(length=100), nullable=False),
-        sa.Column("log", sa.String(length=200), nullable=False),
-        sa.Column("position", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("consumer", "log", name=op.f("pk_log_positions")),
-        schema="metrics",
-    )
-    op.create_table(
-        "outbox",
-        sa.Column("position", sa.BigInteger(), sa.Identity(always=True), nullable=False),
-        sa.Column("event_id", sa.String(length=64), nullable=False),
-        sa.Column("topic", sa.String(length=200), nullable=False),
-        sa.Column("key", sa.String(length=200), nullable=False),
-        sa.Column("envelope", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
-        sa.Column(
-            "created_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
-        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("position", name=op.f("pk_outbox")),
-        sa.UniqueConstraint("event_id", name=op.f("uq_outbox_event_id")),
-        schema="metrics",
-    )
-    op.create_index(
-        "ix_metrics_outbox_unpublished",
-        "outbox",
-        ["position"],
-        unique=False,
-        schema="metrics",
-        postgresql_where=sa.text("published_at IS NULL"),
-    )
-    op.create_table(
-        "processed_events",
-        sa.Column("consumer", sa.String(length=100), nullable=False),
-        sa.Column("event_id", sa.String(length=64), nullable=False),
-        sa.Column(
-            "processed_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
-        sa.PrimaryKeyConstraint("consumer", "event_id", name=op.f("pk_processed_events")),
-        schema="metrics",
     )
     op.create_table(
         "targets",
@@ -496,33 +382,13 @@ def downgrade() -> None:
     op.drop_index("ix_metrics_transitions_action_at", table_name="transitions", schema="metrics")
     op.drop_table("transitions", schema="metrics")
     op.drop_table("targets", schema="metrics")
-    op.drop_table("processed_events", schema="metrics")
-    op.drop_index(
-        "ix_metrics_outbox_unpublished",
-        table_name="outbox",
-        schema="metrics",
-        postgresql_where=sa.text("published_at IS NULL"),
-    )
-    op.drop_table("outbox", schema="metrics")
-    op.drop_table("log_positions", schema="metrics")
-    op.drop_table("dead_letters", schema="metrics")
     op.drop_index("ix_contacts_received_at", table_name="contacts", schema="metrics")
     op.drop_table("contacts", schema="metrics")
     op.drop_index("ix_metrics_cases_received_at", table_name="cases", schema="metrics")
     op.drop_index("ix_metrics_cases_closed_at", table_name="cases", schema="metrics")
     op.drop_table("cases", schema="metrics")
     op.drop_table("tracking_counters", schema="intake")
-    op.drop_table("processed_events", schema="intake")
-    op.drop_index(
-        "ix_intake_outbox_unpublished",
-        table_name="outbox",
-        schema="intake",
-        postgresql_where=sa.text("published_at IS NULL"),
-    )
-    op.drop_table("outbox", schema="intake")
-    op.drop_table("log_positions", schema="intake")
     op.drop_table("idempotency_keys", schema="intake")
-    op.drop_table("dead_letters", schema="intake")
     op.drop_index(
         "uq_complaints_submitter_external_reference",
         table_name="complaints",
@@ -537,16 +403,6 @@ def downgrade() -> None:
         op.f("ix_intake_complaints_reported_agency_code"), table_name="complaints", schema="intake"
     )
     op.drop_table("complaints", schema="intake")
-    op.drop_table("processed_events", schema="cases")
-    op.drop_index(
-        "ix_cases_outbox_unpublished",
-        table_name="outbox",
-        schema="cases",
-        postgresql_where=sa.text("published_at IS NULL"),
-    )
-    op.drop_table("outbox", schema="cases")
-    op.drop_table("log_positions", schema="cases")
-    op.drop_table("dead_letters", schema="cases")
     op.drop_index(op.f("ix_cases_cases_status"), table_name="cases", schema="cases")
     op.drop_index(op.f("ix_cases_cases_assignee"), table_name="cases", schema="cases")
     op.drop_index(
@@ -559,5 +415,7 @@ def downgrade() -> None:
     op.drop_table("cases", schema="cases")
     op.drop_table("agencies", schema="cases")
     op.drop_table("tokens", schema="auth")
+    for schema in EVENT_SCHEMAS:
+        _drop_event_tables(schema)
     for schema in reversed(SCHEMAS):
         op.execute(f"DROP SCHEMA IF EXISTS {schema}")
