@@ -9,10 +9,14 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from shared.auth import Role, Token, create_token, revoke_token
 from shared.db import Database
 from shared.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from metrics_worker.periods import Period
 
 
 def _embedded_dir(settings: Settings) -> Path:
@@ -156,6 +160,97 @@ def cmd_infra(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_metrics(args: argparse.Namespace, settings: Settings) -> int:
+    """``aduan metrics rebuild``: the read model dropped and replayed from the start of the log."""
+    from metrics_worker.rebuild import ProgressBar, RebuildRefused, rebuild
+    from shared.migrate import migrate
+
+    with database_url(settings) as url:
+        migrate(url)
+        settings = settings.model_copy(update={"database_url": url})
+        bar = ProgressBar()
+        try:
+            with bar.shown():
+                result = asyncio.run(rebuild(settings, reporter=bar))
+        except RebuildRefused as exc:
+            print(f"aduan: rebuild refused: {exc}", file=sys.stderr)
+            return 1
+    source = "Kafka topics" if result.mode == "kafka" else "database event log"
+    print(f"metrics rebuilt from the {source}: {result.records} records in "
+          f"{result.seconds:.1f}s ({result.per_second:.0f} records/s)")
+    return 0
+
+
+async def _summary_markdown(url: str, period: Period, settings: Settings) -> str:
+    from metrics_worker import report, service
+
+    database = Database.connect(url, pool_size=1)
+    try:
+        async with database.transaction() as session:
+            summary = await service.summary(session, period, settings.zone)
+    finally:
+        await database.dispose()
+    return report.to_markdown(summary, period.label)
+
+
+def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    """``aduan report --period 2022-Q1``: the period's summary in Markdown."""
+    from metrics_worker.periods import parse_period
+    from shared.migrate import migrate
+    from shared.problems import Problem
+
+    try:
+        period = parse_period(args.period)
+    except Problem as exc:
+        print(f"aduan: --period: {exc.detail}", file=sys.stderr)
+        return 2
+    with database_url(settings) as url:
+        migrate(url)
+        markdown = asyncio.run(_summary_markdown(url, period, settings))
+    if args.output:
+        Path(args.output).write_text(markdown, encoding="utf-8")
+        print(f"report for {args.period} written to {args.output}")
+    else:
+        print(markdown, end="")
+    return 0
+
+
+async def _import_sample(args: argparse.Namespace, token: str) -> str:
+    import httpx
+
+    from services import published_quarter
+
+    quarter = published_quarter.build()
+    async with httpx.AsyncClient(base_url=args.url, timeout=60) as client:
+        api = published_quarter.Api(client, token)
+        existing = await client.get("/v1/metrics/summary", params={"period": quarter.period},
+                                    headers=api.headers)
+        if existing.status_code != 200:
+            return f"cannot read the metrics at {args.url}: {existing.status_code}"
+        if existing.json()["contacts"] and not args.force:
+            return (f"{quarter.period} already holds records at {args.url}; importing the "
+                    "sample again would add to them (--force to do it anyway)")
+        loaded = await published_quarter.load(api, quarter)
+    print(f"imported {loaded.complaints} intakes and {loaded.transitions} case steps "
+          f"in {loaded.seconds:.1f}s; target set for {quarter.period}")
+    return ""
+
+
+def cmd_import_sample(args: argparse.Namespace, settings: Settings) -> int:
+    """``aduan import-sample``: the quarter Ombudsman Babel published, through the API."""
+    token_file = Path(args.token_file) if args.token_file else settings.data_dir / "admin-token"
+    token = args.token or (token_file.read_text().strip() if token_file.exists() else "")
+    if not token:
+        print(f"aduan: no admin token: give --token or save one in {token_file}",
+              file=sys.stderr)
+        return 2
+    problem = asyncio.run(_import_sample(args, token))
+    if problem:
+        print(f"aduan: {problem}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="aduan", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
@@ -183,6 +278,29 @@ def parser() -> argparse.ArgumentParser:
     infra = commands.add_parser("infra", help="local PostgreSQL and Kafka for development")
     infra.add_argument("infra_command", choices=["up", "down"])
     infra.set_defaults(run=cmd_infra)
+
+    metrics = commands.add_parser("metrics", help="maintain the metrics read model")
+    metrics_commands = metrics.add_subparsers(dest="metrics_command", required=True)
+    metrics_commands.add_parser(
+        "rebuild", help="drop the read model and replay every event from the start of the log "
+                        "(stop the metrics service first)")
+    metrics.set_defaults(run=cmd_metrics)
+
+    report = commands.add_parser("report", help="a period's summary in Markdown")
+    report.add_argument("--period", required=True, help="YYYY-Qn, YYYY-MM or YYYY")
+    report.add_argument("--output", "-o", help="write to this file instead of printing")
+    report.set_defaults(run=cmd_report)
+
+    sample = commands.add_parser(
+        "import-sample", help="import the quarter Ombudsman Babel published (2022-Q1) through "
+                              "the API of a running server")
+    sample.add_argument("--url", default="http://127.0.0.1:8000")
+    sample.add_argument("--token", help="an admin token (default: the saved one)")
+    sample.add_argument("--token-file", help="file holding an admin token "
+                                             "(default: <data dir>/admin-token)")
+    sample.add_argument("--force", action="store_true",
+                        help="import even when the quarter already holds records")
+    sample.set_defaults(run=cmd_import_sample)
     return root
 
 
