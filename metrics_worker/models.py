@@ -124,9 +124,6 @@ class DailyCount(Base):
     n: Mapped[int] = mapped_column(BigInteger)
 
 
-# Everything derived from events; a rebuild empties these and replays.
-READ_MODEL_TABLES = ("contacts", "cases", "transitions", "daily_counts")
-
 
 class Office(Base):
     """The office's time zone, as the metrics service runs with it (read by the BI views)."""
