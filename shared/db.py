@@ -47,6 +47,8 @@ class Database:
             pool_size=pool_size,
             max_overflow=pool_size,
             pool_pre_ping=True,
+            # Statement parameters hold reporters' personal data: keep them out of errors/logs.
+            hide_parameters=True,
             pool_timeout=10,
             connect_args={"timeout": 5, "command_timeout": 30},
         )

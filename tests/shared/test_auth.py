@@ -106,3 +106,24 @@ async def test_tokens_and_personal_data_stay_out_of_logs(
     text = caplog.text
     for secret in (token, "Rahasia Sekali", "1971777", "rahasia@example.id"):
         assert secret not in text
+
+
+async def test_database_errors_do_not_carry_statement_parameters(
+    services: BackingServices,
+) -> None:
+    import pytest
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    await services.token("partner", "Rahasia 1971777")
+    database = Database.connect(services.database_url, pool_size=1)
+    try:
+        with pytest.raises(DBAPIError) as caught:
+            async with database.transaction() as session:
+                await session.execute(text(
+                    "INSERT INTO auth.tokens (name, role, token_hash) VALUES (:name, 'x', 'y')"),
+                    {"name": "Rahasia 1971777"})
+    finally:
+        await database.dispose()
+    assert "duplicate key" in str(caught.value)
+    assert "1971777" not in str(caught.value)
