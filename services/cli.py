@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,9 +92,32 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"admin token (saved to {token_file}, shown once):\n{token}", flush=True)
             else:
                 print(f"admin token: see {token_file}", flush=True)
-        uvicorn.run(create_app(args.service, settings), host=args.host, port=port,
-                    log_config=None, timeout_graceful_shutdown=20)
+        with _stopped_by_signals():
+            uvicorn.run(create_app(args.service, settings), host=args.host, port=port,
+                        log_config=None, timeout_graceful_shutdown=20)
     return 0
+
+
+class _Stop(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _stopped_by_signals() -> Iterator[None]:
+    """Uvicorn shuts down gracefully on SIGINT/SIGTERM and then raises the signal again; this
+    turns that into an exception, so the embedded PostgreSQL is stopped on the way out."""
+
+    def stop(signum: int, _: object) -> None:
+        raise _Stop(signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    except _Stop:
+        pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def cmd_migrate(_: argparse.Namespace, settings: Settings) -> int:
