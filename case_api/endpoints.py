@@ -14,10 +14,12 @@ from case_api.workflow import Status
 from shared.auth import Actor, Role, require
 from shared.db import SessionDep
 from shared.pagination import decode_cursor, encode_cursor
-from shared.problems import PROBLEM_JSON, invalid, not_found
+from shared.problems import PROBLEM_JSON, invalid, not_found, parse_id
 
 router = APIRouter(prefix="/v1/cases", tags=["cases"])
 agency_router = APIRouter(prefix="/v1/agencies", tags=["agencies"])
+
+IdPath = Annotated[str, Path(max_length=64, json_schema_extra={"format": "uuid"})]
 
 Reader = Annotated[Actor, Depends(require(Role.assistant, Role.liaison, Role.analyst))]
 Actor_ = Annotated[Actor, Depends(require(Role.assistant, Role.liaison))]
@@ -84,9 +86,9 @@ async def _render(session: SessionDep, actor: Actor, case_id: uuid.UUID,
 
 @router.get("/{case_id}", response_model=CaseOut, responses=PROBLEMS,
             summary="One case with its history; ETag carries its version")
-async def get_case(case_id: uuid.UUID, request: Request, session: SessionDep,
+async def get_case(case_id: IdPath, request: Request, session: SessionDep,
                    actor: Reader) -> Response:
-    return await _render(session, actor, case_id, request)
+    return await _render(session, actor, parse_id(case_id, "case"), request)
 
 
 TRANSITION_RULES = """\
@@ -105,10 +107,10 @@ counted from the effective time. The system's expiry is recorded with actor and 
 @router.post("/{case_id}/transitions", response_model=CaseOut, responses=PROBLEMS,
              summary="Take a workflow action on a case", description=TRANSITION_RULES)
 async def transition_case(
-    case_id: uuid.UUID, payload: TransitionRequest, request: Request, session: SessionDep,
+    case_id: IdPath, payload: TransitionRequest, request: Request, session: SessionDep,
     actor: Actor_, if_match: Annotated[str | None, Header(alias="If-Match")] = None,
 ) -> Response:
-    case = await service.transition(session, actor, case_id, payload,
+    case = await service.transition(session, actor, parse_id(case_id, "case"), payload,
                                     if_match=_parse_if_match(if_match), now=_now(request),
                                     zone=request.app.state.runtime.settings.zone)
     return await _render(session, actor, case.id, request)

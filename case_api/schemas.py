@@ -86,13 +86,13 @@ class CaseSummary(BaseModel):
     overdue: bool
     closure_stage: ClosureStage | None
     closure_reason: Reason | None
+    maladministration: Maladministration | None
 
 
 class CaseOut(CaseSummary):
     """One case with its workflow details and history."""
 
     complexity: Complexity | None
-    maladministration: Maladministration | None
     resolution: Resolution | None
     transferred_to: str | None
     allowed_actions: list[str] = Field(description="Actions the caller may take now.")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,7 +25,7 @@ from shared.auth import Actor, Role
 from shared.events import CASE_OPENED, CASE_TRANSITIONED, CASES_TOPIC, Event, new_event
 from shared.problems import Problem, invalid, not_found
 from shared.tables import CASE_EVENTS
-from shared.vocabulary import CASE_OPENING_KINDS, Kind
+from shared.vocabulary import CASE_OPENING_KINDS, Kind, utc_text
 
 SOURCE = "/aduan/case"
 SYSTEM = Actor(name="system", role=Role.admin)
@@ -75,15 +75,17 @@ def summarize(case: Case, actor: Actor, now: datetime) -> CaseSummary:
         assignee=case.assignee, due_at=case.due_at, overdue=is_overdue(case, now),
         closure_stage=case.closure_stage,
         closure_reason=case.closure_reason,
+        maladministration=case.maladministration,
     )
 
 
 def _formal_failure(case: Case) -> str | None:
     """Why a case cannot be registered yet, or None.
 
-    A report that says the reporter did not go to the agency first cannot be registered. Rapid
-    responses skip this check (DOMAIN.md); the event's age is left to the assistant, who rejects
-    with reason ``expired``, since imports and late entries make it unreliable here.
+    A report that says the reporter did not go to the agency first cannot be registered by an
+    assistant. Rapid responses skip this check (DOMAIN.md), and an admin may take every action
+    (API.md), as imports of historical records need. The event's age is left to the assistant,
+    who rejects with reason ``expired``, since imports and late entries make it unreliable here.
     """
     if case.kind == Kind.report.value and case.reported_to_agency_first is False:
         return ("The reporter did not complain to the agency first; reject with reason "
@@ -94,7 +96,7 @@ def _formal_failure(case: Case) -> str | None:
 def actions_for(case: Case, role: Role) -> list[str]:
     """The actions ``role`` may take on this case now: the table, less what a rule forbids."""
     actions = allowed_actions(Status(case.status), role)
-    if _formal_failure(case) is not None:
+    if role is not Role.admin and _formal_failure(case) is not None:
         actions = [a for a in actions if a != ActionName.register.value]
     return actions
 
@@ -104,7 +106,6 @@ def render(case: Case, history: list[Transition], actor: Actor, now: datetime) -
     return CaseOut(
         **summary.model_dump(),
         complexity=case.complexity,
-        maladministration=case.maladministration,
         resolution=case.resolution,
         transferred_to=case.transferred_to,
         allowed_actions=actions_for(case, actor.role),
@@ -187,7 +188,7 @@ def _check_fields(action: Action, request: TransitionRequest, source: Status) ->
 
 
 def _check_formal(action: Action, case: Case, actor: Actor) -> None:
-    if action.name is not ActionName.register:
+    if action.name is not ActionName.register or actor.role is Role.admin:
         return
     failure = _formal_failure(case)
     if failure is not None:
@@ -240,10 +241,15 @@ async def transition(session: AsyncSession, actor: Actor, case_id: uuid.UUID,
 
 
 def default_due(at: datetime, action: Action, zone: tzinfo) -> datetime | None:
-    """``at`` plus the action's days, counted on the office's calendar (API.md conventions)."""
+    """The end (24:00 local) of the day that is the action's days after ``at``'s local day.
+
+    Days are calendar days on the office's calendar (API.md conventions); the contract's own
+    example has a clarification asked on 10 March due at ``2022-03-24T17:00:00Z``.
+    """
     if action.default_due is None:
         return None
-    return (at.astimezone(zone) + action.default_due).astimezone(UTC)
+    last_day = at.astimezone(zone).date() + action.default_due
+    return datetime.combine(last_day + timedelta(days=1), time(), zone).astimezone(UTC)
 
 
 async def apply(session: AsyncSession, case: Case, action: Action, actor: Actor, at: datetime,
@@ -275,7 +281,7 @@ async def apply(session: AsyncSession, case: Case, action: Action, actor: Actor,
                if k in ("assignee", "complexity", "resolution", "maladministration",
                         "transferred_to")}
     if due_at is not None:
-        details["due_at"] = due_at.isoformat().replace("+00:00", "Z")
+        details["due_at"] = utc_text(due_at)
     role = SYSTEM_ROLE if actor is SYSTEM else actor.role.value
     entry = Transition(case_id=case.id, version=case.version, action=action.name.value,
                        from_status=source.value, to_status=case.status, actor=actor.name,
@@ -295,12 +301,12 @@ def transitioned_event(case: Case, entry: Transition) -> Event:
         "to_status": entry.to_status,
         "actor": entry.actor,
         "role": entry.role,
-        "at": entry.at.isoformat(),
+        "at": utc_text(entry.at),
         "version": entry.version,
         "reason": entry.reason,
         "closure_stage": case.closure_stage if entry.to_status == Status.closed.value else None,
         "maladministration": entry.details.get("maladministration"),
-        "due_at": case.due_at.isoformat() if case.due_at else None,
+        "due_at": utc_text(case.due_at) if case.due_at else None,
         "resolution": entry.details.get("resolution"),
         "agency": case.reported_agency_code,
     })

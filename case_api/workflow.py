@@ -137,7 +137,8 @@ WORKFLOW: dict[ActionName, Action] = {a.name: a for a in (
            required=("reason",),
            reasons={S.in_examination: EXAMINATION_CLOSE_REASONS,
                     S.agency_responded: EXAMINATION_CLOSE_REASONS,
-                    S.corrective_action: RESOLUTION_CLOSE_REASONS}),
+                    # "and from corrective_action" (API.md): the general reasons plus two.
+                    S.corrective_action: EXAMINATION_CLOSE_REASONS | RESOLUTION_CLOSE_REASONS}),
     Action(ActionName.withdraw, OPEN, S.closed, STAFF, fixed_reason=Reason.withdrawn),
     Action(ActionName.expire, frozenset({S.awaiting_completion}), S.closed, frozenset(),
            fixed_reason=Reason.incomplete),

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from intake_api import idempotency, repository, service
@@ -13,10 +12,12 @@ from intake_api.schemas import ComplaintCreate, ComplaintOut, ComplaintPage
 from shared.auth import Actor, Role, require
 from shared.db import SessionDep, database_of
 from shared.pagination import decode_cursor, encode_cursor
-from shared.problems import PROBLEM_JSON, Problem
+from shared.problems import PROBLEM_JSON, Problem, parse_id, problem_response
 from shared.vocabulary import Kind
 
 router = APIRouter(prefix="/v1/complaints", tags=["complaints"])
+
+IdPath = Annotated[str, Path(max_length=64, json_schema_extra={"format": "uuid"})]
 
 Submitter = Annotated[Actor, Depends(require(Role.partner, Role.assistant))]
 Reader = Annotated[Actor, Depends(require(Role.partner, Role.assistant))]
@@ -53,21 +54,23 @@ async def submit_complaint(
         if stored.location:
             headers["Location"] = stored.location
         media = "application/json" if stored.status_code < 400 else PROBLEM_JSON
-        return JSONResponse(stored.body, status_code=stored.status_code, headers=headers,
-                            media_type=media)
+        # The very bytes of the first answer, not a re-rendering of them.
+        return Response(stored.body.encode(), status_code=stored.status_code, headers=headers,
+                        media_type=media)
     try:
         out = await service.submit(session, actor, payload, now=now, zone=zone)
-        body = out.model_dump(mode="json")
-        await idempotency.record(session, actor.name, idempotency_key,
-                                 idempotency.StoredResponse(201, body, _location(out)))
+        created = _created(out)
+        await idempotency.record(session, actor.name, idempotency_key, idempotency.StoredResponse(
+            201, bytes(created.body).decode(), _location(out)))
     except Problem as problem:
-        await idempotency.record(database, actor.name, idempotency_key,
-                                 idempotency.StoredResponse(problem.status, problem.body(), None))
+        refused = problem_response(problem)
+        await idempotency.record(database, actor.name, idempotency_key, idempotency.StoredResponse(
+            problem.status, bytes(refused.body).decode(), None))
         raise
     except BaseException:
         await idempotency.release(database, actor.name, idempotency_key)
         raise
-    return _created(out)
+    return created
 
 
 def _location(out: ComplaintOut) -> str:
@@ -81,9 +84,10 @@ def _created(out: ComplaintOut) -> JSONResponse:
 
 @router.get("/{complaint_id}", response_model=ComplaintOut, responses=PROBLEMS,
             summary="One complaint (partners see only their own)")
-async def get_complaint(complaint_id: uuid.UUID, session: SessionDep,
+async def get_complaint(complaint_id: IdPath, session: SessionDep,
                         actor: Reader) -> ComplaintOut:
-    return service.to_out(await service.visible_complaint(session, actor, complaint_id))
+    found = await service.visible_complaint(session, actor, parse_id(complaint_id, "complaint"))
+    return service.to_out(found)
 
 
 @router.get("", response_model=ComplaintPage, responses=PROBLEMS,

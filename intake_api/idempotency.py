@@ -23,7 +23,7 @@ MAX_KEY_LENGTH = 255
 @dataclass(frozen=True)
 class StoredResponse:
     status_code: int
-    body: dict[str, Any]
+    body: str  # the response body exactly as first sent
     location: str | None
 
 

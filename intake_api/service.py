@@ -32,7 +32,7 @@ def initial_status(kind: Kind) -> str:
 
 def check_rules(payload: ComplaintCreate, actor: Actor, *, now: datetime, zone: ZoneInfo) -> None:
     if payload.kind is Kind.own_initiative and not actor.is_staff:
-        raise invalid("/kind", "own_initiative complaints are created by assistants only")
+        raise Problem(403, "own_initiative complaints are created by assistants and admins only.")
     if payload.received_at is not None:
         if actor.role is not Role.admin:
             raise invalid("/received_at", "received_at may be set only by an admin importing "

@@ -37,7 +37,7 @@ def _time(value: Any) -> datetime | None:
 def normalize_place(place: str | None) -> str | None:
     if place is None or not place.strip():
         return None
-    return " ".join(place.split()).casefold()
+    return place.strip().casefold()  # "trimmed, case-insensitive" (METRICS.md)
 
 
 async def record_contact(session: AsyncSession, data: dict[str, Any]) -> None:

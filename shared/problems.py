@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -100,6 +101,14 @@ def problem_response(problem: Problem) -> JSONResponse:
 
 def not_found(what: str) -> Problem:
     return Problem(404, f"{what} not found")
+
+
+def parse_id(value: str, what: str) -> uuid.UUID:
+    """An id from a path: one that cannot exist is simply not found."""
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise not_found(what) from None
 
 
 def invalid(field: str, message: str) -> Problem:

@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     @field_validator("kafka_bootstrap_servers")
     @classmethod
     def _empty_is_none(cls, value: str | None) -> str | None:
-        return value or None
+        return (value or "").strip() or None
 
     @field_validator("timezone")
     @classmethod

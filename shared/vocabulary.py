@@ -82,9 +82,9 @@ StoredText = Annotated[str, AfterValidator(_storable)]
 RequiredText = Annotated[str, AfterValidator(_storable), AfterValidator(_not_blank)]
 
 
-def _utc(value: datetime) -> str:
+def utc_text(value: datetime) -> str:
+    """RFC 3339 in UTC with a ``Z``, as every timestamp the services send (API.md conventions)."""
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-# Timestamps go out in UTC with a ``Z`` (API.md conventions).
-UtcDateTime = Annotated[datetime, PlainSerializer(_utc, return_type=str)]
+UtcDateTime = Annotated[datetime, PlainSerializer(utc_text, return_type=str)]

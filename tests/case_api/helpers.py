@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import httpx
@@ -155,6 +156,14 @@ async def get_case(client: httpx.AsyncClient, token: str, case_id: str) -> dict[
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+def due_after(at: datetime, days: int, zone: str = "Asia/Jakarta") -> datetime:
+    """24:00 local time of the calendar day ``days`` after ``at``'s day (API.md's example: a
+    clarification asked on 10 March is due at 2022-03-24T17:00:00Z)."""
+    office = ZoneInfo(zone)
+    last_day = at.astimezone(office).date() + timedelta(days=days)
+    return datetime.combine(last_day + timedelta(days=1), time(), office).astimezone(UTC)
 
 
 def parse_time(value: str) -> datetime:

@@ -253,8 +253,10 @@ async def test_unknown_and_malformed_case_ids(services: BackingServices) -> None
         assert missing.headers["content-type"] == PROBLEM_JSON
         missing_post = await act(client, tokens.assistant, str(uuid.uuid4()), "withdraw")
         assert missing_post.status_code == 404
+        # An id that cannot exist is simply not found.
         malformed = await client.get("/v1/cases/not-a-uuid", headers=bearer(tokens.assistant))
-        assert malformed.status_code == 422
+        assert malformed.status_code == 404
+        assert malformed.headers["content-type"] == PROBLEM_JSON
 
 
 async def test_list_filters_and_pages(services: BackingServices) -> None:

@@ -58,7 +58,6 @@ async def test_domain_rules(services: BackingServices) -> None:
             "/reporter/name": complaint(reporter={"confidential": True}),
             "/location/place": complaint(channel="on_the_spot", location={"regency": "Bangka"}),
             "/incident_date": complaint(incident_date="2999-01-01"),
-            "/kind": complaint(kind="own_initiative"),
             "/received_at": complaint(received_at="2022-03-03T09:15:00+07:00"),
         }
         for field, body in cases.items():
@@ -66,6 +65,9 @@ async def test_domain_rules(services: BackingServices) -> None:
             assert response.status_code == 422, (field, response.text)
             assert response.json()["errors"][0]["field"] == field
 
+        refused = await client.post("/v1/complaints", json=complaint(kind="own_initiative"),
+                                    headers=bearer(partner))
+        assert refused.status_code == 403
         own = await client.post("/v1/complaints", json=complaint(kind="own_initiative",
                                                                  reporter=None),
                                 headers=bearer(assistant))
@@ -204,7 +206,7 @@ async def test_idempotency_key_replays_and_refuses_another_body(
         replay = await client.post("/v1/complaints", json=complaint(),
                                    headers={**bearer(token), **key})
         assert first.status_code == replay.status_code == 201
-        assert replay.json() == first.json()
+        assert replay.content == first.content
         assert replay.headers["idempotent-replayed"] == "true"
         assert "idempotent-replayed" not in first.headers
         changed = await client.post("/v1/complaints", json=complaint(summary="lain"),

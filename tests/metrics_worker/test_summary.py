@@ -60,7 +60,7 @@ async def test_on_the_spot_locations_are_distinct_places(services: BackingServic
     admin = await services.token("admin")
     async with running_app(services) as client:
         history = Importer(client, admin)
-        places = ["Pasar Pangkalpinang", "  pasar   PANGKALPINANG ", "RSUD Depati Hamzah",
+        places = ["Pasar Pangkalpinang", "  pasar PANGKALPINANG ", "RSUD Depati Hamzah",
                   "Kantor Samsat Sungailiat"]
         for i, place in enumerate(places):
             await history.receive(f"2022-02-0{i + 1}T10:00:00+07:00", channel="on_the_spot",
