@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -9,6 +10,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.problems import PROBLEM_JSON, TYPE_BASE
 
 MAX_BODY_BYTES = 256 * 1024
+# A body that stops arriving (a stalled client, a connection caught in a shutdown) is refused
+# cleanly before the server's own graceful-shutdown timeout would cancel it with a bare 500.
+BODY_TIMEOUT_SECONDS = 10.0
 
 
 async def _send_problem(send: Send, status: int, slug: str, title: str, detail: str) -> None:
@@ -58,7 +62,13 @@ class BodyGuard:
         size = 0
         more = True
         while more:
-            message = await receive()
+            try:
+                async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
+                    message = await receive()
+            except TimeoutError:
+                await _send_problem(send, 408, "request-timeout", "Request timeout",
+                                    "The request body did not arrive in time; send it again.")
+                return
             if message["type"] == "http.disconnect":
                 return
             chunk = message.get("body", b"")

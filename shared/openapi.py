@@ -37,7 +37,8 @@ COMMON = {
     "429": "Over the rate limit (see `Retry-After`)",
     "503": "A backing service is unavailable (see `Retry-After`)",
 }
-BODY = {"400": "Malformed JSON", "413": "Body over 256 KiB", "415": "Body is not JSON"}
+BODY = {"400": "Malformed JSON", "408": "The body did not arrive in time",
+        "413": "Body over 256 KiB", "415": "Body is not JSON"}
 
 
 def install_openapi(app: FastAPI) -> None:

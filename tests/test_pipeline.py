@@ -12,6 +12,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy.engine import make_url
 
+from services.postgres import start_postgres
 from shared.events import CASES_TOPIC, COMPLAINTS_TOPIC
 from tests import scenario
 from tests.support import BackingServices, ServiceProcess, eventually
@@ -117,9 +118,9 @@ async def test_all_in_one_on_the_embedded_default(tmp_path: Path, server_url: st
             await scenario.statuses_follow(client, at, tokens, outcome)
 
             # Redelivery: move the metrics consumer back to position 0 and restart.
-            server.stop()
-            socket_dir = data_dir.resolve() / "pgdata"
-            connection = await asyncpg.connect(host=str(socket_dir), user="postgres",
+            server.stop()  # stops the PostgreSQL it started too; start it to move the position
+            pg = await asyncio.to_thread(start_postgres, data_dir / "pgdata")
+            connection = await asyncpg.connect(host=pg.socket_dir, user="postgres",
                                                database="aduan")
             try:
                 moved = await connection.execute(
