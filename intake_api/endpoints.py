@@ -64,8 +64,10 @@ async def submit_complaint(
             201, bytes(created.body).decode(), _location(out)))
     except Problem as problem:
         refused = problem_response(problem)
-        await idempotency.record(database, actor.name, idempotency_key, idempotency.StoredResponse(
-            problem.status, bytes(refused.body).decode(), None))
+        # The request's own transaction rolls back: the refusal is stored in one of its own.
+        async with database.transaction() as own:
+            await idempotency.record(own, actor.name, idempotency_key, idempotency.StoredResponse(
+                problem.status, bytes(refused.body).decode(), None))
         raise
     except BaseException:
         await idempotency.release(database, actor.name, idempotency_key)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from intake_api import repository
 from intake_api.models import IdempotencyKey
@@ -65,18 +66,15 @@ async def claim(database: Database, caller: str, key: str,
         return None
 
 
-async def record(session_or_db: Any, caller: str, key: str, response: StoredResponse) -> None:
-    statement = (
+async def record(session: AsyncSession, caller: str, key: str,
+                 response: StoredResponse) -> None:
+    """Stores the answer to replay, in the caller's transaction."""
+    await session.execute(
         update(IdempotencyKey)
         .where(IdempotencyKey.caller == caller, IdempotencyKey.key == key)
         .values(status_code=response.status_code, response=response.body,
                 location=response.location)
     )
-    if isinstance(session_or_db, Database):
-        async with session_or_db.transaction() as session:
-            await session.execute(statement)
-    else:
-        await session_or_db.execute(statement)
 
 
 async def release(database: Database, caller: str, key: str) -> None:

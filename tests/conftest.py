@@ -12,21 +12,14 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
-from sqlalchemy.engine import make_url
 
 from services.kafka import KafkaBroker, start_kafka
 from services.postgres import start_postgres
 from shared.migrate import migrate_async
-from tests.support import BackingServices
+from tests.support import BackingServices, database_named, server_command
 
 TEMPLATE = "aduan_template"
-
-
-def _asyncpg_dsn(url: str, database: str) -> str:
-    parsed = make_url(url).set(drivername="postgresql", database=database)
-    return parsed.render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="session")
@@ -57,14 +50,9 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 async def template(server_url: str) -> str:
-    admin = await asyncpg.connect(_asyncpg_dsn(server_url, "postgres"))
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{TEMPLATE}"')
-    finally:
-        await admin.close()
-    url = make_url(server_url).set(database=TEMPLATE).render_as_string(hide_password=False)
-    await migrate_async(url)
+    await server_command(server_url, f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)')
+    await server_command(server_url, f'CREATE DATABASE "{TEMPLATE}"')
+    await migrate_async(database_named(server_url, TEMPLATE))
     return TEMPLATE
 
 
@@ -72,17 +60,9 @@ async def template(server_url: str) -> str:
 async def database_url(server_url: str, template: str) -> AsyncIterator[str]:
     """A fresh, migrated database of its own for one test."""
     name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(_asyncpg_dsn(server_url, "postgres"))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-    finally:
-        await admin.close()
-    yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    admin = await asyncpg.connect(_asyncpg_dsn(server_url, "postgres"))
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    await server_command(server_url, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    yield database_named(server_url, name)
+    await server_command(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

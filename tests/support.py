@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import asyncpg
 import httpx
+from sqlalchemy.engine import make_url
 
 from services.allinone import create_app
 from shared.auth import Role, create_token
@@ -187,3 +189,18 @@ def complaint(**overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return body
+
+
+def database_named(server_url: str, name: str) -> str:
+    """The SQLAlchemy URL of database ``name`` on the server of ``server_url``."""
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+async def server_command(server_url: str, statement: str) -> None:
+    """Runs a statement (CREATE/DROP DATABASE) on the server's maintenance database."""
+    dsn = make_url(server_url).set(drivername="postgresql", database="postgres")
+    admin = await asyncpg.connect(dsn.render_as_string(hide_password=False))
+    try:
+        await admin.execute(statement)
+    finally:
+        await admin.close()

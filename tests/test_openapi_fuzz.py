@@ -12,41 +12,23 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
-from sqlalchemy.engine import make_url
 
-from tests.support import BackingServices, ServiceProcess
+from tests.support import BackingServices, ServiceProcess, database_named, server_command
 
 pytestmark = pytest.mark.timeout(900)
 EXAMPLES = 30
-
-
-def _dsn(url: str, database: str) -> str:
-    return make_url(url).set(drivername="postgresql", database=database).render_as_string(
-        hide_password=False)
-
-
-async def _database(server_url: str, template: str, name: str, *, drop: bool = False) -> None:
-    admin = await asyncpg.connect(_dsn(server_url, "postgres"))
-    try:
-        if drop:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        else:
-            await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-    finally:
-        await admin.close()
 
 
 @pytest.fixture(scope="module")
 def fuzzed_server(server_url: str, template: str,
                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     name = f"fuzz_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_database(server_url, template, name))
-    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    asyncio.run(server_command(server_url, f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    url = database_named(server_url, name)
     workdir: Path = tmp_path_factory.mktemp("fuzz")
     backing = BackingServices(url, None, workdir)
     token = asyncio.run(backing.token("admin", "fuzzer"))
@@ -56,7 +38,7 @@ def fuzzed_server(server_url: str, template: str,
         yield server.url, token
     finally:
         server.stop()
-        asyncio.run(_database(server_url, template, name, drop=True))
+        asyncio.run(server_command(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def test_every_answer_is_documented_and_never_a_server_error(
