@@ -19,10 +19,10 @@ import asyncpg
 import httpx
 
 from services.allinone import create_app
+from services.migrate import migrate_async
 from services.postgres import start_postgres
 from shared.auth import Role, create_token
 from shared.db import Database
-from shared.migrate import migrate_async
 from shared.settings import Settings
 
 DATA = Path(__file__).with_name("data.sql")
@@ -92,10 +92,9 @@ async def run(cases: int = 1_000_000, repeat: int = 7,
         began = time.perf_counter()
         loaded = await _load(database_url, cases)
         load_seconds = time.perf_counter() - began
-        database = Database.connect(database_url, pool_size=1)
-        async with database.transaction() as session:
+        async with Database.opened(database_url) as database, \
+                database.transaction() as session:
             token = await create_token(session, name=f"bench-{time.time_ns()}", role=Role.admin)
-        await database.dispose()
         settings = Settings(database_url=database_url, rate_limit_per_minute=0,
                             data_dir=workdir / ".aduan")
         app = create_app("metrics", settings)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Response
 from fastapi.responses import JSONResponse
 
 from case_api import repository, service
@@ -14,7 +15,8 @@ from case_api.workflow import Status
 from shared.auth import Actor, Role, require
 from shared.db import SessionDep
 from shared.pagination import decode_cursor, encode_cursor
-from shared.problems import PROBLEM_JSON, invalid, not_found, parse_id
+from shared.problems import documented, invalid, not_found, parse_id
+from shared.runtime import ClockDep, ZoneDep
 
 router = APIRouter(prefix="/v1/cases", tags=["cases"])
 agency_router = APIRouter(prefix="/v1/agencies", tags=["agencies"])
@@ -22,22 +24,13 @@ agency_router = APIRouter(prefix="/v1/agencies", tags=["agencies"])
 IdPath = Annotated[str, Path(max_length=64, json_schema_extra={"format": "uuid"})]
 
 Reader = Annotated[Actor, Depends(require(Role.assistant, Role.liaison, Role.analyst))]
-Actor_ = Annotated[Actor, Depends(require(Role.assistant, Role.liaison))]
+CaseWorker = Annotated[Actor, Depends(require(Role.assistant, Role.liaison))]
 
-PROBLEMS: dict[int | str, dict[str, Any]] = {
-    code: {"description": text, "content": {PROBLEM_JSON: {}}}
-    for code, text in {
-        401: "Missing, unknown or revoked token", 403: "Role may not do this",
-        404: "No such case in the caller's scope",
-        409: "Action not allowed in the current status (see allowed_actions)",
-        412: "If-Match does not match the case's version", 422: "Missing or invalid field",
-        429: "Rate limited",
-    }.items()
-}
-
-
-def _now(request: Request) -> Any:
-    return request.app.state.runtime.clock.now()
+PROBLEMS = documented(401, 403, 422, 429, saying={
+    404: "No such case in the caller's scope",
+    409: "Action not allowed in the current status (see allowed_actions)",
+    412: "If-Match does not match the case's version",
+})
 
 
 def _parse_if_match(value: str | None) -> int | None:
@@ -52,7 +45,7 @@ def _parse_if_match(value: str | None) -> int | None:
 @router.get("", response_model=CasePage, responses=PROBLEMS,
             summary="Cases, newest first (a liaison sees only its agency's)")
 async def list_cases(
-    request: Request, session: SessionDep, actor: Reader,
+    session: SessionDep, actor: Reader, clock: ClockDep,
     status: Status | None = None,
     agency: Annotated[str | None, Query(max_length=64)] = None,
     assignee: Annotated[str | None, Query(max_length=100)] = None,
@@ -61,7 +54,7 @@ async def list_cases(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> CasePage:
-    now = _now(request)
+    now = clock.now()
     if actor.role is Role.liaison:
         if agency is not None and agency != actor.agency_code:
             return CasePage(items=[], next_cursor=None)
@@ -77,18 +70,18 @@ async def list_cases(
 
 
 async def _render(session: SessionDep, actor: Actor, case_id: uuid.UUID,
-                  request: Request) -> Response:
+                  now: datetime) -> Response:
     case = await service.visible_case(session, actor, case_id)
     history = list(await repository.history(session, case.id))
-    body = service.render(case, history, actor, _now(request))
+    body = service.render(case, history, actor, now)
     return JSONResponse(body.model_dump(mode="json"), headers={"ETag": f'"{case.version}"'})
 
 
 @router.get("/{case_id}", response_model=CaseOut, responses=PROBLEMS,
             summary="One case with its history; ETag carries its version")
-async def get_case(case_id: IdPath, request: Request, session: SessionDep,
-                   actor: Reader) -> Response:
-    return await _render(session, actor, parse_id(case_id, "case"), request)
+async def get_case(case_id: IdPath, session: SessionDep, actor: Reader,
+                   clock: ClockDep) -> Response:
+    return await _render(session, actor, parse_id(case_id, "case"), clock.now())
 
 
 TRANSITION_RULES = """\
@@ -107,13 +100,14 @@ counted from the effective time. The system's expiry is recorded with actor and 
 @router.post("/{case_id}/transitions", response_model=CaseOut, responses=PROBLEMS,
              summary="Take a workflow action on a case", description=TRANSITION_RULES)
 async def transition_case(
-    case_id: IdPath, payload: TransitionRequest, request: Request, session: SessionDep,
-    actor: Actor_, if_match: Annotated[str | None, Header(alias="If-Match")] = None,
+    case_id: IdPath, payload: TransitionRequest, session: SessionDep, actor: CaseWorker,
+    clock: ClockDep, zone: ZoneDep,
+    if_match: Annotated[str | None, Header(alias="If-Match")] = None,
 ) -> Response:
+    now = clock.now()
     case = await service.transition(session, actor, parse_id(case_id, "case"), payload,
-                                    if_match=_parse_if_match(if_match), now=_now(request),
-                                    zone=request.app.state.runtime.settings.zone)
-    return await _render(session, actor, case.id, request)
+                                    if_match=_parse_if_match(if_match), now=now, zone=zone)
+    return await _render(session, actor, case.id, now)
 
 
 @agency_router.get("", response_model=AgencyPage, responses=PROBLEMS,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -10,9 +10,10 @@ from fastapi.responses import JSONResponse
 from intake_api import idempotency, repository, service
 from intake_api.schemas import ComplaintCreate, ComplaintOut, ComplaintPage
 from shared.auth import Actor, Role, require
-from shared.db import SessionDep, database_of
+from shared.db import DatabaseDep, SessionDep
 from shared.pagination import decode_cursor, encode_cursor
-from shared.problems import PROBLEM_JSON, Problem, parse_id, problem_response
+from shared.problems import documented, parse_id
+from shared.runtime import ClockDep, ZoneDep
 from shared.vocabulary import Kind
 
 router = APIRouter(prefix="/v1/complaints", tags=["complaints"])
@@ -22,57 +23,25 @@ IdPath = Annotated[str, Path(max_length=64, json_schema_extra={"format": "uuid"}
 Submitter = Annotated[Actor, Depends(require(Role.partner, Role.assistant))]
 Reader = Annotated[Actor, Depends(require(Role.partner, Role.assistant))]
 
-PROBLEMS: dict[int | str, dict[str, Any]] = {
-    code: {"description": text, "content": {PROBLEM_JSON: {}}}
-    for code, text in {
-        400: "Malformed JSON", 401: "Missing, unknown or revoked token",
-        403: "Role may not do this", 409: "Duplicate external_reference or key in flight",
-        413: "Body over 256 KiB", 415: "Not JSON", 422: "Invalid field", 429: "Rate limited",
-    }.items()
-}
+PROBLEMS = documented(400, 401, 403, 413, 415, 422, 429, saying={
+    409: "Duplicate external_reference or key in flight"})
 
 
 @router.post("", status_code=201, response_model=ComplaintOut, responses=PROBLEMS,
              summary="Record a complaint")
 async def submit_complaint(
-    payload: ComplaintCreate, request: Request, session: SessionDep, actor: Submitter,
+    payload: ComplaintCreate, request: Request, session: SessionDep, database: DatabaseDep,
+    actor: Submitter, clock: ClockDep, zone: ZoneDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> Response:
-    runtime = request.app.state.runtime
-    now = runtime.clock.now()
-    zone = runtime.settings.zone
-    if idempotency_key is None:
-        out = await service.submit(session, actor, payload, now=now, zone=zone)
-        return _created(out)
+    now = clock.now()
 
-    idempotency.check_key(idempotency_key)
-    database = database_of(request)
-    fingerprint = idempotency.request_fingerprint(await request.json())
-    stored = await idempotency.claim(database, actor.name, idempotency_key, fingerprint)
-    if stored is not None:
-        headers = {"Idempotent-Replayed": "true"}
-        if stored.location:
-            headers["Location"] = stored.location
-        media = "application/json" if stored.status_code < 400 else PROBLEM_JSON
-        # The very bytes of the first answer, not a re-rendering of them.
-        return Response(stored.body.encode(), status_code=stored.status_code, headers=headers,
-                        media_type=media)
-    try:
-        out = await service.submit(session, actor, payload, now=now, zone=zone)
-        created = _created(out)
-        await idempotency.record(session, actor.name, idempotency_key, idempotency.StoredResponse(
-            201, bytes(created.body).decode(), _location(out)))
-    except Problem as problem:
-        refused = problem_response(problem)
-        # The request's own transaction rolls back: the refusal is stored in one of its own.
-        async with database.transaction() as own:
-            await idempotency.record(own, actor.name, idempotency_key, idempotency.StoredResponse(
-                problem.status, bytes(refused.body).decode(), None))
-        raise
-    except BaseException:
-        await idempotency.release(database, actor.name, idempotency_key)
-        raise
-    return created
+    async def submit() -> Response:
+        return _created(await service.submit(session, actor, payload, now=now, zone=zone))
+
+    return await idempotency.replay_or_run(
+        database, session, caller=actor.name, key=idempotency_key, body=await request.json(),
+        now=now, run=submit)
 
 
 def _location(out: ComplaintOut) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -62,10 +63,10 @@ async def follow_case(session: AsyncSession, complaint_id: uuid.UUID, status: st
 
 
 async def claim_idempotency_key(session: AsyncSession, caller: str, key: str,
-                                request_hash: str) -> bool:
+                                request_hash: str, now: datetime) -> bool:
     result = await session.execute(
         pg_insert(IdempotencyKey)
-        .values(caller=caller, key=key, request_hash=request_hash)
+        .values(caller=caller, key=key, request_hash=request_hash, created_at=now)
         .on_conflict_do_nothing()
         .returning(IdempotencyKey.key)
     )

@@ -14,19 +14,16 @@ from metrics_worker.periods import PERIOD, parse_period, period_from_query
 from metrics_worker.schemas import MonthlyOut, Summary, TargetIn, TargetOut
 from shared.auth import Actor, Role, require
 from shared.db import SessionDep
-from shared.problems import PROBLEM_JSON, not_found
+from shared.problems import documented, not_found
+from shared.runtime import ZoneDep
 
 router = APIRouter(prefix="/v1/metrics", tags=["metrics"])
 
 Reader = Annotated[Actor, Depends(require(Role.analyst, Role.assistant))]
 TargetSetter = Annotated[Actor, Depends(require(Role.assistant))]
 
-PROBLEMS: dict[int | str, dict[str, Any]] = {
-    code: {"description": text, "content": {PROBLEM_JSON: {}}}
-    for code, text in {401: "Missing, unknown or revoked token", 403: "Role may not do this",
-                       404: "No target for this period", 422: "Invalid period or field",
-                       429: "Rate limited"}.items()
-}
+PROBLEMS = documented(401, 403, 429, saying={404: "No target for this period",
+                                             422: "Invalid period or field"})
 MONTHLY_COLUMNS = ("month", "group", "contacts", "received", "registered", "closed")
 
 PeriodQuery = Annotated[str | None, Query(max_length=16, description="YYYY, YYYY-Qn or YYYY-MM")]
@@ -36,11 +33,11 @@ ToQuery = Annotated[date | None, Query(alias="to")]
 
 @router.get("/summary", response_model=Summary, response_model_by_alias=True,
             responses=PROBLEMS, summary="Every figure of a period (METRICS.md)")
-async def get_summary(request: Request, session: SessionDep, _: Reader,
+async def get_summary(session: SessionDep, _: Reader, zone: ZoneDep,
                       period: PeriodQuery = None, first: FromQuery = None,
                       last: ToQuery = None) -> Summary:
     chosen = period_from_query(period, first, last)
-    return await service.summary(session, chosen, request.app.state.runtime.settings.zone)
+    return await service.summary(session, chosen, zone)
 
 
 @router.get("/monthly", response_model=MonthlyOut, responses={
@@ -48,14 +45,13 @@ async def get_summary(request: Request, session: SessionDep, _: Reader,
                       "description": "Rows as JSON, or RFC 4180 CSV with a header row"}},
     summary="Monthly figures, grouped")
 async def get_monthly(
-    request: Request, session: SessionDep, _: Reader,
+    request: Request, session: SessionDep, _: Reader, zone: ZoneDep,
     first: FromQuery = None, last: ToQuery = None, period: PeriodQuery = None,
     group_by: Literal["none", "channel", "substance", "agency", "kind"] = "none",
     format: Literal["json", "csv"] | None = None,
 ) -> Any:
     chosen = period_from_query(period, first, last)
-    rows = await service.monthly(session, chosen, request.app.state.runtime.settings.zone,
-                                 group_by)
+    rows = await service.monthly(session, chosen, zone, group_by)
     wants_csv = format == "csv" or (
         format is None and "text/csv" in request.headers.get("accept", ""))
     if not wants_csv:

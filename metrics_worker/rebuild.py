@@ -70,7 +70,7 @@ class RebuildRefused(RuntimeError):
     """The rebuild would not give complete figures, or would race a running metrics service."""
 
 
-class Reporter(Protocol):
+class ProgressReport(Protocol):
     """Where a rebuild reports how far it got; ``total`` is the number of records to replay."""
 
     def start(self, total: int) -> None: ...
@@ -144,24 +144,21 @@ async def reset_read_model(session: AsyncSession) -> None:
         await session.execute(table.delete().where(table.c.consumer == CONSUMER))
 
 
-async def rebuild(settings: Settings, *, reporter: Reporter | None = None,
+async def rebuild(settings: Settings, *, progress: ProgressReport | None = None,
                   poll_seconds: float = 0.2) -> RebuildResult:
     """Drops the read model and replays every event; Kafka when configured, else the database."""
     if settings.database_url is None:
         raise RuntimeError("ADUAN_DATABASE_URL is not set")
-    database = Database.connect(settings.database_url, pool_size=2)
-    try:
+    async with Database.opened(settings.database_url, pool_size=2) as database:
         if settings.kafka_bootstrap_servers:
             return await _rebuild_from_kafka(settings, settings.kafka_bootstrap_servers,
-                                             database, reporter or Silent(), poll_seconds)
-        return await _rebuild_from_database(database, reporter or Silent())
-    finally:
-        await database.dispose()
+                                             database, progress or Silent(), poll_seconds)
+        return await _rebuild_from_database(database, progress or Silent())
 
 
 # --- the database-backed log -------------------------------------------------------------------
 
-async def _rebuild_from_database(database: Database, reporter: Reporter) -> RebuildResult:
+async def _rebuild_from_database(database: Database, progress: ProgressReport) -> RebuildResult:
     started = time.monotonic()
     async with database.transaction() as session:
         total = 0
@@ -170,7 +167,7 @@ async def _rebuild_from_database(database: Database, reporter: Reporter) -> Rebu
             total += int((await session.execute(
                 select(func.count()).select_from(outbox))).scalar_one())
         await reset_read_model(session)
-    reporter.start(total)
+    progress.start(total)
     runner = DatabaseLogRunner(SUBSCRIPTION, database, DATABASE_LOGS, batch_size=1000)
     done = 0
     while True:
@@ -180,14 +177,14 @@ async def _rebuild_from_database(database: Database, reporter: Reporter) -> Rebu
         if not moved:
             break
         done += moved
-        reporter.update(done)
+        progress.update(done)
     return RebuildResult("database", done, time.monotonic() - started)
 
 
 # --- Kafka -------------------------------------------------------------------------------------
 
 async def _rebuild_from_kafka(settings: Settings, bootstrap: str, database: Database,
-                              reporter: Reporter, poll_seconds: float) -> RebuildResult:
+                              progress: ProgressReport, poll_seconds: float) -> RebuildResult:
     started = time.monotonic()
     group = settings.group_prefix + CONSUMER
     topics = [settings.topic(t) for t in SUBSCRIPTION.topics]
@@ -208,7 +205,7 @@ async def _rebuild_from_kafka(settings: Settings, bootstrap: str, database: Data
         async with database.transaction() as session:
             await reset_read_model(session)
         total = sum(ends.values())
-        reporter.start(total)
+        progress.start(total)
         publisher = KafkaPublisher(bootstrap, topic_prefix=settings.topic_prefix,
                                    client_id="aduan-metrics-rebuild")
         runner = KafkaConsumerRunner(SUBSCRIPTION, database, bootstrap_servers=bootstrap,
@@ -219,7 +216,7 @@ async def _rebuild_from_kafka(settings: Settings, bootstrap: str, database: Data
                 committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
                 positions = {tp: max(0, committed[tp].offset) if tp in committed else 0
                              for tp in partitions}
-                reporter.update(sum(min(positions[tp], ends[tp]) for tp in partitions))
+                progress.update(sum(min(positions[tp], ends[tp]) for tp in partitions))
                 if all(positions[tp] >= ends[tp] for tp in partitions):
                     break
                 if task.done():

@@ -1,27 +1,53 @@
-"""The ``aduan`` command line."""
+"""The ``aduan`` command line: run the services, migrate, manage tokens and the metrics."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
+import enum
 import os
 import signal
-import sys
 from collections.abc import Iterator
+from importlib.metadata import version as installed_version
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Annotated
 
+import typer
+
+from services.migrate import migrate
 from shared.auth import Role, Token, create_token, revoke_token
 from shared.db import Database
 from shared.settings import Settings, get_settings
 
-if TYPE_CHECKING:
-    from metrics_worker.periods import Period
+app = typer.Typer(name="aduan", no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False)
+token_app = typer.Typer(help="Create or revoke API tokens.", no_args_is_help=True)
+infra_app = typer.Typer(help="Local PostgreSQL and Kafka for development.", no_args_is_help=True)
+metrics_app = typer.Typer(help="Maintain the metrics read model.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+app.add_typer(infra_app, name="infra")
+app.add_typer(metrics_app, name="metrics")
 
 
-def _embedded_dir(settings: Settings) -> Path:
-    return settings.data_dir / "pgdata"
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """What a command raises to stop with ``aduan: <message>`` on standard error."""
+    typer.echo(f"aduan: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _show_version(shown: bool) -> None:
+    if shown:
+        typer.echo(f"aduan {installed_version('aduan')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_show_version, is_eager=True,
+        help="Print the installed version and exit.")] = False,
+) -> None:
+    """Complaint intake, case handling and performance figures for an Ombudsman office."""
 
 
 @contextlib.contextmanager
@@ -32,7 +58,7 @@ def database_url(settings: Settings, *, keep_running: bool = False) -> Iterator[
         return
     from services.postgres import start_postgres
 
-    data_dir = _embedded_dir(settings)
+    data_dir = settings.data_dir / "pgdata"
     was_running = (data_dir / "postmaster.pid").exists()
     pg = start_postgres(data_dir)
     try:
@@ -42,22 +68,35 @@ def database_url(settings: Settings, *, keep_running: bool = False) -> Iterator[
             pg.stop()
 
 
+@contextlib.contextmanager
+def migrated_database(settings: Settings) -> Iterator[Settings]:
+    """The settings, pointing at a database with every migration applied."""
+    with database_url(settings) as url:
+        migrate(url)
+        yield settings.model_copy(update={"database_url": url})
+
+
+# --- serve -----------------------------------------------------------------------------------
+
+class Which(enum.StrEnum):
+    all = "all"
+    intake = "intake"
+    case = "case"
+    metrics = "metrics"
+
+
 async def _first_admin_token(url: str, *, saved: bool) -> str | None:
     """Creates an admin token unless one exists and is saved; returns it when created now."""
     from sqlalchemy import select
 
-    database = Database.connect(url, pool_size=1)
-    try:
-        async with database.transaction() as session:
-            existing = (await session.execute(
-                select(Token).where(Token.role == Role.admin.value, Token.revoked_at.is_(None))
-            )).first()
-            if existing is not None and saved:
-                return None
-            name = "admin" if existing is None else f"admin-{os.getpid()}"
-            return await create_token(session, name=name, role=Role.admin)
-    finally:
-        await database.dispose()
+    async with Database.opened(url) as database, database.transaction() as session:
+        existing = (await session.execute(
+            select(Token).where(Token.role == Role.admin.value, Token.revoked_at.is_(None))
+        )).first()
+        if existing is not None and saved:
+            return None
+        name = "admin" if existing is None else f"admin-{os.getpid()}"
+        return await create_token(session, name=name, role=Role.admin)
 
 
 def _save_secret(path: Path, secret: str) -> None:
@@ -65,37 +104,6 @@ def _save_secret(path: Path, secret: str) -> None:
     path.touch(mode=0o600, exist_ok=True)
     path.chmod(0o600)
     path.write_text(secret + "\n")
-
-
-def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
-
-    from services.allinone import DEFAULT_PORTS, create_app
-    from shared.logging import configure_logging
-    from shared.migrate import migrate
-
-    configure_logging(settings)
-    port = args.port or DEFAULT_PORTS[args.service]
-    with database_url(settings) as url:
-        migrate(url)
-        settings = settings.model_copy(update={"database_url": url})
-        base = f"http://{args.host}:{port}"
-        print(f"aduan {args.service}: {base}  (API docs: {base}/docs)", flush=True)
-        bus = settings.kafka_bootstrap_servers or "none: database event log"
-        print(f"event bus (Kafka): {bus}", flush=True)
-        if args.service == "all":
-            # The all-in-one run is the one a newcomer starts: give them a way in.
-            token_file = settings.data_dir / "admin-token"
-            token = asyncio.run(_first_admin_token(url, saved=token_file.exists()))
-            if token:
-                _save_secret(token_file, token)
-                print(f"admin token (saved to {token_file}, shown once):\n{token}", flush=True)
-            else:
-                print(f"admin token: see {token_file}", flush=True)
-        with _stopped_by_signals():
-            uvicorn.run(create_app(args.service, settings), host=args.host, port=port,
-                        log_config=None, timeout_graceful_shutdown=20)
-    return 0
 
 
 class _Stop(Exception):
@@ -120,220 +128,225 @@ def _stopped_by_signals() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def cmd_migrate(_: argparse.Namespace, settings: Settings) -> int:
-    from shared.migrate import migrate
+@app.command()
+def serve(
+    service: Annotated[Which, typer.Argument(
+        help="The service to run; all: the three in one process.")] = Which.all,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int | None, typer.Option(
+        help="Port to listen on (default: 8000 all, 8001 intake, 8002 case, 8003 metrics).",
+    )] = None,
+) -> None:
+    """Run one service, or all in one process."""
+    import uvicorn
 
-    with database_url(settings) as url:
-        migrate(url)
-    print("migrations applied")
-    return 0
+    from services.allinone import DEFAULT_PORTS, create_app
+    from shared.logging import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings)
+    port = port or DEFAULT_PORTS[service.value]
+    with migrated_database(settings) as settings:
+        base = f"http://{host}:{port}"
+        typer.echo(f"aduan {service.value}: {base}  (API docs: {base}/docs)")
+        typer.echo("event bus (Kafka): "
+                   f"{settings.kafka_bootstrap_servers or 'none: database event log'}")
+        if service is Which.all:
+            # The all-in-one run is the one a newcomer starts: give them a way in.
+            assert settings.database_url is not None
+            token_file = settings.data_dir / "admin-token"
+            token = asyncio.run(_first_admin_token(settings.database_url,
+                                                   saved=token_file.exists()))
+            if token:
+                _save_secret(token_file, token)
+                typer.echo(f"admin token (saved to {token_file}, shown once):\n{token}")
+            else:
+                typer.echo(f"admin token: see {token_file}")
+        with _stopped_by_signals():
+            uvicorn.run(create_app(service.value, settings), host=host, port=port,
+                        log_config=None, timeout_graceful_shutdown=20)
 
 
-async def _token(url: str, args: argparse.Namespace) -> str | bool:
-    database = Database.connect(url, pool_size=1)
-    try:
-        async with database.transaction() as session:
-            if args.token_command == "create":
-                return await create_token(session, name=args.name, role=Role(args.role),
-                                          agency_code=args.agency)
-            return await revoke_token(session, args.name)
-    finally:
-        await database.dispose()
+@app.command("migrate")
+def migrate_command() -> None:
+    """Apply the database migrations."""
+    with migrated_database(get_settings()):
+        pass
+    typer.echo("migrations applied")
 
 
-def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
-    from shared.migrate import migrate
+# --- token -----------------------------------------------------------------------------------
 
-    with database_url(settings) as url:
-        migrate(url)
+@token_app.command("create")
+def token_create(
+    role: Annotated[Role, typer.Option(help="What the token may do.")],
+    name: Annotated[str, typer.Option(help="Who holds it; unique among active tokens.")],
+    agency: Annotated[str | None, typer.Option(
+        help="The agency code a liaison answers for (liaison tokens only).")] = None,
+) -> None:
+    """Create a token; it is printed once and stored only as a hash."""
+    async def create(url: str) -> str:
+        async with Database.opened(url) as database, database.transaction() as session:
+            return await create_token(session, name=name, role=role, agency_code=agency)
+
+    with migrated_database(get_settings()) as settings:
+        assert settings.database_url is not None
         try:
-            result = asyncio.run(_token(url, args))
+            token = asyncio.run(create(settings.database_url))
         except ValueError as exc:
-            print(f"aduan: {exc}", file=sys.stderr)
-            return 2
-    if args.token_command == "create":
-        print(f"token for {args.name} ({args.role}); it is shown only now:")
-        print(result)
-        return 0
-    if not result:
-        print(f"aduan: no active token named {args.name!r}", file=sys.stderr)
-        return 1
-    print(f"token {args.name} revoked")
-    return 0
+            raise fail(str(exc)) from None
+    typer.echo(f"token for {name} ({role.value}); it is shown only now:")
+    typer.echo(token)
 
 
-def cmd_infra(args: argparse.Namespace, settings: Settings) -> int:
-    from services.kafka import start_kafka, stop_detached
+@token_app.command("revoke")
+def token_revoke(
+    name: Annotated[str, typer.Argument(help="The token's name.")],
+) -> None:
+    """Revoke a token at once."""
+    async def revoke(url: str) -> bool:
+        async with Database.opened(url) as database, database.transaction() as session:
+            return await revoke_token(session, name)
+
+    with migrated_database(get_settings()) as settings:
+        assert settings.database_url is not None
+        revoked = asyncio.run(revoke(settings.database_url))
+    if not revoked:
+        raise fail(f"no active token named {name!r}", 1)
+    typer.echo(f"token {name} revoked")
+
+
+# --- infra -----------------------------------------------------------------------------------
+
+def _infra_root() -> Path:
+    return get_settings().data_dir.resolve() / "infra"
+
+
+@infra_app.command("up")
+def infra_up() -> None:
+    """Start PostgreSQL and Kafka in the background; prints the exports that point at them."""
+    from services.kafka import start_kafka
     from services.postgres import start_postgres
 
-    root = settings.data_dir.resolve() / "infra"
-    if args.infra_command == "up":
-        root.mkdir(parents=True, exist_ok=True)
-        pg = start_postgres(root / "pg")
-        broker = start_kafka(root / "kafka", detach=True)
-        print(f"export ADUAN_DATABASE_URL='{pg.url()}'")
-        print(f"export ADUAN_KAFKA_BOOTSTRAP_SERVERS='{broker.bootstrap_servers}'")
-        return 0
+    root = _infra_root()
+    root.mkdir(parents=True, exist_ok=True)
+    pg = start_postgres(root / "pg")
+    broker = start_kafka(root / "kafka", detach=True)
+    typer.echo(f"export ADUAN_DATABASE_URL='{pg.url()}'")
+    typer.echo(f"export ADUAN_KAFKA_BOOTSTRAP_SERVERS='{broker.bootstrap_servers}'")
+
+
+@infra_app.command("down")
+def infra_down() -> None:
+    """Stop what ``infra up`` started."""
+    from services.kafka import stop_detached
     from services.postgres import pg_ctl
 
+    root = _infra_root()
     stopped_kafka = stop_detached(root / "kafka")
     if (root / "pg" / "postmaster.pid").exists():
         pg_ctl(root / "pg", "stop", "-m", "fast")
-        print("PostgreSQL stopped")
-    print("Kafka stopped" if stopped_kafka else "Kafka was not running")
-    return 0
+        typer.echo("PostgreSQL stopped")
+    typer.echo("Kafka stopped" if stopped_kafka else "Kafka was not running")
 
 
-def cmd_metrics(args: argparse.Namespace, settings: Settings) -> int:
-    """``aduan metrics rebuild``: the read model dropped and replayed from the start of the log."""
+# --- metrics, report, import-sample ----------------------------------------------------------
+
+@metrics_app.command("rebuild")
+def metrics_rebuild() -> None:
+    """Drop the read model and replay every event from the start of the log (stop the metrics
+    service first)."""
     from metrics_worker.rebuild import ProgressBar, RebuildRefused, rebuild
-    from shared.migrate import migrate
 
-    with database_url(settings) as url:
-        migrate(url)
-        settings = settings.model_copy(update={"database_url": url})
+    with migrated_database(get_settings()) as settings:
         bar = ProgressBar()
         try:
             with bar.shown():
-                result = asyncio.run(rebuild(settings, reporter=bar))
+                result = asyncio.run(rebuild(settings, progress=bar))
         except RebuildRefused as exc:
-            print(f"aduan: rebuild refused: {exc}", file=sys.stderr)
-            return 1
+            raise fail(f"rebuild refused: {exc}", 1) from None
     source = "Kafka topics" if result.mode == "kafka" else "database event log"
-    print(f"metrics rebuilt from the {source}: {result.records} records in "
-          f"{result.seconds:.1f}s ({result.per_second:.0f} records/s)")
-    return 0
+    typer.echo(f"metrics rebuilt from the {source}: {result.records} records in "
+               f"{result.seconds:.1f}s ({result.per_second:.0f} records/s)")
 
 
-async def _summary_markdown(url: str, period: Period, settings: Settings) -> str:
-    from metrics_worker import report, service
-
-    database = Database.connect(url, pool_size=1)
-    try:
-        async with database.transaction() as session:
-            summary = await service.summary(session, period, settings.zone)
-    finally:
-        await database.dispose()
-    return report.to_markdown(summary, period.label)
-
-
-def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
-    """``aduan report --period 2022-Q1``: the period's summary in Markdown."""
+@app.command()
+def report(
+    period: Annotated[str, typer.Option(help="YYYY-Qn, YYYY-MM or YYYY.")],
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Write to this file instead of printing.")] = None,
+) -> None:
+    """A period's summary in Markdown."""
+    from metrics_worker import report as markdown_report
+    from metrics_worker import service
     from metrics_worker.periods import parse_period
-    from shared.migrate import migrate
     from shared.problems import Problem
 
     try:
-        period = parse_period(args.period)
+        chosen = parse_period(period)
     except Problem as exc:
-        print(f"aduan: --period: {exc.detail}", file=sys.stderr)
-        return 2
-    with database_url(settings) as url:
-        migrate(url)
-        markdown = asyncio.run(_summary_markdown(url, period, settings))
-    if args.output:
-        Path(args.output).write_text(markdown, encoding="utf-8")
-        print(f"report for {args.period} written to {args.output}")
+        raise fail(f"--period: {exc.detail}") from None
+
+    async def summary_markdown(url: str, settings: Settings) -> str:
+        async with Database.opened(url) as database, database.transaction() as session:
+            summary = await service.summary(session, chosen, settings.zone)
+        return markdown_report.to_markdown(summary, chosen.label)
+
+    with migrated_database(get_settings()) as settings:
+        assert settings.database_url is not None
+        markdown = asyncio.run(summary_markdown(settings.database_url, settings))
+    if output is not None:
+        output.write_text(markdown, encoding="utf-8")
+        typer.echo(f"report for {period} written to {output}")
     else:
-        print(markdown, end="")
-    return 0
+        typer.echo(markdown, nl=False)
 
 
-async def _import_sample(args: argparse.Namespace, token: str) -> str:
+async def _import_sample(url: str, token: str, *, force: bool) -> str:
     import httpx
 
     from services import published_quarter
 
     quarter = published_quarter.build()
-    async with httpx.AsyncClient(base_url=args.url, timeout=60) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
         api = published_quarter.Api(client, token)
         existing = await client.get("/v1/metrics/summary", params={"period": quarter.period},
                                     headers=api.headers)
         if existing.status_code != 200:
-            return f"cannot read the metrics at {args.url}: {existing.status_code}"
-        if existing.json()["contacts"] and not args.force:
-            return (f"{quarter.period} already holds records at {args.url}; importing the "
+            return f"cannot read the metrics at {url}: {existing.status_code}"
+        if existing.json()["contacts"] and not force:
+            return (f"{quarter.period} already holds records at {url}; importing the "
                     "sample again would add to them (--force to do it anyway)")
         loaded = await published_quarter.load(api, quarter)
-    print(f"imported {loaded.complaints} intakes and {loaded.transitions} case steps "
-          f"in {loaded.seconds:.1f}s; target set for {quarter.period}")
+    typer.echo(f"imported {loaded.complaints} intakes and {loaded.transitions} case steps "
+               f"in {loaded.seconds:.1f}s; target set for {quarter.period}")
     return ""
 
 
-def cmd_import_sample(args: argparse.Namespace, settings: Settings) -> int:
-    """``aduan import-sample``: the quarter Ombudsman Babel published, through the API."""
-    token_file = Path(args.token_file) if args.token_file else settings.data_dir / "admin-token"
-    token = args.token or (token_file.read_text().strip() if token_file.exists() else "")
+@app.command("import-sample")
+def import_sample(
+    url: Annotated[str, typer.Option(help="The running server.")] = "http://127.0.0.1:8000",
+    token: Annotated[str | None, typer.Option(
+        help="An admin token (default: the saved one).")] = None,
+    token_file: Annotated[Path | None, typer.Option(
+        help="File holding an admin token (default: <data dir>/admin-token).")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Import even when the quarter already holds records.")] = False,
+) -> None:
+    """Import the quarter Ombudsman Babel published (2022-Q1) through the API of a running
+    server."""
+    token_file = token_file or get_settings().data_dir / "admin-token"
+    token = token or (token_file.read_text().strip() if token_file.exists() else "")
     if not token:
-        print(f"aduan: no admin token: give --token or save one in {token_file}",
-              file=sys.stderr)
-        return 2
-    problem = asyncio.run(_import_sample(args, token))
+        raise fail(f"no admin token: give --token or save one in {token_file}")
+    problem = asyncio.run(_import_sample(url, token, force=force))
     if problem:
-        print(f"aduan: {problem}", file=sys.stderr)
-        return 1
-    return 0
+        raise fail(problem, 1)
 
 
-def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="aduan", description=__doc__)
-    commands = root.add_subparsers(dest="command", required=True)
-
-    serve = commands.add_parser("serve", help="run one service, or all in one process")
-    serve.add_argument("service", nargs="?", default="all",
-                       choices=["all", "intake", "case", "metrics"])
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int)
-    serve.set_defaults(run=cmd_serve)
-
-    commands.add_parser("migrate", help="apply the database migrations").set_defaults(
-        run=cmd_migrate)
-
-    token = commands.add_parser("token", help="create or revoke API tokens")
-    token_commands = token.add_subparsers(dest="token_command", required=True)
-    create = token_commands.add_parser("create")
-    create.add_argument("--role", required=True, choices=[r.value for r in Role])
-    create.add_argument("--name", required=True)
-    create.add_argument("--agency")
-    revoke = token_commands.add_parser("revoke")
-    revoke.add_argument("name")
-    token.set_defaults(run=cmd_token)
-
-    infra = commands.add_parser("infra", help="local PostgreSQL and Kafka for development")
-    infra.add_argument("infra_command", choices=["up", "down"])
-    infra.set_defaults(run=cmd_infra)
-
-    metrics = commands.add_parser("metrics", help="maintain the metrics read model")
-    metrics_commands = metrics.add_subparsers(dest="metrics_command", required=True)
-    metrics_commands.add_parser(
-        "rebuild", help="drop the read model and replay every event from the start of the log "
-                        "(stop the metrics service first)")
-    metrics.set_defaults(run=cmd_metrics)
-
-    report = commands.add_parser("report", help="a period's summary in Markdown")
-    report.add_argument("--period", required=True, help="YYYY-Qn, YYYY-MM or YYYY")
-    report.add_argument("--output", "-o", help="write to this file instead of printing")
-    report.set_defaults(run=cmd_report)
-
-    sample = commands.add_parser(
-        "import-sample", help="import the quarter Ombudsman Babel published (2022-Q1) through "
-                              "the API of a running server")
-    sample.add_argument("--url", default="http://127.0.0.1:8000")
-    sample.add_argument("--token", help="an admin token (default: the saved one)")
-    sample.add_argument("--token-file", help="file holding an admin token "
-                                             "(default: <data dir>/admin-token)")
-    sample.add_argument("--force", action="store_true",
-                        help="import even when the quarter already holds records")
-    sample.set_defaults(run=cmd_import_sample)
-    return root
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    settings = get_settings()
-    code: int = args.run(args, settings)
-    return code
+def main() -> None:
+    app(prog_name="aduan")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

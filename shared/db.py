@@ -54,6 +54,16 @@ class Database:
         )
         return cls(engine, async_sessionmaker(engine, expire_on_commit=False))
 
+    @classmethod
+    @asynccontextmanager
+    async def opened(cls, url: str, *, pool_size: int = 1) -> AsyncIterator[Database]:
+        """A database for one piece of work (a command, a test step), disposed of after it."""
+        database = cls.connect(url, pool_size=pool_size)
+        try:
+            yield database
+        finally:
+            await database.dispose()
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session whose work is committed on success and rolled back on error."""
@@ -82,9 +92,12 @@ def database_of(request: Request) -> Database:
     return db
 
 
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+DatabaseDep = Annotated[Database, Depends(database_of)]
+
+
+async def get_session(database: DatabaseDep) -> AsyncIterator[AsyncSession]:
     """One transaction per request, committed before the response is sent."""
-    async with database_of(request).transaction() as session:
+    async with database.transaction() as session:
         yield session
 
 

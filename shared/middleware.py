@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.problems import PROBLEM_JSON, TYPE_BASE
+from shared.problems import Problem
 
 MAX_BODY_BYTES = 256 * 1024
 # A body that stops arriving (a stalled client, a connection caught in a shutdown) is refused
 # cleanly before the server's own graceful-shutdown timeout would cancel it with a bare 500.
 BODY_TIMEOUT_SECONDS = 10.0
-
-
-async def _send_problem(send: Send, status: int, slug: str, title: str, detail: str) -> None:
-    body = json.dumps({"type": TYPE_BASE + slug, "title": title, "status": status,
-                       "detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", PROBLEM_JSON.encode()),
-                            (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
 
 
 def _has_nul(scope: Scope) -> bool:
@@ -36,11 +26,14 @@ class BodyGuard:
         self.app = app
         self.max_bytes = max_bytes
 
+    def _too_large(self) -> ASGIApp:
+        return Problem(413, f"The body may be at most {self.max_bytes} bytes.").response()
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and _has_nul(scope):
             # PostgreSQL text cannot hold NUL: refuse it here, for every parameter at once.
-            await _send_problem(send, 422, "validation-error", "Invalid request",
-                                "Query and path parameters must not contain NUL characters.")
+            await Problem(422, "Query and path parameters must not contain NUL characters."
+                          ).response()(scope, receive, send)
             return
         if scope["type"] != "http" or scope["method"] not in {"POST", "PUT", "PATCH"}:
             await self.app(scope, receive, send)
@@ -48,14 +41,13 @@ class BodyGuard:
         headers = dict(scope["headers"])
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await _send_problem(send, 413, "payload-too-large", "Request body too large",
-                                f"The body may be at most {self.max_bytes} bytes.")
+            await self._too_large()(scope, receive, send)
             return
         content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         is_json = content_type == b"application/json" or content_type.endswith(b"+json")
         if not is_json and (length not in (None, b"0") or content_type):
-            await _send_problem(send, 415, "unsupported-media-type",
-                                "Unsupported media type", "Send the body as application/json.")
+            await Problem(415, "Send the body as application/json.").response()(
+                scope, receive, send)
             return
         # Read the whole (bounded) body first, so an oversized one is refused before parsing.
         chunks: list[bytes] = []
@@ -66,16 +58,15 @@ class BodyGuard:
                 async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
                     message = await receive()
             except TimeoutError:
-                await _send_problem(send, 408, "request-timeout", "Request timeout",
-                                    "The request body did not arrive in time; send it again.")
+                await Problem(408, "The request body did not arrive in time; send it again."
+                              ).response()(scope, receive, send)
                 return
             if message["type"] == "http.disconnect":
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await _send_problem(send, 413, "payload-too-large", "Request body too large",
-                                    f"The body may be at most {self.max_bytes} bytes.")
+                await self._too_large()(scope, receive, send)
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from shared.problems import PROBLEM_JSON
+from shared.problems import PROBLEM_JSON, STATUSES
 
 PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -30,15 +30,11 @@ PROBLEM_SCHEMA: dict[str, Any] = {
     },
     "additionalProperties": True,
 }
-COMMON = {
-    "401": "Missing, unknown or revoked token",
-    "403": "The caller's role may not do this",
-    "422": "Invalid field (each named in `errors`)",
-    "429": "Over the rate limit (see `Retry-After`)",
-    "503": "A backing service is unavailable (see `Retry-After`)",
-}
-BODY = {"400": "Malformed JSON", "408": "The body did not arrive in time",
-        "413": "Body over 256 KiB", "415": "Body is not JSON"}
+# Every /v1/ operation can answer these; those with a body and those with an id in their path,
+# these too. The descriptions come from the one catalogue, ``shared.problems.STATUSES``.
+COMMON = (401, 403, 422, 429, 503)
+BODY = (400, 408, 413, 415)
+WITH_ID = (404,)
 
 
 def install_openapi(app: FastAPI) -> None:
@@ -52,20 +48,19 @@ def install_openapi(app: FastAPI) -> None:
         schemas.pop("HTTPValidationError", None)
         schemas.pop("ValidationError", None)
         schemas["Problem"] = PROBLEM_SCHEMA
-        components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
         problem = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
         for path, operations in schema.get("paths", {}).items():
             for method, operation in operations.items():
                 responses = operation.setdefault("responses", {})
-                extra = dict(COMMON) if path.startswith("/v1/") else {}
-                if path.startswith("/v1/") and method in {"post", "put", "patch"}:
-                    extra.update(BODY)
-                if path.startswith("/v1/") and "{" in path:
-                    extra["404"] = "Not found, or outside the caller's scope"
+                extra: tuple[int, ...] = ()
                 if path.startswith("/v1/"):
-                    operation["security"] = [{"bearer": []}]
-                for code, text in extra.items():
-                    responses.setdefault(code, {"description": text})
+                    extra += COMMON
+                    if method in {"post", "put", "patch"}:
+                        extra += BODY
+                    if "{" in path:
+                        extra += WITH_ID
+                for code in extra:
+                    responses.setdefault(str(code), {"description": STATUSES[code].meaning})
                 for code, response in responses.items():
                     if code[0] in "45":
                         response["content"] = problem

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -18,37 +20,47 @@ logger = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://aduan.ombudsman.go.id/problems/"
 
-TITLES = {
-    400: "Malformed request",
-    401: "Not authenticated",
-    403: "Forbidden",
-    404: "Not found",
-    405: "Method not allowed",
-    409: "Conflict",
-    412: "Precondition failed",
-    413: "Request body too large",
-    415: "Unsupported media type",
-    422: "Invalid request",
-    429: "Too many requests",
-    500: "Internal error",
-    503: "Service unavailable",
-}
 
-SLUGS = {
-    400: "malformed-request",
-    401: "unauthenticated",
-    403: "forbidden",
-    404: "not-found",
-    405: "method-not-allowed",
-    409: "conflict",
-    412: "precondition-failed",
-    413: "payload-too-large",
-    415: "unsupported-media-type",
-    422: "validation-error",
-    429: "rate-limited",
-    500: "internal-error",
-    503: "unavailable",
+
+@dataclass(frozen=True)
+class Status:
+    """One status this API answers with: the problem's title and type, and what it means here
+    (the description every operation's OpenAPI entry carries unless it says more)."""
+
+    title: str
+    slug: str
+    meaning: str
+
+
+# The one catalogue of error statuses: problem bodies, the ASGI guards and OpenAPI read it.
+STATUSES: dict[int, Status] = {
+    400: Status("Malformed request", "malformed-request", "Malformed JSON"),
+    401: Status("Not authenticated", "unauthenticated", "Missing, unknown or revoked token"),
+    403: Status("Forbidden", "forbidden", "The caller's role may not do this"),
+    404: Status("Not found", "not-found", "Not found, or outside the caller's scope"),
+    405: Status("Method not allowed", "method-not-allowed", "Method not allowed"),
+    408: Status("Request timeout", "request-timeout", "The body did not arrive in time"),
+    409: Status("Conflict", "conflict", "In conflict with the current state"),
+    412: Status("Precondition failed", "precondition-failed",
+                "If-Match does not match the current version"),
+    413: Status("Request body too large", "payload-too-large", "Body over 256 KiB"),
+    415: Status("Unsupported media type", "unsupported-media-type", "Body is not JSON"),
+    422: Status("Invalid request", "validation-error", "Invalid field (each named in `errors`)"),
+    429: Status("Too many requests", "rate-limited", "Over the rate limit (see `Retry-After`)"),
+    500: Status("Internal error", "internal-error", "An unexpected error"),
+    503: Status("Service unavailable", "unavailable",
+                "A backing service is unavailable (see `Retry-After`)"),
 }
+UNLISTED = Status("Error", "error", "Error")
+
+
+def documented(*statuses: int, saying: Mapping[int, str] | None = None,
+               ) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` for these statuses: the catalogue's meaning unless ``saying``
+    tells what the status means for this operation."""
+    said = saying or {}
+    return {status: {"description": said.get(status, STATUSES.get(status, UNLISTED).meaning),
+                     "content": {PROBLEM_JSON: {}}} for status in (*statuses, *said)}
 
 
 # asyncpg's names for "the server is gone or going": shutdown, restart, lost socket.
@@ -75,8 +87,9 @@ class Problem(Exception):
         super().__init__(detail)
         self.status = status
         self.detail = detail
-        self.title = title or TITLES.get(status, "Error")
-        self.slug = slug or SLUGS.get(status, "error")
+        known = STATUSES.get(status, UNLISTED)
+        self.title = title or known.title
+        self.slug = slug or known.slug
         self.headers = headers or {}
         self.extra = extra
 
@@ -89,14 +102,10 @@ class Problem(Exception):
             **self.extra,
         }
 
-
-def problem_response(problem: Problem) -> JSONResponse:
-    return JSONResponse(
-        problem.body(),
-        status_code=problem.status,
-        media_type=PROBLEM_JSON,
-        headers=problem.headers,
-    )
+    def response(self) -> JSONResponse:
+        """The problem as a response; being an ASGI app, ASGI middleware can send it too."""
+        return JSONResponse(self.body(), status_code=self.status, media_type=PROBLEM_JSON,
+                            headers=self.headers)
 
 
 def not_found(what: str) -> Problem:
@@ -154,38 +163,34 @@ def is_connection_loss(exc: DBAPIError) -> bool:
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(_: Request, exc: Problem) -> JSONResponse:
-        return problem_response(exc)
+        return exc.response()
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return problem_response(_validation_problem(exc))
+        return _validation_problem(exc).response()
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
-        return problem_response(Problem(exc.status_code, detail, headers=dict(exc.headers or {})))
+        return Problem(exc.status_code, detail, headers=dict(exc.headers or {})).response()
 
     @app.exception_handler(DBAPIError)
     async def _database_error(_: Request, exc: DBAPIError) -> JSONResponse:
         if not is_connection_loss(exc):
             logger.error("database error: %s", type(exc.orig).__name__, exc_info=exc)
-            return problem_response(Problem(500, "An unexpected error occurred."))
+            return Problem(500, "An unexpected error occurred.").response()
         logger.warning("database unavailable: %s", type(exc.orig).__name__)
-        return problem_response(
-            Problem(503, "The database is unavailable; retry shortly.",
-                    headers={"Retry-After": "5"})
-        )
+        return Problem(503, "The database is unavailable; retry shortly.",
+                       headers={"Retry-After": "5"}).response()
 
     @app.exception_handler(OSError)
     @app.exception_handler(TimeoutError)
     async def _connection_lost(_: Request, exc: Exception) -> JSONResponse:
         logger.warning("backing service unreachable: %s", type(exc).__name__)
-        return problem_response(
-            Problem(503, "A backing service is unavailable; retry shortly.",
-                    headers={"Retry-After": "5"})
-        )
+        return Problem(503, "A backing service is unavailable; retry shortly.",
+                       headers={"Retry-After": "5"}).response()
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         logger.exception("unhandled error", exc_info=exc)
-        return problem_response(Problem(500, "An unexpected error occurred."))
+        return Problem(500, "An unexpected error occurred.").response()

@@ -5,6 +5,9 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
 
 from shared.problems import Problem
 
@@ -35,3 +38,11 @@ class RateLimiter:
             raise Problem(429, f"Rate limit of {self.per_minute} requests a minute exceeded.",
                           headers={"Retry-After": str(wait)})
         bucket.tokens -= 1.0
+
+
+def rate_limiter_of(request: Request) -> RateLimiter:
+    limiter: RateLimiter = request.app.state.rate_limiter
+    return limiter
+
+
+RateLimiterDep = Annotated[RateLimiter, Depends(rate_limiter_of)]

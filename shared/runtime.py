@@ -6,9 +6,12 @@ import asyncio
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
-from shared.bus import DatabaseLogRunner, KafkaConsumerRunner, Subscription
+from fastapi import Depends, Request
+
+from shared.bus import ConsumerRunner, DatabaseLogRunner, KafkaConsumerRunner, Subscription
 from shared.clock import Clock, SystemClock
 from shared.db import Database
 from shared.events import CASES_TOPIC, COMPLAINTS_TOPIC
@@ -33,7 +36,7 @@ class Runtime:
     clock: Clock = field(default_factory=SystemClock)
     publisher: KafkaPublisher | None = None
     relays: list[OutboxRelay] = field(default_factory=list)
-    consumers: list[KafkaConsumerRunner | DatabaseLogRunner] = field(default_factory=list)
+    consumers: list[ConsumerRunner] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -57,7 +60,7 @@ class Runtime:
         self.spawn(f"relay:{tables.schema}", relay.run)
 
     def consume(self, subscription: Subscription) -> None:
-        runner: KafkaConsumerRunner | DatabaseLogRunner
+        runner: ConsumerRunner
         if self.publisher is not None and self.settings.kafka_bootstrap_servers:
             runner = KafkaConsumerRunner(
                 subscription, self.database,
@@ -101,3 +104,25 @@ class Runtime:
         if self.publisher is not None:
             await self.publisher.close()
         await self.database.dispose()
+
+
+def runtime_of(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(runtime_of)]
+
+
+def clock_of(runtime: RuntimeDep) -> Clock:
+    return runtime.clock
+
+
+def zone_of(runtime: RuntimeDep) -> ZoneInfo:
+    return runtime.settings.zone
+
+
+# What endpoints take instead of reaching into ``request.app.state``: tests give the app a
+# shifted clock, and the office's time zone comes from the settings.
+ClockDep = Annotated[Clock, Depends(clock_of)]
+ZoneDep = Annotated[ZoneInfo, Depends(zone_of)]

@@ -8,15 +8,15 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 
 from shared.clock import Clock
 from shared.middleware import BodyGuard
 from shared.openapi import install_openapi
-from shared.problems import PROBLEM_JSON, TYPE_BASE, install_problem_handlers
+from shared.problems import Problem, documented, install_problem_handlers
 from shared.ratelimit import RateLimiter
-from shared.runtime import Runtime
+from shared.runtime import Runtime, RuntimeDep
 from shared.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -86,17 +86,13 @@ def build_app(services: Sequence[Service], *, title: str, settings: Settings | N
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["health"], summary="Database and event bus reachable",
-             responses={503: {"description": "Not ready", "content": {PROBLEM_JSON: {}}}})
-    async def readyz(request: Request) -> JSONResponse:
-        checks = await readiness(request.app.state.runtime)
+             responses=documented(saying={503: "Not ready"}))
+    async def readyz(runtime: RuntimeDep) -> JSONResponse:
+        checks = await readiness(runtime)
         if all(v.startswith("ok") for v in checks.values()):
             return JSONResponse({"status": "ready", "checks": checks})
-        return JSONResponse(
-            {"type": TYPE_BASE + "unavailable", "title": "Service unavailable", "status": 503,
-             "detail": "; ".join(f"{k}: {v}" for k, v in checks.items() if not v.startswith("ok")),
-             "checks": checks},
-            status_code=503, media_type=PROBLEM_JSON,
-        )
+        failed = "; ".join(f"{k}: {v}" for k, v in checks.items() if not v.startswith("ok"))
+        return Problem(503, failed, checks=checks).response()
 
     for service in services:
         for router in service.routers:

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from services.kafka import KafkaBroker, start_kafka
+from services.migrate import migrate_async
 from services.postgres import start_postgres
-from shared.migrate import migrate_async
 from tests.support import BackingServices, database_named, server_command
 
 TEMPLATE = "aduan_template"

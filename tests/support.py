@@ -71,12 +71,9 @@ class BackingServices:
                     agency: str | None = None) -> str:
         role = Role(role)
         name = name or f"{role.value}-{len(self._tokens)}"
-        database = Database.connect(self.database_url, pool_size=1)
-        try:
-            async with database.transaction() as session:
-                token = await create_token(session, name=name, role=role, agency_code=agency)
-        finally:
-            await database.dispose()
+        async with Database.opened(self.database_url) as database, \
+                database.transaction() as session:
+            token = await create_token(session, name=name, role=role, agency_code=agency)
         self._tokens[name] = token
         return token
 

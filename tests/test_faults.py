@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from services.kafka import start_kafka
+from services.migrate import migrate_async
 from services.postgres import start_postgres
-from shared.migrate import migrate_async
 from tests.faults import Load, cases_opened, contacts_counted
 from tests.support import BackingServices, ServiceProcess, bearer
 

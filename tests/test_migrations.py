@@ -6,7 +6,7 @@ import asyncio
 
 from alembic import command
 
-from shared.migrate import alembic_config
+from services.migrate import alembic_config
 
 
 async def test_models_and_migrations_agree(database_url: str) -> None:

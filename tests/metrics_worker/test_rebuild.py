@@ -65,7 +65,7 @@ async def test_rebuild_from_the_database_log(services: BackingServices) -> None:
     await damage_read_model(services.database_url)
     assert await direct_summary(services, "2022-Q1") != before["summary {'period': '2022-Q1'}"]
     recorder = Recorder()
-    result = await rebuild(services.settings(), reporter=recorder)
+    result = await rebuild(services.settings(), progress=recorder)
     assert result.mode == "database"
     assert result.records == recorder.total == recorder.completed[-1] == log_records(history)
     assert recorder.completed == sorted(recorder.completed)
@@ -83,12 +83,9 @@ async def test_rebuild_from_the_database_log(services: BackingServices) -> None:
 
 async def direct_summary(services: BackingServices, period: str) -> dict[str, Any]:
     settings = services.settings()
-    database = Database.connect(services.database_url, pool_size=1)
-    try:
-        async with database.transaction() as session:
-            summary = await service.summary(session, parse_period(period), settings.zone)
-    finally:
-        await database.dispose()
+    async with Database.opened(services.database_url) as database, \
+            database.transaction() as session:
+        summary = await service.summary(session, parse_period(period), settings.zone)
     return summary.model_dump(mode="json", by_alias=True)
 
 
@@ -96,15 +93,11 @@ async def test_every_metrics_table_is_derived_or_kept(database_url: str) -> None
     """A new table in the schema must be classified before a rebuild may run."""
     assert {"contacts", "cases", "transitions"} <= set(read_model_tables())
     assert "targets" not in read_model_tables()
-    database = Database.connect(database_url, pool_size=1)
-    try:
-        async with database.transaction() as session:
-            assert await check_tables(session) == read_model_tables()
-            await session.execute(text("CREATE TABLE metrics.mystery (id int)"))
-            with pytest.raises(RebuildRefused, match=r"metrics\.mystery: not known"):
-                await check_tables(session)
-    finally:
-        await database.dispose()
+    async with Database.opened(database_url) as database, database.transaction() as session:
+        assert await check_tables(session) == read_model_tables()
+        await session.execute(text("CREATE TABLE metrics.mystery (id int)"))
+        with pytest.raises(RebuildRefused, match=r"metrics\.mystery: not known"):
+            await check_tables(session)
 
 
 async def test_rebuild_from_kafka_with_the_metrics_service_stopped(

@@ -30,12 +30,9 @@ async def test_revocation_takes_effect_at_once(services: BackingServices) -> Non
     token = await services.token("partner", "posko")
     async with running_app(services) as client:
         assert (await client.get("/v1/complaints", headers=bearer(token))).status_code == 200
-        database = Database.connect(services.database_url, pool_size=1)
-        try:
-            async with database.transaction() as session:
-                assert await revoke_token(session, "posko")
-        finally:
-            await database.dispose()
+        async with Database.opened(services.database_url) as database, \
+                database.transaction() as session:
+            assert await revoke_token(session, "posko")
         response = await client.get("/v1/complaints", headers=bearer(token))
         assert response.status_code == 401
         assert response.headers["content-type"] == "application/problem+json"
@@ -116,14 +113,11 @@ async def test_database_errors_do_not_carry_statement_parameters(
     from sqlalchemy.exc import DBAPIError
 
     await services.token("partner", "Rahasia 1971777")
-    database = Database.connect(services.database_url, pool_size=1)
-    try:
+    async with Database.opened(services.database_url) as database:
         with pytest.raises(DBAPIError) as caught:
             async with database.transaction() as session:
                 await session.execute(text(
                     "INSERT INTO auth.tokens (name, role, token_hash) VALUES (:name, 'x', 'y')"),
                     {"name": "Rahasia 1971777"})
-    finally:
-        await database.dispose()
     assert "duplicate key" in str(caught.value)
     assert "1971777" not in str(caught.value)

@@ -1,0 +1,136 @@
+"""Applying events exactly once in effect: the processed-event row and the effect share a commit.
+
+Both buses (``shared.bus.kafka`` and ``shared.bus.database_log``) deliver at least once; the
+``Applier`` turns that into one effect per event, retries what may succeed later and hands what
+never will to the runner's dead letter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.db import Database
+from shared.events import Event
+from shared.retry import forever
+from shared.tables import EventTables
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[AsyncSession, Event], Awaitable[None]]
+# Extra work done in the effect's transaction (the database log moves its position there).
+AlsoInTransaction = Callable[[AsyncSession], Awaitable[None]]
+DeadLetter = Callable[[Event | None, str], Awaitable[None]]
+
+TRANSIENT = (OperationalError, InterfaceError, OSError, ConnectionError, TimeoutError)
+
+
+class RetryLater(Exception):
+    """The event cannot be applied yet (for example its case is not known yet)."""
+
+
+class Parked(Exception):
+    """Raised instead of waiting, when the caller can move on and come back to the event."""
+
+
+class UnknownEventType(Exception):
+    """A well-formed event of a type this consumer does not handle."""
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """What a consumer reads (``topics``) and what it does with each event (``handler``)."""
+
+    consumer: str
+    topics: tuple[str, ...]
+    handler: Handler
+    tables: EventTables
+
+
+@dataclass
+class RetryPolicy:
+    attempts: int = 3
+    retry_later_seconds: float = 60.0
+    pause: float = 0.2
+
+
+async def apply_once(session: AsyncSession, subscription: Subscription, event: Event) -> bool:
+    """Applies ``event`` unless this consumer already did; True when it was applied now."""
+    processed = subscription.tables.processed_events
+    claimed = await session.execute(
+        pg_insert(processed)
+        .values(consumer=subscription.consumer, event_id=event.id)
+        .on_conflict_do_nothing()
+        .returning(processed.c.event_id)
+    )
+    if claimed.first() is None:
+        return False
+    await subscription.handler(session, event)
+    return True
+
+
+@dataclass
+class Applier:
+    """Applies events one transaction at a time, with retries, and dead-letters what cannot be."""
+
+    database: Database
+    subscription: Subscription
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+
+    async def apply_batch(self, events: Sequence[Event],
+                          also: AlsoInTransaction | None = None) -> None:
+        """All in one transaction; raises if any event fails (the caller then goes one by one)."""
+        async with self.database.transaction() as session:
+            for event in events:
+                await apply_once(session, self.subscription, event)
+            if also is not None:
+                await also(session)
+
+    async def apply_single(self, event: Event, dead_letter: DeadLetter,
+                           also: AlsoInTransaction | None = None,
+                           *, parkable: bool = False) -> None:
+        """Applies one event with retries; ``parkable`` raises ``Parked`` on ``RetryLater``."""
+        failures = 0
+        waited = 0.0
+        backoff = self.policy.pause
+        while True:
+            try:
+                await self.apply_batch([event], also)
+                return
+            except RetryLater as exc:
+                if parkable:
+                    raise Parked(str(exc)) from exc
+                if waited >= self.policy.retry_later_seconds:
+                    await self.dead(event, f"not applicable after {waited:.0f}s: {exc}",
+                                    dead_letter)
+                    return
+            except UnknownEventType as exc:
+                await self.dead(event, f"unknown event type: {exc}", dead_letter)
+                return
+            except TRANSIENT as exc:
+                logger.warning("%s: backing service unavailable (%s); retrying",
+                               self.subscription.consumer, type(exc).__name__)
+            except Exception as exc:
+                failures += 1
+                logger.warning("%s: event %s failed (%d/%d): %s: %s",
+                               self.subscription.consumer, event.id, failures,
+                               self.policy.attempts, type(exc).__name__, exc)
+                if failures >= self.policy.attempts:
+                    await self.dead(event, f"{type(exc).__name__}: {exc}", dead_letter)
+                    return
+            # Waiting on RetryLater is counted in time, not attempts: its deadline is in seconds.
+            await asyncio.sleep(backoff)
+            waited += backoff
+            backoff = min(backoff * 2, 5.0)
+
+    async def dead(self, event: Event | None, error: str, dead_letter: DeadLetter) -> None:
+        """Hands the event (None when unreadable) to ``dead_letter``, retrying until it is kept:
+        skipping past an event that was neither applied nor dead-lettered would lose it."""
+        await forever(lambda: dead_letter(event, error),
+                      what=f"{self.subscription.consumer}: dead letter")

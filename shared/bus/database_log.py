@@ -1,0 +1,131 @@
+"""The database-log bus: without Kafka, the outbox tables are the log and are read by position.
+
+The position moves in the same transaction as the effect, so a restart resumes exactly where
+the last commit left off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Mapping
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.bus.applier import (
+    TRANSIENT,
+    AlsoInTransaction,
+    Applier,
+    RetryPolicy,
+    Subscription,
+)
+from shared.db import Database
+from shared.events import Event, MalformedEvent
+from shared.tables import EventTables
+
+logger = logging.getLogger(__name__)
+
+
+class DatabaseLogRunner:
+    """Follows outbox tables by position; the position moves with the effect, in one commit."""
+
+    def __init__(self, subscription: Subscription, database: Database,
+                 logs: Mapping[str, EventTables], *, poll_seconds: float = 0.2,
+                 batch_size: int = 500, policy: RetryPolicy | None = None) -> None:
+        self.subscription = subscription
+        self.database = database
+        self.logs = logs
+        self.poll_seconds = poll_seconds
+        self.batch_size = batch_size
+        self.applier = Applier(database, subscription, policy or RetryPolicy())
+
+    async def run(self) -> None:
+        while True:
+            moved = 0
+            for topic in self.subscription.topics:
+                try:
+                    moved += await self.step(topic)
+                except TRANSIENT as exc:
+                    logger.warning("%s: database unavailable (%s)", self.subscription.consumer,
+                                   type(exc).__name__)
+                    await asyncio.sleep(1.0)
+            if not moved:
+                await asyncio.sleep(self.poll_seconds)
+
+    async def position(self, session: AsyncSession, topic: str) -> int:
+        """Where this consumer stands in ``topic``'s log.
+
+        No row lock: the read's transaction ends before the batch is applied. Two runners of one
+        consumer reading the same position both try the batch; the processed-event table lets
+        only one apply each event, and ``greatest`` keeps the position from moving back.
+        """
+        positions = self.subscription.tables.log_positions
+        key = {"consumer": self.subscription.consumer, "log": topic}
+        await session.execute(
+            pg_insert(positions).values(**key, position=0).on_conflict_do_nothing()
+        )
+        row = await session.execute(
+            select(positions.c.position)
+            .where(positions.c.consumer == key["consumer"], positions.c.log == topic)
+        )
+        return int(row.scalar_one())
+
+    def _mover(self, topic: str, position: int) -> AlsoInTransaction:
+        positions = self.subscription.tables.log_positions
+
+        async def move(session: AsyncSession) -> None:
+            await session.execute(
+                update(positions)
+                .where(positions.c.consumer == self.subscription.consumer,
+                       positions.c.log == topic)
+                .values(position=func.greatest(positions.c.position, position))
+            )
+        return move
+
+    async def step(self, topic: str) -> int:
+        outbox = self.logs[topic].outbox
+        async with self.database.transaction() as session:
+            start = await self.position(session, topic)
+            rows = (await session.execute(
+                select(outbox.c.position, outbox.c.envelope)
+                .where(outbox.c.position > start)
+                .order_by(outbox.c.position)
+                .limit(self.batch_size)
+            )).all()
+        if not rows:
+            return 0
+        events = [(int(r.position), r.envelope) for r in rows]
+        try:
+            await self.applier.apply_batch(
+                [Event.from_json(json.dumps(envelope)) for _, envelope in events],
+                self._mover(topic, events[-1][0]),
+            )
+        except Exception:
+            for position, envelope in events:
+                await self._apply_one(topic, position, envelope)
+        return len(events)
+
+    async def _apply_one(self, topic: str, position: int, envelope: object) -> None:
+        record = json.dumps(envelope, ensure_ascii=False)
+        move = self._mover(topic, position)
+
+        async def dead_letter(event: Event | None, error: str) -> None:
+            dead = self.subscription.tables.dead_letters
+            async with self.database.transaction() as session:
+                await session.execute(dead.insert().values(
+                    consumer=self.subscription.consumer, log=topic,
+                    event_id=event.id if event else None, record=record, error=error,
+                ))
+                await move(session)
+            logger.error("%s: %s@%d dead-lettered: %s", self.subscription.consumer, topic,
+                         position, error)
+
+        try:
+            event = Event.from_json(record)
+        except MalformedEvent as exc:
+            await self.applier.dead(None, str(exc), dead_letter)
+            return
+        await self.applier.apply_single(event, dead_letter, move)

@@ -1,0 +1,189 @@
+"""The Kafka bus: offsets are committed only after the effects they produced are committed."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
+
+from shared.bus.applier import Applier, DeadLetter, Parked, RetryPolicy, Subscription
+from shared.db import Database
+from shared.events import Event, MalformedEvent
+from shared.kafka_client import KafkaPublisher
+from shared.retry import forever
+
+logger = logging.getLogger(__name__)
+
+
+class _ForgetRevoked(ConsumerRebalanceListener):  # type: ignore[misc]
+    """A partition taken away by a rebalance takes its parking state with it: its next owner
+    reads it from the last commit, and were it assigned here again it would start afresh."""
+
+    def __init__(self, runner: KafkaConsumerRunner) -> None:
+        self.runner = runner
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        for partition in revoked:
+            self.runner.parked_since.pop(partition, None)
+            self.runner.resume_at.pop(partition, None)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        return None
+
+
+class KafkaConsumerRunner:
+    """Reads a consumer group's partitions and applies each batch in one transaction."""
+
+    def __init__(self, subscription: Subscription, database: Database, *,
+                 bootstrap_servers: str, publisher: KafkaPublisher,
+                 policy: RetryPolicy | None = None, max_records: int = 500,
+                 group_prefix: str = "") -> None:
+        self.subscription = subscription
+        self.group_prefix = group_prefix
+        self.database = database
+        self.bootstrap_servers = bootstrap_servers
+        self.publisher = publisher
+        self.applier = Applier(database, subscription, policy or RetryPolicy())
+        self.max_records = max_records
+        self.consumer: AIOKafkaConsumer | None = None
+        # A partition whose next event cannot be applied yet is paused and read again later,
+        # so other partitions (where the event it waits for may be) keep flowing.
+        self.parked_since: dict[TopicPartition, tuple[int, float]] = {}
+        self.resume_at: dict[TopicPartition, float] = {}
+
+    def dlq_topic(self, topic: str) -> str:
+        return f"{topic}.dlq.{self.subscription.consumer}"
+
+    async def _start(self) -> AIOKafkaConsumer:
+        async def started() -> AIOKafkaConsumer:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap_servers,
+                group_id=self.group_prefix + self.subscription.consumer,
+                client_id=self.subscription.consumer,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                max_poll_records=self.max_records,
+            )
+            consumer.subscribe([self.publisher.topic(t) for t in self.subscription.topics],
+                               listener=_ForgetRevoked(self))
+            try:
+                await consumer.start()
+            except BaseException:
+                await consumer.stop()
+                raise
+            return consumer
+
+        return await forever(started, what=f"{self.subscription.consumer}: reaching Kafka")
+
+    async def run(self) -> None:
+        self.consumer = await self._start()
+        try:
+            while True:
+                self._resume_due(self.consumer)
+                batches = await self.consumer.getmany(timeout_ms=200,
+                                                      max_records=self.max_records)
+                for partition, records in batches.items():
+                    if partition not in self.consumer.assignment():
+                        continue  # taken away by a rebalance since it was fetched
+                    if partition in self.resume_at:
+                        continue  # parked: these records are fetched again after the pause
+                    next_offset = await self.process(partition, records)
+                    await self._commit(self.consumer, partition, next_offset)
+        finally:
+            consumer, self.consumer = self.consumer, None
+            await consumer.stop()
+
+    async def _commit(self, consumer: AIOKafkaConsumer, partition: TopicPartition,
+                      offset: int) -> None:
+        """Commits, unless a rebalance moved the partition to another consumer meanwhile.
+
+        Its new owner then reads again from the last commit and the processed-event table skips
+        what was applied here; failing instead would restart this consumer, rebalance the group
+        again and could keep every instance restarting.
+        """
+        try:
+            await consumer.commit({partition: offset})
+        except (CommitFailedError, IllegalStateError) as exc:
+            logger.info("%s: %s:%d was reassigned before its commit (%s)",
+                        self.subscription.consumer, partition.topic, partition.partition,
+                        type(exc).__name__)
+
+    def _resume_due(self, consumer: AIOKafkaConsumer) -> None:
+        now = time.monotonic()
+        for partition, when in list(self.resume_at.items()):
+            if when <= now:
+                del self.resume_at[partition]
+                if partition in consumer.assignment():
+                    consumer.resume(partition)
+
+    def _park(self, partition: TopicPartition, offset: int) -> bool:
+        """Pauses the partition at ``offset``; False once it has waited long enough."""
+        now = time.monotonic()
+        since = self.parked_since.get(partition)
+        if since is None or since[0] != offset:
+            self.parked_since[partition] = since = (offset, now)
+        if now - since[1] >= self.applier.policy.retry_later_seconds:
+            del self.parked_since[partition]
+            return False
+        assert self.consumer is not None
+        self.consumer.seek(partition, offset)
+        self.consumer.pause(partition)
+        self.resume_at[partition] = now + self.applier.policy.pause
+        return True
+
+    async def process(self, partition: TopicPartition,
+                      records: Sequence[ConsumerRecord[bytes, bytes]]) -> int:
+        """Applies ``records`` in order; returns the offset to commit next."""
+        parsed: list[tuple[ConsumerRecord[bytes, bytes], Event | MalformedEvent]] = []
+        for record in records:
+            try:
+                if record.value is None:
+                    raise MalformedEvent("empty record")
+                parsed.append((record, Event.from_json(record.value)))
+            except MalformedEvent as exc:
+                parsed.append((record, exc))
+        try:
+            await self.applier.apply_batch([e for _, e in parsed if isinstance(e, Event)])
+        except Exception:
+            return await self._one_by_one(partition, parsed)
+        for record, outcome in parsed:
+            if isinstance(outcome, MalformedEvent):
+                await self.applier.dead(None, str(outcome), self._dead_letter_for(record))
+        self.parked_since.pop(partition, None)
+        return int(records[-1].offset) + 1
+
+    async def _one_by_one(self, partition: TopicPartition,
+                          parsed: Sequence[tuple[ConsumerRecord[bytes, bytes],
+                                                 Event | MalformedEvent]]) -> int:
+        for record, outcome in parsed:
+            dead_letter = self._dead_letter_for(record)
+            if isinstance(outcome, MalformedEvent):
+                await self.applier.dead(None, str(outcome), dead_letter)
+                continue
+            try:
+                await self.applier.apply_single(outcome, dead_letter, parkable=True)
+            except Parked as exc:
+                if self._park(partition, record.offset):
+                    return int(record.offset)
+                await self.applier.dead(outcome, f"not applicable in time: {exc}", dead_letter)
+        self.parked_since.pop(partition, None)
+        return int(parsed[-1][0].offset) + 1
+
+    def _dead_letter_for(self, record: ConsumerRecord[bytes, bytes]) -> DeadLetter:
+        async def dead_letter(event: Event | None, error: str) -> None:
+            headers = [
+                *[(k, v) for k, v in (record.headers or ()) if k != "error"],
+                ("error", error.encode()[:4000]),
+                ("original-topic", record.topic.encode()),
+                ("original-partition", str(record.partition).encode()),
+                ("original-offset", str(record.offset).encode()),
+                ("consumer", self.subscription.consumer.encode()),
+            ]
+            await self.publisher.publish_raw(self.dlq_topic(record.topic), value=record.value,
+                                             key=record.key, headers=headers)
+            logger.error("%s: record %s:%d@%d dead-lettered: %s", self.subscription.consumer,
+                         record.topic, record.partition, record.offset, error)
+        return dead_letter
