@@ -287,6 +287,7 @@ async def test_tracking_numbers_are_unique_and_increasing_within_each_year(
     numbers = [int(n.split("-")[2]) for n in [first, *current, later]]
     assert all(n.startswith(f"ADU-{year}-") for n in [first, *current, later])
     assert len(set(numbers)) == len(numbers)
-    assert numbers[0] < min(numbers[1:-1]) and numbers[-1] > max(numbers[:-1])
+    assert numbers[0] < min(numbers[1:-1])
+    assert numbers[-1] > max(numbers[:-1])
     assert sorted(int(n.split("-")[2]) for n in imported) == list(range(1, 11))
     assert all(n.startswith("ADU-2021-") for n in imported)
