@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 logger = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ STATUSES: dict[int, Status] = {
     429: Status("Too many requests", "rate-limited", "Over the rate limit (see `Retry-After`)"),
     500: Status("Internal error", "internal-error", "An unexpected error"),
     503: Status("Service unavailable", "unavailable",
-                "A backing service is unavailable (see `Retry-After`)"),
+                "At capacity, or a backing service is unavailable (see `Retry-After`)"),
 }
 UNLISTED = Status("Error", "error", "Error")
 
@@ -106,6 +107,12 @@ class Problem(Exception):
         """The problem as a response; being an ASGI app, ASGI middleware can send it too."""
         return JSONResponse(self.body(), status_code=self.status, media_type=PROBLEM_JSON,
                             headers=self.headers)
+
+
+def overloaded(detail: str, *, retry_after: int) -> Problem:
+    """A 503 that says the service is saturated, not that a backing service is down."""
+    return Problem(503, detail, slug="overloaded", title="Service overloaded",
+                   headers={"Retry-After": str(retry_after)})
 
 
 def not_found(what: str) -> Problem:
@@ -182,6 +189,11 @@ def install_problem_handlers(app: FastAPI) -> None:
         logger.warning("database unavailable: %s", type(exc.orig).__name__)
         return Problem(503, "The database is unavailable; retry shortly.",
                        headers={"Retry-After": "5"}).response()
+
+    @app.exception_handler(PoolTimeout)
+    async def _pool_exhausted(_: Request, exc: PoolTimeout) -> JSONResponse:
+        logger.warning("no database connection free in time")
+        return overloaded("The service is at capacity; retry shortly.", retry_after=1).response()
 
     @app.exception_handler(OSError)
     @app.exception_handler(TimeoutError)
