@@ -40,7 +40,7 @@ async def submit_complaint(
         return _created(await service.submit(session, actor, payload, now=now, zone=zone))
 
     return await idempotency.replay_or_run(
-        database, session, caller=actor.name, key=idempotency_key, body=await request.json(),
+        database, session, caller=actor.name, key=idempotency_key, read_body=request.json,
         now=now, run=submit)
 
 

@@ -102,8 +102,8 @@ async def release(database: Database, caller: str, key: str) -> None:
 
 
 async def replay_or_run(database: Database, session: AsyncSession, *, caller: str,
-                        key: str | None, body: Any, now: datetime,
-                        run: Callable[[], Awaitable[Response]]) -> Response:
+                        key: str | None, read_body: Callable[[], Awaitable[Any]],
+                        now: datetime, run: Callable[[], Awaitable[Response]]) -> Response:
     """``run()``'s response, kept under ``key``; a repeat of the request gets it replayed.
 
     The response is recorded in ``session``, the request's own transaction, so it is kept
@@ -113,7 +113,7 @@ async def replay_or_run(database: Database, session: AsyncSession, *, caller: st
     if key is None:
         return await run()
     check_key(key)
-    stored = await claim(database, caller, key, request_fingerprint(body), now)
+    stored = await claim(database, caller, key, request_fingerprint(await read_body()), now)
     if stored is not None:
         return stored.replay()
     try:

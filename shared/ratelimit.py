@@ -40,7 +40,7 @@ class RateLimiter:
         bucket.tokens -= 1.0
 
 
-def rate_limiter_of(request: Request) -> RateLimiter:
+async def rate_limiter_of(request: Request) -> RateLimiter:
     limiter: RateLimiter = request.app.state.rate_limiter
     return limiter
 

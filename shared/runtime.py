@@ -109,7 +109,7 @@ class Runtime:
         await self.database.dispose()
 
 
-def runtime_of(request: Request) -> Runtime:
+async def runtime_of(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -117,11 +117,11 @@ def runtime_of(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(runtime_of)]
 
 
-def clock_of(runtime: RuntimeDep) -> Clock:
+async def clock_of(runtime: RuntimeDep) -> Clock:
     return runtime.clock
 
 
-def zone_of(runtime: RuntimeDep) -> ZoneInfo:
+async def zone_of(runtime: RuntimeDep) -> ZoneInfo:
     return runtime.settings.zone
 
 
