@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from intake_api.attachment_endpoints import router as attachments_router
 from intake_api.consumer import SUBSCRIPTION
 from intake_api.endpoints import router
 from shared.runtime import Runtime
@@ -19,9 +20,10 @@ def start(runtime: Runtime) -> None:
 
 SERVICE = Service(
     name="intake",
-    routers=[router],
+    routers=[router, attachments_router],
     start=start,
-    tags=[{"name": "complaints", "description": "Complaints posted by partners and assistants."}],
+    tags=[{"name": "complaints", "description": "Complaints posted by partners and assistants."},
+          {"name": "attachments", "description": "Evidence files of a complaint."}],
 )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -13,6 +14,9 @@ MAX_BODY_BYTES = 256 * 1024
 # A body that stops arriving (a stalled client, a connection caught in a shutdown) is refused
 # cleanly before the server's own graceful-shutdown timeout would cancel it with a bare 500.
 BODY_TIMEOUT_SECONDS = 10.0
+# Evidence uploads: the endpoint reads its multipart body itself, as it streams, under its own
+# limit (10 MiB), so it is passed through unread.
+STREAMED_BODIES = re.compile(r"^/v1/complaints/[^/]+/attachments/?$")
 
 
 async def _send_problem(send: Send, status: int, slug: str, title: str, detail: str) -> None:
@@ -42,7 +46,8 @@ class BodyGuard:
             await _send_problem(send, 422, "validation-error", "Invalid request",
                                 "Query and path parameters must not contain NUL characters.")
             return
-        if scope["type"] != "http" or scope["method"] not in {"POST", "PUT", "PATCH"}:
+        if scope["type"] != "http" or scope["method"] not in {"POST", "PUT", "PATCH"} or (
+                STREAMED_BODIES.match(scope.get("path", ""))):
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
