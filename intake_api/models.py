@@ -11,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     Date,
     DateTime,
+    Double,
     ForeignKey,
     Identity,
     Index,
@@ -119,3 +120,20 @@ class AttachmentChunk(Base):
         UUID(as_uuid=True), ForeignKey(f"{SCHEMA}.attachments.id", ondelete="CASCADE"))
     seq: Mapped[int] = mapped_column(Integer)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Open311Request(Base):
+    """What an Open311 GeoReport v2 client sent beyond the complaint: coordinates and media."""
+
+    __tablename__ = "open311_requests"
+    __table_args__ = {"schema": SCHEMA}  # noqa: RUF012
+
+    complaint_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey(f"{SCHEMA}.complaints.id", ondelete="CASCADE"),
+        primary_key=True)
+    lat: Mapped[float | None] = mapped_column(Double)
+    long: Mapped[float | None] = mapped_column(Double)
+    address_string: Mapped[str | None] = mapped_column(Text)
+    address_id: Mapped[str | None] = mapped_column(String(255))
+    media_url: Mapped[str | None] = mapped_column(Text)
+    device_id: Mapped[str | None] = mapped_column(String(255))

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from intake_api.models import Attachment, Complaint, IdempotencyKey, TrackingCounter
+from intake_api.models import (
+    Attachment,
+    Complaint,
+    IdempotencyKey,
+    Open311Request,
+    TrackingCounter,
+)
 
 
 async def next_tracking_number(session: AsyncSession, year: int) -> str:
@@ -102,3 +109,32 @@ async def get_attachment(session: AsyncSession, complaint_id: uuid.UUID,
     query = select(Attachment).where(Attachment.id == attachment_id,
                                      Attachment.complaint_id == complaint_id)
     return (await session.execute(query)).scalar_one_or_none()
+
+
+async def open311_requests(
+    session: AsyncSession, *, submitted_by: str | None, kinds: Sequence[str],
+    tracking_numbers: Sequence[str], substances: Sequence[str], start: datetime | None,
+    end: datetime | None, closed: bool | None, limit: int,
+) -> Sequence[tuple[Complaint, Open311Request | None]]:
+    """Complaints with their Open311 details (when a civic client sent them), newest first."""
+    query = (
+        select(Complaint, Open311Request)
+        .outerjoin(Open311Request, Open311Request.complaint_id == Complaint.id)
+        .where(Complaint.kind.in_(kinds))
+        .order_by(Complaint.seq.desc())
+        .limit(limit)
+    )
+    if submitted_by is not None:
+        query = query.where(Complaint.submitted_by == submitted_by)
+    if tracking_numbers:
+        query = query.where(Complaint.tracking_number.in_(tracking_numbers))
+    if substances:
+        query = query.where(Complaint.substance.in_(substances))
+    if start is not None:
+        query = query.where(Complaint.received_at >= start)
+    if end is not None:
+        query = query.where(Complaint.received_at <= end)
+    if closed is not None:
+        query = query.where((Complaint.status == "closed") if closed
+                            else (Complaint.status != "closed"))
+    return [(row[0], row[1]) for row in (await session.execute(query)).all()]

@@ -17,6 +17,9 @@ BODY_TIMEOUT_SECONDS = 10.0
 # Evidence uploads: the endpoint reads its multipart body itself, as it streams, under its own
 # limit (10 MiB), so it is passed through unread.
 STREAMED_BODIES = re.compile(r"^/v1/complaints/[^/]+/attachments/?$")
+# Open311 GeoReport v2 clients post HTML forms, not JSON (bounded like every other body).
+FORM_BODIES = re.compile(r"^/open311/")
+FORM_TYPES = (b"application/x-www-form-urlencoded", b"multipart/form-data")
 
 
 async def _send_problem(send: Send, status: int, slug: str, title: str, detail: str) -> None:
@@ -57,8 +60,9 @@ class BodyGuard:
                                 f"The body may be at most {self.max_bytes} bytes.")
             return
         content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
-        is_json = content_type == b"application/json" or content_type.endswith(b"+json")
-        if not is_json and (length not in (None, b"0") or content_type):
+        accepted = content_type == b"application/json" or content_type.endswith(b"+json") or (
+            content_type in FORM_TYPES and FORM_BODIES.match(scope.get("path", "")) is not None)
+        if not accepted and (length not in (None, b"0") or content_type):
             await _send_problem(send, 415, "unsupported-media-type",
                                 "Unsupported media type", "Send the body as application/json.")
             return
