@@ -101,3 +101,22 @@ class ComplaintCreated(ComplaintOut):
 class ComplaintPage(BaseModel):
     items: list[ComplaintOut]
     next_cursor: str | None
+
+
+class StatusQuery(Strict):
+    tracking_number: Annotated[str, Field(min_length=1, max_length=32)]
+    access_code: Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class PublicStatus(BaseModel):
+    """What the complainant learns with the access code: no personal data, no notes."""
+
+    tracking_number: str
+    kind: Kind
+    status: str
+    received_at: UtcDateTime
+    updated_at: UtcDateTime | None
+    due_at: UtcDateTime | None
+    closure_stage: str | None
+    closure_reason: str | None
+    resolution: str | None

@@ -60,7 +60,8 @@ async def test_the_outcome_follows_the_case_to_its_closure(services: BackingServ
         listed = (await client.get("/v1/complaints", headers=bearer(tokens.partner))).json()
         assert listed["items"][0]["outcome"] == final
         # Notes and assignees stay internal.
-        assert "Selesai" not in str(final) and "asisten.1" not in str(listed)
+        assert "Selesai" not in str(final)
+        assert "asisten.1" not in str(listed)
 
 
 async def test_a_transfer_names_where_the_complaint_went(services: BackingServices) -> None:
