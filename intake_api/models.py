@@ -66,14 +66,6 @@ class Complaint(Base):
     access_code_hash: Mapped[str | None] = mapped_column(String(64))
 
 
-class TrackingCounter(Base):
-    __tablename__ = "tracking_counters"
-    __table_args__ = {"schema": SCHEMA}  # noqa: RUF012
-
-    year: Mapped[int] = mapped_column(Integer, primary_key=True)
-    last: Mapped[int] = mapped_column(Integer)
-
-
 class IdempotencyKey(Base):
     __tablename__ = "idempotency_keys"
     __table_args__ = {"schema": SCHEMA}  # noqa: RUF012
