@@ -14,7 +14,8 @@ from pydantic import ValidationError
 from intake_api.models import Complaint, Open311Request
 from intake_api.open311.formats import Open311Error
 from intake_api.open311.services import BY_CODE
-from intake_api.schemas import AGENCY_CODE, ComplaintCreate
+from intake_api.schemas import AGENCY_CODE, ComplaintCreate, Outcome
+from intake_api.service import outcome_of
 from shared.vocabulary import utc_text
 
 # Reports whose agency the client did not name wait here until an assistant assigns one.
@@ -198,21 +199,23 @@ def _time(value: datetime | None) -> str | None:
 
 def as_record(complaint: Complaint, details: Open311Request | None) -> dict[str, Any]:
     """A complaint as a GeoReport v2 service request, every element present (empty if unknown)."""
+    outcome = outcome_of(complaint)
     closed = complaint.status == "closed"
     service = BY_CODE.get(complaint.substance)
     place = (complaint.location or {}).get("place")
     return {
         "service_request_id": complaint.tracking_number,
         "status": "closed" if closed else "open",
-        "status_notes": status_notes(complaint),
+        "status_notes": status_notes(outcome) if outcome else complaint.status,
         "service_name": service.name if service else complaint.substance,
         "service_code": complaint.substance,
         "description": complaint.description,
         "agency_responsible": complaint.reported_agency_name,
         "service_notice": SERVICE_NOTICE,
         "requested_datetime": utc_text(complaint.received_at),
-        "updated_datetime": _time(updated_at(complaint)),
-        "expected_datetime": _time(expected_at(complaint)),
+        "updated_datetime": _time(outcome.updated_at if outcome else complaint.received_at),
+        # What the office waits for next is due then; a closed request expects nothing.
+        "expected_datetime": _time(outcome.due_at if outcome and not closed else None),
         "address": (details.address_string if details else None) or place,
         "address_id": details.address_id if details else None,
         "zipcode": None,
@@ -222,14 +225,13 @@ def as_record(complaint: Complaint, details: Open311Request | None) -> dict[str,
     }
 
 
-def status_notes(complaint: Complaint) -> str:
-    """The case's status in the office's words; Open311 itself knows only open and closed."""
-    return f"case status: {complaint.status}"
+def status_notes(outcome: Outcome) -> str:
+    """Open311 knows only open and closed: the notes say how the case stands in the office.
 
-
-def updated_at(complaint: Complaint) -> datetime | None:
-    return complaint.received_at
-
-
-def expected_at(complaint: Complaint) -> datetime | None:
-    return None
+    Closed: the closure reason (and where it went, when transferred). Open: the agency's answer
+    once it gave one, otherwise the case's status.
+    """
+    if outcome.status == "closed":
+        reason = outcome.closure_reason or "closed"
+        return f"{reason}: {outcome.transferred_to}" if outcome.transferred_to else reason
+    return outcome.resolution or outcome.status

@@ -1,7 +1,7 @@
 """Attachments: evidence files of a complaint, their bytes kept in pieces in PostgreSQL.
 
 Revision ID: 20261129_attachments
-Revises: 0005
+Revises: 0006
 Create Date: 2026-11-29
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "20261129_attachments"
-down_revision: str | None = "0005"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

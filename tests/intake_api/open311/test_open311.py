@@ -139,6 +139,7 @@ async def test_a_report_posted_as_a_form_becomes_a_complaint_and_is_followed(
         assert record["agency_responsible"] == "pln-uiw-babel"
         assert record["requested_datetime"].endswith("Z")
         assert record["updated_datetime"]
+        assert record["status_notes"] == "received"
         assert float(record["lat"]) == pytest.approx(-2.1316)
         assert float(record["long"]) == pytest.approx(106.1169)
         assert record["address"] == FORM["address_string"]
@@ -166,7 +167,29 @@ async def test_a_report_posted_as_a_form_becomes_a_complaint_and_is_followed(
 
         record = await eventually(closed_for_the_client)
         assert record["status"] == "closed"
-        assert "out_of_jurisdiction" in record["status_notes"]
+        assert record["status_notes"] == "out_of_jurisdiction"
+        assert record["expected_datetime"] == ""
+
+        # The second waits for the reporter's documents: the client sees when they are due.
+        second_id = next(c["id"] for c in (await client.get(
+            "/v1/complaints", headers=bearer(assistant))).json()["items"]
+            if c["tracking_number"] == second_number)
+        await eventually(lambda: _case_exists(client, assistant, second_id))
+        waiting = await client.post(f"/v1/cases/{second_id}/transitions",
+                                    headers=bearer(assistant),
+                                    json={"action": "request_completion", "note": "KTP?"})
+        assert waiting.status_code == 200, waiting.text
+        due_at = waiting.json()["due_at"]
+
+        async def expected_for_the_client() -> None:
+            answer = await client.get(f"/open311/v2/requests/{second_number}.json",
+                                      params={"api_key": partner})
+            [record] = answer.json()
+            assert record["status"] == "open"
+            assert record["status_notes"] == "awaiting_completion"
+            assert record["expected_datetime"] == due_at
+
+        await eventually(expected_for_the_client)
 
         listed = await client.get("/open311/v2/requests.json", params={
             "api_key": partner, "status": "open", "service_code": "electricity,water",
