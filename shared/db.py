@@ -88,14 +88,18 @@ class Database:
         await self.engine.dispose()
 
 
-# Dependencies are ``async def`` though they do not wait: FastAPI runs a plain ``def`` in its
-# thread pool, a hop per request that costs more than the work.
-async def database_of(request: Request) -> Database:
+def database_of(request: Request) -> Database:
     db: Database = request.app.state.database
     return db
 
 
-DatabaseDep = Annotated[Database, Depends(database_of)]
+# Dependencies are ``async def`` though they do not wait: FastAPI runs a plain ``def`` in its
+# thread pool, a hop per request that costs more than the work.
+async def _database(request: Request) -> Database:
+    return database_of(request)
+
+
+DatabaseDep = Annotated[Database, Depends(_database)]
 
 
 async def get_session(database: DatabaseDep) -> AsyncIterator[AsyncSession]:

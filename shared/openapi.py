@@ -62,7 +62,8 @@ def install_openapi(app: FastAPI) -> None:
                 for code in extra:
                     responses.setdefault(str(code), {"description": STATUSES[code].meaning})
                 for code, response in responses.items():
-                    if code[0] in "45":
+                    # Open311 answers its errors as the standard's lists, not problem JSON.
+                    if code[0] in "45" and not path.startswith("/open311/"):
                         response["content"] = problem
         app.openapi_schema = schema
         return schema
