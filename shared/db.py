@@ -93,13 +93,7 @@ def database_of(request: Request) -> Database:
     return db
 
 
-# Dependencies are ``async def`` though they do not wait: FastAPI runs a plain ``def`` in its
-# thread pool, a hop per request that costs more than the work.
-async def _database(request: Request) -> Database:
-    return database_of(request)
-
-
-DatabaseDep = Annotated[Database, Depends(_database)]
+DatabaseDep = Annotated[Database, Depends(database_of)]
 
 
 async def get_session(database: DatabaseDep) -> AsyncIterator[AsyncSession]:

@@ -57,8 +57,4 @@ def rate_limiter_of(request: Request) -> RateLimiter:
     return limiter
 
 
-async def _rate_limiter(request: Request) -> RateLimiter:
-    return rate_limiter_of(request)
-
-
-RateLimiterDep = Annotated[RateLimiter, Depends(_rate_limiter)]
+RateLimiterDep = Annotated[RateLimiter, Depends(rate_limiter_of)]

@@ -114,11 +114,7 @@ def runtime_of(request: Request) -> Runtime:
     return runtime
 
 
-async def _runtime(request: Request) -> Runtime:
-    return runtime_of(request)
-
-
-RuntimeDep = Annotated[Runtime, Depends(_runtime)]
+RuntimeDep = Annotated[Runtime, Depends(runtime_of)]
 
 
 async def clock_of(runtime: RuntimeDep) -> Clock:
