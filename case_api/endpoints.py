@@ -14,7 +14,7 @@ from case_api.schemas import AgencyOut, AgencyPage, CaseOut, CasePage, Transitio
 from case_api.workflow import Status
 from shared.auth import Actor, Role, require
 from shared.db import SessionDep
-from shared.pagination import decode_cursor, encode_cursor
+from shared.pagination import PagingDep
 from shared.problems import documented, invalid, not_found, parse_id
 from shared.runtime import ClockDep, ZoneDep
 
@@ -45,14 +45,12 @@ def _parse_if_match(value: str | None) -> int | None:
 @router.get("", response_model=CasePage, responses=PROBLEMS,
             summary="Cases, newest first (a liaison sees only its agency's)")
 async def list_cases(
-    session: SessionDep, actor: Reader, clock: ClockDep,
+    session: SessionDep, actor: Reader, clock: ClockDep, paging: PagingDep,
     status: Status | None = None,
     agency: Annotated[str | None, Query(max_length=64)] = None,
     assignee: Annotated[str | None, Query(max_length=100)] = None,
     overdue: Annotated[bool | None, Query(
         description="true: open cases past their due_at; false: every other case")] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> CasePage:
     now = clock.now()
     if actor.role is Role.liaison:
@@ -61,12 +59,11 @@ async def list_cases(
         agency = actor.agency_code
     rows = await repository.page(
         session, status=status.value if status else None, agency=agency, assignee=assignee,
-        overdue=overdue, now=now,
-        before_seq=decode_cursor(cursor) if cursor else None, limit=limit + 1,
+        overdue=overdue, now=now, before_seq=paging.after(), limit=paging.fetch,
     )
-    items = [service.summarize(row, actor, now) for row in rows[:limit]]
-    next_cursor = encode_cursor(rows[limit - 1].seq) if len(rows) > limit else None
-    return CasePage(items=items, next_cursor=next_cursor)
+    shown, next_cursor = paging.page(rows, key=lambda row: row.seq)
+    return CasePage(items=[service.summarize(row, actor, now) for row in shown],
+                    next_cursor=next_cursor)
 
 
 async def _render(session: SessionDep, actor: Actor, case_id: uuid.UUID,
@@ -112,18 +109,12 @@ async def transition_case(
 
 @agency_router.get("", response_model=AgencyPage, responses=PROBLEMS,
                    summary="Agencies seen in complaints, with open-case counts")
-async def list_agencies(
-    session: SessionDep, actor: Reader,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
-) -> AgencyPage:
-    after = decode_cursor(cursor, text=True) if cursor else None
+async def list_agencies(session: SessionDep, actor: Reader, paging: PagingDep) -> AgencyPage:
     only = actor.agency_code if actor.role is Role.liaison else None
-    rows = await repository.agencies(session, only=only, after=after, limit=limit + 1)
-    items = [AgencyOut(code=r.code, name=r.name, open_cases=r.open_cases,
-                       total_cases=r.total_cases, complaints=r.complaints) for r in rows[:limit]]
-    next_cursor = encode_cursor(rows[limit - 1].code) if len(rows) > limit else None
-    return AgencyPage(items=items, next_cursor=next_cursor)
+    rows = await repository.agencies(session, only=only, after=paging.after_text(),
+                                     limit=paging.fetch)
+    shown, next_cursor = paging.page(rows, key=lambda row: row.code)
+    return AgencyPage(items=[_agency(row) for row in shown], next_cursor=next_cursor)
 
 
 @agency_router.get("/{code}", response_model=AgencyOut, responses=PROBLEMS,
@@ -135,6 +126,9 @@ async def get_agency(code: Annotated[str, Path(max_length=64)], session: Session
     rows = await repository.agencies(session, only=code, after=None, limit=1)
     if not rows:
         raise not_found("agency")
-    r = rows[0]
-    return AgencyOut(code=r.code, name=r.name, open_cases=r.open_cases,
-                     total_cases=r.total_cases, complaints=r.complaints)
+    return _agency(rows[0])
+
+
+def _agency(row: repository.AgencyRow) -> AgencyOut:
+    return AgencyOut(code=row.code, name=row.name, open_cases=row.open_cases,
+                     total_cases=row.total_cases, complaints=row.complaints)

@@ -89,8 +89,12 @@ def _agency_counts() -> Select[str, str, int, int, int]:
     )
 
 
+# code, name, open_cases, total_cases, complaints
+AgencyRow = Row[str, str, int, int, int]
+
+
 async def agencies(session: AsyncSession, *, only: str | None, after: str | None,
-                   limit: int) -> Sequence[Row[str, str, int, int, int]]:
+                   limit: int) -> Sequence[AgencyRow]:
     query = _agency_counts().order_by(Agency.code).limit(limit)
     if only is not None:
         query = query.where(Agency.code == only)

@@ -31,8 +31,6 @@ async def run_expiry(runtime: Runtime) -> None:
             closed = await expire_once(runtime)
             if closed:
                 logger.info("closed %d case(s) past their completion deadline", closed)
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:
             logger.warning("expiry pass failed: %s: %s", type(exc).__name__, exc)
         await asyncio.sleep(runtime.settings.expiry_interval_seconds)

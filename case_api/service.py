@@ -25,7 +25,7 @@ from shared.auth import Actor, Role
 from shared.events import CASE_OPENED, CASE_TRANSITIONED, CASES_TOPIC, Event, new_event
 from shared.problems import Problem, invalid, not_found
 from shared.tables import CASE_EVENTS
-from shared.vocabulary import CASE_OPENING_KINDS, Kind, utc_text
+from shared.vocabulary import Kind, opening_status, utc_text
 
 SOURCE = "/aduan/case"
 SYSTEM = Actor(name="system", role=Role.admin)
@@ -142,9 +142,9 @@ async def open_case(session: AsyncSession, complaint: dict[str, Any]) -> bool:
     received_at = datetime.fromisoformat(complaint["received_at"])
     await repository.see_agency(session, agency["code"], agency["name"], received_at)
     kind = Kind(complaint["kind"])
-    if kind not in CASE_OPENING_KINDS:
+    status = opening_status(kind)
+    if status is None:
         return False
-    status = Status.registered if kind is Kind.own_initiative else Status.received
     case_id = uuid.UUID(complaint["id"])
     incident = complaint.get("incident_date")
     opened = await repository.insert_case(session, {

@@ -12,18 +12,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from shared.auth import Role
+from shared.vocabulary import EXAMINATION_STATUSES, CaseStatus
 
-
-class Status(enum.StrEnum):
-    received = "received"
-    awaiting_completion = "awaiting_completion"
-    registered = "registered"
-    in_examination = "in_examination"
-    awaiting_agency = "awaiting_agency"
-    agency_responded = "agency_responded"
-    corrective_action = "corrective_action"
-    closed = "closed"
-
+Status = CaseStatus
 
 class ActionName(enum.StrEnum):
     request_completion = "request_completion"
@@ -77,8 +68,7 @@ class Complexity(enum.StrEnum):
 
 S = Status
 OPEN = frozenset(s for s in Status if s is not Status.closed)
-EXAMINATION = frozenset({S.in_examination, S.awaiting_agency, S.agency_responded,
-                         S.corrective_action})
+EXAMINATION = EXAMINATION_STATUSES
 REJECT_REASONS = frozenset({Reason.incomplete, Reason.not_reported_to_agency,
                             Reason.out_of_jurisdiction, Reason.in_court, Reason.expired,
                             Reason.duplicate, Reason.already_resolved})
@@ -144,8 +134,6 @@ WORKFLOW: dict[ActionName, Action] = {a.name: a for a in (
            fixed_reason=Reason.incomplete),
 )}
 
-# Fields any action accepts besides its own.
-COMMON_FIELDS = ("note", "effective_at")
 DETAIL_FIELDS = ("reason", "assignee", "due_at", "resolution", "maladministration",
                  "transferred_to", "complexity")
 

@@ -11,7 +11,7 @@ from intake_api import idempotency, repository, service
 from intake_api.schemas import ComplaintCreate, ComplaintCreated, ComplaintOut, ComplaintPage
 from shared.auth import Actor, Role, require
 from shared.db import DatabaseDep, SessionDep
-from shared.pagination import decode_cursor, encode_cursor
+from shared.pagination import PagingDep
 from shared.problems import documented, parse_id
 from shared.runtime import ClockDep, ZoneDep
 from shared.vocabulary import Kind
@@ -64,22 +64,18 @@ async def get_complaint(complaint_id: IdPath, session: SessionDep,
 @router.get("", response_model=ComplaintPage, responses=PROBLEMS,
             summary="Complaints, newest first (partners see only their own)")
 async def list_complaints(
-    session: SessionDep, actor: Reader,
+    session: SessionDep, actor: Reader, paging: PagingDep,
     status: Annotated[str | None, Query(max_length=32)] = None,
     kind: Kind | None = None,
     tracking_number: Annotated[str | None, Query(
         max_length=32, description="Finds one complaint by its number (an empty page when it "
                                    "is unknown or outside the caller's scope).")] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> ComplaintPage:
     rows = await repository.page(
         session,
         submitted_by=actor.name if actor.role is Role.partner else None,
         status=status, kind=kind.value if kind else None, tracking_number=tracking_number,
-        before_seq=decode_cursor(cursor) if cursor else None,
-        limit=limit + 1,
+        before_seq=paging.after(), limit=paging.fetch,
     )
-    items = [service.to_out(row) for row in rows[:limit]]
-    next_cursor = encode_cursor(rows[limit - 1].seq) if len(rows) > limit else None
-    return ComplaintPage(items=items, next_cursor=next_cursor)
+    shown, next_cursor = paging.page(rows, key=lambda row: row.seq)
+    return ComplaintPage(items=[service.to_out(row) for row in shown], next_cursor=next_cursor)

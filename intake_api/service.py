@@ -25,17 +25,11 @@ from shared.auth import Actor, Role
 from shared.events import COMPLAINT_RECEIVED, COMPLAINTS_TOPIC, new_event
 from shared.problems import Problem, invalid, not_found
 from shared.tables import INTAKE_EVENTS
-from shared.vocabulary import CASE_OPENING_KINDS, Channel, Kind
+from shared.vocabulary import CASE_OPENING_KINDS, RECORDED, Channel, Kind, opening_status
 
 SOURCE = "/aduan/intake"
 # The Ombudsman of the Republic of Indonesia was established in 2000: no record is older.
 EARLIEST_RECORD = datetime(2000, 1, 1, tzinfo=UTC)
-
-
-def initial_status(kind: Kind) -> str:
-    if kind is Kind.own_initiative:
-        return "registered"
-    return "received" if kind in CASE_OPENING_KINDS else "recorded"
 
 
 def check_rules(payload: ComplaintCreate, actor: Actor, *, now: datetime, zone: ZoneInfo) -> None:
@@ -137,7 +131,7 @@ async def submit(session: AsyncSession, actor: Actor, payload: ComplaintCreate, 
         external_reference=payload.external_reference,
         received_at=received_at,
         submitted_by=actor.name,
-        status=initial_status(payload.kind),
+        status=opening_status(payload.kind) or RECORDED,
     )
     try:
         async with session.begin_nested():

@@ -24,11 +24,9 @@ from shared.events import (
     Event,
 )
 from shared.tables import METRICS_EVENTS
+from shared.vocabulary import CASE_OPENING_KINDS, EXAMINATION_STATUSES
 
 CONSUMER = "aduan-metrics"
-REPORT_KINDS = {"report", "rapid_response", "own_initiative"}
-EXAMINATION_STATES = {"in_examination", "awaiting_agency", "agency_responded",
-                      "corrective_action"}
 
 
 def _time(value: Any) -> datetime | None:
@@ -53,7 +51,7 @@ async def record_contact(session: AsyncSession, data: dict[str, Any]) -> None:
     if inserted.first() is None:
         return  # the same complaint under another event id: counted already
     increments = [(at, counts.CONTACTS, data["kind"])]
-    if data["kind"] in REPORT_KINDS:
+    if data["kind"] in CASE_OPENING_KINDS:
         increments += [(at, counts.RECEIVED_CHANNEL, data["channel"]),
                        (at, counts.RECEIVED_SUBSTANCE, data["substance"]),
                        (at, counts.RECEIVED_AGENCY, agency)]
@@ -93,7 +91,7 @@ async def record_transition(session: AsyncSession, data: dict[str, Any], zone: s
         increments.append((at, counts.STATUS_IN, data["to_status"]))
     if data["action"] == "register":
         increments.append((at, counts.REGISTERED, ""))
-    if data["to_status"] in EXAMINATION_STATES and case.examination_at is None:
+    if data["to_status"] in EXAMINATION_STATUSES and case.examination_at is None:
         increments.append((at, counts.EXAMINED, year))
     if data["to_status"] == "closed":
         increments += [(at, counts.CLOSED, year),
@@ -113,7 +111,7 @@ async def record_transition(session: AsyncSession, data: dict[str, Any], zone: s
     case.status = data["to_status"]
     if data["action"] == "register" and case.registered_at is None:
         case.registered_at = at
-    if data["to_status"] in EXAMINATION_STATES and case.examination_at is None:
+    if data["to_status"] in EXAMINATION_STATUSES and case.examination_at is None:
         case.examination_at = at
     if data["to_status"] == "closed":
         case.closed_at = at

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from metrics_worker import repository, service
+from metrics_worker.models import Target
 from metrics_worker.periods import PERIOD, parse_period, period_from_query
 from metrics_worker.schemas import MonthlyOut, Summary, TargetIn, TargetOut
 from shared.auth import Actor, Role, require
@@ -73,9 +74,9 @@ PeriodPath = Annotated[str, Path(pattern=PERIOD.pattern, description="YYYY, YYYY
 async def put_target(period: PeriodPath, body: TargetIn, session: SessionDep,
                      actor: TargetSetter) -> TargetOut:
     parse_period(period)
-    await repository.put_target(session, period, body.closures, body.examination_closures,
-                                actor.name)
-    return await get_target(period, session, actor)
+    target = await repository.put_target(session, period, body.closures,
+                                         body.examination_closures, actor.name)
+    return _target_out(target)
 
 
 @router.get("/targets/{period}", response_model=TargetOut, responses=PROBLEMS,
@@ -84,7 +85,10 @@ async def get_target(period: PeriodPath, session: SessionDep, _: Reader) -> Targ
     target = await repository.get_target(session, period)
     if target is None:
         raise not_found(f"target for {period}")
-    await session.refresh(target)
+    return _target_out(target)
+
+
+def _target_out(target: Target) -> TargetOut:
     return TargetOut(period=target.period, closures=target.closures,
                      examination_closures=target.examination_closures,
                      updated_at=target.updated_at, updated_by=target.updated_by)

@@ -15,8 +15,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from metrics_worker.models import Target
+from shared.vocabulary import CASE_OPENING_KINDS
 
-REPORT_KINDS = ("report", "rapid_response", "own_initiative")
+# The received reports of METRICS.md: the intakes that open a case.
+REPORT_KINDS = tuple(sorted(kind.value for kind in CASE_OPENING_KINDS))
 Bounds = dict[str, Any]
 
 
@@ -122,15 +124,19 @@ async def get_target(session: AsyncSession, period: str) -> Target | None:
 
 
 async def put_target(session: AsyncSession, period: str, closures: int | None,
-                     examination_closures: int | None, by: str) -> None:
-    await session.execute(
+                     examination_closures: int | None, by: str) -> Target:
+    """Sets the period's targets and returns them as stored (``updated_at`` from the server)."""
+    stored = await session.execute(
         pg_insert(Target)
         .values(period=period, closures=closures, examination_closures=examination_closures,
                 updated_by=by)
         .on_conflict_do_update(index_elements=[Target.period], set_={
             "closures": closures, "examination_closures": examination_closures,
             "updated_by": by, "updated_at": text("now()")})
+        .returning(Target)
+        .execution_options(populate_existing=True)
     )
+    return stored.scalar_one()
 
 
 async def set_office_timezone(session: AsyncSession, zone: str) -> None:

@@ -11,7 +11,7 @@ from shared.clock import Clock
 from shared.settings import Settings
 from shared.web import Service, build_app
 
-SERVICES: dict[str, Service] = {"intake": INTAKE, "case": CASE, "metrics": METRICS}
+SERVICES: dict[str, Service] = {service.name: service for service in (INTAKE, CASE, METRICS)}
 DEFAULT_PORTS = {"all": 8000, "intake": 8001, "case": 8002, "metrics": 8003}
 DESCRIPTION = (
     "Complaint intake, case handling and performance figures of an Ombudsman office. "

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.db import Database
 from shared.events import Event
 from shared.kafka_client import KafkaPublisher
+from shared.retry import forever
 from shared.tables import EventTables
 
 logger = logging.getLogger(__name__)
@@ -88,7 +89,6 @@ class OutboxRelay:
         self.publisher = publisher
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
-        self.published = 0
 
     async def publish_batch(self) -> int:
         outbox = self.tables.outbox
@@ -113,24 +113,14 @@ class OutboxRelay:
                 .where(outbox.c.id.in_([r.id for r in rows]))
                 .values(published_at=datetime.now(UTC))
             )
-        self.published += len(rows)
         return len(rows)
 
     async def run(self) -> None:
-        backoff = self.poll_seconds
         while True:
-            try:
-                sent = await self.publish_batch()
-                backoff = self.poll_seconds
-                if sent < self.batch_size:
-                    await asyncio.sleep(self.poll_seconds)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                logger.warning("outbox relay for %s could not publish: %s: %s",
-                               self.tables.schema, type(exc).__name__, exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+            sent = await forever(self.publish_batch,
+                                 what=f"outbox relay for {self.tables.schema}")
+            if sent < self.batch_size:
+                await asyncio.sleep(self.poll_seconds)
 
     async def drain(self, within: float = 10.0) -> None:
         """Publishes what is pending (used on shutdown)."""

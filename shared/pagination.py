@@ -1,11 +1,21 @@
-"""Opaque keyset cursors for ``?cursor=``."""
+"""List pages: ``?limit=&cursor=`` in, ``items`` and ``next_cursor`` out, keyset underneath.
+
+An endpoint takes ``paging: PagingDep``, asks its repository for ``paging.fetch`` rows after
+``paging.after()`` (or ``paging.after_text()``), and answers ``paging.page(rows, key=...)``.
+"""
 
 from __future__ import annotations
 
 import base64
-from typing import Literal, overload
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Literal, TypeVar, overload
+
+from fastapi import Depends, Query
 
 from shared.problems import invalid
+
+Row = TypeVar("Row")
 
 
 def encode_cursor(after: int | str) -> str:
@@ -28,3 +38,35 @@ def decode_cursor(cursor: str, *, text: bool = False) -> int | str:
     except (ValueError, UnicodeDecodeError):
         pass
     raise invalid("/query/cursor", "not a cursor this service issued")
+
+
+@dataclass(frozen=True)
+class Paging:
+    limit: int
+    cursor: str | None
+
+    @property
+    def fetch(self) -> int:
+        """Rows to ask for: one more than a page tells whether another page follows."""
+        return self.limit + 1
+
+    def after(self) -> int | None:
+        return decode_cursor(self.cursor) if self.cursor else None
+
+    def after_text(self) -> str | None:
+        return decode_cursor(self.cursor, text=True) if self.cursor else None
+
+    def page(self, rows: Sequence[Row],
+             key: Callable[[Row], int | str]) -> tuple[Sequence[Row], str | None]:
+        """The page's rows, and the cursor of the next page (None on the last)."""
+        if len(rows) <= self.limit:
+            return rows, None
+        return rows[:self.limit], encode_cursor(key(rows[self.limit - 1]))
+
+
+async def paging(limit: Annotated[int, Query(ge=1, le=200)] = 50,
+                 cursor: Annotated[str | None, Query(max_length=200)] = None) -> Paging:
+    return Paging(limit, cursor)
+
+
+PagingDep = Annotated[Paging, Depends(paging)]

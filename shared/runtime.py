@@ -17,6 +17,7 @@ from shared.db import Database
 from shared.events import CASES_TOPIC, COMPLAINTS_TOPIC
 from shared.kafka_client import KafkaPublisher
 from shared.outbox import OutboxRelay
+from shared.retry import forever
 from shared.settings import Settings
 from shared.tables import CASE_EVENTS, INTAKE_EVENTS, EventTables
 
@@ -78,18 +79,9 @@ class Runtime:
         self.spawn(f"consumer:{subscription.consumer}", runner.run)
 
     def spawn(self, name: str, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        async def guarded() -> None:
-            while True:
-                try:
-                    await run()
-                    return
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    logger.exception("background task %s failed; restarting", name)
-                    await asyncio.sleep(1.0)
-
-        self.tasks.append(asyncio.create_task(guarded(), name=name))
+        """Runs ``run`` in the background, restarted after any failure, until ``stop()``."""
+        guarded = forever(run, what=f"background task {name}", traceback=True)
+        self.tasks.append(asyncio.create_task(guarded, name=name))
 
     async def stop(self) -> None:
         """Stops consumers first (committing nothing half-done), then flushes the relays."""

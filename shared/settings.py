@@ -68,10 +68,6 @@ class Settings(BaseSettings):
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
-    @property
-    def uses_kafka(self) -> bool:
-        return self.kafka_bootstrap_servers is not None
-
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
 

@@ -1,4 +1,5 @@
-"""The domain's shared words: intake kinds, channels, substances (DOMAIN.md)."""
+"""The domain's shared words (DOMAIN.md): intake kinds, channels, substances, and the case
+statuses that travel in events, so every service reads them the same way."""
 
 from __future__ import annotations
 
@@ -18,6 +19,33 @@ class Kind(enum.StrEnum):
 
 
 CASE_OPENING_KINDS = frozenset({Kind.report, Kind.rapid_response, Kind.own_initiative})
+
+
+class CaseStatus(enum.StrEnum):
+    received = "received"
+    awaiting_completion = "awaiting_completion"
+    registered = "registered"
+    in_examination = "in_examination"
+    awaiting_agency = "awaiting_agency"
+    agency_responded = "agency_responded"
+    corrective_action = "corrective_action"
+    closed = "closed"
+
+
+EXAMINATION_STATUSES = frozenset({CaseStatus.in_examination, CaseStatus.awaiting_agency,
+                                  CaseStatus.agency_responded, CaseStatus.corrective_action})
+# An intake that opens no case (consultation, copy letter) keeps this status.
+RECORDED = "recorded"
+
+
+def opening_status(kind: Kind) -> CaseStatus | None:
+    """The status a case of this kind opens in; None when the kind opens no case.
+
+    Own-initiative cases are the office's own: registered from the start, with no verification.
+    """
+    if kind not in CASE_OPENING_KINDS:
+        return None
+    return CaseStatus.registered if kind is Kind.own_initiative else CaseStatus.received
 
 
 class Channel(enum.StrEnum):

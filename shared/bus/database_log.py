@@ -7,6 +7,7 @@ the last commit left off.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from collections.abc import Mapping
@@ -25,6 +26,7 @@ from shared.bus.applier import (
 from shared.db import Database
 from shared.events import Event, MalformedEvent
 from shared.outbox import sequence as outbox_sequence
+from shared.retry import forever
 from shared.tables import EventTables
 
 logger = logging.getLogger(__name__)
@@ -47,12 +49,8 @@ class DatabaseLogRunner:
         while True:
             moved = 0
             for topic in self.subscription.topics:
-                try:
-                    moved += await self.step(topic)
-                except TRANSIENT as exc:
-                    logger.warning("%s: database unavailable (%s)", self.subscription.consumer,
-                                   type(exc).__name__)
-                    await asyncio.sleep(1.0)
+                moved += await forever(functools.partial(self.step, topic), on=TRANSIENT,
+                                       what=f"{self.subscription.consumer}: reading {topic}")
             if not moved:
                 await asyncio.sleep(self.poll_seconds)
 
