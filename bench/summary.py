@@ -22,7 +22,7 @@ from services.allinone import create_app
 from services.migrate import migrate_async
 from services.postgres import start_postgres
 from shared.auth import Role, create_token
-from shared.db import Database
+from shared.db import Database, asyncpg_dsn
 from shared.settings import Settings
 
 DATA = Path(__file__).with_name("data.sql")
@@ -51,8 +51,7 @@ def _median_ms(samples: list[float]) -> float:
 
 async def _load(url: str, cases: int) -> int:
     contacts = cases * 8 // 7  # one kind in eight (consultations) opens no case
-    dsn = url.replace("postgresql+asyncpg://", "postgresql://")
-    connection = await asyncpg.connect(dsn)
+    connection = await asyncpg.connect(asyncpg_dsn(url))
     try:
         await connection.execute(DATA.read_text().replace(":contacts", str(contacts)))
         return int(await connection.fetchval("SELECT count(*) FROM metrics.cases"))
@@ -67,8 +66,7 @@ async def _reference(url: str, params: dict[str, str], repeat: int) -> float:
         period_from_query(None, *(__import__("datetime").date.fromisoformat(params[k])
                                   for k in ("from", "to")))
     start, end = period.bounds(Settings().zone)
-    dsn = url.replace("postgresql+asyncpg://", "postgresql://")
-    connection = await asyncpg.connect(dsn)
+    connection = await asyncpg.connect(asyncpg_dsn(url))
     try:
         samples = []
         for _ in range(repeat):

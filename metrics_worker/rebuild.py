@@ -194,7 +194,7 @@ async def _rebuild_from_kafka(settings: Settings, bootstrap: str, database: Data
         async with database.transaction() as session:
             await check_tables(session)
         await refuse_if_active(admin, group)
-        partitions, starts, ends = await _extent(bootstrap, topics)
+        partitions, starts, ends = await _extent(admin, bootstrap, topics)
         cut = {tp: offset for tp, offset in starts.items() if offset > 0}
         if cut:
             raise RebuildRefused(
@@ -236,9 +236,9 @@ async def _rebuild_from_kafka(settings: Settings, bootstrap: str, database: Data
 async def refuse_if_active(admin: AIOKafkaAdminClient, group: str) -> None:
     """Raises ``RebuildRefused`` while ``group`` has members (a metrics service is running)."""
     for response in await admin.describe_consumer_groups([group]):
-        for described in response.groups:
-            error, group_id, state, members = described[0], described[1], described[2], \
-                described[5]
+        for described in response.to_object()["groups"]:
+            error, group_id = described["error_code"], described["group"]
+            state, members = described["state"], described["members"]
             if error != 0:
                 raise RebuildRefused(f"cannot tell whether the consumer group {group_id!r} "
                                      f"has members (Kafka error code {error})")
@@ -249,17 +249,20 @@ async def refuse_if_active(admin: AIOKafkaAdminClient, group: str) -> None:
                     f"`aduan serve`) before rebuilding")
 
 
-async def _extent(bootstrap: str, topics: list[str]) -> tuple[
+async def _extent(admin: AIOKafkaAdminClient, bootstrap: str, topics: list[str]) -> tuple[
         list[TopicPartition], dict[TopicPartition, int], dict[TopicPartition, int]]:
     """Every partition of ``topics`` with its first and end offset, as of now."""
+    existing = sorted(set(topics) & set(await admin.list_topics()))
+    if not existing:
+        return [], {}, {}
+    partitions = sorted(TopicPartition(described["topic"], p["partition"])
+                        for described in await admin.describe_topics(existing)
+                        for p in described["partitions"])
+    if not partitions:
+        return [], {}, {}
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer._client.force_metadata_update()
-        partitions = sorted(TopicPartition(t, p) for t in topics
-                            for p in consumer.partitions_for_topic(t) or ())
-        if not partitions:
-            return [], {}, {}
         starts = await consumer.beginning_offsets(partitions)
         ends = await consumer.end_offsets(partitions)
         return partitions, dict(starts), dict(ends)

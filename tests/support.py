@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 from services.allinone import create_app
 from shared.auth import Role, create_token
 from shared.clock import Clock
-from shared.db import Database
+from shared.db import Database, asyncpg_dsn
 from shared.settings import Settings
 
 T = TypeVar("T")
@@ -195,8 +195,7 @@ def database_named(server_url: str, name: str) -> str:
 
 async def server_command(server_url: str, statement: str) -> None:
     """Runs a statement (CREATE/DROP DATABASE) on the server's maintenance database."""
-    dsn = make_url(server_url).set(drivername="postgresql", database="postgres")
-    admin = await asyncpg.connect(dsn.render_as_string(hide_password=False))
+    admin = await asyncpg.connect(asyncpg_dsn(server_url, database="postgres"))
     try:
         await admin.execute(statement)
     finally:

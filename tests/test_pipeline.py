@@ -10,6 +10,7 @@ import asyncpg
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy.engine import make_url
 
 from services.postgres import start_postgres
@@ -27,7 +28,8 @@ async def rewind_group(bootstrap: str, group: str, topics: list[str]) -> int:
     await consumer.start()
     try:
         partitions = [TopicPartition(t, p) for t in topics
-                      for p in (consumer.partitions_for_topic(t) or await _partitions(consumer, t))]
+                      for p in (consumer.partitions_for_topic(t)
+                                or await _partitions(bootstrap, t))]
         consumer.assign(partitions)
         await consumer.commit(dict.fromkeys(partitions, 0))
         return len(partitions)
@@ -35,9 +37,14 @@ async def rewind_group(bootstrap: str, group: str, topics: list[str]) -> int:
         await consumer.stop()
 
 
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    await consumer._client.force_metadata_update()
-    return consumer.partitions_for_topic(topic) or set()
+async def _partitions(bootstrap: str, topic: str) -> set[int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        [described] = await admin.describe_topics([topic])
+        return {int(p["partition"]) for p in described["partitions"]}
+    finally:
+        await admin.close()
 
 
 async def group_caught_up(bootstrap: str, group: str, topics: list[str]) -> None:

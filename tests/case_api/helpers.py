@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 import httpx
-from sqlalchemy.engine import make_url
 
+from shared.db import asyncpg_dsn
 from tests.support import BackingServices, bearer, complaint, eventually
 
 AGENCY = "pln-uiw-babel"
@@ -168,11 +168,6 @@ def due_after(at: datetime, days: int, zone: str = "Asia/Jakarta") -> datetime:
 
 def parse_time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def asyncpg_dsn(database_url: str) -> str:
-    url = make_url(database_url).set(drivername="postgresql")
-    return url.render_as_string(hide_password=False)
 
 
 async def query(database_url: str, sql: str, *args: Any) -> list[asyncpg.Record]:

@@ -12,8 +12,8 @@ from urllib.parse import unquote
 
 import asyncpg
 import httpx
-from sqlalchemy.engine import make_url
 
+from shared.db import asyncpg_dsn
 from tests.support import BackingServices, bearer, complaint, eventually, running_app
 
 PDF = b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\ntrailer\n%%EOF\n"
@@ -26,8 +26,7 @@ AGENCY = "pln-uiw-babel"
 
 
 def dsn(services: BackingServices) -> str:
-    url = make_url(services.database_url).set(drivername="postgresql")
-    return url.render_as_string(hide_password=False)
+    return asyncpg_dsn(services.database_url)
 
 
 async def stored(services: BackingServices) -> tuple[int, int, list[dict[str, Any]]]:

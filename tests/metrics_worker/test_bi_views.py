@@ -6,17 +6,14 @@ import uuid
 
 import asyncpg
 import pytest
-from sqlalchemy.engine import make_url
 
+from shared.db import asyncpg_dsn
 from tests.metrics_worker.helpers import Importer
 from tests.support import BackingServices, running_app
 
 
 def dsn(url: str, username: str | None = None) -> str:
-    parsed = make_url(url).set(drivername="postgresql")
-    if username is not None:
-        parsed = parsed.set(username=username)
-    return parsed.render_as_string(hide_password=False)
+    return asyncpg_dsn(url, username=username)
 
 
 async def test_views_give_local_dates_and_the_bi_role_sees_only_them(

@@ -12,6 +12,7 @@ import asyncpg
 import httpx
 from aiokafka.admin import AIOKafkaAdminClient
 
+from shared.db import asyncpg_dsn
 from tests.support import BackingServices, ServiceProcess, bearer
 
 
@@ -59,8 +60,7 @@ async def test_infra_up_and_down(tmp_path: Path) -> None:
                        for line in up.stdout.splitlines() if line.startswith("export "))
         database_url = exports["ADUAN_DATABASE_URL"].strip("'")
         bootstrap = exports["ADUAN_KAFKA_BOOTSTRAP_SERVERS"].strip("'")
-        connection = await asyncpg.connect(
-            database_url.replace("postgresql+asyncpg://", "postgresql://"))
+        connection = await asyncpg.connect(asyncpg_dsn(database_url))
         assert await connection.fetchval("SELECT 1") == 1
         await connection.close()
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)

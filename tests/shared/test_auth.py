@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncpg
-from sqlalchemy.engine import make_url
 
 from shared.auth import revoke_token
-from shared.db import Database
+from shared.db import Database, asyncpg_dsn
 from tests.support import BackingServices, bearer, complaint, running_app
 
 OPEN_PATHS = {"/healthz", "/readyz", "/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc"}
@@ -14,9 +13,7 @@ OPEN_PATHS = {"/healthz", "/readyz", "/docs", "/openapi.json", "/docs/oauth2-red
 
 async def test_only_a_hash_of_each_token_is_stored(services: BackingServices) -> None:
     token = await services.token("partner", "posko")
-    connection = await asyncpg.connect(
-        make_url(services.database_url).set(drivername="postgresql")
-        .render_as_string(hide_password=False))
+    connection = await asyncpg.connect(asyncpg_dsn(services.database_url))
     try:
         dump = await connection.fetch("SELECT * FROM auth.tokens")
     finally:

@@ -11,9 +11,9 @@ import asyncpg
 import httpx
 import pytest
 from defusedxml import ElementTree
-from sqlalchemy.engine import make_url
 
 from shared.auth import revoke_token
+from shared.db import asyncpg_dsn
 from tests.support import BackingServices, bearer, eventually, running_app
 
 # Every element GeoReport v2 lists for a service and for a service request.
@@ -56,8 +56,7 @@ def errors_of(response: httpx.Response) -> list[dict[str, Any]]:
 
 
 async def complaint_count(services: BackingServices) -> int:
-    dsn = make_url(services.database_url).set(drivername="postgresql")
-    connection = await asyncpg.connect(dsn.render_as_string(hide_password=False))
+    connection = await asyncpg.connect(asyncpg_dsn(services.database_url))
     try:
         return int(await connection.fetchval(
             "SELECT (SELECT count(*) FROM intake.complaints)"
