@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.shared.probe import Bus, DatabaseBus, KafkaBus, Probe
+from tests.shared.buses import Bus, DatabaseBus, KafkaBus
+from tests.shared.probe import Probe
 from tests.support import BackingServices
 
 

@@ -17,17 +17,8 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
 from shared.events import CONTENT_TYPE, TYPE_PREFIX, new_event
-from tests.shared.probe import (
-    KEYS,
-    SOURCE,
-    Bus,
-    KafkaBus,
-    append_concurrently,
-    applied,
-    applied_ids,
-    ids,
-    probe_event,
-)
+from tests.shared.buses import Bus, KafkaBus, applied
+from tests.shared.probe import KEYS, SOURCE, append_concurrently, applied_ids, ids, probe_event
 from tests.support import eventually
 
 # --- no event lost, no effect doubled, order per key -------------------------------------------

@@ -27,7 +27,7 @@ from shared.events import (
     MalformedEvent,
     new_event,
 )
-from tests.shared.probe import read_topic
+from tests.shared.kafka_topics import read_topic
 from tests.support import BackingServices, bearer, complaint, eventually, running_app
 
 JAKARTA = ZoneInfo("Asia/Jakarta")

@@ -16,18 +16,16 @@ from sqlalchemy import select
 from shared.events import Event
 from shared.kafka_client import KafkaPublisher
 from shared.outbox import OutboxRelay, append, sequence
+from tests.shared.buses import DatabaseBus, KafkaBus, applied
+from tests.shared.kafka_topics import read_topic
 from tests.shared.probe import (
     PROBE_EVENTS,
     PROBE_TOPIC,
-    DatabaseBus,
-    KafkaBus,
     Probe,
     append_concurrently,
-    applied,
     applied_ids,
     ids,
     probe_event,
-    read_topic,
 )
 from tests.support import eventually, free_port
 
