@@ -7,8 +7,8 @@
 - an index walking on-the-spot places one by one, for distinct places.
 Filled from the read model already there.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 20261129_summary_rollups
+Revises: 20261129_open311
 Create Date: 2026-11-29 16:45:00
 """
 
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006"
-down_revision: str | None = "0005"
+revision: str = "20261129_summary_rollups"
+down_revision: str | None = "20261129_open311"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
