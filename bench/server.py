@@ -18,10 +18,10 @@ from pathlib import Path
 import asyncpg
 import httpx
 
+from services.migrate import migrate_async
 from services.postgres import EmbeddedPostgres, start_postgres
 from shared.auth import Role, create_token
-from shared.db import Database
-from shared.migrate import migrate_async
+from shared.db import Database, asyncpg_dsn
 
 
 def free_port() -> int:
@@ -43,7 +43,7 @@ class Backing:
 
     @property
     def dsn(self) -> str:
-        return self.url.replace("postgresql+asyncpg://", "postgresql://")
+        return asyncpg_dsn(self.url)
 
     async def count(self, sql: str, *args: object) -> int:
         connection = await asyncpg.connect(self.dsn)
@@ -66,10 +66,8 @@ async def backing() -> AsyncIterator[Backing]:
     pg = start_postgres(workdir / "pg", temporary=True)
     try:
         await migrate_async(pg.url())
-        database = Database.connect(pg.url(), pool_size=1)
-        async with database.transaction() as session:
+        async with Database.opened(pg.url()) as database, database.transaction() as session:
             token = await create_token(session, name=f"bench-{time.time_ns()}", role=Role.admin)
-        await database.dispose()
         yield Backing(pg, workdir, token)
     finally:
         pg.stop()

@@ -96,8 +96,7 @@ async def _project(database: Database, rng: random.Random, cases: int) -> None:
 
 async def test_medians_and_places_equal_the_direct_definitions(
         services: BackingServices) -> None:
-    database = Database.connect(services.database_url, pool_size=1)
-    try:
+    async with Database.opened(services.database_url) as database:
         await _project(database, random.Random(9), cases=240)
         compared = 0
         async with database.transaction() as session:
@@ -121,8 +120,6 @@ async def test_medians_and_places_equal_the_direct_definitions(
                 assert summary.on_the_spot_locations == places, period
                 compared += bool(days) and bool(hours) and bool(places)
         assert compared >= len(PERIODS) - 2, "too few periods had anything to compare"
-    finally:
-        await database.dispose()
 
 
 @given(st.dates(date(1995, 1, 1), date(2030, 12, 31)), st.integers(-3, 4000))
