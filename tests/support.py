@@ -206,3 +206,11 @@ async def server_command(server_url: str, statement: str) -> None:
         await admin.execute(statement)
     finally:
         await admin.close()
+
+
+def start_services(backing: BackingServices, tmp_path: Path,
+                   env: dict[str, str] | None = None) -> dict[str, ServiceProcess]:
+    """The three services as three ``aduan serve`` processes (their logs under ``tmp_path``)."""
+    env = env or backing.env()
+    return {name: ServiceProcess(name, env, tmp_path / f"{name}.log").start()
+            for name in ("intake", "case", "metrics")}

@@ -9,63 +9,28 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy.engine import make_url
 
 from services.postgres import start_postgres
 from shared.events import CASES_TOPIC, COMPLAINTS_TOPIC
 from tests import scenario
-from tests.support import BackingServices, ServiceProcess, eventually
+from tests.shared.kafka_topics import commit_offsets, group_offsets, partitions_of
+from tests.support import BackingServices, ServiceProcess, eventually, start_services
 
 pytestmark = pytest.mark.timeout(600)
 
 
 async def rewind_group(bootstrap: str, group: str, topics: list[str]) -> int:
     """Commits offset 0 for every partition of ``topics`` in ``group``; returns the partitions."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
-                                enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(t, p) for t in topics
-                      for p in (consumer.partitions_for_topic(t)
-                                or await _partitions(bootstrap, t))]
-        consumer.assign(partitions)
-        await consumer.commit(dict.fromkeys(partitions, 0))
-        return len(partitions)
-    finally:
-        await consumer.stop()
-
-
-async def _partitions(bootstrap: str, topic: str) -> set[int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        [described] = await admin.describe_topics([topic])
-        return {int(p["partition"]) for p in described["partitions"]}
-    finally:
-        await admin.close()
+    for topic in topics:
+        await commit_offsets(bootstrap, group, topic, offset=0)
+    return sum([len(await partitions_of(bootstrap, topic)) for topic in topics])
 
 
 async def group_caught_up(bootstrap: str, group: str, topics: list[str]) -> None:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
-                                enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(t, p) for t in topics
-                      for p in await _partitions(consumer, t)]
-        ends = await consumer.end_offsets(partitions)
-        for partition in partitions:
-            committed = await consumer.committed(partition)
-            assert committed == ends[partition], (partition, committed, ends[partition])
-    finally:
-        await consumer.stop()
-
-
-def start_services(backing: BackingServices, tmp_path: Path) -> dict[str, ServiceProcess]:
-    env = backing.env()
-    return {name: ServiceProcess(name, env, tmp_path / f"{name}.log").start()
-            for name in ("intake", "case", "metrics")}
+    for topic in topics:
+        committed, ends = await group_offsets(bootstrap, group, topic)
+        assert committed == ends, (topic, committed, ends)
 
 
 async def test_three_processes_on_kafka(kafka_services: BackingServices, tmp_path: Path) -> None:

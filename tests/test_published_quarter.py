@@ -16,7 +16,7 @@ from services.published_quarter import PUBLISHED, Api
 from tests.fixtures import expected
 from tests.fixtures.expected import comparable
 from tests.fixtures.history import PERIODS, figures, log_records, run_cli, settled
-from tests.support import BackingServices, ServiceProcess, bearer, running_app
+from tests.support import BackingServices, ServiceProcess, bearer, running_app, start_services
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -114,8 +114,7 @@ async def test_published_quarter_on_kafka(kafka_services: BackingServices,
                                           tmp_path: Path) -> None:
     """Imported into three ``aduan serve`` processes on Kafka; rebuilt from offset 0; reported."""
     env = kafka_services.env()
-    processes = {name: ServiceProcess(name, env, tmp_path / f"{name}.log").start()
-                 for name in ("intake", "case", "metrics")}
+    processes = start_services(kafka_services, tmp_path, env)
     try:
         admin = await kafka_services.token("admin")
         await asyncio.gather(*(p.wait_ready() for p in processes.values()))

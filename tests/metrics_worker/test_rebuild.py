@@ -32,7 +32,7 @@ from tests.fixtures.history import (
     sample,
     settled,
 )
-from tests.support import BackingServices, ServiceProcess, running_app
+from tests.support import BackingServices, ServiceProcess, running_app, start_services
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -104,8 +104,7 @@ async def test_rebuild_from_kafka_with_the_metrics_service_stopped(
     kafka_services: BackingServices, tmp_path: Path,
 ) -> None:
     env = kafka_services.env()
-    processes = {name: ServiceProcess(name, env, tmp_path / f"{name}.log").start()
-                 for name in ("intake", "case", "metrics")}
+    processes = start_services(kafka_services, tmp_path, env)
     try:
         admin = await kafka_services.token("admin")
         await asyncio.gather(*(p.wait_ready() for p in processes.values()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
@@ -11,10 +12,10 @@ from tests.shared.probe import Probe
 from tests.support import BackingServices
 
 
-async def _probe(backing: BackingServices) -> Probe:
+def _url(backing: BackingServices) -> str:
     url = backing.settings().database_url
     assert url is not None
-    return await Probe.create(url)
+    return url
 
 
 @pytest.fixture(params=["database", "kafka"])
@@ -25,35 +26,32 @@ def backing(request: pytest.FixtureRequest) -> BackingServices:
     return services
 
 
+@contextlib.asynccontextmanager
+async def _bus_on(backing: BackingServices) -> AsyncIterator[Bus]:
+    async with Probe.opened(_url(backing)) as probe:
+        bus: Bus = (KafkaBus(probe, backing.kafka, backing.prefix) if backing.kafka
+                    else DatabaseBus(probe))
+        try:
+            yield bus
+        finally:
+            await bus.close()
+
+
 @pytest.fixture
 async def bus(backing: BackingServices) -> AsyncIterator[Bus]:
-    probe = await _probe(backing)
-    bus: Bus = (KafkaBus(probe, backing.kafka, backing.prefix) if backing.kafka
-                else DatabaseBus(probe))
-    try:
+    async with _bus_on(backing) as bus:
         yield bus
-    finally:
-        await bus.close()
-        await probe.database.dispose()
 
 
 @pytest.fixture
 async def kafka_bus(kafka_services: BackingServices) -> AsyncIterator[KafkaBus]:
-    assert kafka_services.kafka is not None
-    probe = await _probe(kafka_services)
-    bus = KafkaBus(probe, kafka_services.kafka, kafka_services.prefix)
-    try:
+    async with _bus_on(kafka_services) as bus:
+        assert isinstance(bus, KafkaBus)
         yield bus
-    finally:
-        await bus.close()
-        await probe.database.dispose()
 
 
 @pytest.fixture
 async def probe(services: BackingServices) -> AsyncIterator[Probe]:
     """The probe service on its own, without a consumer."""
-    probe = await _probe(services)
-    try:
+    async with Probe.opened(_url(services)) as probe:
         yield probe
-    finally:
-        await probe.database.dispose()

@@ -9,7 +9,9 @@ order the bus delivered that key's events in.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,12 +105,14 @@ class Probe:
         return Subscription(CONSUMER, (PROBE_TOPIC,), self.handle, PROBE_EVENTS)
 
     @classmethod
-    async def create(cls, url: str) -> Probe:
-        database = Database.connect(url, pool_size=5)
-        async with database.engine.begin() as connection:
-            await connection.execute(text("CREATE SCHEMA probe"))
-            await connection.run_sync(METADATA.create_all)
-        return cls(database)
+    @contextlib.asynccontextmanager
+    async def opened(cls, url: str) -> AsyncIterator[Probe]:
+        """The probe, its schema made in the database at ``url``."""
+        async with Database.opened(url, pool_size=5) as database:
+            async with database.engine.begin() as connection:
+                await connection.execute(text("CREATE SCHEMA probe"))
+                await connection.run_sync(METADATA.create_all)
+            yield cls(database)
 
     async def append(self, *events: Event) -> None:
         """Appends ``events`` in one transaction, as a service writing its outbox does."""
