@@ -12,8 +12,16 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+# In containers secrets are files: compose.yaml mounts ADUAN_DATABASE_URL as
+# /run/secrets/aduan_database_url, so the password is in no environment and no compose file.
+SECRETS_DIR = Path("/run/secrets")
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ADUAN_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="ADUAN_", extra="ignore",
+        secrets_dir=SECRETS_DIR if SECRETS_DIR.is_dir() else None,
+    )
 
     database_url: str | None = None
     kafka_bootstrap_servers: str | None = None
