@@ -11,7 +11,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
 # In containers secrets are files: compose.yaml mounts ADUAN_DATABASE_URL as
 # /run/secrets/aduan_database_url, so the password is in no environment and no compose file.
 SECRETS_DIR = Path("/run/secrets")
@@ -36,6 +35,8 @@ class Settings(BaseSettings):
     expiry_interval_seconds: float = Field(default=30.0, gt=0)
     consumer_poll_seconds: float = Field(default=0.2, gt=0)
     relay_poll_seconds: float = Field(default=0.2, gt=0)
+    # When set, GET /metrics needs it as a bearer token.
+    metrics_token: str | None = None
 
     @field_validator("database_url")
     @classmethod
