@@ -136,12 +136,14 @@ class Telemetry:
         positions = tables.log_positions
         for topic in topics:
             outbox = DATABASE_LOGS[topic].outbox
-            head = (await session.execute(select(func.coalesce(func.max(outbox.c.position), 0))
-                                          )).scalar_one()
             done = (await session.execute(
                 select(func.coalesce(func.max(positions.c.position), 0))
                 .where(positions.c.consumer == consumer, positions.c.log == topic))).scalar_one()
-            self.consumer_lag.labels(group, topic, "0").set(max(int(head) - int(done), 0))
+            # Rows not sequenced yet (no position) are behind every reader too.
+            behind = (await session.execute(
+                select(func.count()).select_from(outbox).where(
+                    (outbox.c.position > done) | outbox.c.position.is_(None)))).scalar_one()
+            self.consumer_lag.labels(group, topic, "0").set(int(behind))
 
 
 def _authorised(request: Request, token: str | None) -> bool:
