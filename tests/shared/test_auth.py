@@ -9,7 +9,8 @@ from shared.auth import revoke_token
 from shared.db import Database
 from tests.support import BackingServices, bearer, complaint, running_app
 
-OPEN_PATHS = {"/healthz", "/readyz", "/metrics", "/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc"}
+OPEN_PATHS = {"/healthz", "/readyz", "/metrics", "/docs", "/openapi.json",
+              "/docs/oauth2-redirect", "/redoc"}
 
 
 async def test_only_a_hash_of_each_token_is_stored(services: BackingServices) -> None:
