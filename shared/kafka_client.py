@@ -15,6 +15,8 @@ from shared.events import CONTENT_TYPE
 logger = logging.getLogger(__name__)
 
 Headers = list[tuple[str, bytes]]
+# A topic, an envelope, and headers besides the content type (the trace context).
+Record = tuple[str, dict[str, Any], Headers]
 
 
 class KafkaPublisher:
@@ -59,7 +61,7 @@ class KafkaPublisher:
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
 
-    async def publish_many(self, records: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    async def publish_many(self, records: Sequence[Record]) -> None:
         """Sends envelopes and returns only when the broker acknowledged every one of them."""
         producer = await self._ready()
         try:
@@ -68,9 +70,9 @@ class KafkaPublisher:
                     self.topic(topic),
                     value=json.dumps(envelope, ensure_ascii=False).encode(),
                     key=str(envelope["partitionkey"]).encode(),
-                    headers=[("content-type", CONTENT_TYPE.encode())],
+                    headers=[("content-type", CONTENT_TYPE.encode()), *headers],
                 )
-                for topic, envelope in records
+                for topic, envelope, headers in records
             ]
             await asyncio.gather(*futures)
         except Exception:
