@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from intake_api.models import Complaint, IdempotencyKey
+from intake_api.models import Attachment, Complaint, IdempotencyKey, Open311Request
 
 
 async def next_tracking_number(session: AsyncSession, year: int) -> str:
@@ -26,6 +28,12 @@ async def get(session: AsyncSession, complaint_id: uuid.UUID) -> Complaint | Non
     return await session.get(Complaint, complaint_id)
 
 
+async def get_for_update(session: AsyncSession, complaint_id: uuid.UUID) -> Complaint | None:
+    """The complaint, locked until the transaction ends (serialises its attachment uploads)."""
+    query = select(Complaint).where(Complaint.id == complaint_id).with_for_update()
+    return (await session.execute(query)).scalar_one_or_none()
+
+
 async def by_external_reference(session: AsyncSession, submitted_by: str,
                                 reference: str) -> Complaint | None:
     query = select(Complaint).where(Complaint.submitted_by == submitted_by,
@@ -34,7 +42,8 @@ async def by_external_reference(session: AsyncSession, submitted_by: str,
 
 
 async def page(session: AsyncSession, *, submitted_by: str | None, status: str | None,
-               kind: str | None, before_seq: int | None, limit: int) -> Sequence[Complaint]:
+               kind: str | None, before_seq: int | None, limit: int,
+               tracking_number: str | None = None) -> Sequence[Complaint]:
     query = select(Complaint).order_by(Complaint.seq.desc()).limit(limit)
     if submitted_by is not None:
         query = query.where(Complaint.submitted_by == submitted_by)
@@ -42,18 +51,44 @@ async def page(session: AsyncSession, *, submitted_by: str | None, status: str |
         query = query.where(Complaint.status == status)
     if kind is not None:
         query = query.where(Complaint.kind == kind)
+    if tracking_number is not None:
+        query = query.where(Complaint.tracking_number == tracking_number)
     if before_seq is not None:
         query = query.where(Complaint.seq < before_seq)
     return (await session.execute(query)).scalars().all()
 
 
-async def follow_case(session: AsyncSession, complaint_id: uuid.UUID, status: str,
-                      version: int) -> bool:
-    """Sets the status a case reports, unless a newer version was already applied."""
+async def by_tracking_number(session: AsyncSession, tracking_number: str) -> Complaint | None:
+    query = select(Complaint).where(Complaint.tracking_number == tracking_number)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+@dataclass(frozen=True)
+class CaseChange:
+    """What one case event says of the case; ``None`` resolution/transfer keep the known one."""
+
+    status: str
+    version: int
+    at: datetime
+    due_at: datetime | None = None
+    closure_stage: str | None = None
+    closure_reason: str | None = None
+    resolution: str | None = None
+    transferred_to: str | None = None
+    closed_at: datetime | None = None
+
+
+async def follow_case(session: AsyncSession, complaint_id: uuid.UUID, change: CaseChange) -> bool:
+    """Takes the case's state from its event, unless a newer version was already applied."""
     result = await session.execute(
         update(Complaint)
-        .where(Complaint.id == complaint_id, Complaint.case_version < version)
-        .values(status=status, case_version=version)
+        .where(Complaint.id == complaint_id, Complaint.case_version < change.version)
+        .values(status=change.status, case_version=change.version,
+                case_updated_at=change.at, due_at=change.due_at,
+                closure_stage=change.closure_stage, closure_reason=change.closure_reason,
+                resolution=func.coalesce(change.resolution, Complaint.resolution),
+                transferred_to=func.coalesce(change.transferred_to, Complaint.transferred_to),
+                closed_at=change.closed_at)
         .returning(Complaint.id)
     )
     return result.first() is not None
@@ -73,3 +108,53 @@ async def claim_idempotency_key(session: AsyncSession, caller: str, key: str,
 async def get_idempotency_key(session: AsyncSession, caller: str,
                               key: str) -> IdempotencyKey | None:
     return await session.get(IdempotencyKey, (caller, key))
+
+
+async def count_attachments(session: AsyncSession, complaint_id: uuid.UUID) -> int:
+    query = select(func.count()).select_from(Attachment).where(
+        Attachment.complaint_id == complaint_id)
+    return int((await session.execute(query)).scalar_one())
+
+
+async def attachments(session: AsyncSession, complaint_id: uuid.UUID, *,
+                      include_confidential: bool) -> Sequence[Attachment]:
+    query = select(Attachment).where(Attachment.complaint_id == complaint_id)
+    if not include_confidential:
+        query = query.where(Attachment.confidential.is_(False))
+    return (await session.execute(query.order_by(Attachment.seq))).scalars().all()
+
+
+async def get_attachment(session: AsyncSession, complaint_id: uuid.UUID,
+                         attachment_id: uuid.UUID) -> Attachment | None:
+    query = select(Attachment).where(Attachment.id == attachment_id,
+                                     Attachment.complaint_id == complaint_id)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def open311_requests(
+    session: AsyncSession, *, submitted_by: str | None, kinds: Sequence[str],
+    tracking_numbers: Sequence[str], substances: Sequence[str], start: datetime | None,
+    end: datetime | None, closed: bool | None, limit: int,
+) -> Sequence[tuple[Complaint, Open311Request | None]]:
+    """Complaints with their Open311 details (when a civic client sent them), newest first."""
+    query = (
+        select(Complaint, Open311Request)
+        .outerjoin(Open311Request, Open311Request.complaint_id == Complaint.id)
+        .where(Complaint.kind.in_(kinds))
+        .order_by(Complaint.seq.desc())
+        .limit(limit)
+    )
+    if submitted_by is not None:
+        query = query.where(Complaint.submitted_by == submitted_by)
+    if tracking_numbers:
+        query = query.where(Complaint.tracking_number.in_(tracking_numbers))
+    if substances:
+        query = query.where(Complaint.substance.in_(substances))
+    if start is not None:
+        query = query.where(Complaint.received_at >= start)
+    if end is not None:
+        query = query.where(Complaint.received_at <= end)
+    if closed is not None:
+        query = query.where((Complaint.status == "closed") if closed
+                            else (Complaint.status != "closed"))
+    return [(row[0], row[1]) for row in (await session.execute(query)).all()]

@@ -2,8 +2,8 @@
 
 The relay sends it as Kafka record headers; the database event log hands it to consumers.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 20261129_outbox_trace_context
+Revises: 20261129_open311
 Create Date: 2026-11-29
 """
 
@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
-revision: str = "0006"
-down_revision: str | None = "0005"
+revision: str = "20261129_outbox_trace_context"
+down_revision: str | None = "20261129_open311"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
