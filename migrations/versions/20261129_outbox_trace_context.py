@@ -3,7 +3,7 @@
 The relay sends it as Kafka record headers; the database event log hands it to consumers.
 
 Revision ID: 20261129_outbox_trace_context
-Revises: 20261129_open311
+Revises: 20261129_summary_rollups
 Create Date: 2026-11-29
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
 revision: str = "20261129_outbox_trace_context"
-down_revision: str | None = "20261129_open311"
+down_revision: str | None = "20261129_summary_rollups"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
