@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     expiry_interval_seconds: float = Field(default=30.0, gt=0)
     consumer_poll_seconds: float = Field(default=0.2, gt=0)
     relay_poll_seconds: float = Field(default=0.2, gt=0)
+    # Hostile clients (services/httpserver.py): a request must arrive whole within the deadline;
+    # 0 connections per client address means no bound (when a reverse proxy sets its own).
+    request_deadline_seconds: float = Field(default=30.0, gt=0)
+    max_connections_per_client: int = Field(default=100, ge=0)
 
     @field_validator("database_url")
     @classmethod
