@@ -16,7 +16,7 @@ from case_api.workflow import (
     Resolution,
     Status,
 )
-from shared.vocabulary import Maladministration, StoredText, UtcDateTime
+from shared.vocabulary import Maladministration, RequiredText, StoredText, UtcDateTime
 
 
 def _in_utc(value: datetime) -> datetime:
@@ -110,6 +110,13 @@ class AgencyOut(BaseModel):
     open_cases: int
     total_cases: int
     complaints: int
+
+
+class AgencyName(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[RequiredText, Field(max_length=300, description=(
+        "The agency's name as the office writes it; complaints never change it afterwards."))]
 
 
 class AgencyPage(BaseModel):

@@ -1,4 +1,5 @@
-"""ASGI guards in front of every service: body size, content type, NUL characters."""
+"""ASGI guards in front of every service: body size, content type, NUL characters, text that is
+not Unicode."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.problems import PROBLEM_JSON, TYPE_BASE
+from shared.text import first_unencodable
 
 MAX_BODY_BYTES = 256 * 1024
 # A body that stops arriving (a stalled client, a connection caught in a shutdown) is refused
@@ -15,9 +17,10 @@ MAX_BODY_BYTES = 256 * 1024
 BODY_TIMEOUT_SECONDS = 10.0
 
 
-async def _send_problem(send: Send, status: int, slug: str, title: str, detail: str) -> None:
+async def _send_problem(send: Send, status: int, slug: str, title: str, detail: str,
+                        **extra: object) -> None:
     body = json.dumps({"type": TYPE_BASE + slug, "title": title, "status": status,
-                       "detail": detail}).encode()
+                       "detail": detail, **extra}).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", PROBLEM_JSON.encode()),
                             (b"content-length", str(len(body)).encode())]})
@@ -26,7 +29,20 @@ async def _send_problem(send: Send, status: int, slug: str, title: str, detail: 
 
 def _has_nul(scope: Scope) -> bool:
     query: bytes = scope.get("query_string", b"")
-    return b"%00" in query or b"\x00" in query or "\x00" in scope.get("path", "")
+    return (b"%00" in query or b"\x00" in query or "\x00" in scope.get("path", "")
+            or any(b"\x00" in value for _, value in scope.get("headers", ())))
+
+
+def _lone_surrogate(body: bytes) -> str | None:
+    """Where a JSON body holds a lone UTF-16 surrogate (``"\\ud800"``): such a string is not
+    Unicode text, and could be neither stored, logged nor sent back."""
+    if b"\\u" not in body:  # the only way to write one in UTF-8 JSON
+        return None
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None  # the app answers 400 for malformed JSON
+    return first_unencodable(document)
 
 
 class BodyGuard:
@@ -40,7 +56,7 @@ class BodyGuard:
         if scope["type"] == "http" and _has_nul(scope):
             # PostgreSQL text cannot hold NUL: refuse it here, for every parameter at once.
             await _send_problem(send, 422, "validation-error", "Invalid request",
-                                "Query and path parameters must not contain NUL characters.")
+                                "Parameters and headers must not contain NUL characters.")
             return
         if scope["type"] != "http" or scope["method"] not in {"POST", "PUT", "PATCH"}:
             await self.app(scope, receive, send)
@@ -80,6 +96,13 @@ class BodyGuard:
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
+        pointer = _lone_surrogate(body)
+        if pointer is not None:
+            reason = "a lone UTF-16 surrogate is not Unicode text"
+            await _send_problem(send, 422, "validation-error", "Invalid request",
+                                f"{pointer}: {reason}",
+                                errors=[{"field": pointer, "message": reason}])
+            return
         replayed = False
 
         async def replay() -> Message:
