@@ -54,14 +54,16 @@ class Complaint(Base):
     submitted_by: Mapped[str] = mapped_column(String(100), index=True)
     status: Mapped[str] = mapped_column(String(32), index=True)
     case_version: Mapped[int] = mapped_column(Integer, server_default="0")
-
-
-class TrackingCounter(Base):
-    __tablename__ = "tracking_counters"
-    __table_args__ = {"schema": SCHEMA}  # noqa: RUF012
-
-    year: Mapped[int] = mapped_column(Integer, primary_key=True)
-    last: Mapped[int] = mapped_column(Integer)
+    # The case's outcome as its events tell it (intake never reads the case service's tables).
+    case_updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    closure_stage: Mapped[str | None] = mapped_column(String(16))
+    closure_reason: Mapped[str | None] = mapped_column(String(64))
+    resolution: Mapped[str | None] = mapped_column(String(16))
+    transferred_to: Mapped[str | None] = mapped_column(Text)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # SHA-256 of the complainant's access code; the code itself is never stored.
+    access_code_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class IdempotencyKey(Base):

@@ -12,18 +12,22 @@ from shared.problems import PROBLEM_JSON, TYPE_BASE
 from shared.text import first_unencodable
 
 MAX_BODY_BYTES = 256 * 1024
+# Paths where browsers post HTML forms (the complainant's status page works without JavaScript).
+FORM_PATHS = frozenset({"/public/status", "/status"})
+FORM_TYPES = frozenset({b"application/x-www-form-urlencoded", b"multipart/form-data"})
 # A body that stops arriving (a stalled client, a connection caught in a shutdown) is refused
 # cleanly before the server's own graceful-shutdown timeout would cancel it with a bare 500.
 BODY_TIMEOUT_SECONDS = 10.0
 
 
-async def _send_problem(send: Send, status: int, slug: str, title: str, detail: str,
-                        **extra: object) -> None:
+async def send_problem(send: Send, status: int, slug: str, title: str, detail: str, *,
+                       headers: dict[str, str] | None = None, **members: object) -> None:
     body = json.dumps({"type": TYPE_BASE + slug, "title": title, "status": status,
-                       "detail": detail, **extra}).encode()
+                       "detail": detail, **members}).encode()
+    extra = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", PROBLEM_JSON.encode()),
-                            (b"content-length", str(len(body)).encode())]})
+                            (b"content-length", str(len(body)).encode()), *extra]})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -55,8 +59,8 @@ class BodyGuard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and _has_nul(scope):
             # PostgreSQL text cannot hold NUL: refuse it here, for every parameter at once.
-            await _send_problem(send, 422, "validation-error", "Invalid request",
-                                "Parameters and headers must not contain NUL characters.")
+            await send_problem(send, 422, "validation-error", "Invalid request",
+                               "Parameters and headers must not contain NUL characters.")
             return
         if scope["type"] != "http" or scope["method"] not in {"POST", "PUT", "PATCH"}:
             await self.app(scope, receive, send)
@@ -64,13 +68,14 @@ class BodyGuard:
         headers = dict(scope["headers"])
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await _send_problem(send, 413, "payload-too-large", "Request body too large",
+            await send_problem(send, 413, "payload-too-large", "Request body too large",
                                 f"The body may be at most {self.max_bytes} bytes.")
             return
         content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         is_json = content_type == b"application/json" or content_type.endswith(b"+json")
-        if not is_json and (length not in (None, b"0") or content_type):
-            await _send_problem(send, 415, "unsupported-media-type",
+        is_form = content_type in FORM_TYPES and scope.get("path") in FORM_PATHS
+        if not is_json and not is_form and (length not in (None, b"0") or content_type):
+            await send_problem(send, 415, "unsupported-media-type",
                                 "Unsupported media type", "Send the body as application/json.")
             return
         # Read the whole (bounded) body first, so an oversized one is refused before parsing.
@@ -82,7 +87,7 @@ class BodyGuard:
                 async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
                     message = await receive()
             except TimeoutError:
-                await _send_problem(send, 408, "request-timeout", "Request timeout",
+                await send_problem(send, 408, "request-timeout", "Request timeout",
                                     "The request body did not arrive in time; send it again.")
                 return
             if message["type"] == "http.disconnect":
@@ -90,7 +95,7 @@ class BodyGuard:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await _send_problem(send, 413, "payload-too-large", "Request body too large",
+                await send_problem(send, 413, "payload-too-large", "Request body too large",
                                     f"The body may be at most {self.max_bytes} bytes.")
                 return
             chunks.append(chunk)
@@ -99,9 +104,9 @@ class BodyGuard:
         pointer = _lone_surrogate(body)
         if pointer is not None:
             reason = "a lone UTF-16 surrogate is not Unicode text"
-            await _send_problem(send, 422, "validation-error", "Invalid request",
-                                f"{pointer}: {reason}",
-                                errors=[{"field": pointer, "message": reason}])
+            await send_problem(send, 422, "validation-error", "Invalid request",
+                               f"{pointer}: {reason}",
+                               errors=[{"field": pointer, "message": reason}])
             return
         replayed = False
 
