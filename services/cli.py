@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from services.migrate import migrate
-from shared.auth import Role, Token, create_token, revoke_token
+from shared.auth import Role, Token, check_new_token, create_token, revoke_token
 from shared.db import Database
 from shared.settings import Settings, get_settings
 
@@ -51,21 +51,16 @@ def root(
 
 
 @contextlib.contextmanager
-def database_url(settings: Settings, *, keep_running: bool = False) -> Iterator[str]:
-    """``ADUAN_DATABASE_URL``, or the embedded server under the data directory."""
+def database_url(settings: Settings) -> Iterator[str]:
+    """``ADUAN_DATABASE_URL``, or the embedded server under the data directory (stopped
+    afterwards unless another running aduan process uses it)."""
     if settings.database_url:
         yield settings.database_url
         return
-    from services.postgres import start_postgres
+    from services.postgres import embedded
 
-    data_dir = settings.data_dir / "pgdata"
-    was_running = (data_dir / "postmaster.pid").exists()
-    pg = start_postgres(data_dir)
-    try:
+    with embedded(settings.data_dir / "pgdata") as pg:
         yield pg.url()
-    finally:
-        if not keep_running and not was_running:
-            pg.stop()
 
 
 @contextlib.contextmanager
@@ -113,12 +108,20 @@ class _Stop(Exception):
 @contextlib.contextmanager
 def _stopped_by_signals() -> Iterator[None]:
     """Uvicorn shuts down gracefully on SIGINT/SIGTERM and then raises the signal again; this
-    turns that into an exception, so the embedded PostgreSQL is stopped on the way out."""
+    turns that into an exception, so the embedded PostgreSQL is stopped on the way out.
+
+    A closed terminal (SIGHUP) is a SIGTERM: by default it would end the process on the spot and
+    leave its PostgreSQL running.
+    """
 
     def stop(signum: int, _: object) -> None:
         raise _Stop(signum)
 
+    def hang_up(signum: int, _: object) -> None:
+        signal.raise_signal(signal.SIGTERM)
+
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, hang_up)
     try:
         yield
     except _Stop:
@@ -146,7 +149,7 @@ def serve(
     settings = get_settings()
     configure_logging(settings)
     port = port or DEFAULT_PORTS[service.value]
-    with migrated_database(settings) as settings:
+    with _stopped_by_signals(), migrated_database(settings) as settings:
         base = f"http://{host}:{port}"
         typer.echo(f"aduan {service.value}: {base}  (API docs: {base}/docs)")
         typer.echo("event bus (Kafka): "
@@ -162,9 +165,8 @@ def serve(
                 typer.echo(f"admin token (saved to {token_file}, shown once):\n{token}")
             else:
                 typer.echo(f"admin token: see {token_file}")
-        with _stopped_by_signals():
-            uvicorn.run(create_app(service.value, settings), host=host, port=port,
-                        log_config=None, timeout_graceful_shutdown=20)
+        uvicorn.run(create_app(service.value, settings), host=host, port=port,
+                    log_config=None, timeout_graceful_shutdown=20)
 
 
 @app.command("migrate")
@@ -189,6 +191,10 @@ def token_create(
         async with Database.opened(url) as database, database.transaction() as session:
             return await create_token(session, name=name, role=role, agency_code=agency)
 
+    try:
+        check_new_token(name, role, agency)  # refused before any database is started
+    except ValueError as exc:
+        raise fail(str(exc)) from None
     with migrated_database(get_settings()) as settings:
         assert settings.database_url is not None
         try:
@@ -224,30 +230,22 @@ def _infra_root() -> Path:
 
 @infra_app.command("up")
 def infra_up() -> None:
-    """Start PostgreSQL and Kafka in the background; prints the exports that point at them."""
-    from services.kafka import start_kafka
-    from services.postgres import start_postgres
+    """Start PostgreSQL and Kafka in the background (again: reuse what runs); prints the
+    exports that point at them."""
+    from services import infra
 
-    root = _infra_root()
-    root.mkdir(parents=True, exist_ok=True)
-    pg = start_postgres(root / "pg")
-    broker = start_kafka(root / "kafka", detach=True)
-    typer.echo(f"export ADUAN_DATABASE_URL='{pg.url()}'")
-    typer.echo(f"export ADUAN_KAFKA_BOOTSTRAP_SERVERS='{broker.bootstrap_servers}'")
+    running = infra.up(_infra_root())
+    if running.already_running:
+        typer.echo(f"already running: {', '.join(running.already_running)}", err=True)
+    typer.echo("\n".join(running.exports()))
 
 
 @infra_app.command("down")
 def infra_down() -> None:
     """Stop what ``infra up`` started."""
-    from services.kafka import stop_detached
-    from services.postgres import pg_ctl
+    from services import infra
 
-    root = _infra_root()
-    stopped_kafka = stop_detached(root / "kafka")
-    if (root / "pg" / "postmaster.pid").exists():
-        pg_ctl(root / "pg", "stop", "-m", "fast")
-        typer.echo("PostgreSQL stopped")
-    typer.echo("Kafka stopped" if stopped_kafka else "Kafka was not running")
+    typer.echo("\n".join(infra.down(_infra_root())))
 
 
 # --- metrics, report, import-sample ----------------------------------------------------------

@@ -1,13 +1,16 @@
-"""ASGI guards in front of every service: body size, content type, NUL characters."""
+"""ASGI guards in front of every service: body size, content type, NUL characters, text that is
+not Unicode."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.problems import Problem
+from shared.problems import Problem, invalid
+from shared.text import first_unencodable
 
 MAX_BODY_BYTES = 256 * 1024
 # Paths where browsers post HTML forms (the complainant's status page works without JavaScript).
@@ -25,7 +28,20 @@ STREAMED_BODIES = re.compile(r"^/v1/complaints/[^/]+/attachments/?$")
 
 def _has_nul(scope: Scope) -> bool:
     query: bytes = scope.get("query_string", b"")
-    return b"%00" in query or b"\x00" in query or "\x00" in scope.get("path", "")
+    return (b"%00" in query or b"\x00" in query or "\x00" in scope.get("path", "")
+            or any(b"\x00" in value for _, value in scope.get("headers", ())))
+
+
+def _lone_surrogate(body: bytes) -> str | None:
+    """Where a JSON body holds a lone UTF-16 surrogate (``"\\ud800"``): such a string is not
+    Unicode text, and could be neither stored, logged nor sent back."""
+    if b"\\u" not in body:  # the only way to write one in UTF-8 JSON
+        return None
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None  # the app answers 400 for malformed JSON
+    return first_unencodable(document)
 
 
 class BodyGuard:
@@ -41,7 +57,7 @@ class BodyGuard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and _has_nul(scope):
             # PostgreSQL text cannot hold NUL: refuse it here, for every parameter at once.
-            await Problem(422, "Query and path parameters must not contain NUL characters."
+            await Problem(422, "Parameters and headers must not contain NUL characters."
                           ).response()(scope, receive, send)
             return
         if scope["type"] != "http" or scope["method"] not in {"POST", "PUT", "PATCH"} or (
@@ -84,6 +100,12 @@ class BodyGuard:
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
+        pointer = _lone_surrogate(body)
+        if pointer is not None:
+            reason = "a lone UTF-16 surrogate is not Unicode text"
+            await invalid(pointer, reason, detail=f"{pointer}: {reason}").response()(
+                scope, receive, send)
+            return
         replayed = False
 
         async def replay() -> Message:

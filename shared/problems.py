@@ -48,6 +48,8 @@ STATUSES: dict[int, Status] = {
     415: Status("Unsupported media type", "unsupported-media-type", "Body is not JSON"),
     422: Status("Invalid request", "validation-error", "Invalid field (each named in `errors`)"),
     429: Status("Too many requests", "rate-limited", "Over the rate limit (see `Retry-After`)"),
+    431: Status("Request header fields too large", "headers-too-large",
+                "The request's head is over 16 KiB"),
     500: Status("Internal error", "internal-error", "An unexpected error"),
     503: Status("Service unavailable", "unavailable",
                 "At capacity, or a backing service is unavailable (see `Retry-After`)"),
@@ -127,8 +129,9 @@ def parse_id(value: str, what: str) -> uuid.UUID:
         raise not_found(what) from None
 
 
-def invalid(field: str, message: str) -> Problem:
-    return Problem(422, message, errors=[{"field": field, "message": message}])
+def invalid(field: str, message: str, *, detail: str | None = None) -> Problem:
+    """A 422 naming the field (a JSON pointer) in ``errors``."""
+    return Problem(422, detail or message, errors=[{"field": field, "message": message}])
 
 
 def json_pointer(loc: tuple[Any, ...] | list[Any]) -> str:

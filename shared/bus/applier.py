@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared import tracing
 from shared.db import Database
 from shared.events import Event
 from shared.retry import forever
@@ -71,7 +72,9 @@ async def apply_once(session: AsyncSession, subscription: Subscription, event: E
     )
     if claimed.first() is None:
         return False
-    await subscription.handler(session, event)
+    # What the handler writes to its own outbox continues the trace of the event.
+    with tracing.continued(event.trace):
+        await subscription.handler(session, event)
     return True
 
 
@@ -82,6 +85,7 @@ class Applier:
     database: Database
     subscription: Subscription
     policy: RetryPolicy = field(default_factory=RetryPolicy)
+    dead_lettered: int = 0  # read by the /metrics endpoint (shared/telemetry.py)
 
     async def apply_batch(self, events: Sequence[Event],
                           also: AlsoInTransaction | None = None) -> None:
@@ -134,3 +138,4 @@ class Applier:
         skipping past an event that was neither applied nor dead-lettered would lose it."""
         await forever(lambda: dead_letter(event, error),
                       what=f"{self.subscription.consumer}: dead letter")
+        self.dead_lettered += 1

@@ -7,6 +7,7 @@ the last commit left off.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import logging
@@ -90,25 +91,27 @@ class DatabaseLogRunner:
             await outbox_sequence(session, self.logs[topic])
             start = await self.position(session, topic)
             rows = (await session.execute(
-                select(outbox.c.position, outbox.c.envelope)
+                select(outbox.c.position, outbox.c.envelope, outbox.c.trace_context)
                 .where(outbox.c.position > start)
                 .order_by(outbox.c.position)
                 .limit(self.batch_size)
             )).all()
         if not rows:
             return 0
-        events = [(int(r.position), r.envelope) for r in rows]
+        events = [(int(r.position), r.envelope, r.trace_context) for r in rows]
         try:
             await self.applier.apply_batch(
-                [Event.from_json(json.dumps(envelope)) for _, envelope in events],
+                [dataclasses.replace(Event.from_json(json.dumps(envelope)), trace=trace)
+                 for _, envelope, trace in events],
                 self._mover(topic, events[-1][0]),
             )
         except Exception:
-            for position, envelope in events:
-                await self._apply_one(topic, position, envelope)
+            for position, envelope, trace in events:
+                await self._apply_one(topic, position, envelope, trace)
         return len(events)
 
-    async def _apply_one(self, topic: str, position: int, envelope: object) -> None:
+    async def _apply_one(self, topic: str, position: int, envelope: object,
+                         trace: dict[str, str] | None = None) -> None:
         record = json.dumps(envelope, ensure_ascii=False)
         move = self._mover(topic, position)
 
@@ -124,7 +127,7 @@ class DatabaseLogRunner:
                          position, error)
 
         try:
-            event = Event.from_json(record)
+            event = dataclasses.replace(Event.from_json(record), trace=trace)
         except MalformedEvent as exc:
             await self.applier.dead(None, str(exc), dead_letter)
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -9,6 +10,7 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
+from shared import tracing
 from shared.bus.applier import Applier, DeadLetter, Parked, RetryPolicy, Subscription
 from shared.db import Database
 from shared.events import Event, MalformedEvent
@@ -29,6 +31,7 @@ class _ForgetRevoked(ConsumerRebalanceListener):  # type: ignore[misc]
         for partition in revoked:
             self.runner.parked_since.pop(partition, None)
             self.runner.resume_at.pop(partition, None)
+            self.runner.committed.pop(partition, None)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         return None
@@ -53,6 +56,20 @@ class KafkaConsumerRunner:
         # so other partitions (where the event it waits for may be) keep flowing.
         self.parked_since: dict[TopicPartition, tuple[int, float]] = {}
         self.resume_at: dict[TopicPartition, float] = {}
+        self.committed: dict[TopicPartition, int] = {}
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Records on the broker past this group's last commit, per assigned partition."""
+        consumer = self.consumer
+        if consumer is None:
+            return {}
+        lag: dict[tuple[str, int], int] = {}
+        for partition in consumer.assignment():
+            end = consumer.highwater(partition)
+            if end is not None and partition in self.committed:
+                lag[(partition.topic, partition.partition)] = max(
+                    int(end) - self.committed[partition], 0)
+        return lag
 
     def dlq_topic(self, topic: str) -> str:
         return f"{topic}.dlq.{self.subscription.consumer}"
@@ -106,6 +123,7 @@ class KafkaConsumerRunner:
         """
         try:
             await consumer.commit({partition: offset})
+            self.committed[partition] = offset
         except (CommitFailedError, IllegalStateError) as exc:
             logger.info("%s: %s:%d was reassigned before its commit (%s)",
                         self.subscription.consumer, partition.topic, partition.partition,
@@ -142,7 +160,9 @@ class KafkaConsumerRunner:
             try:
                 if record.value is None:
                     raise MalformedEvent("empty record")
-                parsed.append((record, Event.from_json(record.value)))
+                parsed.append((record, dataclasses.replace(
+                    Event.from_json(record.value),
+                    trace=tracing.from_kafka_headers(record.headers))))
             except MalformedEvent as exc:
                 parsed.append((record, exc))
         try:
