@@ -7,6 +7,9 @@ from fastapi import FastAPI
 from intake_api.consumer import SUBSCRIPTION
 from intake_api.endpoints import router
 from intake_api.public import router as public_router
+from intake_api.webhooks.consumer import SUBSCRIPTION as WEBHOOK_SUBSCRIPTION
+from intake_api.webhooks.dispatcher import Dispatcher
+from intake_api.webhooks.endpoints import router as webhooks_router
 from shared.runtime import Runtime
 from shared.settings import Settings
 from shared.tables import INTAKE_EVENTS
@@ -16,15 +19,19 @@ from shared.web import Service, build_app
 def start(runtime: Runtime) -> None:
     runtime.relay(INTAKE_EVENTS)
     runtime.consume(SUBSCRIPTION)
+    runtime.consume(WEBHOOK_SUBSCRIPTION)
+    runtime.spawn("webhooks", Dispatcher(runtime.database, runtime.settings).run)
 
 
 SERVICE = Service(
     name="intake",
-    routers=[router, public_router],
+    routers=[router, public_router, webhooks_router],
     start=start,
     tags=[{"name": "complaints", "description": "Complaints posted by partners and assistants."},
           {"name": "status", "description": "The complainant follows a complaint with its "
-                                            "tracking number and access code, no account."}],
+                                            "tracking number and access code, no account."},
+          {"name": "webhooks", "description": "Signed deliveries of events to partners' and "
+                                              "agencies' own systems."}],
 )
 
 
