@@ -25,8 +25,9 @@ from shared.settings import Settings
 logger = logging.getLogger(__name__)
 
 USER_AGENT = "aduan-webhooks/1"
-# A lease outlives the attempt's deadline by this much, so only a dead process loses one.
-LEASE_MARGIN = timedelta(seconds=30)
+# A lease outlives the attempt's deadline (twice over, plus this), so only a dead process
+# loses one, and its deliveries are taken over soon after.
+LEASE_MARGIN = timedelta(seconds=5)
 MAX_ERROR_LENGTH = 500
 
 
@@ -78,7 +79,7 @@ class Dispatcher:
         per = self.settings.webhook_concurrency_per_subscription
         busy = [s for s, n in self.in_flight.items() if n >= per]
         now = datetime.now(UTC)
-        until = now + timedelta(seconds=self.settings.webhook_timeout_seconds) + LEASE_MARGIN
+        until = now + timedelta(seconds=2 * self.settings.webhook_timeout_seconds) + LEASE_MARGIN
         async with self.database.transaction() as session:
             candidates = await repository.due(session, now, exclude=busy, per_subscription=per,
                                               limit=free * 4)

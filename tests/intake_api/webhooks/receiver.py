@@ -17,6 +17,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    answered: int
 
     @property
     def json(self) -> dict[str, Any]:
@@ -54,8 +55,9 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("content-length", "0"))
             body = self.rfile.read(length)
             with receiver.lock:
-                receiver.received.append(Received(self.path, {k.lower(): v for k, v in
-                                                              self.headers.items()}, body))
+                receiver.received.append(Received(
+                    self.path, {k.lower(): v for k, v in self.headers.items()}, body,
+                    receiver.status))
             if receiver.delay:
                 time.sleep(receiver.delay)
             try:
