@@ -18,6 +18,7 @@ from shared.events import (
     CASE_OPENED,
     CASE_TRANSITIONED,
     CASES_TOPIC,
+    COMPLAINT_ATTACHMENT_ADDED,
     COMPLAINT_RECEIVED,
     COMPLAINTS_TOPIC,
     Event,
@@ -127,6 +128,8 @@ async def project(session: AsyncSession, event: Event) -> None:
         await record_opened(session, event.data, await office_timezone(session))
     elif event.type == CASE_TRANSITIONED:
         await record_transition(session, event.data, await office_timezone(session))
+    elif event.type == COMPLAINT_ATTACHMENT_ADDED:
+        return  # evidence counts toward no published figure
     else:
         raise UnknownEventType(event.type)
 

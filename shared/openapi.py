@@ -67,7 +67,8 @@ def install_openapi(app: FastAPI) -> None:
                 for code, text in extra.items():
                     responses.setdefault(code, {"description": text})
                 for code, response in responses.items():
-                    if code[0] in "45":
+                    # Open311 answers its errors as the standard's lists, not problem JSON.
+                    if code[0] in "45" and not path.startswith("/open311/"):
                         response["content"] = problem
         app.openapi_schema = schema
         return schema

@@ -15,9 +15,13 @@ from intake_api.consumer import case_change
 from intake_api.models import Complaint
 from intake_api.service import outcome_of
 from shared.auth import Role
-from shared.events import CASE_TRANSITIONED, COMPLAINT_RECEIVED, TYPE_PREFIX, Event
-
-ATTACHMENT_ADDED = TYPE_PREFIX + "complaint.attachment_added.v1"
+from shared.events import (
+    CASE_TRANSITIONED,
+    COMPLAINT_ATTACHMENT_ADDED,
+    COMPLAINT_RECEIVED,
+    Event,
+)
+from shared.vocabulary import utc_text
 
 
 class EventType(enum.StrEnum):
@@ -80,15 +84,18 @@ def _awaiting_agency(event: Event, complaint: Complaint, role: Role) -> dict[str
             "version": event.data.get("version")}
 
 
+ATTACHMENT_FIELDS = ("attachment_id", "filename", "content_type", "size", "sha256",
+                     "confidential", "uploaded_at")
+
+
 def _attachment_added(event: Event, complaint: Complaint, role: Role) -> dict[str, Any] | None:
     if role is Role.liaison and event.data.get("confidential"):
-        return None
-    return {**event.data, "id": str(complaint.id), "tracking_number": complaint.tracking_number}
+        return None  # a liaison may not read confidential evidence
+    return {"id": str(complaint.id), "tracking_number": complaint.tracking_number,
+            **{k: event.data.get(k) for k in ATTACHMENT_FIELDS}}
 
 
 def _text(value: Any) -> str | None:
-    from shared.vocabulary import utc_text
-
     return utc_text(value) if value is not None else None
 
 
@@ -102,7 +109,7 @@ TRIGGERS: dict[str, tuple[Trigger, ...]] = {
     COMPLAINT_RECEIVED: (Trigger(EventType.complaint_received, _complaint_received),),
     CASE_TRANSITIONED: (Trigger(EventType.complaint_status_changed, _status_changed),
                         Trigger(EventType.case_awaiting_agency, _awaiting_agency)),
-    ATTACHMENT_ADDED: (Trigger(EventType.attachment_added, _attachment_added),),
+    COMPLAINT_ATTACHMENT_ADDED: (Trigger(EventType.attachment_added, _attachment_added),),
 }
 
 

@@ -1,7 +1,7 @@
 """Webhook subscriptions and their deliveries, in the intake schema.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 20261129_webhooks
+Revises: 20261129_open311
 Create Date: 2026-11-29
 """
 
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0007"
-down_revision: str | None = "0006"
+revision: str = "20261129_webhooks"
+down_revision: str | None = "20261129_open311"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -13,6 +13,7 @@ from tests.case_api.helpers import AGENCY, Tokens, ok, post_complaint, wait_case
 from tests.intake_api.webhooks.receiver import Receiver, receiving
 from tests.support import BackingServices, bearer, complaint, eventually, running_app
 
+PDF = b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\ntrailer\n%%EOF\n"
 FAST: dict[str, Any] = {"webhook_allow_http": True, "webhook_allow_private": True,
         "webhook_poll_seconds": 0.05, "webhook_retry_base_seconds": 0.05,
         "webhook_retry_max_seconds": 0.2, "webhook_retry_for_seconds": 1.5,
@@ -214,3 +215,33 @@ async def test_a_receiver_that_does_not_answer_in_time_is_retried(
                 assert items[0]["last_status_code"] is None
 
             await eventually(timed_out, timeout=20)
+
+
+async def test_attachments_are_announced_and_confidential_ones_not_to_liaisons(
+    services: BackingServices,
+) -> None:
+    tokens = await Tokens.create(services)
+    with receiving() as partner_hooks, receiving() as liaison_hooks:
+        async with running_app(services, **FAST) as client:
+            mine = await subscribe(client, tokens.partner, partner_hooks.url,
+                                   ["attachment.added"])
+            await subscribe(client, tokens.liaison, liaison_hooks.url, ["attachment.added"])
+            case_id = await post_complaint(client, tokens)
+            for confidential in ("false", "true"):
+                uploaded = await client.post(
+                    f"/v1/complaints/{case_id}/attachments", headers=bearer(tokens.partner),
+                    files={"file": ("kuitansi.pdf", PDF, "application/pdf")},
+                    data={"confidential": confidential})
+                assert uploaded.status_code == 201, uploaded.text
+
+            async def announced() -> None:
+                assert len(partner_hooks.requests()) == 2
+                assert len(liaison_hooks.requests()) == 1
+
+            await eventually(announced, timeout=30)
+            bodies = verified(partner_hooks, mine["secret"])
+            assert {b["type"] for b in bodies} == {"attachment.added"}
+            assert {b["data"]["confidential"] for b in bodies} == {True, False}
+            assert all(b["data"]["id"] == case_id and b["data"]["filename"] == "kuitansi.pdf"
+                       for b in bodies)
+            assert liaison_hooks.bodies()[0]["data"]["confidential"] is False
