@@ -154,8 +154,10 @@ class Dispatcher:
         else:
             if status_code is not None:
                 values["last_error"] = f"answered {status_code}"
-            retrying = (now - delivery.retrying_since).total_seconds()
-            if retrying >= self.settings.webhook_retry_for_seconds:
+            # The retry period runs from the first failed attempt (or from a manual retry).
+            since = now if delivery.attempts == 0 else delivery.retrying_since
+            values["retrying_since"] = since
+            if (now - since).total_seconds() >= self.settings.webhook_retry_for_seconds:
                 values.update(status="failed", next_attempt_at=None)
             else:
                 wait = backoff(delivery.attempts + 1, self.settings)

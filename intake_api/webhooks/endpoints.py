@@ -40,7 +40,8 @@ MAX_SUBSCRIPTIONS = 25
 PROBLEMS: dict[int | str, dict[str, Any]] = {
     code: {"description": text, "content": {PROBLEM_JSON: {}}}
     for code, text in {
-        401: "Missing, unknown or revoked token", 403: "Role may not subscribe",
+        400: "Malformed JSON", 401: "Missing, unknown or revoked token",
+        403: "Role may not subscribe",
         404: "No such subscription or delivery of the caller",
         409: "Too many subscriptions, or a delivered delivery retried",
         410: "The secret was shown once, at creation",

@@ -68,7 +68,7 @@ class WebhookDelivery(Base):
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(Text)
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    # Retries stop this long after this instant (moved by a manual retry).
+    # Retries stop a set time after this instant: the first failed attempt, or a manual retry.
     retrying_since: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     # A dispatcher holds the delivery until then; after a crash another one takes it over.
     leased_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

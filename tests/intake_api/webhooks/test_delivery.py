@@ -126,7 +126,7 @@ async def test_a_failing_receiver_is_retried_then_failed_then_retried_by_hand(
                 return items[0]
 
             delivery = await eventually(failed, timeout=30)
-            assert delivery["attempts"] >= 3, delivery
+            assert delivery["attempts"] >= 2, delivery
             assert delivery["last_status_code"] == 500
             assert delivery["next_attempt_at"] is None
             attempts = hooks.requests()
