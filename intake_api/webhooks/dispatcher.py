@@ -19,6 +19,7 @@ import httpx
 
 from intake_api.webhooks import repository, signing, targets
 from intake_api.webhooks.models import WebhookDelivery, WebhookSubscription
+from shared.bus import TRANSIENT
 from shared.db import Database
 from shared.settings import Settings
 
@@ -56,7 +57,13 @@ class Dispatcher:
                                      headers={"user-agent": USER_AGENT}) as client:
             try:
                 while True:
-                    started = await self.dispatch_due(client)
+                    try:
+                        started = await self.dispatch_due(client)
+                    except TRANSIENT as exc:
+                        # Attempts in flight go on; only looking for new ones waits.
+                        logger.warning("webhooks: database unavailable (%s)",
+                                       type(exc).__name__)
+                        started = 0
                     if not started:
                         await self._pause()
             finally:
