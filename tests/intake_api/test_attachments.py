@@ -38,7 +38,7 @@ async def stored(services: BackingServices) -> tuple[int, int, list[dict[str, An
         chunks = await connection.fetchval("SELECT count(*) FROM intake.attachment_chunks")
         events = await connection.fetch(
             "SELECT envelope FROM intake.outbox WHERE envelope->>'type' LIKE "
-            "'%complaint.attachment_added.v1' ORDER BY position")
+            "'%complaint.attachment_added.v1' ORDER BY id")
     finally:
         await connection.close()
     return int(rows), int(chunks), [json.loads(e["envelope"]) for e in events]
