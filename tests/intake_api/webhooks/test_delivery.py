@@ -245,3 +245,24 @@ async def test_attachments_are_announced_and_confidential_ones_not_to_liaisons(
             assert all(b["data"]["id"] == case_id and b["data"]["filename"] == "kuitansi.pdf"
                        for b in bodies)
             assert liaison_hooks.bodies()[0]["data"]["confidential"] is False
+
+
+async def test_private_targets_are_refused_again_when_delivering(
+    services: BackingServices,
+) -> None:
+    partner = await services.token("partner")
+    with receiving() as hooks:
+        async with running_app(services, **FAST) as client:
+            subscription = await subscribe(client, partner, hooks.url, ["complaint.received"])
+        # The same subscription, served where private addresses are not allowed.
+        async with running_app(services, **{**FAST, "webhook_allow_private": False}) as client:
+            await client.post("/v1/complaints", json=complaint(), headers=bearer(partner))
+
+            async def refused() -> None:
+                items = await deliveries(client, partner, subscription)
+                assert len(items) == 1
+                assert items[0]["attempts"] >= 1
+                assert "refused target: 127.0.0.1" in items[0]["last_error"]
+
+            await eventually(refused, timeout=20)
+            assert hooks.requests() == []
