@@ -17,7 +17,7 @@ PDF = b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\ntrailer\n%%EOF\n"
 FAST: dict[str, Any] = {"webhook_allow_http": True, "webhook_allow_private": True,
         "webhook_poll_seconds": 0.05, "webhook_retry_base_seconds": 0.05,
         "webhook_retry_max_seconds": 0.2, "webhook_retry_for_seconds": 1.5,
-        "webhook_timeout_seconds": 1.0}
+        "webhook_timeout_seconds": 5.0}
 
 
 @pytest.fixture(params=["database", "kafka"])
@@ -202,7 +202,7 @@ async def test_a_receiver_that_does_not_answer_in_time_is_retried(
 ) -> None:
     partner = await services.token("partner")
     with receiving(delay=3) as slow:
-        async with running_app(services, **FAST) as client:
+        async with running_app(services, **{**FAST, "webhook_timeout_seconds": 1.0}) as client:
             subscription = await subscribe(client, partner, slow.url, ["complaint.received"])
             await client.post("/v1/complaints", json=complaint(), headers=bearer(partner))
 
