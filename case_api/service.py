@@ -10,7 +10,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from case_api import repository
 from case_api.models import Case, Transition
-from case_api.schemas import AgencyRef, CaseOut, CaseSummary, HistoryEntry, TransitionRequest
+from case_api.schemas import (
+    AgencyRef,
+    CaseOpened,
+    CaseOut,
+    CaseSummary,
+    CaseTransitioned,
+    HistoryEntry,
+    TransitionRequest,
+)
 from case_api.workflow import (
     DETAIL_FIELDS,
     WORKFLOW,
@@ -169,9 +177,10 @@ async def open_case(session: AsyncSession, complaint: dict[str, Any]) -> bool:
     if opened:
         await outbox.append(session, CASE_EVENTS, CASES_TOPIC, new_event(
             CASE_OPENED, source=SOURCE, subject=str(case_id), time=received_at,
-            data={"case_id": str(case_id), "kind": kind.value, "status": status.value,
-                  "version": 1, "agency": agency["code"], "substance": complaint["substance"],
-                  "channel": complaint["channel"], "received_at": complaint["received_at"]},
+            data=CaseOpened(case_id=case_id, kind=kind, status=status, version=1,
+                            agency=agency["code"], substance=complaint["substance"],
+                            channel=complaint["channel"],
+                            received_at=received_at).model_dump(mode="json"),
         ))
     return opened
 
@@ -311,23 +320,25 @@ async def apply(session: AsyncSession, case: Case, action: Action, actor: Actor,
 
 
 def transitioned_event(case: Case, entry: Transition) -> Event:
-    return new_event(CASE_TRANSITIONED, source=SOURCE, subject=str(case.id), time=entry.at, data={
-        "case_id": str(case.id),
-        "action": entry.action,
-        "from_status": entry.from_status,
-        "to_status": entry.to_status,
-        "actor": entry.actor,
-        "role": entry.role,
-        "at": utc_text(entry.at),
-        "version": entry.version,
-        "reason": entry.reason,
-        "closure_stage": case.closure_stage if entry.to_status == Status.closed.value else None,
-        "maladministration": entry.details.get("maladministration"),
-        "due_at": utc_text(case.due_at) if case.due_at else None,
-        "resolution": entry.details.get("resolution"),
-        "transferred_to": entry.details.get("transferred_to"),
-        "agency": case.reported_agency_code,
-    })
+    data = CaseTransitioned(
+        case_id=case.id,
+        action=entry.action,
+        from_status=entry.from_status,
+        to_status=entry.to_status,
+        actor=entry.actor,
+        role=entry.role,
+        at=entry.at,
+        version=entry.version,
+        reason=entry.reason,
+        closure_stage=case.closure_stage if entry.to_status == Status.closed.value else None,
+        maladministration=entry.details.get("maladministration"),
+        due_at=case.due_at,
+        resolution=entry.details.get("resolution"),
+        transferred_to=entry.details.get("transferred_to"),
+        agency=case.reported_agency_code,
+    )
+    return new_event(CASE_TRANSITIONED, source=SOURCE, subject=str(case.id), time=entry.at,
+                     data=data.model_dump(mode="json"))
 
 
 async def expire_overdue(session: AsyncSession, now: datetime) -> int:
