@@ -9,7 +9,6 @@ import asyncpg
 from tests.support import BackingServices, bearer, complaint, eventually, running_app
 
 
-
 async def _commits(services: BackingServices) -> int:
     dsn = services.database_url.replace("postgresql+asyncpg://", "postgresql://")
     connection = await asyncpg.connect(dsn)
