@@ -21,6 +21,7 @@ from shared.vocabulary import (
     Channel,
     Kind,
     Maladministration,
+    RequiredText,
     StoredText,
     Substance,
     UtcDateTime,
@@ -122,6 +123,13 @@ class AgencyOut(BaseModel):
     open_cases: int
     total_cases: int
     complaints: int
+
+
+class AgencyName(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[RequiredText, Field(max_length=300, description=(
+        "The agency's name as the office writes it; complaints never change it afterwards."))]
 
 
 class AgencyPage(BaseModel):

@@ -30,6 +30,7 @@ from case_api.workflow import (
 )
 from shared import outbox
 from shared.auth import Actor, Role
+from shared.conditional import IfMatch
 from shared.events import CASE_OPENED, CASE_TRANSITIONED, CASES_TOPIC, Event, new_event
 from shared.problems import Problem, invalid, not_found
 from shared.tables import CASE_EVENTS
@@ -67,6 +68,11 @@ def reporter_for(actor: Actor, case: Case) -> dict[str, Any] | None:
         return {"confidential": confidential} if actor.role is Role.analyst else {
             "confidential": True}
     return reporter
+
+
+def etag(case: Case) -> str:
+    """The case's entity tag: its version, quoted (API.md: ``ETag: "<version>"``)."""
+    return f'"{case.version}"'
 
 
 def is_overdue(case: Case, now: datetime) -> bool:
@@ -242,15 +248,16 @@ def _check_due(request: TransitionRequest, at: datetime) -> None:
 
 
 async def transition(session: AsyncSession, actor: Actor, case_id: uuid.UUID,
-                     request: TransitionRequest, *, if_match: int | None,
+                     request: TransitionRequest, *, if_match: IfMatch | None,
                      now: datetime, zone: tzinfo = UTC) -> Case:
     """Takes one action; ``zone`` is the office's time zone, in which due dates count days."""
     action = _parse_action(request.action)
     case = await visible_case(session, actor, case_id, for_update=True)
     if actor.role is not Role.admin and actor.role not in action.roles:
         raise Problem(403, f"The role {actor.role.value} may not {action.name.value}.")
-    if if_match is not None and if_match != case.version:
-        raise Problem(412, f"The case is at version {case.version}, not {if_match}.",
+    if if_match is not None and not if_match.matches(etag(case)):
+        raise Problem(412, f"If-Match does not hold the case's current entity tag {etag(case)} "
+                           f"(strong comparison: weak tags never match).",
                       current_version=case.version)
     source = Status(case.status)
     if source not in action.sources:

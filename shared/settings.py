@@ -11,9 +11,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# In containers secrets are files: compose.yaml mounts ADUAN_DATABASE_URL as
+# /run/secrets/aduan_database_url, so the password is in no environment and no compose file.
+SECRETS_DIR = Path("/run/secrets")
+
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ADUAN_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="ADUAN_", extra="ignore",
+        secrets_dir=SECRETS_DIR if SECRETS_DIR.is_dir() else None,
+    )
 
     database_url: str | None = None
     kafka_bootstrap_servers: str | None = None
@@ -32,6 +39,8 @@ class Settings(BaseSettings):
     relay_poll_seconds: float = Field(default=0.2, gt=0)
     # Database-log readers and relays wake on LISTEN/NOTIFY; they also look this often anyway.
     wakeup_fallback_seconds: float = Field(default=10.0, gt=0, le=3600)
+    # When set, GET /metrics needs it as a bearer token.
+    metrics_token: str | None = None
     # Connections per process: requests, consumers and relays share them.
     database_pool_size: int = Field(default=10, ge=1, le=500)
     database_max_overflow: int = Field(default=20, ge=0, le=500)
@@ -42,6 +51,10 @@ class Settings(BaseSettings):
     max_requests_in_flight: int = Field(default=24, ge=0, le=10_000)
     admission_queue: int = Field(default=256, ge=0, le=100_000)
     admission_wait_seconds: float = Field(default=1.0, gt=0, le=30)
+    # Hostile clients (services/httpserver.py): a request must arrive whole within the deadline;
+    # 0 connections per client address means no bound (when a reverse proxy sets its own).
+    request_deadline_seconds: float = Field(default=30.0, gt=0)
+    max_connections_per_client: int = Field(default=100, ge=0)
 
     @field_validator("database_url")
     @classmethod
