@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from shared.bus.applier import (
+    TRANSIENT,
     Applier,
     DeadLetter,
     Handler,
@@ -41,6 +42,7 @@ class ConsumerRunner(Protocol):
 
 
 __all__ = [
+    "TRANSIENT",
     "Applier",
     "ConsumerRunner",
     "DatabaseLogRunner",

@@ -29,6 +29,7 @@ from shared.events import Event, MalformedEvent
 from shared.outbox import sequence as outbox_sequence
 from shared.retry import forever
 from shared.tables import EventTables
+from shared.wakeup import Wakeup
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +39,12 @@ class DatabaseLogRunner:
 
     def __init__(self, subscription: Subscription, database: Database,
                  logs: Mapping[str, EventTables], *, poll_seconds: float = 0.2,
-                 batch_size: int = 500, policy: RetryPolicy | None = None) -> None:
+                 batch_size: int = 500, policy: RetryPolicy | None = None,
+                 wakeup: Wakeup | None = None) -> None:
         self.subscription = subscription
+        self.wakeup = wakeup
+        self.woken = wakeup.subscribe(*{logs[t].schema for t in subscription.topics}) \
+            if wakeup else None
         self.database = database
         self.logs = logs
         self.poll_seconds = poll_seconds
@@ -48,12 +53,17 @@ class DatabaseLogRunner:
 
     async def run(self) -> None:
         while True:
+            if self.woken is not None:
+                self.woken.clear()  # set again by any commit from here on: none is missed
             moved = 0
             for topic in self.subscription.topics:
                 moved += await forever(functools.partial(self.step, topic), on=TRANSIENT,
                                        what=f"{self.subscription.consumer}: reading {topic}")
             if not moved:
-                await asyncio.sleep(self.poll_seconds)
+                if self.wakeup is not None and self.woken is not None:
+                    await self.wakeup.wait(self.woken, self.poll_seconds)
+                else:
+                    await asyncio.sleep(self.poll_seconds)
 
     async def position(self, session: AsyncSession, topic: str) -> int:
         """Where this consumer stands in ``topic``'s log.
