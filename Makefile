@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean asyncapi
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+# The event contract's AsyncAPI document, regenerated from the event models.
+asyncapi: $(STAMP)
+	$(BIN)/python -m services.asyncapi > docs/asyncapi.yaml
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
