@@ -34,6 +34,16 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(default=1200, ge=0)
     # Lookups with an access code, per client address: guessing codes must stay hopeless.
     public_status_per_minute: int = Field(default=10, ge=0)
+    # Webhooks (INTEGRATIONS.md). The retry schedule is a setting so that tests run it in seconds.
+    webhook_allow_http: bool = False
+    webhook_allow_private: bool = False
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_retry_base_seconds: float = Field(default=30.0, gt=0)
+    webhook_retry_max_seconds: float = Field(default=3 * 3600.0, gt=0)
+    webhook_retry_for_seconds: float = Field(default=24 * 3600.0, ge=0)
+    webhook_poll_seconds: float = Field(default=1.0, gt=0)
+    webhook_concurrency: int = Field(default=32, ge=1)
+    webhook_concurrency_per_subscription: int = Field(default=4, ge=1)
     expiry_interval_seconds: float = Field(default=30.0, gt=0)
     consumer_poll_seconds: float = Field(default=0.2, gt=0)
     relay_poll_seconds: float = Field(default=0.2, gt=0)
