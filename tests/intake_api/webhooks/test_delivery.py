@@ -9,6 +9,8 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from intake_api.webhooks import repository
+from shared.db import Database
 from tests.case_api.helpers import AGENCY, Tokens, ok, post_complaint, wait_case
 from tests.intake_api.webhooks.receiver import Receiver, receiving
 from tests.support import BackingServices, bearer, complaint, eventually, running_app
@@ -171,6 +173,13 @@ async def test_410_disables_the_subscription(services: BackingServices) -> None:
             failed = await deliveries(client, partner, subscription, "failed")
             assert len(failed) == 1
             assert failed[0]["last_status_code"] == 410
+    database = Database.connect(services.database_url, pool_size=1)
+    try:
+        async with database.transaction() as session:
+            assert await repository.counts_by_status(session) == {
+                "pending": 0, "delivered": 0, "failed": 1}
+    finally:
+        await database.dispose()
 
 
 async def test_a_hanging_receiver_does_not_delay_the_others(services: BackingServices) -> None:
