@@ -32,6 +32,8 @@ SERVICE = Service(
     name="intake",
     routers=[router, attachments_router, open311_router, public_router, webhooks_router],
     start=start,
+    figures=[("aduan_webhook_deliveries", "Webhook deliveries by status", ("status",),
+              "SELECT status, count(*) FROM intake.webhook_deliveries GROUP BY status")],
     tags=[{"name": "complaints", "description": "Complaints posted by partners and assistants."},
           {"name": "attachments", "description": "Evidence files of a complaint."},
           {"name": "open311", "description": "Open311 GeoReport v2 for civic reporting clients "

@@ -141,14 +141,16 @@ def serve(
     )] = None,
 ) -> None:
     """Run one service, or all in one process."""
-    import uvicorn
-
     from services.allinone import DEFAULT_PORTS, create_app
+    from services.errors import listening_socket
+    from services.httpserver import serve as serve_guarded
     from shared.logging import configure_logging
 
     settings = get_settings()
     configure_logging(settings)
     port = port or DEFAULT_PORTS[service.value]
+    # Bound first: a port in use is one line, before any banner says the server started.
+    listener = listening_socket(host, port)
     with _stopped_by_signals(), migrated_database(settings) as settings:
         base = f"http://{host}:{port}"
         typer.echo(f"aduan {service.value}: {base}  (API docs: {base}/docs)")
@@ -165,8 +167,8 @@ def serve(
                 typer.echo(f"admin token (saved to {token_file}, shown once):\n{token}")
             else:
                 typer.echo(f"admin token: see {token_file}")
-        uvicorn.run(create_app(service.value, settings), host=host, port=port,
-                    log_config=None, timeout_graceful_shutdown=20)
+        serve_guarded(create_app(service.value, settings), host=host, port=port,
+                      settings=settings, sockets=[listener])
 
 
 @app.command("migrate")
@@ -343,7 +345,11 @@ def import_sample(
 
 
 def main() -> None:
-    app(prog_name="aduan")
+    from services.errors import reported
+
+    # A failure of the surroundings (no database, a port in use) is one line, exit status 1.
+    with reported():
+        app(prog_name="aduan")
 
 
 if __name__ == "__main__":

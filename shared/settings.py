@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
+import os
 import sys
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -104,8 +107,31 @@ def describe_error(exc: ValidationError) -> str:
     return f"ADUAN_{field.upper()}: {first['msg']} (got {first.get('input')!r})"
 
 
+# Read by the launchers, the tests and the benchmarks rather than by the services.
+KNOWN_ELSEWHERE = frozenset({
+    "ADUAN_KAFKA_CACHE_DIR", "ADUAN_TEST_DATABASE_URL", "ADUAN_TEST_KAFKA_BOOTSTRAP_SERVERS",
+    "ADUAN_TEST_SLOW", "ADUAN_BENCH_DATABASE_URL",
+})
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """One line per ``ADUAN_*`` variable nothing reads: a misspelling would otherwise go unseen
+    (``ADUAN_DATABSE_URL`` and the embedded database is used instead)."""
+    known = {f"ADUAN_{name.upper()}" for name in Settings.model_fields} | KNOWN_ELSEWHERE
+    lines = []
+    for name in sorted(n for n in environ if n.upper().startswith("ADUAN_")):
+        if name.upper() in known:
+            continue
+        close = difflib.get_close_matches(name.upper(), sorted(known), n=1, cutoff=0.8)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        lines.append(f"aduan: unknown setting {name} is ignored{hint}")
+    return lines
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
+    for line in unknown_variables(os.environ):
+        sys.stderr.write(line + "\n")
     try:
         return Settings()
     except ValidationError as exc:

@@ -101,8 +101,9 @@ async def test_failed_infra_up_leaves_nothing_running(tmp_path: Path) -> None:
            and not k.startswith("ADUAN_")}
     env.update(ADUAN_DATA_DIR=str(tmp_path / ".aduan"), PATH=str(tmp_path / "no-java"))
     up = await asyncio.to_thread(aduan, "infra", "up", env=env)
-    assert up.returncode != 0
-    assert "Java" in up.stderr
+    assert up.returncode == 1
+    assert len(up.stderr.splitlines()) == 1, up.stderr
+    assert up.stderr.startswith("aduan: a Java 17+ runtime (java) is required")
     assert not server_running(tmp_path / ".aduan" / "infra" / "pg")
     assert not (tmp_path / ".aduan" / "infra" / "kafka" / "broker.pid").exists()
 
@@ -124,10 +125,4 @@ def test_token_create_refuses_bad_agency_codes_and_names_in_one_line(
         assert len(lines) == 1, refused.stderr
         assert words in lines[0]
         assert "Traceback" not in refused.stderr
-    created = aduan("token", "create", "--role", "partner", "--name", "posko", env=env)
-    assert created.returncode == 0, created.stderr
-    assert aduan("token", "revoke", "posko", env=env).returncode == 0
-    reused = aduan("token", "create", "--role", "partner", "--name", "posko", env=env)
-    assert reused.returncode == 2
-    assert "revoked" in reused.stderr
-    assert len(reused.stderr.strip().splitlines()) == 1
+    # (A revoked token's name is refused by the same function: tests/shared/test_auth.py.)

@@ -6,9 +6,10 @@ import asyncio
 from typing import Any
 
 import httpx
-import pytest
 from standardwebhooks.webhooks import Webhook
 
+from intake_api.webhooks import repository
+from shared.db import Database
 from tests.case_api.helpers import AGENCY, Tokens, ok, post_complaint, wait_case
 from tests.intake_api.webhooks.receiver import Receiver, receiving
 from tests.support import BackingServices, bearer, complaint, eventually, running_app
@@ -18,13 +19,6 @@ FAST: dict[str, Any] = {"webhook_allow_http": True, "webhook_allow_private": Tru
         "webhook_poll_seconds": 0.05, "webhook_retry_base_seconds": 0.05,
         "webhook_retry_max_seconds": 0.2, "webhook_retry_for_seconds": 1.5,
         "webhook_timeout_seconds": 5.0}
-
-
-@pytest.fixture(params=["database", "kafka"])
-def backing(request: pytest.FixtureRequest) -> BackingServices:
-    services: BackingServices = request.getfixturevalue(
-        "kafka_services" if request.param == "kafka" else "services")
-    return services
 
 
 async def subscribe(client: httpx.AsyncClient, token: str, url: str,
@@ -171,6 +165,13 @@ async def test_410_disables_the_subscription(services: BackingServices) -> None:
             failed = await deliveries(client, partner, subscription, "failed")
             assert len(failed) == 1
             assert failed[0]["last_status_code"] == 410
+    database = Database.connect(services.database_url, pool_size=1)
+    try:
+        async with database.transaction() as session:
+            assert await repository.counts_by_status(session) == {
+                "pending": 0, "delivered": 0, "failed": 1}
+    finally:
+        await database.dispose()
 
 
 async def test_a_hanging_receiver_does_not_delay_the_others(services: BackingServices) -> None:
