@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import DateTime, String, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -131,7 +131,8 @@ bearer_scheme = HTTPBearer(auto_error=False, scheme_name="bearer",
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
 
 
-async def current_actor(credentials: BearerDep, database: DatabaseDep) -> Actor:
+async def current_actor(request: Request, credentials: BearerDep,
+                        database: DatabaseDep) -> Actor:
     """Who is calling (401 unless a valid token). Resolved once per request by FastAPI."""
     if credentials is None or not credentials.credentials.strip():
         raise Problem(401, "A bearer token is required.",
@@ -141,6 +142,7 @@ async def current_actor(credentials: BearerDep, database: DatabaseDep) -> Actor:
     if actor is None:
         raise Problem(401, "The token is unknown or revoked.",
                       headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    request.state.actor = actor  # the access log names the caller (shared/access_log.py)
     return actor
 
 
