@@ -34,7 +34,7 @@ def database_url(settings: Settings, *, keep_running: bool = False) -> Iterator[
 
     data_dir = _embedded_dir(settings)
     was_running = (data_dir / "postmaster.pid").exists()
-    pg = start_postgres(data_dir)
+    pg = start_postgres(data_dir, listen=settings.database_listen, port=settings.database_port)
     try:
         yield pg.url()
     finally:
@@ -169,7 +169,8 @@ def cmd_infra(args: argparse.Namespace, settings: Settings) -> int:
     root = settings.data_dir.resolve() / "infra"
     if args.infra_command == "up":
         root.mkdir(parents=True, exist_ok=True)
-        pg = start_postgres(root / "pg")
+        pg = start_postgres(root / "pg", listen=settings.database_listen,
+                            port=settings.database_port)
         broker = start_kafka(root / "kafka", detach=True)
         print(f"export ADUAN_DATABASE_URL='{pg.url()}'")
         print(f"export ADUAN_KAFKA_BOOTSTRAP_SERVERS='{broker.bootstrap_servers}'")
@@ -181,6 +182,31 @@ def cmd_infra(args: argparse.Namespace, settings: Settings) -> int:
         pg_ctl(root / "pg", "stop", "-m", "fast")
         print("PostgreSQL stopped")
     print("Kafka stopped" if stopped_kafka else "Kafka was not running")
+    return 0
+
+
+def cmd_bi_user(args: argparse.Namespace, settings: Settings) -> int:
+    """``aduan bi-user create|revoke NAME``: read-only SQL logins for BI tools."""
+    from services import bi_users
+    from shared.migrate import migrate
+
+    with database_url(settings) as url:
+        migrate(url)
+        try:
+            if args.bi_user_command == "create":
+                login = asyncio.run(bi_users.create(url, args.name))
+            elif not asyncio.run(bi_users.revoke(url, args.name)):
+                print(f"aduan: no BI login named {args.name!r}", file=sys.stderr)
+                return 1
+        except bi_users.BiUserError as exc:
+            print(f"aduan: {exc}", file=sys.stderr)
+            return 2
+    if args.bi_user_command == "revoke":
+        print(f"BI login {args.name} dropped; its open sessions were ended")
+        return 0
+    print(f"BI login {login.name} (member of {bi_users.BI_ROLE}: reads the metrics.bi_* views "
+          "only); its password is shown only now. Connection URI:")
+    print(login.uri)
     return 0
 
 
@@ -302,6 +328,11 @@ def parser() -> argparse.ArgumentParser:
     infra = commands.add_parser("infra", help="local PostgreSQL and Kafka for development")
     infra.add_argument("infra_command", choices=["up", "down"])
     infra.set_defaults(run=cmd_infra)
+
+    bi_user = commands.add_parser("bi-user", help="read-only SQL logins for BI tools")
+    bi_user.add_argument("bi_user_command", choices=["create", "revoke"])
+    bi_user.add_argument("name", help="login name: lower-case letters, digits and _")
+    bi_user.set_defaults(run=cmd_bi_user)
 
     metrics = commands.add_parser("metrics", help="maintain the metrics read model")
     metrics_commands = metrics.add_subparsers(dest="metrics_command", required=True)

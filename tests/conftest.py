@@ -76,3 +76,27 @@ def kafka_services(database_url: str, kafka: str, tmp_path: Path) -> BackingServ
     """The database of this test and the Kafka broker, with topics and groups of its own."""
     return BackingServices(database_url=database_url, kafka=kafka, workdir=tmp_path,
                            prefix=f"t{uuid.uuid4().hex[:8]}.")
+
+
+@pytest.fixture(scope="session")
+async def published(server_url: str, template: str,
+                    tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[BackingServices]:
+    """A database holding the quarter Ombudsman Babel published, imported once through the API.
+
+    Shared by the tests that only read figures (BI views, CSV, dashboard): never change it.
+    """
+    from services import published_quarter
+    from tests.fixtures.history import settled
+    from tests.support import running_app
+
+    name = f"q_{uuid.uuid4().hex[:12]}"
+    await server_command(server_url, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    backing = BackingServices(database_url=database_named(server_url, name), kafka=None,
+                              workdir=tmp_path_factory.mktemp("published"))
+    admin = await backing.token("admin", name="importer")
+    quarter = published_quarter.build()
+    async with running_app(backing) as client:
+        await published_quarter.load(published_quarter.Api(client, admin), quarter)
+        await settled(backing.database_url, quarter)
+    yield backing
+    await server_command(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -60,6 +60,8 @@ class BackingServices:
             "ADUAN_RELAY_POLL_SECONDS": "0.05",
             "ADUAN_RATE_LIMIT_PER_MINUTE": "0",
             "ADUAN_DATA_DIR": str(self.workdir / ".aduan"),
+            # An embedded server a process starts takes any free port, never the shared default.
+            "ADUAN_DATABASE_PORT": "0",
             "ADUAN_LOG_FORMAT": "console",
         })
         if self.kafka:

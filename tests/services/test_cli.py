@@ -52,6 +52,7 @@ async def test_token_create_and_revoke(services: BackingServices) -> None:
 async def test_infra_up_and_down(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ADUAN_")}
     env["ADUAN_DATA_DIR"] = str(tmp_path / ".aduan")
+    env["ADUAN_DATABASE_PORT"] = "0"
     up = await asyncio.to_thread(aduan, "infra", "up", env=env)
     try:
         assert up.returncode == 0, up.stderr
