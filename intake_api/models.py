@@ -56,14 +56,6 @@ class Complaint(Base):
     case_version: Mapped[int] = mapped_column(Integer, server_default="0")
 
 
-class TrackingCounter(Base):
-    __tablename__ = "tracking_counters"
-    __table_args__ = {"schema": SCHEMA}  # noqa: RUF012
-
-    year: Mapped[int] = mapped_column(Integer, primary_key=True)
-    last: Mapped[int] = mapped_column(Integer)
-
-
 class IdempotencyKey(Base):
     __tablename__ = "idempotency_keys"
     __table_args__ = {"schema": SCHEMA}  # noqa: RUF012

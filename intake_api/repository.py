@@ -5,22 +5,20 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from intake_api.models import Complaint, IdempotencyKey, TrackingCounter
+from intake_api.models import Complaint, IdempotencyKey
 
 
 async def next_tracking_number(session: AsyncSession, year: int) -> str:
-    statement = (
-        pg_insert(TrackingCounter)
-        .values(year=year, last=1)
-        .on_conflict_do_update(index_elements=[TrackingCounter.year],
-                               set_={"last": TrackingCounter.last + 1})
-        .returning(TrackingCounter.last)
-    )
-    number = (await session.execute(statement)).scalar_one()
+    """The next number of ``year``'s register, from a sequence of its own (see docs/intake.md).
+
+    A sequence holds no lock until the commit, so concurrent submissions do not queue behind one
+    another; a number drawn by a transaction that then fails is not reused.
+    """
+    number = await session.scalar(select(func.intake.next_tracking_number(year)))
     return f"ADU-{year}-{number:06d}"
 
 

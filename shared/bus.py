@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.db import Database
 from shared.events import Event, MalformedEvent
 from shared.kafka_client import KafkaPublisher
+from shared.outbox import sequence as outbox_sequence
 from shared.tables import EventTables
 
 logger = logging.getLogger(__name__)
@@ -366,6 +367,7 @@ class DatabaseLogRunner:
     async def step(self, topic: str) -> int:
         outbox = self.logs[topic].outbox
         async with self.database.transaction() as session:
+            await outbox_sequence(session, self.logs[topic])
             start = await self.position(session, topic)
             rows = (await session.execute(
                 select(outbox.c.position, outbox.c.envelope)

@@ -41,15 +41,16 @@ class Database:
     sessionmaker: async_sessionmaker[AsyncSession]
 
     @classmethod
-    def connect(cls, url: str, *, pool_size: int = 10) -> Database:
+    def connect(cls, url: str, *, pool_size: int = 10, max_overflow: int | None = None,
+                pool_timeout: float = 10.0) -> Database:
         engine = create_async_engine(
             url,
             pool_size=pool_size,
-            max_overflow=pool_size,
+            max_overflow=pool_size if max_overflow is None else max_overflow,
             pool_pre_ping=True,
             # Statement parameters hold reporters' personal data: keep them out of errors/logs.
             hide_parameters=True,
-            pool_timeout=10,
+            pool_timeout=pool_timeout,
             connect_args={"timeout": 5, "command_timeout": 30},
         )
         return cls(engine, async_sessionmaker(engine, expire_on_commit=False))

@@ -15,12 +15,14 @@ MAX_BODY_BYTES = 256 * 1024
 BODY_TIMEOUT_SECONDS = 10.0
 
 
-async def _send_problem(send: Send, status: int, slug: str, title: str, detail: str) -> None:
+async def send_problem(send: Send, status: int, slug: str, title: str, detail: str, *,
+                       headers: dict[str, str] | None = None) -> None:
     body = json.dumps({"type": TYPE_BASE + slug, "title": title, "status": status,
                        "detail": detail}).encode()
+    extra = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", PROBLEM_JSON.encode()),
-                            (b"content-length", str(len(body)).encode())]})
+                            (b"content-length", str(len(body)).encode()), *extra]})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -39,7 +41,7 @@ class BodyGuard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and _has_nul(scope):
             # PostgreSQL text cannot hold NUL: refuse it here, for every parameter at once.
-            await _send_problem(send, 422, "validation-error", "Invalid request",
+            await send_problem(send, 422, "validation-error", "Invalid request",
                                 "Query and path parameters must not contain NUL characters.")
             return
         if scope["type"] != "http" or scope["method"] not in {"POST", "PUT", "PATCH"}:
@@ -48,13 +50,13 @@ class BodyGuard:
         headers = dict(scope["headers"])
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await _send_problem(send, 413, "payload-too-large", "Request body too large",
+            await send_problem(send, 413, "payload-too-large", "Request body too large",
                                 f"The body may be at most {self.max_bytes} bytes.")
             return
         content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         is_json = content_type == b"application/json" or content_type.endswith(b"+json")
         if not is_json and (length not in (None, b"0") or content_type):
-            await _send_problem(send, 415, "unsupported-media-type",
+            await send_problem(send, 415, "unsupported-media-type",
                                 "Unsupported media type", "Send the body as application/json.")
             return
         # Read the whole (bounded) body first, so an oversized one is refused before parsing.
@@ -66,7 +68,7 @@ class BodyGuard:
                 async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
                     message = await receive()
             except TimeoutError:
-                await _send_problem(send, 408, "request-timeout", "Request timeout",
+                await send_problem(send, 408, "request-timeout", "Request timeout",
                                     "The request body did not arrive in time; send it again.")
                 return
             if message["type"] == "http.disconnect":
@@ -74,7 +76,7 @@ class BodyGuard:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await _send_problem(send, 413, "payload-too-large", "Request body too large",
+                await send_problem(send, 413, "payload-too-large", "Request body too large",
                                     f"The body may be at most {self.max_bytes} bytes.")
                 return
             chunks.append(chunk)

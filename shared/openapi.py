@@ -35,7 +35,7 @@ COMMON = {
     "403": "The caller's role may not do this",
     "422": "Invalid field (each named in `errors`)",
     "429": "Over the rate limit (see `Retry-After`)",
-    "503": "A backing service is unavailable (see `Retry-After`)",
+    "503": "At capacity, or a backing service is unavailable (see `Retry-After`)",
 }
 BODY = {"400": "Malformed JSON", "408": "The body did not arrive in time",
         "413": "Body over 256 KiB", "415": "Body is not JSON"}

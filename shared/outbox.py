@@ -20,20 +20,48 @@ logger = logging.getLogger(__name__)
 async def append(session: AsyncSession, tables: EventTables, topic: str, event: Event) -> None:
     """Adds ``event`` to the outbox in the caller's transaction.
 
-    The transaction-scoped advisory lock makes positions become visible in commit order: a
-    transaction takes its position only after the previous writer committed, so a reader that
-    follows ``position > last`` never skips a row that commits late. It is held only from here to
-    the commit, so callers append as the last step of their transaction.
+    It takes no lock: writers commit side by side. The row has no log position yet;
+    ``sequence`` gives it one once it is committed.
     """
-    await session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtext(:name))"),
-        {"name": f"aduan.outbox.{tables.schema}"},
-    )
     await session.execute(
         tables.outbox.insert().values(
             event_id=event.id, topic=topic, key=event.key, envelope=event.envelope()
         )
     )
+
+
+async def sequence(session: AsyncSession, tables: EventTables, *, limit: int = 5000) -> int:
+    """Gives committed rows without a position the next positions of the log; returns how many.
+
+    Why after commit: a position drawn while writing (an identity) becomes visible in commit
+    order, not in drawing order, so a reader following ``position > last`` would skip a row
+    whose transaction drew its position early and committed late. Sequencers take turns (a
+    transaction-scoped lock, taken by readers, never by writers), so each sees every position
+    given before it, and the positions it gives become visible at once, in order, after all
+    earlier ones. Two events of one key keep their order: the later one was written after the
+    earlier one committed, so a sequencer that sees the later one sees the earlier one too and
+    ``id`` orders them. Positions have no gaps. Called in the reader's transaction.
+    """
+    turn = await session.execute(
+        text("SELECT pg_try_advisory_xact_lock(hashtext(:name))"),
+        {"name": f"aduan.sequencer.{tables.schema}"},
+    )
+    if not turn.scalar_one():
+        return 0  # another reader is sequencing; what it sequences is read next time
+    outbox = tables.outbox
+    before = outbox.alias("before")
+    last = select(func.coalesce(func.max(before.c.position), 0)).scalar_subquery()
+    pending = (
+        select(outbox.c.id, func.row_number().over(order_by=outbox.c.id).label("n"))
+        .where(outbox.c.position.is_(None))
+        .order_by(outbox.c.id)
+        .limit(limit)
+        .cte("pending")
+    )
+    result = await session.execute(
+        update(outbox).where(outbox.c.id == pending.c.id).values(position=last + pending.c.n)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def unpublished_count(session: AsyncSession, tables: EventTables) -> int:
@@ -44,7 +72,10 @@ async def unpublished_count(session: AsyncSession, tables: EventTables) -> int:
 
 
 class OutboxRelay:
-    """Publishes outbox rows in position order and stamps them only once Kafka acknowledged.
+    """Publishes outbox rows in the order they were written and stamps them once Kafka acknowledged.
+
+    Rows of one key are written one after the other's commit, so reading committed rows by
+    ``id`` keeps each key's order; rows of different keys may go out in any order.
 
     Relays of one outbox (one per instance of a service) take turns: were two to publish side by
     side, one key's later events could reach the topic before its earlier ones.
@@ -69,9 +100,9 @@ class OutboxRelay:
             if not turn.scalar_one():
                 return 0
             rows = (await session.execute(
-                select(outbox.c.position, outbox.c.topic, outbox.c.envelope)
+                select(outbox.c.id, outbox.c.topic, outbox.c.envelope)
                 .where(outbox.c.published_at.is_(None))
-                .order_by(outbox.c.position)
+                .order_by(outbox.c.id)
                 .limit(self.batch_size)
             )).all()
             if not rows:
@@ -79,7 +110,7 @@ class OutboxRelay:
             await self.publisher.publish_many([(r.topic, r.envelope) for r in rows])
             await session.execute(
                 update(outbox)
-                .where(outbox.c.position.in_([r.position for r in rows]))
+                .where(outbox.c.id.in_([r.id for r in rows]))
                 .values(published_at=datetime.now(UTC))
             )
         self.published += len(rows)

@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 logger = logging.getLogger(__name__)
@@ -174,6 +175,14 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(
             Problem(503, "The database is unavailable; retry shortly.",
                     headers={"Retry-After": "5"})
+        )
+
+    @app.exception_handler(PoolTimeout)
+    async def _pool_exhausted(_: Request, exc: PoolTimeout) -> JSONResponse:
+        logger.warning("no database connection free in time")
+        return problem_response(
+            Problem(503, "The service is at capacity; retry shortly.", slug="overloaded",
+                    title="Service overloaded", headers={"Retry-After": "1"})
         )
 
     @app.exception_handler(OSError)

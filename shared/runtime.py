@@ -44,8 +44,11 @@ class Runtime:
         if settings.kafka_bootstrap_servers:
             publisher = KafkaPublisher(settings.kafka_bootstrap_servers,
                                        topic_prefix=settings.topic_prefix)
-        return cls(settings, Database.connect(settings.database_url), clock or SystemClock(),
-                   publisher)
+        database = Database.connect(settings.database_url,
+                                    pool_size=settings.database_pool_size,
+                                    max_overflow=settings.database_max_overflow,
+                                    pool_timeout=settings.database_pool_timeout_seconds)
+        return cls(settings, database, clock or SystemClock(), publisher)
 
     def relay(self, tables: EventTables) -> None:
         """Publishes this service's outbox to Kafka (nothing to do without Kafka)."""

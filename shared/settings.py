@@ -31,6 +31,16 @@ class Settings(BaseSettings):
     expiry_interval_seconds: float = Field(default=30.0, gt=0)
     consumer_poll_seconds: float = Field(default=0.2, gt=0)
     relay_poll_seconds: float = Field(default=0.2, gt=0)
+    # Connections per process: requests, consumers and relays share them.
+    database_pool_size: int = Field(default=10, ge=1, le=500)
+    database_max_overflow: int = Field(default=20, ge=0, le=500)
+    # How long a request waits for a connection before it is answered 503.
+    database_pool_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    # Admission (shared/admission.py): requests running at once per process, how many more
+    # may wait for a slot and for how long; beyond that, 503 with Retry-After. 0 turns it off.
+    max_requests_in_flight: int = Field(default=24, ge=0, le=10_000)
+    admission_queue: int = Field(default=256, ge=0, le=100_000)
+    admission_wait_seconds: float = Field(default=1.0, gt=0, le=30)
 
     @field_validator("database_url")
     @classmethod

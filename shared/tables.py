@@ -1,7 +1,8 @@
 """Infrastructure tables every service keeps in its own schema.
 
 - ``outbox``: events written in the same transaction as the change they describe. With Kafka a
-  relay publishes and stamps them; without Kafka the outbox *is* the log consumers read.
+  relay publishes and stamps them; without Kafka the outbox *is* the log consumers read, in the
+  order of ``position`` (given after commit; ``id`` is only the order rows were written in).
 - ``processed_events``: ``PRIMARY KEY (consumer, event_id)``, written in the same transaction as
   the effect of an event, so redelivery never doubles an effect.
 - ``log_positions``: a consumer's position in a database-backed log.
@@ -41,15 +42,19 @@ class EventTables:
 def event_tables(metadata: MetaData, schema: str) -> EventTables:
     outbox = Table(
         "outbox", metadata,
-        Column("position", BigInteger, Identity(always=True), primary_key=True),
+        Column("id", BigInteger, Identity(always=True), primary_key=True),
+        # The log order, given after commit by ``shared.outbox.sequence`` (see there why).
+        Column("position", BigInteger, unique=True),
         Column("event_id", String(64), nullable=False, unique=True),
         Column("topic", String(200), nullable=False),
         Column("key", String(200), nullable=False),
         Column("envelope", JSONB, nullable=False),
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Column("published_at", DateTime(timezone=True)),
-        Index(f"ix_{schema}_outbox_unpublished", "position",
+        Index(f"ix_{schema}_outbox_unpublished", "id",
               postgresql_where=text("published_at IS NULL")),
+        Index(f"ix_{schema}_outbox_unsequenced", "id",
+              postgresql_where=text("position IS NULL")),
         schema=schema,
     )
     processed = Table(

@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from shared.admission import Admission
 from shared.clock import Clock
 from shared.middleware import BodyGuard
 from shared.openapi import install_openapi
@@ -79,6 +80,9 @@ def build_app(services: Sequence[Service], *, title: str, settings: Settings | N
     )
     install_problem_handlers(app)
     install_openapi(app)
+    # Inside the body guard: a body is read (bounded in size and time) before it takes a slot.
+    app.add_middleware(Admission, limit=settings.max_requests_in_flight,
+                       queue=settings.admission_queue, wait=settings.admission_wait_seconds)
     app.add_middleware(BodyGuard)
 
     @app.get("/healthz", tags=["health"], summary="Process alive")

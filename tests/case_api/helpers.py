@@ -188,6 +188,6 @@ async def transitioned_events(database_url: str, case_id: str) -> list[dict[str,
     rows = await query(
         database_url,
         "SELECT envelope FROM cases.outbox WHERE key = $1 "
-        "AND envelope->>'type' = 'id.go.ombudsman.aduan.case.transitioned.v1' ORDER BY position",
+        "AND envelope->>'type' = 'id.go.ombudsman.aduan.case.transitioned.v1' ORDER BY id",
         case_id)
     return [json.loads(r["envelope"]) for r in rows]

@@ -264,3 +264,30 @@ async def test_extreme_values_are_refused_clearly(services: BackingServices) -> 
         assert response.json()["errors"][0]["field"] == "/reporter/address"
         listed = await client.get("/v1/complaints", headers=bearer(admin))
         assert listed.json()["items"] == []
+
+
+async def test_tracking_numbers_are_unique_and_increasing_within_each_year(
+        services: BackingServices) -> None:
+    """Concurrent submissions and imports into another year, each year numbered on its own."""
+    admin = await services.token("admin")
+    async with running_app(services) as client:
+        async def submit(**overrides: str) -> str:
+            response = await client.post("/v1/complaints", json=complaint(**overrides),
+                                         headers=bearer(admin))
+            assert response.status_code == 201, response.text
+            return str(response.json()["tracking_number"])
+
+        first = await submit()
+        year = first.split("-")[1]
+        current = await asyncio.gather(*(submit() for _ in range(30)))
+        imported = await asyncio.gather(*(submit(received_at="2021-06-01T10:00:00+07:00")
+                                          for _ in range(10)))
+        later = await submit()
+
+    numbers = [int(n.split("-")[2]) for n in [first, *current, later]]
+    assert all(n.startswith(f"ADU-{year}-") for n in [first, *current, later])
+    assert len(set(numbers)) == len(numbers)
+    assert numbers[0] < min(numbers[1:-1])
+    assert numbers[-1] > max(numbers[:-1])
+    assert sorted(int(n.split("-")[2]) for n in imported) == list(range(1, 11))
+    assert all(n.startswith("ADU-2021-") for n in imported)

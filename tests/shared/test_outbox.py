@@ -13,11 +13,13 @@ import pytest
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from sqlalchemy import select
 
+from shared.events import Event
 from shared.kafka_client import KafkaPublisher
-from shared.outbox import OutboxRelay, append
+from shared.outbox import OutboxRelay, append, sequence
 from tests.shared.probe import (
     PROBE_EVENTS,
     PROBE_TOPIC,
+    DatabaseBus,
     KafkaBus,
     Probe,
     append_concurrently,
@@ -42,21 +44,91 @@ async def test_an_event_is_kept_only_if_the_change_it_describes_is(probe: Probe)
     assert await probe.last_position() == 0
 
 
-async def test_a_later_writer_never_becomes_visible_before_an_earlier_one(probe: Probe) -> None:
-    """A follower reading ``position > last`` would otherwise skip the earlier, slower one."""
+async def test_writers_do_not_wait_for_one_another(probe: Probe) -> None:
+    """A transaction holding an outbox row open does not hold up the next writer's commit."""
+    async with probe.database.transaction() as session:
+        await append(session, PROBE_EVENTS, PROBE_TOPIC, probe_event("case-0", 0))
+        async with asyncio.timeout(5):
+            await probe.append(probe_event("case-1", 0))  # commits while the first is open
+
+
+async def test_a_database_log_follower_never_skips_an_event_that_commits_late(
+        probe: Probe) -> None:
+    """Long transactions write first and commit last; short ones commit around them meanwhile.
+
+    The follower applies the short ones while the long ones are still open (it is not stuck
+    behind them), and then every long one too: each event exactly once, each key in order.
+    """
+    follower = DatabaseBus(probe)
+    await follower.start()
+    try:
+        holds = {f"long-{n}": asyncio.Event() for n in range(3)}
+        long_events = [probe_event(key, 0) for key in holds]
+        opened = asyncio.Event()
+        open_count = 0
+
+        async def long_writer(event: Event) -> None:
+            nonlocal open_count
+            async with probe.database.transaction() as session:
+                await append(session, PROBE_EVENTS, PROBE_TOPIC, event)
+                await session.flush()
+                open_count += 1
+                if open_count == len(holds):
+                    opened.set()
+                await holds[event.subject].wait()
+
+        writers = [asyncio.create_task(long_writer(event)) for event in long_events]
+        await opened.wait()
+        short_events = [probe_event(f"short-{n % 4}", n // 4) for n in range(40)]
+        for start in range(0, len(short_events), 4):  # some transactions hold several events
+            await probe.append(*short_events[start:start + 4])
+            if start == 20:
+                holds["long-1"].set()  # one long one commits in the middle of the short ones
+                await writers[1]
+
+        async def shorts_applied() -> None:
+            follower.background.check()
+            done = applied_ids(await probe.effects())
+            assert all(done[e.id] == 1 for e in short_events), f"{len(done)} applied"
+
+        await eventually(shorts_applied, timeout=30, interval=0.05)
+        pending = {e.id for e in long_events if e.subject != "long-1"}
+        assert not pending & set(applied_ids(await probe.effects())), "applied before commit"
+
+        holds["long-2"].set()
+        await writers[2]
+        await probe.append(probe_event("short-0", 10))  # written after long-0 drew its id
+        holds["long-0"].set()
+        await writers[0]
+        everything = [*short_events, *long_events]
+        effects = await applied(follower, len(everything) + 1)
+    finally:
+        await follower.close()
+
+    counted = applied_ids(effects)
+    assert all(counted[e.id] == 1 for e in everything), "an event was skipped or doubled"
+    assert len(effects) == len(everything) + 1
+    for key in {e.subject for e in short_events}:
+        seqs = [effect.seq for effect in effects if effect.key == key]
+        assert seqs == sorted(seqs), (key, seqs)
+
+
+async def test_positions_follow_commit_order_without_gaps(probe: Probe) -> None:
     early, late = probe_event("case-0", 0), probe_event("case-1", 0)
     async with probe.database.transaction() as session:
         await append(session, PROBE_EVENTS, PROBE_TOPIC, early)
-        later_writer = asyncio.create_task(probe.append(late))
-        await asyncio.sleep(0.3)
-        assert await probe.last_position() == 0, "a follower would move past the early event"
-    await later_writer
+        await session.flush()
+        await probe.append(late)
+        async with probe.database.transaction() as reader:
+            assert await sequence(reader, PROBE_EVENTS) == 1
+    async with probe.database.transaction() as reader:
+        assert await sequence(reader, PROBE_EVENTS) == 1
 
     outbox = PROBE_EVENTS.outbox
     async with probe.database.transaction() as session:
-        order = (await session.execute(select(outbox.c.event_id)
-                                       .order_by(outbox.c.position))).scalars().all()
-    assert order == [early.id, late.id]
+        order = (await session.execute(select(outbox.c.event_id, outbox.c.position)
+                                       .order_by(outbox.c.position))).all()
+    assert [tuple(row) for row in order] == [(late.id, 1), (early.id, 2)]
 
 
 async def test_the_relay_sends_every_row_keyed_in_order_and_marks_it_sent(
