@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from metrics_worker import repository
+from metrics_worker import dashboard, repository
 from metrics_worker.consumer import SUBSCRIPTION
 from metrics_worker.endpoints import router
 from shared.runtime import Runtime
@@ -28,9 +28,10 @@ def start(runtime: Runtime) -> None:
 
 SERVICE = Service(
     name="metrics",
-    routers=[router],
+    routers=[router, dashboard.router],
     start=start,
-    tags=[{"name": "metrics", "description": "Figures for BI tools and the quarterly report."}],
+    tags=[{"name": "metrics", "description": "Figures for BI tools and the quarterly report."},
+          {"name": "dashboard", "description": "The figures as charts, for people."}],
 )
 
 

@@ -231,8 +231,8 @@ def cmd_metrics(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def _summary_markdown(url: str, period: Period, settings: Settings) -> str:
-    from metrics_worker import report, service
+async def _summary_document(url: str, period: Period, settings: Settings, form: str) -> str:
+    from metrics_worker import page, report, service
 
     database = Database.connect(url, pool_size=1)
     try:
@@ -240,11 +240,14 @@ async def _summary_markdown(url: str, period: Period, settings: Settings) -> str
             summary = await service.summary(session, period, settings.zone)
     finally:
         await database.dispose()
+    if form == "html":
+        return page.render(summary, period.label or f"{period.first} to {period.last}",
+                           footer="aduan report · definitions: METRICS.md")
     return report.to_markdown(summary, period.label)
 
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
-    """``aduan report --period 2022-Q1``: the period's summary in Markdown."""
+    """``aduan report --period 2022-Q1 [--format md|html]``: the period's summary."""
     from metrics_worker.periods import parse_period
     from shared.migrate import migrate
     from shared.problems import Problem
@@ -256,12 +259,12 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     with database_url(settings) as url:
         migrate(url)
-        markdown = asyncio.run(_summary_markdown(url, period, settings))
+        document = asyncio.run(_summary_document(url, period, settings, args.format))
     if args.output:
-        Path(args.output).write_text(markdown, encoding="utf-8")
+        Path(args.output).write_text(document, encoding="utf-8")
         print(f"report for {args.period} written to {args.output}")
     else:
-        print(markdown, end="")
+        print(document, end="" if document.endswith("\n") else "\n")
     return 0
 
 
@@ -341,8 +344,10 @@ def parser() -> argparse.ArgumentParser:
                         "(stop the metrics service first)")
     metrics.set_defaults(run=cmd_metrics)
 
-    report = commands.add_parser("report", help="a period's summary in Markdown")
+    report = commands.add_parser("report", help="a period's summary in Markdown or HTML")
     report.add_argument("--period", required=True, help="YYYY-Qn, YYYY-MM or YYYY")
+    report.add_argument("--format", choices=["md", "html"], default="md",
+                        help="md (default), or html: one self-contained file with charts")
     report.add_argument("--output", "-o", help="write to this file instead of printing")
     report.set_defaults(run=cmd_report)
 

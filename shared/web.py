@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 
 from shared.admission import Admission
 from shared.clock import Clock
+from shared.docs_pages import install_docs
 from shared.middleware import BodyGuard
 from shared.openapi import install_openapi
 from shared.problems import PROBLEM_JSON, TYPE_BASE, install_problem_handlers
@@ -76,10 +77,13 @@ def build_app(services: Sequence[Service], *, title: str, settings: Settings | N
         version="1.0.0",
         description=description,
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
         openapi_tags=[tag for s in services for tag in s.tags],
     )
     install_problem_handlers(app)
     install_openapi(app)
+    install_docs(app)
     # Inside the body guard: a body is read (bounded in size and time) before it takes a slot.
     app.add_middleware(Admission, limit=settings.max_requests_in_flight,
                        queue=settings.admission_queue, wait=settings.admission_wait_seconds)

@@ -19,6 +19,9 @@ from services.postgres import start_postgres
 from shared.migrate import migrate_async
 from tests.support import BackingServices, database_named, server_command
 
+# The headless browser fixtures (``browser``, ``new_page``, ``artifacts``) for page tests.
+pytest_plugins = ["tests.browser"]
+
 TEMPLATE = "aduan_template"
 
 
@@ -96,7 +99,8 @@ async def published(server_url: str, template: str,
     admin = await backing.token("admin", name="importer")
     quarter = published_quarter.build()
     async with running_app(backing) as client:
-        await published_quarter.load(published_quarter.Api(client, admin), quarter)
+        await published_quarter.load(published_quarter.Api(client, admin), quarter,
+                                     case_timeout=300)
         await settled(backing.database_url, quarter)
     yield backing
     await server_command(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
