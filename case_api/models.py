@@ -47,6 +47,8 @@ class Case(Base):
     reported_agency_name: Mapped[str] = mapped_column(Text)
     reporter: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     summary: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    location: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     incident_date: Mapped[date | None] = mapped_column(Date)
     reported_to_agency_first: Mapped[bool | None] = mapped_column(Boolean)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

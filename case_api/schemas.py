@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
@@ -80,6 +80,10 @@ class CaseSummary(BaseModel):
     reported_agency: AgencyRef
     reporter: dict[str, Any] | None
     summary: str
+    description: str | None = Field(description="The complaint's account (null for analysts).")
+    incident_date: date | None
+    location: dict[str, Any] | None = Field(description="regency and place (null for analysts).")
+    reported_to_agency_first: bool | None
     received_at: UtcDateTime
     assignee: str | None
     due_at: UtcDateTime | None

@@ -76,7 +76,22 @@ def summarize(case: Case, actor: Actor, now: datetime) -> CaseSummary:
         closure_stage=case.closure_stage,
         closure_reason=case.closure_reason,
         maladministration=case.maladministration,
+        **facts_for(actor, case),
     )
+
+
+def facts_for(actor: Actor, case: Case) -> dict[str, Any]:
+    """The complaint's facts, so that a liaison can answer from them.
+
+    Analysts read figures, not people's stories: free text and places may name the reporter.
+    """
+    personal = actor.role is not Role.analyst
+    return {
+        "description": case.description if personal else None,
+        "location": case.location if personal else None,
+        "incident_date": case.incident_date,
+        "reported_to_agency_first": case.reported_to_agency_first,
+    }
 
 
 def _formal_failure(case: Case) -> str | None:
@@ -142,6 +157,8 @@ async def open_case(session: AsyncSession, complaint: dict[str, Any]) -> bool:
         "reported_agency_name": agency["name"],
         "reporter": complaint.get("reporter"),
         "summary": complaint["summary"],
+        "description": complaint.get("description"),
+        "location": complaint.get("location"),
         "incident_date": datetime.fromisoformat(incident).date() if incident else None,
         "reported_to_agency_first": complaint.get("reported_to_agency_first"),
         "received_at": received_at,
@@ -308,6 +325,7 @@ def transitioned_event(case: Case, entry: Transition) -> Event:
         "maladministration": entry.details.get("maladministration"),
         "due_at": utc_text(case.due_at) if case.due_at else None,
         "resolution": entry.details.get("resolution"),
+        "transferred_to": entry.details.get("transferred_to"),
         "agency": case.reported_agency_code,
     })
 

@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from intake_api.consumer import SUBSCRIPTION
 from intake_api.endpoints import router
+from intake_api.public import router as public_router
 from shared.runtime import Runtime
 from shared.settings import Settings
 from shared.tables import INTAKE_EVENTS
@@ -19,9 +20,11 @@ def start(runtime: Runtime) -> None:
 
 SERVICE = Service(
     name="intake",
-    routers=[router],
+    routers=[router, public_router],
     start=start,
-    tags=[{"name": "complaints", "description": "Complaints posted by partners and assistants."}],
+    tags=[{"name": "complaints", "description": "Complaints posted by partners and assistants."},
+          {"name": "status", "description": "The complainant follows a complaint with its "
+                                            "tracking number and access code, no account."}],
 )
 
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from intake_api import idempotency, repository, service
-from intake_api.schemas import ComplaintCreate, ComplaintOut, ComplaintPage
+from intake_api.schemas import ComplaintCreate, ComplaintCreated, ComplaintOut, ComplaintPage
 from shared.auth import Actor, Role, require
 from shared.db import SessionDep, database_of
 from shared.pagination import decode_cursor, encode_cursor
@@ -32,7 +32,7 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("", status_code=201, response_model=ComplaintOut, responses=PROBLEMS,
+@router.post("", status_code=201, response_model=ComplaintCreated, responses=PROBLEMS,
              summary="Record a complaint")
 async def submit_complaint(
     payload: ComplaintCreate, request: Request, session: SessionDep, actor: Submitter,
@@ -98,13 +98,16 @@ async def list_complaints(
     session: SessionDep, actor: Reader,
     status: Annotated[str | None, Query(max_length=32)] = None,
     kind: Kind | None = None,
+    tracking_number: Annotated[str | None, Query(
+        max_length=32, description="Finds one complaint by its number (an empty page when it "
+                                   "is unknown or outside the caller's scope).")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> ComplaintPage:
     rows = await repository.page(
         session,
         submitted_by=actor.name if actor.role is Role.partner else None,
-        status=status, kind=kind.value if kind else None,
+        status=status, kind=kind.value if kind else None, tracking_number=tracking_number,
         before_seq=decode_cursor(cursor) if cursor else None,
         limit=limit + 1,
     )

@@ -54,6 +54,16 @@ class Complaint(Base):
     submitted_by: Mapped[str] = mapped_column(String(100), index=True)
     status: Mapped[str] = mapped_column(String(32), index=True)
     case_version: Mapped[int] = mapped_column(Integer, server_default="0")
+    # The case's outcome as its events tell it (intake never reads the case service's tables).
+    case_updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    closure_stage: Mapped[str | None] = mapped_column(String(16))
+    closure_reason: Mapped[str | None] = mapped_column(String(64))
+    resolution: Mapped[str | None] = mapped_column(String(16))
+    transferred_to: Mapped[str | None] = mapped_column(Text)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # SHA-256 of the complainant's access code; the code itself is never stored.
+    access_code_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class IdempotencyKey(Base):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -34,7 +36,8 @@ async def by_external_reference(session: AsyncSession, submitted_by: str,
 
 
 async def page(session: AsyncSession, *, submitted_by: str | None, status: str | None,
-               kind: str | None, before_seq: int | None, limit: int) -> Sequence[Complaint]:
+               kind: str | None, before_seq: int | None, limit: int,
+               tracking_number: str | None = None) -> Sequence[Complaint]:
     query = select(Complaint).order_by(Complaint.seq.desc()).limit(limit)
     if submitted_by is not None:
         query = query.where(Complaint.submitted_by == submitted_by)
@@ -42,18 +45,44 @@ async def page(session: AsyncSession, *, submitted_by: str | None, status: str |
         query = query.where(Complaint.status == status)
     if kind is not None:
         query = query.where(Complaint.kind == kind)
+    if tracking_number is not None:
+        query = query.where(Complaint.tracking_number == tracking_number)
     if before_seq is not None:
         query = query.where(Complaint.seq < before_seq)
     return (await session.execute(query)).scalars().all()
 
 
-async def follow_case(session: AsyncSession, complaint_id: uuid.UUID, status: str,
-                      version: int) -> bool:
-    """Sets the status a case reports, unless a newer version was already applied."""
+async def by_tracking_number(session: AsyncSession, tracking_number: str) -> Complaint | None:
+    query = select(Complaint).where(Complaint.tracking_number == tracking_number)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+@dataclass(frozen=True)
+class CaseChange:
+    """What one case event says of the case; ``None`` resolution/transfer keep the known one."""
+
+    status: str
+    version: int
+    at: datetime
+    due_at: datetime | None = None
+    closure_stage: str | None = None
+    closure_reason: str | None = None
+    resolution: str | None = None
+    transferred_to: str | None = None
+    closed_at: datetime | None = None
+
+
+async def follow_case(session: AsyncSession, complaint_id: uuid.UUID, change: CaseChange) -> bool:
+    """Takes the case's state from its event, unless a newer version was already applied."""
     result = await session.execute(
         update(Complaint)
-        .where(Complaint.id == complaint_id, Complaint.case_version < version)
-        .values(status=status, case_version=version)
+        .where(Complaint.id == complaint_id, Complaint.case_version < change.version)
+        .values(status=change.status, case_version=change.version,
+                case_updated_at=change.at, due_at=change.due_at,
+                closure_stage=change.closure_stage, closure_reason=change.closure_reason,
+                resolution=func.coalesce(change.resolution, Complaint.resolution),
+                transferred_to=func.coalesce(change.transferred_to, Complaint.transferred_to),
+                closed_at=change.closed_at)
         .returning(Complaint.id)
     )
     return result.first() is not None

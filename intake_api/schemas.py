@@ -55,6 +55,20 @@ class ComplaintCreate(Strict):
     )
 
 
+class Outcome(BaseModel):
+    """How the complaint's case stands, as its events tell it; notes and assignees stay internal."""
+
+    status: str
+    updated_at: UtcDateTime | None = Field(description="When the case last changed.")
+    due_at: UtcDateTime | None = Field(description="What the office waits for is due then.")
+    closure_stage: str | None
+    closure_reason: str | None
+    resolution: str | None = Field(description="The agency's answer: resolved, explained or "
+                                               "disputed.")
+    transferred_to: str | None
+    closed_at: UtcDateTime | None
+
+
 class ComplaintOut(BaseModel):
     id: uuid.UUID
     tracking_number: str
@@ -73,8 +87,36 @@ class ComplaintOut(BaseModel):
                                     "that open no case. Follows the case, eventually consistent.")
     received_at: UtcDateTime
     submitted_by: str
+    outcome: Outcome | None = Field(description="The case's outcome, following the case "
+                                                "(eventually consistent); null for kinds that "
+                                                "open no case.")
+
+
+class ComplaintCreated(ComplaintOut):
+    access_code: str = Field(description="The complainant's secret for `POST /public/status`. "
+                                         "Shown only here and in idempotent replays of this "
+                                         "answer; only its hash is kept.")
 
 
 class ComplaintPage(BaseModel):
     items: list[ComplaintOut]
     next_cursor: str | None
+
+
+class StatusQuery(Strict):
+    tracking_number: Annotated[str, Field(min_length=1, max_length=32)]
+    access_code: Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class PublicStatus(BaseModel):
+    """What the complainant learns with the access code: no personal data, no notes."""
+
+    tracking_number: str
+    kind: Kind
+    status: str
+    received_at: UtcDateTime
+    updated_at: UtcDateTime | None
+    due_at: UtcDateTime | None
+    closure_stage: str | None
+    closure_reason: str | None
+    resolution: str | None

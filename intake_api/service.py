@@ -9,9 +9,17 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from intake_api import repository
+from intake_api import access, repository
 from intake_api.models import Complaint
-from intake_api.schemas import ComplaintCreate, ComplaintOut, Location, ReportedAgency, Reporter
+from intake_api.schemas import (
+    ComplaintCreate,
+    ComplaintCreated,
+    ComplaintOut,
+    Location,
+    Outcome,
+    ReportedAgency,
+    Reporter,
+)
 from shared import outbox
 from shared.auth import Actor, Role
 from shared.events import COMPLAINT_RECEIVED, COMPLAINTS_TOPIC, new_event
@@ -54,6 +62,21 @@ def check_rules(payload: ComplaintCreate, actor: Actor, *, now: datetime, zone: 
         raise invalid("/incident_date", "incident_date may not be before 1900")
 
 
+def outcome_of(complaint: Complaint) -> Outcome | None:
+    if Kind(complaint.kind) not in CASE_OPENING_KINDS:
+        return None
+    return Outcome(
+        status=complaint.status,
+        updated_at=complaint.case_updated_at or complaint.received_at,
+        due_at=complaint.due_at,
+        closure_stage=complaint.closure_stage,
+        closure_reason=complaint.closure_reason,
+        resolution=complaint.resolution,
+        transferred_to=complaint.transferred_to,
+        closed_at=complaint.closed_at,
+    )
+
+
 def to_out(complaint: Complaint) -> ComplaintOut:
     return ComplaintOut(
         id=complaint.id,
@@ -73,6 +96,7 @@ def to_out(complaint: Complaint) -> ComplaintOut:
         status=complaint.status,
         received_at=complaint.received_at,
         submitted_by=complaint.submitted_by,
+        outcome=outcome_of(complaint),
     )
 
 
@@ -83,7 +107,8 @@ def _duplicate(existing: Complaint) -> Problem:
 
 
 async def submit(session: AsyncSession, actor: Actor, payload: ComplaintCreate, *,
-                 now: datetime, zone: ZoneInfo) -> ComplaintOut:
+                 now: datetime, zone: ZoneInfo) -> ComplaintCreated:
+    """Records the complaint and its event; the answer alone carries the new access code."""
     check_rules(payload, actor, now=now, zone=zone)
     if payload.external_reference is not None:
         existing = await repository.by_external_reference(session, actor.name,
@@ -91,10 +116,13 @@ async def submit(session: AsyncSession, actor: Actor, payload: ComplaintCreate, 
         if existing is not None:
             raise _duplicate(existing)
     received_at = payload.received_at or now
+    tracking_number = await repository.next_tracking_number(session,
+                                                            received_at.astimezone(zone).year)
+    code = access.new_code()
     complaint = Complaint(
         id=uuid.uuid4(),
-        tracking_number=await repository.next_tracking_number(
-            session, received_at.astimezone(zone).year),
+        tracking_number=tracking_number,
+        access_code_hash=access.hash_code(tracking_number, code),
         kind=payload.kind.value,
         channel=payload.channel.value,
         substance=payload.substance.value,
@@ -127,7 +155,7 @@ async def submit(session: AsyncSession, actor: Actor, payload: ComplaintCreate, 
     event = new_event(COMPLAINT_RECEIVED, source=SOURCE, subject=str(complaint.id),
                       data=out.model_dump(mode="json"), time=received_at)
     await outbox.append(session, INTAKE_EVENTS, COMPLAINTS_TOPIC, event)
-    return out
+    return ComplaintCreated.model_validate({**out.model_dump(), "access_code": code})
 
 
 async def visible_complaint(session: AsyncSession, actor: Actor,

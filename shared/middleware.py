@@ -10,6 +10,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.problems import PROBLEM_JSON, TYPE_BASE
 
 MAX_BODY_BYTES = 256 * 1024
+# Paths where browsers post HTML forms (the complainant's status page works without JavaScript).
+FORM_PATHS = frozenset({"/public/status", "/status"})
+FORM_TYPES = frozenset({b"application/x-www-form-urlencoded", b"multipart/form-data"})
 # A body that stops arriving (a stalled client, a connection caught in a shutdown) is refused
 # cleanly before the server's own graceful-shutdown timeout would cancel it with a bare 500.
 BODY_TIMEOUT_SECONDS = 10.0
@@ -55,7 +58,8 @@ class BodyGuard:
             return
         content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         is_json = content_type == b"application/json" or content_type.endswith(b"+json")
-        if not is_json and (length not in (None, b"0") or content_type):
+        is_form = content_type in FORM_TYPES and scope.get("path") in FORM_PATHS
+        if not is_json and not is_form and (length not in (None, b"0") or content_type):
             await send_problem(send, 415, "unsupported-media-type",
                                 "Unsupported media type", "Send the body as application/json.")
             return

@@ -15,10 +15,19 @@ class _Bucket:
     updated: float
 
 
+# Callers (client addresses for public pages) remembered at most; full buckets are forgotten first.
+MAX_CALLERS = 50_000
+
+
 @dataclass
 class RateLimiter:
     per_minute: int
     buckets: dict[str, _Bucket] = field(default_factory=dict)
+
+    def _forget_idle(self, now: float) -> None:
+        """A bucket untouched for a minute is full again: dropping it changes nothing."""
+        for caller in [c for c, b in self.buckets.items() if now - b.updated >= 60.0]:
+            del self.buckets[caller]
 
     def check(self, caller: str) -> None:
         if self.per_minute <= 0:
@@ -26,6 +35,8 @@ class RateLimiter:
         rate = self.per_minute / 60.0
         now = time.monotonic()
         bucket = self.buckets.get(caller)
+        if bucket is None and len(self.buckets) >= MAX_CALLERS:
+            self._forget_idle(now)
         if bucket is None:
             bucket = self.buckets[caller] = _Bucket(float(self.per_minute), now)
         bucket.tokens = min(float(self.per_minute), bucket.tokens + (now - bucket.updated) * rate)

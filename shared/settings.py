@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = "console"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     rate_limit_per_minute: int = Field(default=1200, ge=0)
+    # Lookups with an access code, per client address: guessing codes must stay hopeless.
+    public_status_per_minute: int = Field(default=10, ge=0)
     expiry_interval_seconds: float = Field(default=30.0, gt=0)
     consumer_poll_seconds: float = Field(default=0.2, gt=0)
     relay_poll_seconds: float = Field(default=0.2, gt=0)

@@ -62,6 +62,7 @@ def build_app(services: Sequence[Service], *, title: str, settings: Settings | N
         app.state.runtime = runtime
         app.state.database = runtime.database
         app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
+        app.state.public_rate_limiter = RateLimiter(settings.public_status_per_minute)
         for service in services:
             service.start(runtime)
         logger.info("%s started (%s)", title,

@@ -159,3 +159,25 @@ async def test_a_confidential_reporter_is_hidden_from_liaisons(
         assert (await get_case(client, tokens.assistant, secret["id"]))["reporter"] == \
             CONFIDENTIAL
 
+
+
+async def test_a_liaison_reads_the_complaints_facts_but_not_a_confidential_reporter(
+    services: BackingServices,
+) -> None:
+    tokens = await Tokens.create(services)
+    async with running_app(services) as client:
+        case = await open_case(client, tokens, reporter=CONFIDENTIAL,
+                               description="Listrik padam tiga kali seminggu di RT 03.",
+                               location={"regency": "Bangka", "place": "Desa Kimak"},
+                               incident_date="2022-02-27", reported_to_agency_first=True)
+        for seen in [await get_case(client, tokens.liaison, case["id"]),
+                     (await client.get("/v1/cases", headers=bearer(tokens.liaison))
+                      ).json()["items"][0]]:
+            assert seen["description"] == "Listrik padam tiga kali seminggu di RT 03."
+            assert seen["location"] == {"regency": "Bangka", "place": "Desa Kimak"}
+            assert seen["incident_date"] == "2022-02-27"
+            assert seen["reported_to_agency_first"] is True
+            assert seen["reporter"] == {"confidential": True}
+        analyst = await get_case(client, tokens.analyst, case["id"])
+        assert analyst["description"] is None
+        assert analyst["location"] is None

@@ -22,7 +22,9 @@ async def test_a_complaint_is_recorded_with_location_and_tracking_number(
         assert body["submitted_by"] == "posko-pln"
         assert body["reporter"]["name"] == "Siti Aminah"
         fetched = await client.get(response.headers["location"], headers=bearer(token))
+        code = body.pop("access_code")
         assert fetched.json() == body
+        assert code not in fetched.text
 
 
 async def test_kinds_that_open_no_case_are_recorded(services: BackingServices) -> None:

@@ -1,0 +1,37 @@
+"""The complainant's access code: random, unambiguous when read aloud or copied, kept hashed."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+# No 0/O, 1/I/L: a code is often read over the phone or copied from paper.
+ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+GROUPS, GROUP_LENGTH = 3, 4  # 12 characters, about 59 bits
+MAX_INPUT_LENGTH = 64
+
+
+def new_code() -> str:
+    groups = ("".join(secrets.choice(ALPHABET) for _ in range(GROUP_LENGTH))
+              for _ in range(GROUPS))
+    return "-".join(groups)
+
+
+def normalize(code: str) -> str:
+    """What the complainant typed, without case, spaces or dashes."""
+    return "".join(c for c in code.upper() if c not in " -\t")
+
+
+def hash_code(tracking_number: str, code: str) -> str:
+    # Salted with the tracking number, so equal codes of two complaints hash differently.
+    return hashlib.sha256(f"{tracking_number}:{normalize(code)}".encode()).hexdigest()
+
+
+# Compared against when the tracking number is unknown, so that both misses cost the same.
+_NO_COMPLAINT = hash_code("", "")
+
+
+def matches(tracking_number: str, code: str, stored_hash: str | None) -> bool:
+    presented = hash_code(tracking_number, code)
+    return hmac.compare_digest(presented, stored_hash or _NO_COMPLAINT) and stored_hash is not None
