@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from intake_api.consumer import SUBSCRIPTION
 from intake_api.endpoints import router
+from intake_api.guide import GUIDES
 from intake_api.public import router as public_router
 from shared.runtime import Runtime
 from shared.settings import Settings
@@ -25,6 +26,7 @@ SERVICE = Service(
     tags=[{"name": "complaints", "description": "Complaints posted by partners and assistants."},
           {"name": "status", "description": "The complainant follows a complaint with its "
                                             "tracking number and access code, no account."}],
+    guides=GUIDES,
 )
 
 

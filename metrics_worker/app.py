@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from metrics_worker import dashboard, repository
 from metrics_worker.consumer import SUBSCRIPTION
 from metrics_worker.endpoints import router
+from metrics_worker.guide import GUIDES
 from shared.runtime import Runtime
 from shared.settings import Settings
 from shared.web import Service, build_app
@@ -32,6 +33,7 @@ SERVICE = Service(
     start=start,
     tags=[{"name": "metrics", "description": "Figures for BI tools and the quarterly report."},
           {"name": "dashboard", "description": "The figures as charts, for people."}],
+    guides=GUIDES,
 )
 
 

@@ -104,9 +104,11 @@ async def authenticate(session: AsyncSession, presented: str) -> Actor | None:
 
 # Both schemes are offered: API clients send a bearer token; spreadsheets, BI "from web"
 # connectors and browsers send Basic with the token as the password (any user name).
-CHALLENGE = 'Bearer realm="aduan", Basic realm="aduan", charset="UTF-8"'
-INVALID_TOKEN_CHALLENGE = ('Bearer realm="aduan", error="invalid_token", '
-                           'Basic realm="aduan", charset="UTF-8"')
+# Basic comes first: browsers read the first challenge of the header to decide to ask for a
+# password (that is how a person opens /dashboard).
+CHALLENGE = 'Basic realm="aduan", charset="UTF-8", Bearer realm="aduan"'
+INVALID_TOKEN_CHALLENGE = ('Basic realm="aduan", charset="UTF-8", '
+                           'Bearer realm="aduan", error="invalid_token"')
 
 
 def presented_token(request: Request) -> str:

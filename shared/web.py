@@ -15,7 +15,7 @@ from shared.admission import Admission
 from shared.clock import Clock
 from shared.docs_pages import install_docs
 from shared.middleware import BodyGuard
-from shared.openapi import install_openapi
+from shared.openapi import Guides, install_openapi
 from shared.problems import PROBLEM_JSON, TYPE_BASE, install_problem_handlers
 from shared.ratelimit import RateLimiter
 from shared.runtime import Runtime
@@ -32,6 +32,8 @@ class Service:
     routers: Sequence[APIRouter]
     start: Callable[[Runtime], None]
     tags: Sequence[dict[str, Any]] = field(default_factory=tuple)
+    # Descriptions and worked examples of its operations in the OpenAPI document.
+    guides: Guides = field(default_factory=dict)
 
 
 async def readiness(runtime: Runtime) -> dict[str, str]:
@@ -83,7 +85,7 @@ def build_app(services: Sequence[Service], *, title: str, settings: Settings | N
         openapi_tags=[tag for s in services for tag in s.tags],
     )
     install_problem_handlers(app)
-    install_openapi(app)
+    install_openapi(app, {key: guide for s in services for key, guide in s.guides.items()})
     install_docs(app)
     # Inside the body guard: a body is read (bounded in size and time) before it takes a slot.
     app.add_middleware(Admission, limit=settings.max_requests_in_flight,
