@@ -64,3 +64,66 @@ GUIDES = {
         "The status page's form, answered as an HTML page with the complaint's status.",
         "<!DOCTYPE html><html lang=\"id\">...", request=STATUS_QUERY, media="text/html"),
 }
+
+ATTACHMENT = {"id": "5d7c1e0a-8f51-4f0e-b8a2-4b1b6f3e2c90", "filename": "tagihan-maret.pdf",
+              "content_type": "application/pdf", "size": 182344,
+              "sha256": "9f2b5c0e1d4a7b3c6e8f0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f",
+              "confidential": False, "uploaded_at": "2022-03-03T02:20:00Z",
+              "uploaded_by": "posko-pln"}
+OPEN311_SERVICE = {"service_code": "electricity", "service_name": "Electricity",
+                   "description": "Electricity supply and billing (PLN)", "metadata": False,
+                   "type": "realtime", "keywords": "listrik,pln", "group": "utilities"}
+OPEN311_REQUEST = {"service_request_id": "ADU-2022-000193", "status": "open",
+                   "status_notes": "Awaiting the agency's clarification",
+                   "service_name": "Electricity", "service_code": "electricity",
+                   "description": "Listrik padam tiga kali seminggu sejak Februari.",
+                   "agency_responsible": "PT PLN (Persero) UIW Bangka Belitung",
+                   "requested_datetime": "2022-03-03T09:15:00+07:00",
+                   "updated_datetime": "2022-03-10T10:00:00+07:00",
+                   "expected_datetime": "2022-03-24T23:59:59+07:00",
+                   "address": "Kantor Kelurahan Bukit Intan", "lat": None, "long": None}
+OPEN311_NEW = {"api_key": "adu_...", "service_code": "electricity",
+               "description": "Listrik padam tiga kali seminggu sejak Februari.",
+               "address_string": "Kantor Kelurahan Bukit Intan", "first_name": "Siti",
+               "last_name": "Aminah", "email": "siti@example.id",
+               "attribute[agency]": "pln-uiw-babel",
+               "attribute[agency_name]": "PT PLN (Persero) UIW Bangka Belitung"}
+OPEN311 = ("Open311 GeoReport v2 for partner systems that speak it: `{fmt}` is `json` or `xml`; "
+           "the partner's token goes in `api_key`. Errors are the standard's error lists.")
+
+GUIDES.update({
+    "POST /v1/complaints/{complaint_id}/attachments": Guide(
+        "Attaches one file of evidence (`multipart/form-data`, part `file`, optional part "
+        "`confidential=true` to hide it from liaison officers). The type is decided from the "
+        "bytes: PDF, JPEG, PNG or WebP (else 415); over 10 MiB is refused while it streams "
+        "(413); at most 20 per complaint (409). Roles: partner (its own complaints), "
+        "assistant, admin.",
+        ATTACHMENT, request={"file": "(the file's bytes)", "confidential": "false"},
+        status="201"),
+    "GET /v1/complaints/{complaint_id}/attachments": Guide(
+        "A complaint's attachments, oldest first (metadata only). Liaison officers of the "
+        "case's agency see those not marked confidential. Roles: partner (its own "
+        "complaints), assistant, admin, liaison.",
+        {"items": [ATTACHMENT], "next_cursor": None}),
+    "GET /v1/complaints/{complaint_id}/attachments/{attachment_id}": Guide(
+        "The bytes of one attachment, always as a download (`Content-Disposition: "
+        "attachment`), with its `ETag` (the SHA-256) for `If-None-Match`. Roles: as for the "
+        "list.",
+        "%PDF-1.7 ... (the file's bytes)", media="application/pdf"),
+    "GET /open311/v2/services.{fmt}": Guide(
+        OPEN311 + " The services: one per substance. Example: `GET "
+        "/open311/v2/services.json`.", [OPEN311_SERVICE]),
+    "POST /open311/v2/requests.{fmt}": Guide(
+        OPEN311 + " Reports a problem: a complaint of kind report, channel website, against "
+        "the agency named in `attribute[agency]`. Answers the new request's id, which is the "
+        "complaint's tracking number.",
+        [{"service_request_id": "ADU-2022-000193",
+          "service_notice": "Recorded by the Ombudsman RI, Bangka Belitung.",
+          "account_id": None}], request=OPEN311_NEW, status="201"),
+    "GET /open311/v2/requests.{fmt}": Guide(
+        OPEN311 + " Example: `GET /open311/v2/requests.json?api_key=...&status=open`.",
+        [OPEN311_REQUEST]),
+    "GET /open311/v2/requests/{service_request_id}.{fmt}": Guide(
+        OPEN311 + " Example: `GET /open311/v2/requests/ADU-2022-000193.json?api_key=...`.",
+        [OPEN311_REQUEST]),
+})

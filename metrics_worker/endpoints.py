@@ -32,7 +32,9 @@ TargetSetter = Annotated[Actor, Depends(require(Role.assistant))]
 PROBLEMS: dict[int | str, dict[str, Any]] = {
     code: {"description": text, "content": {PROBLEM_JSON: {}}}
     for code, text in {401: "Missing, unknown or revoked token", 403: "Role may not do this",
-                       404: "No target for this period", 422: "Invalid period or field",
+                       404: "No target for this period",
+                       406: "The Accept header admits neither JSON nor CSV",
+                       422: "Invalid period or field",
                        429: "Rate limited"}.items()
 }
 TARGET_COLUMNS = ("period", "closures", "examination_closures", "updated_at", "updated_by")

@@ -101,6 +101,6 @@ async def published(server_url: str, template: str,
     async with running_app(backing) as client:
         await published_quarter.load(published_quarter.Api(client, admin), quarter,
                                      case_timeout=300)
-        await settled(backing.database_url, quarter)
+        await settled(backing.database_url, quarter, timeout=600)
     yield backing
     await server_command(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -43,7 +43,7 @@ def assert_numbers_are_the_summarys(shown: list[dict[str, str]],
                and s["text"] == "294" for s in shown)
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(1200)
 @pytest.mark.xdist_group("published")
 async def test_dashboard_shows_the_summarys_numbers_offline_on_a_phone_and_on_a4(
         published: BackingServices, new_page: NewPage, artifacts: Path) -> None:
@@ -98,7 +98,7 @@ async def test_dashboard_shows_the_summarys_numbers_offline_on_a_phone_and_on_a4
         server.stop()
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(1200)
 @pytest.mark.xdist_group("published")
 async def test_report_as_html_is_one_file_with_the_same_charts(
         published: BackingServices, new_page: NewPage, artifacts: Path) -> None:

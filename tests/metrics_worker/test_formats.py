@@ -64,6 +64,7 @@ def as_text(value: Any) -> Any:
     return str(value)
 
 
+@pytest.mark.timeout(1200)
 @pytest.mark.xdist_group("published")
 async def test_every_metrics_get_answers_csv_with_basic_auth(published: BackingServices) -> None:
     analyst = await published.token("analyst", name="excel")

@@ -95,7 +95,7 @@ async def figures_from_views(reader: asyncpg.Connection) -> dict[str, Any]:
     }
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(1200)
 @pytest.mark.xdist_group("published")
 async def test_a_bi_login_reads_every_view_over_tcp_and_nothing_else(
         published: BackingServices) -> None:
