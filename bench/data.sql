@@ -1,7 +1,8 @@
 -- A synthetic read model of :cases cases over eight years, shaped like the projection's output:
 -- contacts (including consultations), cases with closures at every stage, transitions, and the
 -- daily counts the projection keeps. Used only by the benchmarks.
-TRUNCATE metrics.contacts, metrics.cases, metrics.transitions, metrics.daily_counts;
+TRUNCATE metrics.contacts, metrics.cases, metrics.transitions, metrics.daily_counts,
+         metrics.period_counts, metrics.duration_histograms;
 
 INSERT INTO metrics.contacts (complaint_id, kind, channel, substance, agency, received_at, place)
 SELECT md5('c' || i)::uuid,
@@ -80,7 +81,26 @@ SELECT day, measure, key, count(*) FROM (
             closure_reason FROM metrics.cases WHERE closed_at IS NOT NULL
 ) AS increments GROUP BY 1, 2, 3;
 
+-- What the projection keeps beside the daily counts (as migration 0006 fills it).
+INSERT INTO metrics.period_counts (grain, start, measure, key, n)
+SELECT g.grain, date_trunc(g.unit, d.day)::date, d.measure, d.key, sum(d.n)
+FROM metrics.daily_counts d CROSS JOIN (VALUES ('m', 'month'), ('y', 'year')) AS g (grain, unit)
+GROUP BY 1, 2, 3, 4;
+
+UPDATE metrics.cases
+SET closed_after_days = floor(extract(epoch FROM closed_at - received_at) / 86400)
+WHERE closed_at IS NOT NULL;
+
+INSERT INTO metrics.duration_histograms (grain, start, measure, key, bucket, n)
+SELECT g.grain, date_trunc(g.unit, (closed_at AT TIME ZONE 'Asia/Jakarta')::date)::date,
+       'days_to_close', closure_stage, closed_after_days, count(*)
+FROM metrics.cases CROSS JOIN (VALUES ('d', 'day'), ('m', 'month'), ('y', 'year')) AS g (grain, unit)
+WHERE closed_after_days IS NOT NULL AND closure_stage IS NOT NULL
+GROUP BY 1, 2, 3, 4, 5;
+
 ANALYZE metrics.contacts;
 ANALYZE metrics.cases;
 ANALYZE metrics.transitions;
 ANALYZE metrics.daily_counts;
+ANALYZE metrics.period_counts;
+ANALYZE metrics.duration_histograms;

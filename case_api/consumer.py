@@ -6,13 +6,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from case_api import service
 from shared.bus import Subscription, UnknownEventType
-from shared.events import COMPLAINT_RECEIVED, COMPLAINTS_TOPIC, Event
+from shared.events import (
+    COMPLAINT_ATTACHMENT_ADDED,
+    COMPLAINT_RECEIVED,
+    COMPLAINTS_TOPIC,
+    Event,
+)
 from shared.tables import CASE_EVENTS
 
 CONSUMER = "aduan-case"
 
 
 async def open_case(session: AsyncSession, event: Event) -> None:
+    if event.type == COMPLAINT_ATTACHMENT_ADDED:
+        return  # evidence changes nothing in a case's state
     if event.type != COMPLAINT_RECEIVED:
         raise UnknownEventType(event.type)
     await service.open_case(session, event.data)

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from intake_api.attachment_endpoints import router as attachments_router
 from intake_api.consumer import SUBSCRIPTION
 from intake_api.endpoints import router
+<<<<<<< HEAD
 from intake_api.guide import GUIDES
+=======
+from intake_api.open311.endpoints import router as open311_router
+>>>>>>> main
 from intake_api.public import router as public_router
 from shared.runtime import Runtime
 from shared.settings import Settings
@@ -21,9 +26,12 @@ def start(runtime: Runtime) -> None:
 
 SERVICE = Service(
     name="intake",
-    routers=[router, public_router],
+    routers=[router, attachments_router, open311_router, public_router],
     start=start,
     tags=[{"name": "complaints", "description": "Complaints posted by partners and assistants."},
+          {"name": "attachments", "description": "Evidence files of a complaint."},
+          {"name": "open311", "description": "Open311 GeoReport v2 for civic reporting clients "
+                                             "(JSON and XML; errors as the standard's lists)."},
           {"name": "status", "description": "The complainant follows a complaint with its "
                                             "tracking number and access code, no account."}],
     guides=GUIDES,

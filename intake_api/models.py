@@ -11,9 +11,13 @@ from sqlalchemy import (
     Boolean,
     Date,
     DateTime,
+    Double,
+    ForeignKey,
     Identity,
     Index,
     Integer,
+    LargeBinary,
+    PrimaryKeyConstraint,
     String,
     Text,
     func,
@@ -78,3 +82,60 @@ class IdempotencyKey(Base):
     location: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
                                                  server_default=func.now())
+
+
+class Attachment(Base):
+    """Evidence attached to a complaint: what is known of the file (its bytes are kept apart)."""
+
+    __tablename__ = "attachments"
+    __table_args__ = (
+        Index("ix_attachments_complaint_seq", "complaint_id", "seq"),
+        {"schema": SCHEMA},
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), unique=True)
+    complaint_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey(f"{SCHEMA}.complaints.id", ondelete="CASCADE"))
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    confidential: Mapped[bool] = mapped_column(Boolean)
+    uploaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    uploaded_by: Mapped[str] = mapped_column(String(100))
+
+
+class AttachmentChunk(Base):
+    """The bytes of an attachment in the PostgreSQL store, in pieces of at most 1 MiB.
+
+    Pieces let a download stream without holding a whole file in memory.
+    """
+
+    __tablename__ = "attachment_chunks"
+    __table_args__ = (
+        PrimaryKeyConstraint("attachment_id", "seq"),
+        {"schema": SCHEMA},
+    )
+
+    attachment_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey(f"{SCHEMA}.attachments.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Open311Request(Base):
+    """What an Open311 GeoReport v2 client sent beyond the complaint: coordinates and media."""
+
+    __tablename__ = "open311_requests"
+    __table_args__ = {"schema": SCHEMA}  # noqa: RUF012
+
+    complaint_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey(f"{SCHEMA}.complaints.id", ondelete="CASCADE"),
+        primary_key=True)
+    lat: Mapped[float | None] = mapped_column(Double)
+    long: Mapped[float | None] = mapped_column(Double)
+    address_string: Mapped[str | None] = mapped_column(Text)
+    address_id: Mapped[str | None] = mapped_column(String(255))
+    media_url: Mapped[str | None] = mapped_column(Text)
+    device_id: Mapped[str | None] = mapped_column(String(255))

@@ -11,7 +11,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from intake_api.models import Complaint, IdempotencyKey
+from intake_api.models import Attachment, Complaint, IdempotencyKey, Open311Request
 
 
 async def next_tracking_number(session: AsyncSession, year: int) -> str:
@@ -26,6 +26,12 @@ async def next_tracking_number(session: AsyncSession, year: int) -> str:
 
 async def get(session: AsyncSession, complaint_id: uuid.UUID) -> Complaint | None:
     return await session.get(Complaint, complaint_id)
+
+
+async def get_for_update(session: AsyncSession, complaint_id: uuid.UUID) -> Complaint | None:
+    """The complaint, locked until the transaction ends (serialises its attachment uploads)."""
+    query = select(Complaint).where(Complaint.id == complaint_id).with_for_update()
+    return (await session.execute(query)).scalar_one_or_none()
 
 
 async def by_external_reference(session: AsyncSession, submitted_by: str,
@@ -102,3 +108,53 @@ async def claim_idempotency_key(session: AsyncSession, caller: str, key: str,
 async def get_idempotency_key(session: AsyncSession, caller: str,
                               key: str) -> IdempotencyKey | None:
     return await session.get(IdempotencyKey, (caller, key))
+
+
+async def count_attachments(session: AsyncSession, complaint_id: uuid.UUID) -> int:
+    query = select(func.count()).select_from(Attachment).where(
+        Attachment.complaint_id == complaint_id)
+    return int((await session.execute(query)).scalar_one())
+
+
+async def attachments(session: AsyncSession, complaint_id: uuid.UUID, *,
+                      include_confidential: bool) -> Sequence[Attachment]:
+    query = select(Attachment).where(Attachment.complaint_id == complaint_id)
+    if not include_confidential:
+        query = query.where(Attachment.confidential.is_(False))
+    return (await session.execute(query.order_by(Attachment.seq))).scalars().all()
+
+
+async def get_attachment(session: AsyncSession, complaint_id: uuid.UUID,
+                         attachment_id: uuid.UUID) -> Attachment | None:
+    query = select(Attachment).where(Attachment.id == attachment_id,
+                                     Attachment.complaint_id == complaint_id)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def open311_requests(
+    session: AsyncSession, *, submitted_by: str | None, kinds: Sequence[str],
+    tracking_numbers: Sequence[str], substances: Sequence[str], start: datetime | None,
+    end: datetime | None, closed: bool | None, limit: int,
+) -> Sequence[tuple[Complaint, Open311Request | None]]:
+    """Complaints with their Open311 details (when a civic client sent them), newest first."""
+    query = (
+        select(Complaint, Open311Request)
+        .outerjoin(Open311Request, Open311Request.complaint_id == Complaint.id)
+        .where(Complaint.kind.in_(kinds))
+        .order_by(Complaint.seq.desc())
+        .limit(limit)
+    )
+    if submitted_by is not None:
+        query = query.where(Complaint.submitted_by == submitted_by)
+    if tracking_numbers:
+        query = query.where(Complaint.tracking_number.in_(tracking_numbers))
+    if substances:
+        query = query.where(Complaint.substance.in_(substances))
+    if start is not None:
+        query = query.where(Complaint.received_at >= start)
+    if end is not None:
+        query = query.where(Complaint.received_at <= end)
+    if closed is not None:
+        query = query.where((Complaint.status == "closed") if closed
+                            else (Complaint.status != "closed"))
+    return [(row[0], row[1]) for row in (await session.execute(query)).all()]

@@ -103,6 +103,43 @@ class ComplaintPage(BaseModel):
     next_cursor: str | None
 
 
+class AttachmentOut(BaseModel):
+    id: uuid.UUID
+    filename: str = Field(description="The client's file name, for display only: no directory "
+                                      "parts, no control characters.")
+    content_type: str = Field(description="Decided from the file's bytes: application/pdf, "
+                                          "image/jpeg, image/png or image/webp.")
+    size: int = Field(description="Bytes.")
+    sha256: str = Field(description="SHA-256 of the bytes, lowercase hex; also the download's "
+                                    "ETag.")
+    confidential: bool = Field(description="Hidden from liaison officers.")
+    uploaded_at: UtcDateTime
+    uploaded_by: str
+
+
+class AttachmentPage(BaseModel):
+    items: list[AttachmentOut]
+    next_cursor: str | None = Field(default=None, description="Always null: a complaint has at "
+                                                              "most 20 attachments.")
+
+
+class AttachmentAdded(BaseModel):
+    """Data of ``complaint.attachment_added.v1``: what is known about the file, never its bytes."""
+
+    complaint_id: uuid.UUID
+    tracking_number: str
+    attachment_id: uuid.UUID
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    confidential: bool
+    uploaded_at: UtcDateTime
+    uploaded_by: str
+    submitted_by: str = Field(description="The complaint's submitter.")
+    reported_agency_code: str
+
+
 class StatusQuery(Strict):
     tracking_number: Annotated[str, Field(min_length=1, max_length=32)]
     access_code: Annotated[str, Field(min_length=1, max_length=64)]

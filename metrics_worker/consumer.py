@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -11,13 +11,14 @@ from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from metrics_worker import counts
+from metrics_worker import counts, histograms
 from metrics_worker.models import CaseFact, Contact, TransitionFact
 from shared.bus import RetryLater, Subscription, UnknownEventType
 from shared.events import (
     CASE_OPENED,
     CASE_TRANSITIONED,
     CASES_TOPIC,
+    COMPLAINT_ATTACHMENT_ADDED,
     COMPLAINT_RECEIVED,
     COMPLAINTS_TOPIC,
     Event,
@@ -94,19 +95,35 @@ async def record_transition(session: AsyncSession, data: dict[str, Any], zone: s
         increments.append((at, counts.REGISTERED, ""))
     if data["to_status"] in EXAMINATION_STATES and case.examination_at is None:
         increments.append((at, counts.EXAMINED, year))
+    samples: list[histograms.Sample] = []
+    closed_after_days = None
     if data["to_status"] == "closed":
+        closed_after_days = (at - case.received_at) // timedelta(days=1)
+        if data.get("closure_stage"):
+            samples.append((at, histograms.DAYS_TO_CLOSE, data["closure_stage"],
+                            closed_after_days))
         increments += [(at, counts.CLOSED, year),
                        (at, counts.CLOSED_STAGE, data.get("closure_stage") or ""),
                        (at, counts.CLOSED_REASON, data.get("reason") or "")]
         if case.examination_at is not None:
             increments.append((at, counts.CLOSED_EXAMINED, year))
+    agency = data.get("agency") or case.agency
+    answered_after_hours = None
+    if data["action"] == "respond":
+        asked = (await session.execute(select(TransitionFact).where(
+            TransitionFact.case_id == case_id, TransitionFact.version == version - 1,
+            TransitionFact.action == "request_clarification"))).scalar_one_or_none()
+        if asked is not None:
+            answered_after_hours = (at - asked.at) // timedelta(hours=1)
+            samples.append((at, histograms.RESPONSE_HOURS, agency, answered_after_hours))
     await counts.add(session, increments)
+    await histograms.add(session, samples)
     session.add(TransitionFact(
         case_id=case_id, version=version, action=data["action"],
         from_status=data["from_status"], to_status=data["to_status"], at=at,
-        agency=data.get("agency") or case.agency, reason=data.get("reason"),
+        agency=agency, reason=data.get("reason"),
         closure_stage=data.get("closure_stage"), due_at=_time(data.get("due_at")),
-        resolution=data.get("resolution"),
+        resolution=data.get("resolution"), answered_after_hours=answered_after_hours,
     ))
     case.version = version
     case.status = data["to_status"]
@@ -116,6 +133,7 @@ async def record_transition(session: AsyncSession, data: dict[str, Any], zone: s
         case.examination_at = at
     if data["to_status"] == "closed":
         case.closed_at = at
+        case.closed_after_days = closed_after_days
         case.closure_stage = data.get("closure_stage")
         case.closure_reason = data.get("reason")
 
@@ -127,6 +145,8 @@ async def project(session: AsyncSession, event: Event) -> None:
         await record_opened(session, event.data, await office_timezone(session))
     elif event.type == CASE_TRANSITIONED:
         await record_transition(session, event.data, await office_timezone(session))
+    elif event.type == COMPLAINT_ATTACHMENT_ADDED:
+        return  # evidence counts toward no published figure
     else:
         raise UnknownEventType(event.type)
 

@@ -33,39 +33,32 @@ async def as_of(session: AsyncSession) -> datetime | None:
 
 
 async def on_the_spot_locations(session: AsyncSession, params: Bounds) -> int:
+    """Walks the distinct places through their index, one probe each, then asks of each place
+    whether it was visited in the period: the cost follows the number of places, not of
+    visits, however long the period."""
     return int((await session.execute(text("""
-        SELECT count(DISTINCT place) FROM metrics.contacts
-        WHERE channel = 'on_the_spot' AND place IS NOT NULL
-          AND received_at >= :s AND received_at < :e"""), params)).scalar_one())
+        WITH RECURSIVE places (place) AS (
+          SELECT min(place) FROM metrics.contacts
+          WHERE channel = 'on_the_spot' AND place IS NOT NULL
+          UNION ALL
+          SELECT (SELECT min(c.place) FROM metrics.contacts c
+                  WHERE c.channel = 'on_the_spot' AND c.place IS NOT NULL AND c.place > p.place)
+          FROM places p WHERE p.place IS NOT NULL)
+        SELECT count(*) FROM places p
+        WHERE p.place IS NOT NULL AND EXISTS (
+          SELECT 1 FROM metrics.contacts c
+          WHERE c.channel = 'on_the_spot' AND c.place IS NOT NULL AND c.place = p.place
+            AND c.received_at >= :s AND c.received_at < :e)"""), params)).scalar_one())
 
 
-async def median_days_to_close(session: AsyncSession,
-                               params: Bounds) -> Sequence[Row[Any]]:
-    return await _rows(session, """
-        SELECT closure_stage,
-               percentile_cont(0.5) WITHIN GROUP (
-                 ORDER BY extract(epoch FROM closed_at - received_at) / 86400.0) AS median_days
-        FROM metrics.cases
-        WHERE closed_at >= :s AND closed_at < :e AND closure_stage IS NOT NULL
-        GROUP BY 1""", params)
-
-
-async def liaison(session: AsyncSession, params: Bounds) -> Sequence[Row[Any]]:
-    """Per agency asked for clarification in the period: requests, responses and timing."""
+async def liaison_requests(session: AsyncSession, params: Bounds) -> Sequence[Row[Any]]:
+    """Per agency asked for clarification in the period: requests, and those overdue at the end
+    (responses and their median come from the response-hours histogram)."""
     return await _rows(session, """
         WITH asked AS (
           SELECT agency, count(*) AS requests FROM metrics.transitions
           WHERE action = 'request_clarification' AND at >= :s AND at < :e
           GROUP BY agency),
-        answered AS (
-          SELECT r.agency, count(*) AS responses,
-                 percentile_cont(0.5) WITHIN GROUP (
-                   ORDER BY extract(epoch FROM r.at - q.at) / 3600.0) AS median_hours
-          FROM metrics.transitions r
-          JOIN metrics.transitions q ON q.case_id = r.case_id AND q.version = r.version - 1
-                                    AND q.action = 'request_clarification'
-          WHERE r.action = 'respond' AND r.at >= :s AND r.at < :e
-          GROUP BY r.agency),
         overdue AS (
           -- still awaiting the agency at the end: no step after the request before it
           SELECT q.agency, count(*) AS overdue_at_end
@@ -76,10 +69,8 @@ async def liaison(session: AsyncSession, params: Bounds) -> Sequence[Row[Any]]:
                             WHERE n.case_id = q.case_id AND n.version = q.version + 1
                               AND n.at < :e)
           GROUP BY q.agency)
-        SELECT a.agency, a.requests, coalesce(b.responses, 0) AS responses, b.median_hours,
-               coalesce(o.overdue_at_end, 0) AS overdue_at_end
+        SELECT a.agency, a.requests, coalesce(o.overdue_at_end, 0) AS overdue_at_end
         FROM asked a
-        LEFT JOIN answered b ON b.agency = a.agency
         LEFT JOIN overdue o ON o.agency = a.agency
         ORDER BY a.agency""", params)
 
@@ -152,8 +143,3 @@ async def put_target(session: AsyncSession, period: str, closures: int | None,
 async def set_office_timezone(session: AsyncSession, zone: str) -> None:
     """The BI views compute local dates with the zone the service runs with."""
     await session.execute(text("UPDATE metrics.office SET timezone = :zone"), {"zone": zone})
-
-
-async def allow_large_sorts(session: AsyncSession) -> None:
-    """Medians over long periods sort many rows: let this transaction sort in memory."""
-    await session.execute(text("SET LOCAL work_mem = '64MB'"))

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from metrics_worker import counts, repository
+from metrics_worker import counts, histograms, repository
 from metrics_worker.periods import Period
 from metrics_worker.schemas import (
     ExaminationOut,
@@ -47,8 +47,9 @@ def _difference(plus: dict[str, int], minus: dict[str, int]) -> dict[str, int]:
 async def summary(session: AsyncSession, period: Period, zone: ZoneInfo) -> Summary:
     start, end = period.bounds(zone)
     params = {"s": start, "e": end, "tz": zone.key}
-    await repository.allow_large_sorts(session)
     totals = await counts.totals(session, period.first, period.last)
+    responses = await histograms.medians(session, histograms.RESPONSE_HOURS, period.first,
+                                         period.last, start, end)
     within, before, through = totals.within, totals.before_start, totals.through_end
 
     by_month = {month: sum(totals.by_month.get(month, {}).values())
@@ -99,13 +100,15 @@ async def summary(session: AsyncSession, period: Period, zone: ZoneInfo) -> Summ
         backlog_at_end=_difference(through.get(counts.STATUS_IN, {}),
                                    through.get(counts.STATUS_OUT, {})),
         liaison={r.agency: LiaisonFigures(
-            requests=r.requests, responses=r.responses,
-            median_response_hours=(round(float(r.median_hours), 2)
-                                   if r.median_hours is not None else None),
-            overdue_at_end=r.overdue_at_end) for r in await repository.liaison(session, params)},
+            requests=r.requests, responses=responses.get(r.agency, (0, 0.0))[0],
+            median_response_hours=(round(responses[r.agency][1], 2)
+                                   if r.agency in responses else None),
+            overdue_at_end=r.overdue_at_end)
+            for r in await repository.liaison_requests(session, params)},
         median_days_to_close={
-            r.closure_stage: round(float(r.median_days), 2)
-            for r in await repository.median_days_to_close(session, params)},
+            stage: round(median, 2) for stage, (_, median) in sorted((await histograms.medians(
+                session, histograms.DAYS_TO_CLOSE, period.first, period.last, start, end
+            )).items())},
     )
 
 

@@ -17,6 +17,7 @@ COMPLAINTS_TOPIC = "aduan.complaints.v1"
 CASES_TOPIC = "aduan.cases.v1"
 
 COMPLAINT_RECEIVED = TYPE_PREFIX + "complaint.received.v1"
+COMPLAINT_ATTACHMENT_ADDED = TYPE_PREFIX + "complaint.attachment_added.v1"
 CASE_OPENED = TYPE_PREFIX + "case.opened.v1"
 CASE_TRANSITIONED = TYPE_PREFIX + "case.transitioned.v1"
 

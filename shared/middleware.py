@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -12,10 +13,15 @@ from shared.problems import PROBLEM_JSON, TYPE_BASE
 MAX_BODY_BYTES = 256 * 1024
 # Paths where browsers post HTML forms (the complainant's status page works without JavaScript).
 FORM_PATHS = frozenset({"/public/status", "/status"})
+# Open311 GeoReport v2 clients post forms too, not JSON (bounded like every other body).
+FORM_PREFIXES = ("/open311/",)
 FORM_TYPES = frozenset({b"application/x-www-form-urlencoded", b"multipart/form-data"})
 # A body that stops arriving (a stalled client, a connection caught in a shutdown) is refused
 # cleanly before the server's own graceful-shutdown timeout would cancel it with a bare 500.
 BODY_TIMEOUT_SECONDS = 10.0
+# Evidence uploads: the endpoint reads its multipart body itself, as it streams, under its own
+# limit (10 MiB), so it is passed through unread.
+STREAMED_BODIES = re.compile(r"^/v1/complaints/[^/]+/attachments/?$")
 
 
 async def send_problem(send: Send, status: int, slug: str, title: str, detail: str, *,
@@ -47,7 +53,8 @@ class BodyGuard:
             await send_problem(send, 422, "validation-error", "Invalid request",
                                 "Query and path parameters must not contain NUL characters.")
             return
-        if scope["type"] != "http" or scope["method"] not in {"POST", "PUT", "PATCH"}:
+        if scope["type"] != "http" or scope["method"] not in {"POST", "PUT", "PATCH"} or (
+                STREAMED_BODIES.match(scope.get("path", ""))):
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
@@ -58,7 +65,9 @@ class BodyGuard:
             return
         content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         is_json = content_type == b"application/json" or content_type.endswith(b"+json")
-        is_form = content_type in FORM_TYPES and scope.get("path") in FORM_PATHS
+        path = scope.get("path", "")
+        is_form = content_type in FORM_TYPES and (path in FORM_PATHS
+                                                  or path.startswith(FORM_PREFIXES))
         if not is_json and not is_form and (length not in (None, b"0") or content_type):
             await send_problem(send, 415, "unsupported-media-type",
                                 "Unsupported media type", "Send the body as application/json.")

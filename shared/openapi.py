@@ -119,7 +119,8 @@ def install_openapi(app: FastAPI, guides: Guides | None = None) -> None:
                 for code, text in extra.items():
                     responses.setdefault(code, {"description": text})
                 for code, response in responses.items():
-                    if code[0] in "45":
+                    # Open311 answers its errors as the standard's lists, not problem JSON.
+                    if code[0] in "45" and not path.startswith("/open311/"):
                         response["content"] = problem
         _teach(schema, {**BASE_GUIDES, **(guides or {})})
         app.openapi_schema = schema

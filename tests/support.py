@@ -45,6 +45,10 @@ class BackingServices:
             "consumer_poll_seconds": 0.05,
             "relay_poll_seconds": 0.05,
             "rate_limit_per_minute": 0,
+            # Tests share two loaded cores: bursts they fire are not overload. The admission
+            # tests (tests/shared/test_admission.py) set these themselves.
+            "max_requests_in_flight": 0,
+            "database_pool_timeout_seconds": 30,
             "data_dir": self.workdir / ".aduan",
         }
         values.update(overrides)
@@ -59,6 +63,8 @@ class BackingServices:
             "ADUAN_CONSUMER_POLL_SECONDS": "0.05",
             "ADUAN_RELAY_POLL_SECONDS": "0.05",
             "ADUAN_RATE_LIMIT_PER_MINUTE": "0",
+            "ADUAN_MAX_REQUESTS_IN_FLIGHT": "0",
+            "ADUAN_DATABASE_POOL_TIMEOUT_SECONDS": "30",
             "ADUAN_DATA_DIR": str(self.workdir / ".aduan"),
             # An embedded server a process starts takes any free port, never the shared default.
             "ADUAN_DATABASE_PORT": "0",

@@ -4,8 +4,8 @@
 for ``aduan_bi`` (``permission denied for table office``). It now runs with its owner's rights,
 reading only that one value, and only ``aduan_bi`` (besides its owner) may call it.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 20261129_bi_grants
+Revises: 20261129_summary_rollups
 Create Date: 2026-11-29
 """
 
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0007"
-down_revision: str | None = "0006"
+revision: str = "20261129_bi_grants"
+down_revision: str | None = "20261129_summary_rollups"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
