@@ -7,11 +7,8 @@ from fastapi import FastAPI
 from intake_api.attachment_endpoints import router as attachments_router
 from intake_api.consumer import SUBSCRIPTION
 from intake_api.endpoints import router
-<<<<<<< HEAD
 from intake_api.guide import GUIDES
-=======
 from intake_api.open311.endpoints import router as open311_router
->>>>>>> main
 from intake_api.public import router as public_router
 from shared.runtime import Runtime
 from shared.settings import Settings
