@@ -9,12 +9,21 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from case_api import repository, service
-from case_api.schemas import AgencyOut, AgencyPage, CaseOut, CasePage, TransitionRequest
+from case_api.schemas import (
+    AgencyName,
+    AgencyOut,
+    AgencyPage,
+    CaseOut,
+    CasePage,
+    TransitionRequest,
+)
 from case_api.workflow import Status
 from shared.auth import Actor, Role, require
+from shared.conditional import IfMatch
 from shared.db import SessionDep
 from shared.pagination import decode_cursor, encode_cursor
 from shared.problems import PROBLEM_JSON, invalid, not_found, parse_id
+from shared.vocabulary import AGENCY_CODE
 
 router = APIRouter(prefix="/v1/cases", tags=["cases"])
 agency_router = APIRouter(prefix="/v1/agencies", tags=["agencies"])
@@ -23,6 +32,8 @@ IdPath = Annotated[str, Path(max_length=64, json_schema_extra={"format": "uuid"}
 
 Reader = Annotated[Actor, Depends(require(Role.assistant, Role.liaison, Role.analyst))]
 Actor_ = Annotated[Actor, Depends(require(Role.assistant, Role.liaison))]
+Staff = Annotated[Actor, Depends(require(Role.assistant))]
+AgencyCode = Annotated[str, Path(max_length=64)]
 
 PROBLEMS: dict[int | str, dict[str, Any]] = {
     code: {"description": text, "content": {PROBLEM_JSON: {}}}
@@ -40,13 +51,14 @@ def _now(request: Request) -> Any:
     return request.app.state.runtime.clock.now()
 
 
-def _parse_if_match(value: str | None) -> int | None:
-    if value is None or value.strip() == "*":
+def _if_match(value: str | None) -> IfMatch | None:
+    if value is None:
         return None
-    raw = value.strip().removeprefix("W/").strip('"')
-    if not raw.isdigit():
-        raise invalid("/header/If-Match", 'If-Match must be a version ETag such as "5"')
-    return int(raw)
+    try:
+        return IfMatch.parse(value)
+    except ValueError:
+        raise invalid("/header/If-Match", 'If-Match must be "*" or a list of entity tags such '
+                                          'as "5" (quotes included)') from None
 
 
 @router.get("", response_model=CasePage, responses=PROBLEMS,
@@ -81,7 +93,7 @@ async def _render(session: SessionDep, actor: Actor, case_id: uuid.UUID,
     case = await service.visible_case(session, actor, case_id)
     history = list(await repository.history(session, case.id))
     body = service.render(case, history, actor, _now(request))
-    return JSONResponse(body.model_dump(mode="json"), headers={"ETag": f'"{case.version}"'})
+    return JSONResponse(body.model_dump(mode="json"), headers={"ETag": service.etag(case)})
 
 
 @router.get("/{case_id}", response_model=CaseOut, responses=PROBLEMS,
@@ -111,7 +123,7 @@ async def transition_case(
     actor: Actor_, if_match: Annotated[str | None, Header(alias="If-Match")] = None,
 ) -> Response:
     case = await service.transition(session, actor, parse_id(case_id, "case"), payload,
-                                    if_match=_parse_if_match(if_match), now=_now(request),
+                                    if_match=_if_match(if_match), now=_now(request),
                                     zone=request.app.state.runtime.settings.zone)
     return await _render(session, actor, case.id, request)
 
@@ -134,10 +146,32 @@ async def list_agencies(
 
 @agency_router.get("/{code}", response_model=AgencyOut, responses=PROBLEMS,
                    summary="One agency with its open-case count")
-async def get_agency(code: Annotated[str, Path(max_length=64)], session: SessionDep,
-                     actor: Reader) -> AgencyOut:
+async def get_agency(code: AgencyCode, session: SessionDep, actor: Reader) -> AgencyOut:
     if actor.role is Role.liaison and code != actor.agency_code:
         raise not_found("agency")
+    return await _agency(session, code)
+
+
+AGENCY_NAMING = """\
+An agency's name comes from the first complaint that names it, and no later complaint changes it
+(partners cannot rename an agency for everyone). Staff (assistant, admin) set the name here; an
+agency not seen yet is registered with it (201), so that complaints find it named.
+"""
+
+
+@agency_router.put("/{code}", response_model=AgencyOut, responses={
+    **PROBLEMS, 201: {"description": "Agency registered with this name",
+                      "model": AgencyOut}},
+    summary="Set an agency's name (staff)", description=AGENCY_NAMING)
+async def name_agency(code: Annotated[str, Path(pattern=AGENCY_CODE)], body: AgencyName,
+                      request: Request, session: SessionDep, _: Staff) -> Response:
+    created = await repository.name_agency(session, code, body.name, _now(request))
+    agency = await _agency(session, code)
+    return JSONResponse(agency.model_dump(mode="json"), status_code=201 if created else 200,
+                        headers={"Location": f"/v1/agencies/{code}"} if created else None)
+
+
+async def _agency(session: SessionDep, code: str) -> AgencyOut:
     rows = await repository.agencies(session, only=code, after=None, limit=1)
     if not rows:
         raise not_found("agency")

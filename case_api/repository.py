@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Row, Select, and_, func, not_, select
+from sqlalchemy import Row, Select, and_, func, literal_column, not_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,12 +35,26 @@ async def insert_case(session: AsyncSession, values: dict[str, object]) -> bool:
 
 
 async def see_agency(session: AsyncSession, code: str, name: str, at: datetime) -> None:
+    """Counts a complaint against the agency; the name is taken from the first sighting only,
+    so that no partner renames an agency for everyone (staff name it: ``name_agency``)."""
     await session.execute(
         pg_insert(Agency)
         .values(code=code, name=name, first_seen_at=at, complaints=1)
         .on_conflict_do_update(index_elements=[Agency.code],
-                               set_={"name": name, "complaints": Agency.complaints + 1})
+                               set_={"complaints": Agency.complaints + 1})
     )
+
+
+async def name_agency(session: AsyncSession, code: str, name: str, at: datetime) -> bool:
+    """Sets the agency's name, registering the agency when unseen; True when registered now."""
+    # xmax is 0 on a row this statement inserted, not on one it updated.
+    inserted: bool = (await session.execute(
+        pg_insert(Agency)
+        .values(code=code, name=name, first_seen_at=at, complaints=0)
+        .on_conflict_do_update(index_elements=[Agency.code], set_={"name": name})
+        .returning(literal_column("xmax = 0"))
+    )).scalar_one()
+    return inserted
 
 
 async def page(session: AsyncSession, *, status: str | None, agency: str | None,

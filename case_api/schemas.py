@@ -10,13 +10,22 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from case_api.workflow import (
     PUBLIC_ACTIONS,
+    ActionName,
     ClosureStage,
     Complexity,
     Reason,
     Resolution,
     Status,
 )
-from shared.vocabulary import Maladministration, StoredText, UtcDateTime
+from shared.vocabulary import (
+    Channel,
+    Kind,
+    Maladministration,
+    RequiredText,
+    StoredText,
+    Substance,
+    UtcDateTime,
+)
 
 
 def _in_utc(value: datetime) -> datetime:
@@ -116,6 +125,46 @@ class AgencyOut(BaseModel):
     complaints: int
 
 
+class AgencyName(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[RequiredText, Field(max_length=300, description=(
+        "The agency's name as the office writes it; complaints never change it afterwards."))]
+
+
 class AgencyPage(BaseModel):
     items: list[AgencyOut]
     next_cursor: str | None
+
+
+class CaseOpened(BaseModel):
+    """Data of ``case.opened.v1``."""
+
+    case_id: uuid.UUID = Field(description="Equal to the complaint's id.")
+    kind: Kind
+    status: Status = Field(description="received, or registered for own_initiative.")
+    version: int = Field(description="1: the case's first version.")
+    agency: str = Field(description="The reported agency's code.")
+    substance: Substance
+    channel: Channel
+    received_at: UtcDateTime
+
+
+class CaseTransitioned(BaseModel):
+    """Data of ``case.transitioned.v1``: one step of the workflow (notes stay internal)."""
+
+    case_id: uuid.UUID
+    action: ActionName = Field(description="`expire` is the system closing an incomplete report.")
+    from_status: Status
+    to_status: Status
+    actor: str = Field(description="The token name that acted, or `system`.")
+    role: str
+    at: UtcDateTime = Field(description="The effective time of the transition.")
+    version: int = Field(description="The case's version after this transition.")
+    reason: Reason | None
+    closure_stage: ClosureStage | None = Field(description="Set when the case closes.")
+    maladministration: Maladministration | None
+    due_at: UtcDateTime | None = Field(description="What the office waits for is due then.")
+    resolution: Resolution | None
+    transferred_to: str | None
+    agency: str = Field(description="The reported agency's code.")

@@ -10,7 +10,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from case_api import repository
 from case_api.models import Case, Transition
-from case_api.schemas import AgencyRef, CaseOut, CaseSummary, HistoryEntry, TransitionRequest
+from case_api.schemas import (
+    AgencyRef,
+    CaseOpened,
+    CaseOut,
+    CaseSummary,
+    CaseTransitioned,
+    HistoryEntry,
+    TransitionRequest,
+)
 from case_api.workflow import (
     DETAIL_FIELDS,
     WORKFLOW,
@@ -22,6 +30,7 @@ from case_api.workflow import (
 )
 from shared import outbox
 from shared.auth import Actor, Role
+from shared.conditional import IfMatch
 from shared.events import CASE_OPENED, CASE_TRANSITIONED, CASES_TOPIC, Event, new_event
 from shared.problems import Problem, invalid, not_found
 from shared.tables import CASE_EVENTS
@@ -59,6 +68,11 @@ def reporter_for(actor: Actor, case: Case) -> dict[str, Any] | None:
         return {"confidential": confidential} if actor.role is Role.analyst else {
             "confidential": True}
     return reporter
+
+
+def etag(case: Case) -> str:
+    """The case's entity tag: its version, quoted (API.md: ``ETag: "<version>"``)."""
+    return f'"{case.version}"'
 
 
 def is_overdue(case: Case, now: datetime) -> bool:
@@ -169,9 +183,10 @@ async def open_case(session: AsyncSession, complaint: dict[str, Any]) -> bool:
     if opened:
         await outbox.append(session, CASE_EVENTS, CASES_TOPIC, new_event(
             CASE_OPENED, source=SOURCE, subject=str(case_id), time=received_at,
-            data={"case_id": str(case_id), "kind": kind.value, "status": status.value,
-                  "version": 1, "agency": agency["code"], "substance": complaint["substance"],
-                  "channel": complaint["channel"], "received_at": complaint["received_at"]},
+            data=CaseOpened(case_id=case_id, kind=kind, status=status, version=1,
+                            agency=agency["code"], substance=complaint["substance"],
+                            channel=complaint["channel"],
+                            received_at=received_at).model_dump(mode="json"),
         ))
     return opened
 
@@ -233,15 +248,16 @@ def _check_due(request: TransitionRequest, at: datetime) -> None:
 
 
 async def transition(session: AsyncSession, actor: Actor, case_id: uuid.UUID,
-                     request: TransitionRequest, *, if_match: int | None,
+                     request: TransitionRequest, *, if_match: IfMatch | None,
                      now: datetime, zone: tzinfo = UTC) -> Case:
     """Takes one action; ``zone`` is the office's time zone, in which due dates count days."""
     action = _parse_action(request.action)
     case = await visible_case(session, actor, case_id, for_update=True)
     if actor.role is not Role.admin and actor.role not in action.roles:
         raise Problem(403, f"The role {actor.role.value} may not {action.name.value}.")
-    if if_match is not None and if_match != case.version:
-        raise Problem(412, f"The case is at version {case.version}, not {if_match}.",
+    if if_match is not None and not if_match.matches(etag(case)):
+        raise Problem(412, f"If-Match does not hold the case's current entity tag {etag(case)} "
+                           f"(strong comparison: weak tags never match).",
                       current_version=case.version)
     source = Status(case.status)
     if source not in action.sources:
@@ -311,23 +327,25 @@ async def apply(session: AsyncSession, case: Case, action: Action, actor: Actor,
 
 
 def transitioned_event(case: Case, entry: Transition) -> Event:
-    return new_event(CASE_TRANSITIONED, source=SOURCE, subject=str(case.id), time=entry.at, data={
-        "case_id": str(case.id),
-        "action": entry.action,
-        "from_status": entry.from_status,
-        "to_status": entry.to_status,
-        "actor": entry.actor,
-        "role": entry.role,
-        "at": utc_text(entry.at),
-        "version": entry.version,
-        "reason": entry.reason,
-        "closure_stage": case.closure_stage if entry.to_status == Status.closed.value else None,
-        "maladministration": entry.details.get("maladministration"),
-        "due_at": utc_text(case.due_at) if case.due_at else None,
-        "resolution": entry.details.get("resolution"),
-        "transferred_to": entry.details.get("transferred_to"),
-        "agency": case.reported_agency_code,
-    })
+    data = CaseTransitioned(
+        case_id=case.id,
+        action=entry.action,
+        from_status=entry.from_status,
+        to_status=entry.to_status,
+        actor=entry.actor,
+        role=entry.role,
+        at=entry.at,
+        version=entry.version,
+        reason=entry.reason,
+        closure_stage=case.closure_stage if entry.to_status == Status.closed.value else None,
+        maladministration=entry.details.get("maladministration"),
+        due_at=case.due_at,
+        resolution=entry.details.get("resolution"),
+        transferred_to=entry.details.get("transferred_to"),
+        agency=case.reported_agency_code,
+    )
+    return new_event(CASE_TRANSITIONED, source=SOURCE, subject=str(case.id), time=entry.at,
+                     data=data.model_dump(mode="json"))
 
 
 async def expire_overdue(session: AsyncSession, now: datetime) -> int:

@@ -6,11 +6,18 @@ import uuid
 from datetime import date
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from shared.vocabulary import Channel, Kind, RequiredText, StoredText, Substance, UtcDateTime
-
-AGENCY_CODE = r"^[a-z0-9][a-z0-9-]{1,63}$"
+from shared.text import is_blank
+from shared.vocabulary import (
+    AGENCY_CODE,
+    Channel,
+    Kind,
+    RequiredText,
+    StoredText,
+    Substance,
+    UtcDateTime,
+)
 
 Short = Annotated[StoredText, Field(max_length=300)]
 
@@ -20,12 +27,19 @@ class Strict(BaseModel):
 
 
 class Reporter(Strict):
-    name: Annotated[RequiredText, Field(max_length=200)] | None = None
+    name: Annotated[StoredText, Field(max_length=200)] | None = Field(
+        default=None, description="Required unless kind is own_initiative; a name of "
+                                  "whitespace or invisible characters counts as absent.")
     email: Annotated[StoredText, Field(max_length=254)] | None = None
     phone: Annotated[StoredText, Field(max_length=50)] | None = None
     identity_number: Annotated[StoredText, Field(max_length=50)] | None = None
     address: Annotated[StoredText, Field(max_length=500)] | None = None
     confidential: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _blank_is_absent(cls, value: str | None) -> str | None:
+        return None if value is not None and is_blank(value) else value
 
 
 class ReportedAgency(Strict):

@@ -25,6 +25,7 @@ from shared.auth import Actor, Role
 from shared.events import COMPLAINT_RECEIVED, COMPLAINTS_TOPIC, new_event
 from shared.problems import Problem, invalid, not_found
 from shared.tables import INTAKE_EVENTS
+from shared.text import is_blank
 from shared.vocabulary import CASE_OPENING_KINDS, Channel, Kind
 
 SOURCE = "/aduan/intake"
@@ -54,7 +55,7 @@ def check_rules(payload: ComplaintCreate, actor: Actor, *, now: datetime, zone: 
                                                      or payload.reporter.name is None):
         raise invalid("/reporter/name", "reporter.name is required unless kind is own_initiative")
     if payload.channel is Channel.on_the_spot and (payload.location is None
-                                                    or not (payload.location.place or "").strip()):
+                                                    or is_blank(payload.location.place or "")):
         raise invalid("/location/place", "location.place is required for the on_the_spot channel")
     if payload.incident_date is not None and payload.incident_date > now.astimezone(zone).date():
         raise invalid("/incident_date", "incident_date may not be in the future")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,6 +25,7 @@ from shared.events import (
     Event,
 )
 from shared.tables import METRICS_EVENTS
+from shared.text import is_blank
 
 CONSUMER = "aduan-metrics"
 REPORT_KINDS = {"report", "rapid_response", "own_initiative"}
@@ -36,9 +38,13 @@ def _time(value: Any) -> datetime | None:
 
 
 def normalize_place(place: str | None) -> str | None:
-    if place is None or not place.strip():
+    """One spelling per place: "trimmed, case-insensitive" (METRICS.md), and also blind to
+    Unicode's equivalent forms (NFKC), to invisible characters and to runs of whitespace."""
+    if place is None or is_blank(place):
         return None
-    return place.strip().casefold()  # "trimmed, case-insensitive" (METRICS.md)
+    visible = "".join(c for c in unicodedata.normalize("NFKC", place)
+                      if unicodedata.category(c) != "Cf")
+    return " ".join(visible.split()).casefold()
 
 
 async def record_contact(session: AsyncSession, data: dict[str, Any]) -> None:

@@ -9,7 +9,9 @@ from zoneinfo import ZoneInfo
 
 from shared.problems import invalid
 
-PERIOD = re.compile(r"^(\d{4})(?:-(Q[1-4]|0[1-9]|1[0-2]))?$")
+# ASCII digits, matched whole (``fullmatch``): ``\d`` would take Arabic-Indic digits and ``$``
+# a final "\n", each a second spelling of one period (and so a second target for one quarter).
+PERIOD = re.compile(r"^([0-9]{4})(?:-(Q[1-4]|0[1-9]|1[0-2]))?$")
 MIN_YEAR, MAX_YEAR = 1990, 2200
 
 
@@ -40,7 +42,7 @@ def _month_end(year: int, month: int) -> date:
 
 
 def parse_period(text: str) -> Period:
-    match = PERIOD.match(text)
+    match = PERIOD.fullmatch(text)
     if not match or not MIN_YEAR <= int(match.group(1)) <= MAX_YEAR:
         raise invalid("/query/period", "period must be YYYY, YYYY-Qn or YYYY-MM")
     year, part = int(match.group(1)), match.group(2)

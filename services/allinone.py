@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from case_api.app import SERVICE as CASE
 from intake_api.app import SERVICE as INTAKE
 from metrics_worker.app import SERVICE as METRICS
+from services.asyncapi import router as asyncapi_router
 from shared.clock import Clock
 from shared.settings import Settings
 from shared.web import Service, build_app
@@ -23,5 +24,7 @@ def create_app(which: str = "all", settings: Settings | None = None,
                clock: Clock | None = None) -> FastAPI:
     services = list(SERVICES.values()) if which == "all" else [SERVICES[which]]
     title = "aduan" if which == "all" else f"aduan {which}"
-    return build_app(services, title=title, settings=settings, clock=clock,
-                     description=DESCRIPTION)
+    app = build_app(services, title=title, settings=settings, clock=clock,
+                    description=DESCRIPTION)
+    app.include_router(asyncapi_router)
+    return app

@@ -7,6 +7,7 @@ import binascii
 import enum
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,8 +20,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db import Base, database_of
 from shared.problems import Problem
+from shared.text import is_blank, is_storable, printable
+from shared.vocabulary import AGENCY_CODE
 
 TOKEN_PREFIX = "adu_"
+MAX_NAME_LENGTH = 100
 
 
 class Role(enum.StrEnum):
@@ -35,7 +39,7 @@ class Token(Base):
     __tablename__ = "tokens"
     __table_args__ = {"schema": "auth"}  # noqa: RUF012
 
-    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    name: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH), primary_key=True)
     role: Mapped[str] = mapped_column(String(20))
     agency_code: Mapped[str | None] = mapped_column(String(64))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
@@ -54,6 +58,15 @@ class Actor:
         return self.role in (Role.assistant, Role.admin)
 
 
+def check_token_name(name: str) -> None:
+    """A name shows up as ``submitted_by`` and in logs: short, printable, visible."""
+    if not is_storable(name) or not name.isprintable() or is_blank(name):
+        raise ValueError("a token name must be printable text, not blank")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValueError(f"a token name may have at most {MAX_NAME_LENGTH} characters "
+                         f"(got {len(name)})")
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -65,18 +78,26 @@ def new_token() -> str:
 async def create_token(
     session: AsyncSession, *, name: str, role: Role, agency_code: str | None = None
 ) -> str:
-    """Stores a new token's hash and returns the token, which is never stored in clear."""
+    """Stores a new token's hash and returns the token, which is never stored in clear.
+
+    A name is never reused, not even a revoked token's: complaints are scoped to their
+    submitter's name, and a new token under an old name would inherit them."""
+    check_token_name(name)
     if role is Role.liaison and not agency_code:
         raise ValueError("--agency is required for a liaison token")
     if role is not Role.liaison and agency_code:
         raise ValueError("--agency is only for liaison tokens")
+    if agency_code is not None and not re.fullmatch(AGENCY_CODE, agency_code):
+        raise ValueError(f"--agency {printable(agency_code)[:80]!r} is not an agency code "
+                         "(lower-case letters, digits and '-', 2..64 characters, e.g. "
+                         "pln-uiw-babel)")
     existing = await session.get(Token, name)
     if existing is not None and existing.revoked_at is None:
         raise ValueError(f"a token named {name!r} already exists")
-    token = new_token()
     if existing is not None:
-        await session.delete(existing)
-        await session.flush()
+        raise ValueError(f"a token named {name!r} was revoked; its name is not reused, so that "
+                         "its complaints stay its own: choose another name")
+    token = new_token()
     session.add(Token(name=name, role=role.value, agency_code=agency_code,
                       token_hash=hash_token(token)))
     await session.flush()

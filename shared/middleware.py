@@ -1,4 +1,5 @@
-"""ASGI guards in front of every service: body size, content type, NUL characters."""
+"""ASGI guards in front of every service: body size, content type, NUL characters, text that is
+not Unicode."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import re
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.problems import PROBLEM_JSON, TYPE_BASE
+from shared.text import first_unencodable
 
 MAX_BODY_BYTES = 256 * 1024
 # Paths where browsers post HTML forms (the complainant's status page works without JavaScript).
@@ -25,9 +27,9 @@ STREAMED_BODIES = re.compile(r"^/v1/complaints/[^/]+/attachments/?$")
 
 
 async def send_problem(send: Send, status: int, slug: str, title: str, detail: str, *,
-                       headers: dict[str, str] | None = None) -> None:
+                       headers: dict[str, str] | None = None, **members: object) -> None:
     body = json.dumps({"type": TYPE_BASE + slug, "title": title, "status": status,
-                       "detail": detail}).encode()
+                       "detail": detail, **members}).encode()
     extra = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", PROBLEM_JSON.encode()),
@@ -37,7 +39,20 @@ async def send_problem(send: Send, status: int, slug: str, title: str, detail: s
 
 def _has_nul(scope: Scope) -> bool:
     query: bytes = scope.get("query_string", b"")
-    return b"%00" in query or b"\x00" in query or "\x00" in scope.get("path", "")
+    return (b"%00" in query or b"\x00" in query or "\x00" in scope.get("path", "")
+            or any(b"\x00" in value for _, value in scope.get("headers", ())))
+
+
+def _lone_surrogate(body: bytes) -> str | None:
+    """Where a JSON body holds a lone UTF-16 surrogate (``"\\ud800"``): such a string is not
+    Unicode text, and could be neither stored, logged nor sent back."""
+    if b"\\u" not in body:  # the only way to write one in UTF-8 JSON
+        return None
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None  # the app answers 400 for malformed JSON
+    return first_unencodable(document)
 
 
 class BodyGuard:
@@ -51,7 +66,7 @@ class BodyGuard:
         if scope["type"] == "http" and _has_nul(scope):
             # PostgreSQL text cannot hold NUL: refuse it here, for every parameter at once.
             await send_problem(send, 422, "validation-error", "Invalid request",
-                                "Query and path parameters must not contain NUL characters.")
+                               "Parameters and headers must not contain NUL characters.")
             return
         if scope["type"] != "http" or scope["method"] not in {"POST", "PUT", "PATCH"} or (
                 STREAMED_BODIES.match(scope.get("path", ""))):
@@ -95,6 +110,13 @@ class BodyGuard:
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
+        pointer = _lone_surrogate(body)
+        if pointer is not None:
+            reason = "a lone UTF-16 surrogate is not Unicode text"
+            await send_problem(send, 422, "validation-error", "Invalid request",
+                               f"{pointer}: {reason}",
+                               errors=[{"field": pointer, "message": reason}])
+            return
         replayed = False
 
         async def replay() -> Message:

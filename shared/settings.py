@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     max_requests_in_flight: int = Field(default=24, ge=0, le=10_000)
     admission_queue: int = Field(default=256, ge=0, le=100_000)
     admission_wait_seconds: float = Field(default=1.0, gt=0, le=30)
+    # Hostile clients (services/httpserver.py): a request must arrive whole within the deadline;
+    # 0 connections per client address means no bound (when a reverse proxy sets its own).
+    request_deadline_seconds: float = Field(default=30.0, gt=0)
+    max_connections_per_client: int = Field(default=100, ge=0)
 
     @field_validator("database_url")
     @classmethod

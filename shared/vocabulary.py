@@ -8,6 +8,11 @@ from typing import Annotated
 
 from pydantic import AfterValidator, PlainSerializer
 
+from shared.text import is_blank, is_storable
+
+# A reported agency's code (API.md): what partners, liaison tokens and the agency registry share.
+AGENCY_CODE = r"^[a-z0-9][a-z0-9-]{1,63}$"
+
 
 class Kind(enum.StrEnum):
     report = "report"
@@ -66,15 +71,15 @@ class Maladministration(enum.StrEnum):
 
 
 def _storable(value: str) -> str:
-    # PostgreSQL text cannot hold NUL; refuse it as invalid input instead of failing later.
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
+    # Refused as invalid input here instead of failing in the database driver later.
+    if not is_storable(value):
+        raise ValueError("must be Unicode text without NUL characters or lone surrogates")
     return value
 
 
 def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be blank")
+    if is_blank(value):
+        raise ValueError("must not be blank (whitespace or invisible characters only)")
     return value
 
 

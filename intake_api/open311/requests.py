@@ -14,9 +14,9 @@ from pydantic import ValidationError
 from intake_api.models import Complaint, Open311Request
 from intake_api.open311.formats import Open311Error
 from intake_api.open311.services import BY_CODE
-from intake_api.schemas import AGENCY_CODE, ComplaintCreate, Outcome
+from intake_api.schemas import ComplaintCreate, Outcome
 from intake_api.service import outcome_of
-from shared.vocabulary import utc_text
+from shared.vocabulary import AGENCY_CODE, utc_text
 
 # Reports whose agency the client did not name wait here until an assistant assigns one.
 UNASSIGNED_AGENCY = {"code": "unassigned", "name": "Belum ditentukan (unassigned)"}

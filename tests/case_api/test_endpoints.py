@@ -75,16 +75,22 @@ async def test_if_match_and_etag(services: BackingServices) -> None:
         assert stale_and_wrong.status_code == 412
         assert (await get_case(client, tokens.assistant, cid))["version"] == 2
 
+        # RFC 9110: strong comparison, so a weak tag never matches; any tag of a list may.
         weak = await act(client, tokens.assistant, cid, "start_examination", assignee="a",
                          if_match='W/"2"')
-        assert weak.status_code == 200
-        assert weak.headers["etag"] == '"3"'
+        assert weak.status_code == 412
+        listed = await act(client, tokens.assistant, cid, "start_examination", assignee="a",
+                           if_match='W/"2", "1" ,"2"')
+        assert listed.status_code == 200
+        assert listed.headers["etag"] == '"3"'
         anything = await act(client, tokens.assistant, cid, "request_clarification",
                              note="?", if_match="*")
         assert anything.status_code == 200
-        garbage = await act(client, tokens.assistant, cid, "withdraw", if_match="yesterday")
-        assert garbage.status_code == 422
-        assert garbage.json()["errors"][0]["field"] == "/header/If-Match"
+        for garbage in ("yesterday", "4", '"4', '"4" "4"', ","):
+            refused = await act(client, tokens.assistant, cid, "withdraw", if_match=garbage)
+            assert refused.status_code == 422, garbage
+            assert refused.json()["errors"][0]["field"] == "/header/If-Match"
+        assert (await get_case(client, tokens.assistant, cid))["version"] == 4
 
 
 async def test_missing_and_bad_fields_are_named(services: BackingServices) -> None:

@@ -73,6 +73,24 @@ async def test_on_the_spot_locations_are_distinct_places(services: BackingServic
         assert summary["on_the_spot_locations"] == 3
 
 
+async def test_spellings_of_one_place_count_once(services: BackingServices) -> None:
+    admin = await services.token("admin")
+    async with running_app(services) as client:
+        history = Importer(client, admin)
+        spellings = ["Kantor Kelurahan Bukit Intan", "kantor  kelurahan\tbukit intan",
+                     "KANTOR KELURAHAN BUKIT\u00a0INTAN", "Kantor Kelurahan Bukit\u200b Intan",
+                     "\uff2b\uff41\uff4e\uff54\uff4f\uff52 Kelurahan Bukit Intan",
+                     "Kantor Kelurahan Bukit Intan\ufeff"]
+        for hour, place in enumerate(spellings, start=8):
+            await history.receive(f"2022-03-02T{hour:02d}:00:00+07:00", channel="on_the_spot",
+                                  location={"regency": "Pangkalpinang", "place": place})
+        await history.receive("2022-03-02T16:00:00+07:00", channel="on_the_spot",
+                              location={"regency": "Pangkalpinang", "place": "Pasar Pagi"})
+        await history.settled(len(spellings) + 1, 0)
+        summary = await history.summary(period="2022-03")
+        assert summary["on_the_spot_locations"] == 2
+
+
 async def test_case_figures_carry_over_and_close(services: BackingServices) -> None:
     admin = await services.token("admin")
     async with running_app(services) as client:

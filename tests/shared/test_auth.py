@@ -10,9 +10,9 @@ from shared.db import Database
 from tests.support import BackingServices, bearer, complaint, running_app
 
 OPEN_PATHS = {"/healthz", "/readyz", "/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc",
-              "/public/status", "/status"}  # the complainant's pages need no account
-# Open311 clients send their token as ``api_key`` and get the standard's error lists instead.
-OWN_SCHEME = "/open311/"
+              "/asyncapi.json"}
+# Public by design: the complainant's status (an access code) and Open311 (its own api_key).
+PUBLIC_PREFIXES = ("/public/", "/status", "/open311/")
 
 
 async def test_only_a_hash_of_each_token_is_stored(services: BackingServices) -> None:
@@ -54,7 +54,7 @@ async def test_every_v1_path_needs_a_token(services: BackingServices) -> None:
                         .replace("{code}", "pln").replace("{period}", "2022-Q1"))
             for method in operations:
                 response = await client.request(method.upper(), concrete, json={})
-                if path in OPEN_PATHS or path.startswith(OWN_SCHEME):
+                if path in OPEN_PATHS or path.startswith(PUBLIC_PREFIXES):
                     continue
                 assert path.startswith("/v1/") or path == "/dashboard", path
                 assert response.status_code == 401, (method, path, response.status_code)
@@ -131,3 +131,52 @@ async def test_database_errors_do_not_carry_statement_parameters(
         await database.dispose()
     assert "duplicate key" in str(caught.value)
     assert "1971777" not in str(caught.value)
+
+
+async def test_a_revoked_tokens_name_is_not_reused(services: BackingServices) -> None:
+    import pytest
+
+    from shared.auth import Role, create_token
+
+    old = await services.token("partner", "posko-lama")
+    async with running_app(services) as client:
+        created = await client.post("/v1/complaints", json=complaint(), headers=bearer(old))
+        assert created.status_code == 201
+        database = Database.connect(services.database_url, pool_size=1)
+        try:
+            async with database.transaction() as session:
+                assert await revoke_token(session, "posko-lama")
+            with pytest.raises(ValueError, match="revoked"):
+                async with database.transaction() as session:
+                    await create_token(session, name="posko-lama", role=Role.partner)
+        finally:
+            await database.dispose()
+        successor = await services.token("partner", "posko-baru")
+        mine = await client.get("/v1/complaints", headers=bearer(successor))
+        assert mine.json()["items"] == []
+        hidden = await client.get(f"/v1/complaints/{created.json()['id']}",
+                                  headers=bearer(successor))
+        assert hidden.status_code == 404
+        assert (await client.get("/v1/complaints", headers=bearer(old))).status_code == 401
+
+
+async def test_token_names_and_agency_codes_are_checked(services: BackingServices) -> None:
+    import pytest
+
+    from shared.auth import Role, create_token
+
+    database = Database.connect(services.database_url, pool_size=1)
+    try:
+        for name, role, agency, message in [
+            ("n" * 101, Role.partner, None, "at most 100"),
+            ("\u200b", Role.partner, None, "blank"),
+            ("a\x00b", Role.partner, None, "printable"),
+            ("narahubung", Role.liaison, "PLN-UIW-BABEL", "not an agency code"),
+            ("narahubung", Role.liaison, "pln uiw", "not an agency code"),
+            ("narahubung", Role.liaison, "x" * 65, "not an agency code"),
+        ]:
+            with pytest.raises(ValueError, match=message):
+                async with database.transaction() as session:
+                    await create_token(session, name=name, role=role, agency_code=agency)
+    finally:
+        await database.dispose()

@@ -1,0 +1,187 @@
+"""The server's own limits, tried from outside with raw sockets against a real uvicorn server."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from typing import Any
+
+import httpx
+import uvicorn
+from starlette.types import Receive, Scope, Send
+
+from services.httpserver import MAX_HEAD_BYTES, server_config
+from shared.settings import Settings
+
+
+async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
+    """Reads the whole body and answers its length: the app has no limits of its own."""
+    if scope["type"] != "http":
+        return
+    size, more = 0, True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        size += len(message.get("body", b""))
+        more = message.get("more_body", False)
+    body = json.dumps({"received": size}).encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+@contextmanager
+def served(**settings: Any) -> Iterator[tuple[str, int]]:
+    """The app behind the server ``aduan serve`` uses, in a thread, on a free port."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    address = sock.getsockname()
+    config = server_config(echo_app, host="127.0.0.1", port=address[1],
+                           settings=Settings(**settings), lifespan="off",
+                           timeout_graceful_shutdown=1)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.02)
+    try:
+        yield address
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def connect(address: tuple[str, int]) -> socket.socket:
+    return socket.create_connection(address, timeout=10)
+
+
+def read_all(conn: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    chunks = []
+    while True:
+        try:
+            chunk = conn.recv(65536)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def status_and_body(raw: bytes) -> tuple[int, dict[str, Any]]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), json.loads(body) if body else {}
+
+
+def test_headers_over_16_kib_are_431() -> None:
+    with served() as address, closing(connect(address)) as conn:
+        conn.sendall(b"GET /x HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * (MAX_HEAD_BYTES + 1024)
+                     + b"\r\n\r\n")
+        status, problem = status_and_body(read_all(conn))
+    assert status == 431
+    assert problem["status"] == 431
+    assert str(MAX_HEAD_BYTES) in problem["detail"]
+
+
+def test_a_100_mib_header_is_cut_off_and_the_server_keeps_answering() -> None:
+    chunk = b"a" * (1024 * 1024)
+    sent = 0
+    with served() as address:
+        with closing(connect(address)) as conn:
+            conn.sendall(b"GET /x HTTP/1.1\r\nHost: a\r\nX-Big: ")
+            try:
+                while sent < 100 * len(chunk):
+                    conn.sendall(chunk)
+                    sent += len(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+        # The server stopped reading right after the bound: what was sent is what fits in the
+        # sockets' buffers, not 100 MiB.
+        assert sent < 32 * len(chunk)
+        answer = httpx.post(f"http://{address[0]}:{address[1]}/", content=b"abc", timeout=5)
+    assert answer.status_code == 200
+    assert answer.json() == {"received": 3}
+
+
+def test_headers_within_the_bound_and_a_large_body_in_one_packet_are_served() -> None:
+    body = b"b" * (200 * 1024)
+    head = (b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
+            b"X-Pad: " + b"p" * (MAX_HEAD_BYTES - 200) + b"\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n")
+    assert len(head) <= MAX_HEAD_BYTES
+    with served() as address, closing(connect(address)) as conn:
+        conn.sendall(head + body)
+        status, answer = status_and_body(read_all(conn))
+    assert status == 200
+    assert answer == {"received": len(body)}
+
+
+def test_headers_that_stop_arriving_are_408_at_the_deadline() -> None:
+    with served(request_deadline_seconds=1) as address, closing(connect(address)) as conn:
+        conn.sendall(b"GET /x HTTP/1.1\r\nHost: a\r\n")
+        started = time.monotonic()
+        status, problem = status_and_body(read_all(conn))
+        waited = time.monotonic() - started
+    assert status == 408
+    assert problem["title"] == "Request Timeout"
+    assert waited < 8  # closed by the deadline, not by the socket's own 10 s timeout
+
+
+def test_a_dribbled_body_is_cut_off_at_the_deadline() -> None:
+    with served(request_deadline_seconds=1) as address, closing(connect(address)) as conn:
+        conn.sendall(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 1000\r\n\r\n")
+        dripped = 0
+        try:
+            for _ in range(40):  # one byte every 0.2 s would take 200 s for the whole body
+                conn.sendall(b"{")
+                dripped += 1
+                time.sleep(0.2)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        raw = read_all(conn)
+    assert dripped < 40
+    if raw:  # the 408 reaches the client unless the connection was reset under it
+        assert status_and_body(raw)[0] == 408
+
+
+def test_dribbled_headers_and_silent_connections_are_closed() -> None:
+    with (served(request_deadline_seconds=1) as address, closing(connect(address)) as silent,
+          closing(connect(address)) as dribbling):
+        sent = b""
+        for byte in b"GET /x HTTP/1.1\r\nHost: a\r\nX-Slow: " + b"s" * 40:
+            try:
+                dribbling.sendall(bytes([byte]))
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += bytes([byte])
+            time.sleep(0.1)
+        assert len(sent) < 60
+        assert status_and_body(read_all(silent))[0] == 408
+
+
+def test_connections_per_client_address_are_bounded() -> None:
+    with served(max_connections_per_client=3, request_deadline_seconds=30) as address:
+        held = [connect(address) for _ in range(3)]
+        try:
+            with closing(connect(address)) as extra:
+                status, problem = status_and_body(read_all(extra))
+            assert status == 429
+            assert "3 connections" in problem["detail"]
+            held.pop().close()
+            time.sleep(0.2)  # the server sees the close
+            answer = httpx.get(f"http://{address[0]}:{address[1]}/", timeout=5)
+            assert answer.status_code == 200
+        finally:
+            for conn in held:
+                conn.close()
