@@ -109,6 +109,12 @@ GUIDES = {
         {"items": [{"code": "pln-uiw-babel", "name": "PT PLN (Persero) UIW Bangka Belitung",
                     "open_cases": 42, "total_cases": 231, "complaints": 240}],
          "next_cursor": None}),
+    "PUT /v1/agencies/{code}": Guide(
+        "Roles: assistant, admin. 200 when the agency was known (renamed), 201 when it is "
+        "registered now.\n\nExample: `PUT /v1/agencies/pln-uiw-babel`.",
+        {"code": "pln-uiw-babel", "name": "PT PLN (Persero) UIW Bangka Belitung",
+         "open_cases": 42, "total_cases": 231, "complaints": 240},
+        request={"name": "PT PLN (Persero) UIW Bangka Belitung"}),
     "GET /v1/agencies/{code}": Guide(
         "One agency by its code. Roles: assistant, admin, liaison (its own), analyst.",
         {"code": "pln-uiw-babel", "name": "PT PLN (Persero) UIW Bangka Belitung",

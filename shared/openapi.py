@@ -64,6 +64,11 @@ BASE_GUIDES: dict[str, Guide] = {
         "200 when both are, 503 problem JSON naming what is not. No token needed; for "
         "readiness probes and load balancers.",
         {"status": "ready", "checks": {"database": "ok", "event_bus": "ok (kafka)"}}),
+    "GET /asyncapi.json": Guide(
+        "The event contract as an AsyncAPI 3.0 document: the Kafka topics, the CloudEvents "
+        "envelope and every event's data schema. No token needed.",
+        {"asyncapi": "3.0.0", "info": {"title": "aduan events", "version": "1.0.0"},
+         "channels": {"complaints": {"address": "aduan.complaints.v1"}}}),
 }
 AUTH_NOTE = ("\n\nSend the token as `Authorization: Bearer <token>`, or as the password of HTTP "
              "Basic (any user name) for spreadsheets and BI \"from web\" connectors.")
