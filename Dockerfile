@@ -1,5 +1,5 @@
 # The image compose.yaml runs: one image, three services (`aduan serve intake|case|metrics`).
-FROM python:3.11-slim
+FROM python:3.11.14-slim-bookworm
 WORKDIR /app
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 COPY pyproject.toml README.md ./

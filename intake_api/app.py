@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from intake_api import idempotency
 from intake_api.attachment_endpoints import router as attachments_router
 from intake_api.consumer import SUBSCRIPTION
 from intake_api.endpoints import router
@@ -19,6 +20,8 @@ from shared.web import Service, build_app
 def start(runtime: Runtime) -> None:
     runtime.relay(INTAKE_EVENTS)
     runtime.consume(SUBSCRIPTION)
+    runtime.spawn("idempotency-purge",
+                  lambda: idempotency.keep_purging(runtime.database, runtime.clock))
 
 
 SERVICE = Service(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,12 +15,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from intake_api import repository
 from intake_api.models import IdempotencyKey
+from shared.clock import Clock
 from shared.db import Database
 from shared.problems import Problem, invalid
 
 # A claim whose request never finished (its process died) may be taken over after this long.
 ABANDONED_AFTER = timedelta(seconds=60)
+# API.md: a key is kept at least 24 hours. After that its stored response (the complaint as
+# answered, reporter included) is deleted, not kept for ever.
+RETENTION = timedelta(hours=24)
+PURGE_EVERY_SECONDS = 3600.0
 MAX_KEY_LENGTH = 255
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -83,3 +92,21 @@ async def release(database: Database, caller: str, key: str) -> None:
             delete(IdempotencyKey).where(IdempotencyKey.caller == caller,
                                          IdempotencyKey.key == key)
         )
+
+
+async def purge_expired(database: Database, now: datetime,
+                        retention: timedelta = RETENTION) -> int:
+    """Deletes keys first used more than ``retention`` before ``now``; returns how many."""
+    async with database.transaction() as session:
+        result = await session.execute(
+            delete(IdempotencyKey).where(IdempotencyKey.created_at < now - retention))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def keep_purging(database: Database, clock: Clock) -> None:
+    """Purges at start and then every hour (the intake service runs it in the background)."""
+    while True:
+        purged = await purge_expired(database, clock.now())
+        if purged:
+            logger.info("purged %d idempotency keys older than %s", purged, RETENTION)
+        await asyncio.sleep(PURGE_EVERY_SECONDS)

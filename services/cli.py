@@ -25,21 +25,17 @@ def _embedded_dir(settings: Settings) -> Path:
 
 
 @contextlib.contextmanager
-def database_url(settings: Settings, *, keep_running: bool = False) -> Iterator[str]:
-    """``ADUAN_DATABASE_URL``, or the embedded server under the data directory."""
+def database_url(settings: Settings) -> Iterator[str]:
+    """``ADUAN_DATABASE_URL``, or the embedded server under the data directory (stopped
+    afterwards unless another running aduan process uses it)."""
     if settings.database_url:
         yield settings.database_url
         return
-    from services.postgres import start_postgres
+    from services.postgres import embedded
 
-    data_dir = _embedded_dir(settings)
-    was_running = (data_dir / "postmaster.pid").exists()
-    pg = start_postgres(data_dir, listen=settings.database_listen, port=settings.database_port)
-    try:
+    with embedded(_embedded_dir(settings), listen=settings.database_listen,
+                  port=settings.database_port) as pg:
         yield pg.url()
-    finally:
-        if not keep_running and not was_running:
-            pg.stop()
 
 
 async def _first_admin_token(url: str, *, saved: bool) -> str | None:
@@ -76,7 +72,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     configure_logging(settings)
     port = args.port or DEFAULT_PORTS[args.service]
-    with database_url(settings) as url:
+    with _stopped_by_signals(), database_url(settings) as url:
         migrate(url)
         settings = settings.model_copy(update={"database_url": url})
         base = f"http://{args.host}:{port}"
@@ -92,9 +88,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"admin token (saved to {token_file}, shown once):\n{token}", flush=True)
             else:
                 print(f"admin token: see {token_file}", flush=True)
-        with _stopped_by_signals():
-            uvicorn.run(create_app(args.service, settings), host=args.host, port=port,
-                        log_config=None, timeout_graceful_shutdown=20)
+        uvicorn.run(create_app(args.service, settings), host=args.host, port=port,
+                    log_config=None, timeout_graceful_shutdown=20)
     return 0
 
 
@@ -105,12 +100,20 @@ class _Stop(Exception):
 @contextlib.contextmanager
 def _stopped_by_signals() -> Iterator[None]:
     """Uvicorn shuts down gracefully on SIGINT/SIGTERM and then raises the signal again; this
-    turns that into an exception, so the embedded PostgreSQL is stopped on the way out."""
+    turns that into an exception, so the embedded PostgreSQL is stopped on the way out.
+
+    A closed terminal (SIGHUP) is a SIGTERM: by default it would end the process on the spot and
+    leave its PostgreSQL running.
+    """
 
     def stop(signum: int, _: object) -> None:
         raise _Stop(signum)
 
+    def hang_up(signum: int, _: object) -> None:
+        signal.raise_signal(signal.SIGTERM)
+
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, hang_up)
     try:
         yield
     except _Stop:
@@ -163,25 +166,16 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_infra(args: argparse.Namespace, settings: Settings) -> int:
-    from services.kafka import start_kafka, stop_detached
-    from services.postgres import start_postgres
+    from services import infra
 
     root = settings.data_dir.resolve() / "infra"
     if args.infra_command == "up":
-        root.mkdir(parents=True, exist_ok=True)
-        pg = start_postgres(root / "pg", listen=settings.database_listen,
-                            port=settings.database_port)
-        broker = start_kafka(root / "kafka", detach=True)
-        print(f"export ADUAN_DATABASE_URL='{pg.url()}'")
-        print(f"export ADUAN_KAFKA_BOOTSTRAP_SERVERS='{broker.bootstrap_servers}'")
+        running = infra.up(root)
+        if running.already_running:
+            print(f"already running: {', '.join(running.already_running)}", file=sys.stderr)
+        print("\n".join(running.exports()))
         return 0
-    from services.postgres import pg_ctl
-
-    stopped_kafka = stop_detached(root / "kafka")
-    if (root / "pg" / "postmaster.pid").exists():
-        pg_ctl(root / "pg", "stop", "-m", "fast")
-        print("PostgreSQL stopped")
-    print("Kafka stopped" if stopped_kafka else "Kafka was not running")
+    print("\n".join(infra.down(root)))
     return 0
 
 

@@ -45,6 +45,10 @@ _TOOL_JVM_OPTS = ("-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
 _PR_SET_PDEATHSIG = 1
 
 
+class KafkaUnavailable(RuntimeError):
+    """The broker cannot be started; the first line of the message says why."""
+
+
 @dataclass(eq=False)
 class KafkaBroker:
     """A running broker process; ``stop()`` is idempotent and also runs at interpreter exit."""
@@ -115,7 +119,7 @@ def ensure_kafka_jars() -> Path:
         shutil.rmtree(lib, ignore_errors=True)
         mvn = shutil.which("mvn")
         if mvn is None:
-            raise RuntimeError("Maven (mvn) is required to fetch the Kafka broker jars")
+            raise KafkaUnavailable("Maven (mvn) is required to fetch the Kafka broker jars once")
         command = [
             mvn, "-B", "-q", "-f", str(_POM),
             "dependency:copy-dependencies", f"-DoutputDirectory={lib}",
@@ -124,7 +128,7 @@ def ensure_kafka_jars() -> Path:
         started = time.monotonic()
         result = subprocess.run(command, cwd=cache, capture_output=True, text=True, check=False)
         if result.returncode != 0:
-            raise RuntimeError(
+            raise KafkaUnavailable(
                 f"fetching Kafka jars failed ({result.returncode}):\n{result.stdout}{result.stderr}"
             )
         marker.write_text(digest)
@@ -143,9 +147,11 @@ def start_kafka(data_dir: Path, *, port: int | None = None, timeout: float = 90,
     the same data_dir and port keeps its topics, offsets and producer state.
     """
     started = time.monotonic()
+    java = java_executable()
     lib = ensure_kafka_jars()
-    java = _java()
     data_dir = data_dir.resolve()
+    if detach and (running := detached_broker(data_dir)) is not None:
+        raise KafkaUnavailable(f"a Kafka broker already runs on {data_dir} at {running}")
     logs_dir = data_dir / "logs"
     logs_dir.mkdir(parents=True, exist_ok=True)
     log_file = logs_dir / "server.log"
@@ -181,15 +187,23 @@ def start_kafka(data_dir: Path, *, port: int | None = None, timeout: float = 90,
             preexec_fn=None if detach else _die_with_parent_fn(),
         )
     broker = KafkaBroker(bootstrap_servers, data_dir, log_file, process)
-    (data_dir / "broker.pid").write_text(str(process.pid))
-    if not detach:
-        atexit.register(broker.stop)
+    # Stopped at exit until it is ready, detached or not: a broker that never came up is not
+    # left behind by ``infra up``.
+    atexit.register(broker.stop)
     try:
         remaining = timeout - (time.monotonic() - started)
         wait_for_kafka_sync(bootstrap_servers, remaining, process=process)
     except (RuntimeError, TimeoutError) as exc:
         broker.stop(timeout=10)
-        raise RuntimeError(f"{exc}\n--- {log_file} (tail) ---\n{broker.log_tail()}") from exc
+        raise KafkaUnavailable(f"{exc}\n--- {log_file} (tail) ---\n{broker.log_tail()}") from exc
+    except BaseException:
+        broker.stop(timeout=10)
+        raise
+    if detach:
+        atexit.unregister(broker.stop)
+        # Written only once the broker answers, so the files never name a broker that failed.
+        (data_dir / "broker.address").write_text(bootstrap_servers)
+        (data_dir / "broker.pid").write_text(str(process.pid))
     logger.info(
         "Kafka broker ready on %s in %.1fs (pid %d, data %s)",
         bootstrap_servers,
@@ -314,11 +328,13 @@ def _random_cluster_id() -> str:
             return cluster_id
 
 
-def _java() -> str:
+def java_executable() -> str:
     java_home = os.environ.get("JAVA_HOME")
     java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
     if java is None or not Path(java).exists():
-        raise RuntimeError("a Java 17+ runtime (java) is required to run the Kafka broker")
+        raise KafkaUnavailable("a Java 17+ runtime (java) is required to run the Kafka broker: "
+                               "install one (e.g. apt-get install openjdk-17-jre-headless) or "
+                               "set ADUAN_KAFKA_BOOTSTRAP_SERVERS to a running cluster")
     return java
 
 
@@ -352,27 +368,42 @@ def _read_text(path: Path) -> str | None:
         return None
 
 
-def stop_detached(data_dir: Path, timeout: float = 30) -> bool:
-    """Stops a broker started with ``detach=True``; False when none was running."""
-    pid_file = data_dir.resolve() / "broker.pid"
+def detached_broker(data_dir: Path) -> str | None:
+    """The address of the broker ``start_kafka(detach=True)`` left running on ``data_dir``."""
+    data_dir = data_dir.resolve()
+    pid = _read_text(data_dir / "broker.pid")
+    address = _read_text(data_dir / "broker.address")
+    if pid is None or not pid.isdigit() or address is None:
+        return None
     try:
-        pid = int(pid_file.read_text())
-    except (FileNotFoundError, ValueError):
+        os.killpg(int(pid), 0)
+    except (ProcessLookupError, PermissionError):
+        return None
+    return address
+
+
+def stop_detached(data_dir: Path, timeout: float = 15) -> bool:
+    """Stops a broker started with ``detach=True``: SIGTERM to its process group, SIGKILL after
+    ``timeout`` seconds. False when none was running."""
+    data_dir = data_dir.resolve()
+    pid_text = _read_text(data_dir / "broker.pid")
+    for name in ("broker.pid", "broker.address"):
+        (data_dir / name).unlink(missing_ok=True)
+    if pid_text is None or not pid_text.isdigit():
         return False
+    pid = int(pid_text)
     try:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
-        pid_file.unlink(missing_ok=True)
         return False
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             os.killpg(pid, 0)
         except ProcessLookupError:
-            break
-        time.sleep(0.2)
-    else:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
-    pid_file.unlink(missing_ok=True)
+            return True
+        time.sleep(0.1)
+    logger.warning("Kafka broker (pid %d) did not stop within %.0fs; killing it", pid, timeout)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
     return True

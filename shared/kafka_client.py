@@ -9,12 +9,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaError
 
 from shared.events import CONTENT_TYPE
 
 logger = logging.getLogger(__name__)
 
 Headers = list[tuple[str, bytes]]
+# A topic, an envelope, and headers besides the content type (the trace context).
+Record = tuple[str, dict[str, Any], Headers]
 
 
 class KafkaPublisher:
@@ -59,7 +64,7 @@ class KafkaPublisher:
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
 
-    async def publish_many(self, records: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    async def publish_many(self, records: Sequence[Record]) -> None:
         """Sends envelopes and returns only when the broker acknowledged every one of them."""
         producer = await self._ready()
         try:
@@ -68,9 +73,9 @@ class KafkaPublisher:
                     self.topic(topic),
                     value=json.dumps(envelope, ensure_ascii=False).encode(),
                     key=str(envelope["partitionkey"]).encode(),
-                    headers=[("content-type", CONTENT_TYPE.encode())],
+                    headers=[("content-type", CONTENT_TYPE.encode()), *headers],
                 )
-                for topic, envelope in records
+                for topic, envelope, headers in records
             ]
             await asyncio.gather(*futures)
         except Exception:
@@ -95,3 +100,39 @@ class KafkaPublisher:
 
     async def close(self) -> None:
         await self._reset()
+
+
+async def ensure_topics(bootstrap_servers: str, topics: Sequence[str], *,
+                        within: float = 10.0) -> None:
+    """Creates the topics that do not exist yet, with the cluster's default partitions and
+    replication, so consumers joining on a first start do not log "topic not found".
+
+    Best effort: when the cluster cannot be asked, the consumers wait for the topics as before.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers,
+                                request_timeout_ms=int(within * 1000))
+    try:
+        async with asyncio.timeout(within):
+            await admin.start()
+            missing = sorted(set(topics) - set(await admin.list_topics()))
+            if not missing:
+                return
+            partitions, replication = await _cluster_defaults(admin)
+            # A topic made meanwhile by another process answers "already exists": fine.
+            await admin.create_topics([NewTopic(t, partitions, replication) for t in missing])
+            logger.info("created Kafka topics %s", ", ".join(missing))
+    except (KafkaError, OSError, TimeoutError) as exc:
+        logger.warning("could not create Kafka topics up front (%s); consumers will wait for "
+                       "them", type(exc).__name__)
+    finally:
+        await admin.close()
+
+
+async def _cluster_defaults(admin: AIOKafkaAdminClient) -> tuple[int, int]:
+    node = (await admin.describe_cluster())["brokers"][0]["node_id"]
+    wanted = {"num.partitions": None, "default.replication.factor": None}
+    responses = await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.BROKER, str(node), configs=wanted)])
+    values = {entry[0]: entry[1] for entry in responses[0].resources[0][4]}
+    return int(values.get("num.partitions") or 1), int(
+        values.get("default.replication.factor") or 1)

@@ -23,6 +23,8 @@ def configure_logging(settings: Settings) -> None:
         structlog.processors.format_exc_info if settings.log_format == "json"
         else structlog.processors.StackInfoRenderer(),
         structlog.contextvars.merge_contextvars,
+        # Fields passed with ``extra=`` (the access log's) become keys of the JSON line.
+        structlog.stdlib.ExtraAdder(),
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared import tracing
 from shared.db import Database
 from shared.events import Event
 from shared.kafka_client import KafkaPublisher
@@ -25,7 +26,8 @@ async def append(session: AsyncSession, tables: EventTables, topic: str, event: 
     """
     await session.execute(
         tables.outbox.insert().values(
-            event_id=event.id, topic=topic, key=event.key, envelope=event.envelope()
+            event_id=event.id, topic=topic, key=event.key, envelope=event.envelope(),
+            trace_context=tracing.current_carrier(),
         )
     )
 
@@ -100,14 +102,15 @@ class OutboxRelay:
             if not turn.scalar_one():
                 return 0
             rows = (await session.execute(
-                select(outbox.c.id, outbox.c.topic, outbox.c.envelope)
+                select(outbox.c.id, outbox.c.topic, outbox.c.envelope, outbox.c.trace_context)
                 .where(outbox.c.published_at.is_(None))
                 .order_by(outbox.c.id)
                 .limit(self.batch_size)
             )).all()
             if not rows:
                 return 0
-            await self.publisher.publish_many([(r.topic, r.envelope) for r in rows])
+            await self.publisher.publish_many(
+                [(r.topic, r.envelope, tracing.kafka_headers(r.trace_context)) for r in rows])
             await session.execute(
                 update(outbox)
                 .where(outbox.c.id.in_([r.id for r in rows]))

@@ -12,7 +12,7 @@ from shared.bus import DatabaseLogRunner, KafkaConsumerRunner, Subscription
 from shared.clock import Clock, SystemClock
 from shared.db import Database
 from shared.events import CASES_TOPIC, COMPLAINTS_TOPIC
-from shared.kafka_client import KafkaPublisher
+from shared.kafka_client import KafkaPublisher, ensure_topics
 from shared.outbox import OutboxRelay
 from shared.settings import Settings
 from shared.tables import CASE_EVENTS, INTAKE_EVENTS, EventTables
@@ -72,6 +72,16 @@ class Runtime:
             runner = DatabaseLogRunner(subscription, self.database, DATABASE_LOGS,
                                        poll_seconds=self.settings.consumer_poll_seconds)
         self.consumers.append(runner)
+        if isinstance(runner, KafkaConsumerRunner):
+            kafka_runner = runner
+            topics = [runner.publisher.topic(t) for t in subscription.topics]
+
+            async def topics_then_run() -> None:
+                await ensure_topics(kafka_runner.bootstrap_servers, topics)
+                await kafka_runner.run()
+
+            self.spawn(f"consumer:{subscription.consumer}", topics_then_run)
+            return
         self.spawn(f"consumer:{subscription.consumer}", runner.run)
 
     def spawn(self, name: str, run: Callable[[], Coroutine[Any, Any, None]]) -> None:

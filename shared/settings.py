@@ -11,9 +11,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# In containers secrets are files: compose.yaml mounts ADUAN_DATABASE_URL as
+# /run/secrets/aduan_database_url, so the password is in no environment and no compose file.
+SECRETS_DIR = Path("/run/secrets")
+
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ADUAN_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="ADUAN_", extra="ignore",
+        secrets_dir=SECRETS_DIR if SECRETS_DIR.is_dir() else None,
+    )
 
     database_url: str | None = None
     kafka_bootstrap_servers: str | None = None
@@ -33,6 +40,8 @@ class Settings(BaseSettings):
     expiry_interval_seconds: float = Field(default=30.0, gt=0)
     consumer_poll_seconds: float = Field(default=0.2, gt=0)
     relay_poll_seconds: float = Field(default=0.2, gt=0)
+    # When set, GET /metrics needs it as a bearer token.
+    metrics_token: str | None = None
     # Connections per process: requests, consumers and relays share them.
     database_pool_size: int = Field(default=10, ge=1, le=500)
     database_max_overflow: int = Field(default=20, ge=0, le=500)

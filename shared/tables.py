@@ -49,6 +49,8 @@ def event_tables(metadata: MetaData, schema: str) -> EventTables:
         Column("topic", String(200), nullable=False),
         Column("key", String(200), nullable=False),
         Column("envelope", JSONB, nullable=False),
+        # ``traceparent``/``tracestate`` of the request that wrote the row (shared.tracing).
+        Column("trace_context", JSONB),
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Column("published_at", DateTime(timezone=True)),
         Index(f"ix_{schema}_outbox_unpublished", "id",

@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from shared.access_log import AccessLog
 from shared.admission import Admission
 from shared.clock import Clock
 from shared.docs_pages import install_docs
@@ -20,6 +21,7 @@ from shared.problems import PROBLEM_JSON, TYPE_BASE, install_problem_handlers
 from shared.ratelimit import RateLimiter
 from shared.runtime import Runtime
 from shared.settings import Settings, get_settings
+from shared.telemetry import Telemetry, metrics_router
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +93,9 @@ def build_app(services: Sequence[Service], *, title: str, settings: Settings | N
     app.add_middleware(Admission, limit=settings.max_requests_in_flight,
                        queue=settings.admission_queue, wait=settings.admission_wait_seconds)
     app.add_middleware(BodyGuard)
+    telemetry = Telemetry()
+    app.add_middleware(AccessLog, metrics=telemetry.requests)  # outermost: sees every answer
+    app.include_router(metrics_router(telemetry, lambda request: request.app.state.runtime))
 
     @app.get("/healthz", tags=["health"], summary="Process alive")
     async def healthz() -> dict[str, str]:

@@ -8,6 +8,7 @@ Each test gets a fresh database cloned from a migrated template, and its own top
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 from services.kafka import KafkaBroker, start_kafka
 from services.postgres import start_postgres
 from shared.migrate import migrate_async
-from tests.support import BackingServices, database_named, server_command
+from tests.support import BackingServices, database_named, reachable_dir, server_command
 
 # The headless browser fixtures (``browser``, ``new_page``, ``artifacts``) for page tests.
 pytest_plugins = ["tests.browser"]
@@ -26,12 +27,30 @@ TEMPLATE = "aduan_template"
 
 
 @pytest.fixture(scope="session")
-def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def reachable_base() -> Iterator[Path]:
+    with reachable_dir("aduan-tests-") as base:
+        yield base
+
+
+@pytest.fixture
+def tmp_path(reachable_base: Path) -> Path:
+    """A fresh folder per test that the embedded PostgreSQL can reach when run as root.
+
+    pytest's own are under a mode-700 folder (pytest narrows it again every session); the
+    launcher refuses to widen folders, so the tests use folders of their own.
+    """
+    path = Path(tempfile.mkdtemp(dir=reachable_base))
+    path.chmod(0o711)
+    return path
+
+
+@pytest.fixture(scope="session")
+def server_url(reachable_base: Path) -> Iterator[str]:
     given = os.environ.get("ADUAN_TEST_DATABASE_URL")
     if given:
         yield given
         return
-    pg = start_postgres(tmp_path_factory.mktemp("pg") / "data", temporary=True)
+    pg = start_postgres(reachable_base / "pg", temporary=True)
     try:
         yield pg.url()
     finally:

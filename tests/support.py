@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -87,6 +89,18 @@ class BackingServices:
             await database.dispose()
         self._tokens[name] = token
         return token
+
+
+@contextmanager
+def reachable_dir(prefix: str) -> Iterator[Path]:
+    """A temporary folder others may enter (mode 711), removed afterwards: run as root, the
+    embedded PostgreSQL runs as another user, who must reach its data directory."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o711)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def bearer(token: str) -> dict[str, str]:

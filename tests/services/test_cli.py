@@ -6,12 +6,15 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import asyncpg
 import httpx
+import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
+from services.postgres import server_running
 from tests.support import BackingServices, ServiceProcess, bearer
 
 
@@ -49,6 +52,12 @@ async def test_token_create_and_revoke(services: BackingServices) -> None:
         server.stop()
 
 
+def exports_of(stdout: str) -> dict[str, str]:
+    return {name: value.strip("'") for name, value in (
+        line.removeprefix("export ").split("=", 1)
+        for line in stdout.splitlines() if line.startswith("export "))}
+
+
 async def test_infra_up_and_down(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ADUAN_")}
     env["ADUAN_DATA_DIR"] = str(tmp_path / ".aduan")
@@ -56,10 +65,9 @@ async def test_infra_up_and_down(tmp_path: Path) -> None:
     up = await asyncio.to_thread(aduan, "infra", "up", env=env)
     try:
         assert up.returncode == 0, up.stderr
-        exports = dict(line.removeprefix("export ").split("=", 1)
-                       for line in up.stdout.splitlines() if line.startswith("export "))
-        database_url = exports["ADUAN_DATABASE_URL"].strip("'")
-        bootstrap = exports["ADUAN_KAFKA_BOOTSTRAP_SERVERS"].strip("'")
+        exports = exports_of(up.stdout)
+        database_url = exports["ADUAN_DATABASE_URL"]
+        bootstrap = exports["ADUAN_KAFKA_BOOTSTRAP_SERVERS"]
         connection = await asyncpg.connect(
             database_url.replace("postgresql+asyncpg://", "postgresql://"))
         assert await connection.fetchval("SELECT 1") == 1
@@ -70,8 +78,31 @@ async def test_infra_up_and_down(tmp_path: Path) -> None:
             assert (await admin.describe_cluster())["brokers"]
         finally:
             await admin.close()
+        broker_pid = int((tmp_path / ".aduan" / "infra" / "kafka" / "broker.pid").read_text())
+
+        # A second `up` reports what runs and prints the same exports; nothing new is started.
+        again = await asyncio.to_thread(aduan, "infra", "up", env=env)
+        assert again.returncode == 0, again.stderr
+        assert "already running: PostgreSQL, Kafka" in again.stderr
+        assert exports_of(again.stdout) == exports
     finally:
+        started = time.monotonic()
         down = await asyncio.to_thread(aduan, "infra", "down", env=env)
+        took = time.monotonic() - started
     assert down.returncode == 0, down.stderr
-    assert "Kafka stopped" in down.stdout
+    assert down.stdout.splitlines() == ["PostgreSQL stopped", "Kafka stopped"]
     assert not (tmp_path / ".aduan" / "infra" / "pg" / "postmaster.pid").exists()
+    with pytest.raises(ProcessLookupError):
+        os.kill(broker_pid, 0)
+    print(f"\ninfra down stopped PostgreSQL and Kafka in {took:.1f}s")
+
+
+async def test_failed_infra_up_leaves_nothing_running(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in {"JAVA_HOME", "PATH"}
+           and not k.startswith("ADUAN_")}
+    env.update(ADUAN_DATA_DIR=str(tmp_path / ".aduan"), PATH=str(tmp_path / "no-java"))
+    up = await asyncio.to_thread(aduan, "infra", "up", env=env)
+    assert up.returncode != 0
+    assert "Java" in up.stderr
+    assert not server_running(tmp_path / ".aduan" / "infra" / "pg")
+    assert not (tmp_path / ".aduan" / "infra" / "kafka" / "broker.pid").exists()

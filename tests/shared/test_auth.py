@@ -10,7 +10,7 @@ from shared.db import Database
 from tests.support import BackingServices, bearer, complaint, running_app
 
 OPEN_PATHS = {"/healthz", "/readyz", "/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc",
-              "/asyncapi.json"}
+              "/asyncapi.json", "/metrics"}
 # Public by design: the complainant's status (an access code) and Open311 (its own api_key).
 PUBLIC_PREFIXES = ("/public/", "/status", "/open311/")
 

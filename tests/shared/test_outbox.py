@@ -14,7 +14,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from sqlalchemy import select
 
 from shared.events import Event
-from shared.kafka_client import KafkaPublisher
+from shared.kafka_client import KafkaPublisher, Record
 from shared.outbox import OutboxRelay, append, sequence
 from tests.shared.probe import (
     PROBE_EVENTS,
@@ -186,7 +186,7 @@ class LosesAcknowledgements(KafkaPublisher):
         super().__init__(*args, **kwargs)
         self.losses = losses
 
-    async def publish_many(self, records: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    async def publish_many(self, records: Sequence[Record]) -> None:
         await super().publish_many(records)
         if self.losses:
             self.losses -= 1

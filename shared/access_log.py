@@ -1,0 +1,120 @@
+"""One log line and one set of request metrics per HTTP request, a request id, a trace hop.
+
+The outermost ASGI layer, so it also sees answers the guards give before routing (413, 415, 422)
+and those of unknown paths. What it logs is chosen so no token or reporter's data can appear:
+the route template (``/v1/complaints/{complaint_id}``), never the path; the caller's token name,
+never the token; query parameters that carry credentials redacted.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from urllib.parse import parse_qsl, urlencode
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared import tracing
+
+logger = logging.getLogger("aduan.access")
+
+REQUEST_ID_HEADER = b"x-request-id"
+# A caller's id is echoed back and logged: only a bounded, plain one is kept.
+_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# Open311 clients put a partner's token in ``api_key``.
+REDACTED_PARAMETERS = frozenset({"api_key", "token", "access_token"})
+UNMATCHED = "<unmatched>"
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class RequestMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        labels = ("method", "route", "status")
+        self.requests = Counter("aduan_http_requests", "HTTP requests answered",
+                                labels, registry=registry)
+        self.latency = Histogram("aduan_http_request_duration_seconds",
+                                 "Time from the request's arrival to the end of the answer",
+                                 labels, registry=registry, buckets=LATENCY_BUCKETS)
+
+
+def redacted_query(query: bytes) -> str:
+    pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+    return str(urlencode([(k, "REDACTED" if k.lower() in REDACTED_PARAMETERS else v)
+                          for k, v in pairs], safe="/,:"))
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == REQUEST_ID_HEADER:
+            text = bytes(value).decode("latin-1")
+            if _SAFE_REQUEST_ID.fullmatch(text):
+                return text
+            break
+    return uuid.uuid4().hex
+
+
+def _route_template(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None) if isinstance(route, BaseRoute) else None
+    return path if isinstance(path, str) else UNMATCHED
+
+
+def _caller(scope: Scope) -> str | None:
+    actor = scope.get("state", {}).get("actor")
+    name = getattr(actor, "name", None)
+    return name if isinstance(name, str) else None
+
+
+class AccessLog:
+    def __init__(self, app: ASGIApp, metrics: RequestMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = _request_id(scope)
+        scope.setdefault("state", {})  # shared with request.state, where auth puts the caller
+        status = 500
+        carrier = {name.decode("latin-1"): value.decode("latin-1")
+                   for name, value in scope.get("headers", ())
+                   if name.decode("latin-1") in tracing.HEADERS}
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                message["headers"] = [*message.get("headers", ()),
+                                      (REQUEST_ID_HEADER, request_id.encode())]
+            await send(message)
+
+        with (tracing.continued(carrier) as span,
+              structlog.contextvars.bound_contextvars(request_id=request_id)):
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                self._record(scope, status, time.perf_counter() - started, request_id,
+                             tracing.trace_id_hex(span))
+
+    def _record(self, scope: Scope, status: int, seconds: float, request_id: str,
+                trace_id: str) -> None:
+        route = _route_template(scope)
+        method = str(scope["method"])
+        self.metrics.requests.labels(method, route, str(status)).inc()
+        self.metrics.latency.labels(method, route, str(status)).observe(seconds)
+        fields: dict[str, object] = {
+            "method": method, "route": route, "status": status,
+            "duration_ms": round(seconds * 1000, 1), "caller": _caller(scope),
+            "request_id": request_id, "trace_id": trace_id,
+        }
+        query: bytes = scope.get("query_string", b"")
+        if query:
+            fields["query"] = redacted_query(query)
+        logger.info("%s %s %d", method, route, status, extra=fields)

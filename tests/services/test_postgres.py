@@ -1,0 +1,81 @@
+"""The embedded PostgreSQL launcher: folder permissions and servers nobody answers for."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from services.postgres import PostgresUnavailable, server_running, start_postgres
+from tests.support import BackingServices, ServiceProcess
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the server runs as another user only under root")
+def test_running_as_root_never_widens_the_parents_of_the_data_directory(tmp_path: Path) -> None:
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    (private / "inner").mkdir(mode=0o750)
+    with pytest.raises(PostgresUnavailable, match=f"cannot enter {private}"):
+        start_postgres(private / "inner" / "pgdata")
+    assert (mode(private), mode(private / "inner")) == (0o700, 0o750)
+
+    # Enterable but not listable: enough for the server, and left exactly so.
+    private.chmod(0o711)
+    (private / "inner").chmod(0o711)
+    pg = start_postgres(private / "inner" / "pgdata", temporary=True)
+    try:
+        assert (mode(private), mode(private / "inner")) == (0o711, 0o711)
+    finally:
+        pg.stop()
+
+
+def embedded_env(tmp_path: Path) -> dict[str, str]:
+    env = BackingServices(database_url="", kafka=None, workdir=tmp_path).env()
+    del env["ADUAN_DATABASE_URL"]
+    return env
+
+
+async def test_serve_never_leaves_its_postgres_running_unnoticed(tmp_path: Path) -> None:
+    env = embedded_env(tmp_path)
+    pgdata = Path(env["ADUAN_DATA_DIR"]) / "pgdata"
+
+    # A closed terminal: SIGHUP stops the server gracefully, and its PostgreSQL with it.
+    server = ServiceProcess("all", env, tmp_path / "serve.log").start()
+    try:
+        await server.wait_ready(timeout=120)
+        assert server_running(pgdata)
+        assert server.process is not None
+        server.process.send_signal(signal.SIGHUP)
+        assert await asyncio.to_thread(server.process.wait, 30) == 0, server.log_tail()
+        assert not server_running(pgdata), server.log_tail()
+
+        # kill -9 leaves PostgreSQL behind; the next aduan command adopts it and stops it.
+        server = ServiceProcess("all", env, tmp_path / "serve-2.log").start()
+        await server.wait_ready(timeout=120)
+        server.stop(kill=True)
+        assert server_running(pgdata)
+        started = time.monotonic()
+        later = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "services.cli", "migrate"], env=env,
+            capture_output=True, text=True, timeout=120, check=False)
+        assert later.returncode == 0, later.stderr
+        assert "adopting the PostgreSQL server left running" in later.stderr
+        assert not server_running(pgdata)
+        print(f"\nleft-over PostgreSQL adopted and stopped by `aduan migrate` in "
+              f"{time.monotonic() - started:.1f}s")
+    finally:
+        server.stop(kill=True)
+        if server_running(pgdata):
+            subprocess.run([sys.executable, "-m", "services.cli", "migrate"], env=env,
+                           capture_output=True, timeout=120, check=False)

@@ -1,0 +1,83 @@
+"""The access log, request ids and ``GET /metrics`` of a real ``aduan serve`` process."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import httpx
+
+from tests.support import BackingServices, ServiceProcess, bearer, complaint
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+def access_lines(log: str) -> dict[str, dict[str, Any]]:
+    """The access-log lines by request id (other lines are not JSON with a route)."""
+    lines: dict[str, dict[str, Any]] = {}
+    for line in log.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and "route" in record:
+            assert record["request_id"] not in lines, f"two lines for one request: {line}"
+            lines[record["request_id"]] = record
+    return lines
+
+
+async def test_one_json_line_per_request_with_its_request_id(services: BackingServices) -> None:
+    token = await services.token("partner", "posko-pln")
+    env = services.env(ADUAN_LOG_FORMAT="json", ADUAN_METRICS_TOKEN="scrape-secret")
+    server = ServiceProcess("all", env, services.workdir / "serve.log").start()
+    try:
+        await server.wait_ready()
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            created = await client.post("/v1/complaints", json=complaint(), headers={
+                **bearer(token), "X-Request-ID": "pos-7781",
+                "traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-01"})
+            assert created.status_code == 201, created.text
+            assert created.headers["x-request-id"] == "pos-7781"
+            read = await client.get(f"/v1/complaints/{created.json()['id']}",
+                                    params={"api_key": "partner-secret", "page": "2"},
+                                    headers=bearer(token))
+            assert read.status_code == 200
+            generated = read.headers["x-request-id"]
+            assert re.fullmatch(r"[0-9a-f]{32}", generated)
+            hostile = await client.get("/nowhere", headers={"X-Request-ID": "a\tb" * 100})
+            assert hostile.status_code == 404
+            assert re.fullmatch(r"[0-9a-f]{32}", hostile.headers["x-request-id"])
+
+            refused = await client.get("/metrics")
+            assert refused.status_code == 401
+            assert refused.headers["content-type"] == "application/problem+json"
+            scraped = await client.get("/metrics", headers=bearer("scrape-secret"))
+            assert scraped.status_code == 200
+            assert scraped.headers["content-type"].startswith("text/plain; version=")
+        figures = scraped.text
+        assert ('aduan_http_requests_total{method="POST",route="/v1/complaints",'
+                'status="201"} 1.0') in figures
+        assert ('aduan_http_request_duration_seconds_count{method="GET",'
+                'route="/v1/complaints/{complaint_id}",status="200"} 1.0') in figures
+        assert 'route="<unmatched>",status="404"} 1.0' in figures
+        assert 'aduan_db_pool_connections{state="checked_out"}' in figures
+        assert re.search(r'aduan_consumer_lag\{group="aduan-case",partition="0",'
+                         r'topic="aduan.complaints.v1"\} [01]\.0', figures)
+        assert "aduan_database_up 1.0" in figures
+    finally:
+        server.stop()
+
+    log = server.log_tail(lines=10_000)
+    lines = access_lines(log)
+    posted = lines["pos-7781"]
+    assert {k: posted[k] for k in ("method", "route", "status", "caller", "trace_id")} == {
+        "method": "POST", "route": "/v1/complaints", "status": 201, "caller": "posko-pln",
+        "trace_id": TRACE_ID}
+    assert posted["duration_ms"] > 0
+    assert lines[generated]["route"] == "/v1/complaints/{complaint_id}"
+    assert lines[generated]["query"] == "api_key=REDACTED&page=2"
+    assert lines[hostile.headers["x-request-id"]]["route"] == "<unmatched>"
+    assert lines[hostile.headers["x-request-id"]]["caller"] is None
+    for secret in (token, "partner-secret", "scrape-secret", "Siti Aminah", "siti@example.id"):
+        assert secret not in log

@@ -1,0 +1,87 @@
+"""One complaint's trace: the request's ``traceparent`` through the outbox, Kafka and consumers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from shared.events import CASES_TOPIC, COMPLAINTS_TOPIC
+from tests.shared.probe import read_topic
+from tests.support import BackingServices, bearer, complaint, eventually, running_app
+
+TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
+CALLER_SPAN = "b7ad6b7169203331"
+HEADERS = {"traceparent": f"00-{TRACE_ID}-{CALLER_SPAN}-01", "tracestate": "posko=pln"}
+
+
+def trace_of(traceparent: str) -> tuple[str, str]:
+    version, trace_id, span_id, flags = traceparent.split("-")
+    assert (version, flags) == ("00", "01")
+    return trace_id, span_id
+
+
+async def outbox_traces(database_url: str, schema: str, subject: str) -> list[Any]:
+    dsn = make_url(database_url).set(drivername="postgresql").render_as_string(
+        hide_password=False)
+    connection = await asyncpg.connect(dsn)
+    try:
+        return list(await connection.fetch(
+            f"SELECT envelope->>'type' AS type, trace_context::text AS trace "
+            f"FROM {schema}.outbox WHERE key = $1 ORDER BY id", subject))
+    finally:
+        await connection.close()
+
+
+async def test_the_request_trace_reaches_the_database_log_and_its_consumers(
+        services: BackingServices) -> None:
+    partner = await services.token("partner", "posko-pln")
+    async with running_app(services) as client:
+        created = await client.post("/v1/complaints", json=complaint(),
+                                    headers={**bearer(partner), **HEADERS})
+        assert created.status_code == 201, created.text
+        subject = created.json()["id"]
+
+        async def case_opened() -> list[Any]:
+            rows = await outbox_traces(services.database_url, "cases", subject)
+            assert rows
+            return rows
+
+        opened = await eventually(case_opened)
+    received = await outbox_traces(services.database_url, "intake", subject)
+    for row in [*received, *opened]:
+        trace = json.loads(row["trace"])
+        trace_id, span_id = trace_of(trace["traceparent"])
+        assert trace_id == TRACE_ID, row["type"]
+        assert span_id != CALLER_SPAN  # each hop is a span of its own
+        assert trace["tracestate"] == "posko=pln"
+
+
+async def test_the_request_trace_travels_in_kafka_headers(
+        kafka_services: BackingServices) -> None:
+    partner = await kafka_services.token("partner", "posko-pln")
+    assert kafka_services.kafka is not None
+    async with running_app(kafka_services) as client:
+        created = await client.post("/v1/complaints", json=complaint(),
+                                    headers={**bearer(partner), **HEADERS})
+        assert created.status_code == 201, created.text
+
+        async def both_published() -> list[Any]:
+            records = [r for topic in (COMPLAINTS_TOPIC, CASES_TOPIC)
+                       for r in await read_topic(kafka_services.kafka or "",
+                                                 kafka_services.prefix + topic)]
+            assert len(records) == 2  # complaint received, case opened (by the case consumer)
+            return records
+
+        records = await eventually(both_published)
+    spans = set()
+    for record in records:
+        headers = dict(record.headers)
+        trace_id, span_id = trace_of(headers["traceparent"].decode())
+        assert trace_id == TRACE_ID
+        assert headers["tracestate"] == b"posko=pln"
+        spans.add(span_id)
+    assert len(spans) == 2
+    assert CALLER_SPAN not in spans
