@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint bench clean chromium
+.PHONY: run test lint bench clean asyncapi chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ chromium:
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+# The event contract's AsyncAPI document, regenerated from the event models.
+asyncapi: $(STAMP)
+	$(BIN)/python -m services.asyncapi > docs/asyncapi.yaml
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

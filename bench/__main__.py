@@ -1,4 +1,5 @@
-"""``python -m bench [--cases N]``: runs the benchmarks, writes bench/results/*.json, prints."""
+"""``python -m bench [--quick] [--only NAME ...]``: runs the benchmarks, writes
+bench/results/<name>.json and prints one table per benchmark (see docs/benchmarks.md)."""
 
 from __future__ import annotations
 
@@ -6,35 +7,83 @@ import argparse
 import asyncio
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from bench import summary
+from bench import idle, intake, summary
 
 RESULTS = Path(__file__).with_name("results")
+NAMES = ("intake", "idle", "summary")
+
+
+def _table(title: str, rows: list[tuple[str, str, str]]) -> Table:
+    table = Table(title=title)
+    for column in ("figure", "aduan", "reference in the same run"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def intake_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
+    a, o = r["allinone"], r["overload"]
+    return [
+        (f"all-in-one, {r['clients']} clients: accepted/s",
+         f"{a['accepted_per_s']} (p50 {a['p50_ms']} ms, p99 {a['p99_ms']} ms)",
+         f"pgbench app SQL {r['pgbench_app_sql_tps']} TPS (x{r['ratio_to_app_sql']}); "
+         f"ceiling {r['pgbench_ceiling_tps']} TPS (x{r['ratio_to_ceiling']})"),
+        ("intake alone: one process vs two side by side",
+         f"{r['intake_two_processes_per_s']}/s with two", f"{r['intake_one_process_per_s']}/s"),
+        (f"overload at {o['offered_per_s']}/s offered (2x sustained)",
+         f"201: {o['answered_201']} (p99 {o['p99_ms']} ms), 503+Retry-After: "
+         f"{o['refused_503_with_retry_after']} (p99 {o['p99_503_ms']} ms), "
+         f"other: {o['other_statuses']}",
+         f"stored {o['stored']} of {o['answered_201']} answered 201"),
+    ]
+
+
+def idle_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
+    return [("idle all-in-one + PostgreSQL: CPU % of a core",
+             str(r["allinone_with_postgres_cpu_percent_of_a_core"]),
+             f"PostgreSQL alone {r['postgres_alone_cpu_percent_of_a_core']}"),
+            ("idle all-in-one + PostgreSQL: PSS MB", str(r["allinone_with_postgres_pss_mb"]),
+             f"PostgreSQL alone {r['postgres_alone_pss_mb']}"),
+            ("idle commits/s", str(r["commits_per_second_idle"]), "-")]
+
+
+def summary_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
+    return [(f"summary over {r['cases']:,} cases: {row['period']}",
+             f"median {row['summary_ms']} ms, p99 {row['p99_ms']} ms",
+             f"one scan of metrics.cases {row['reference_ms']} ms (x{row['ratio']})")
+            for row in r["results"]]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("--cases", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--quick", action="store_true",
+                        help="shorter runs (5 s per load, 200,000 cases)")
+    parser.add_argument("--only", nargs="*", choices=NAMES, default=list(NAMES))
+    parser.add_argument("--cases", type=int)
     args = parser.parse_args()
-    result = asyncio.run(summary.run(args.cases, args.repeat,
-                                     os.environ.get("ADUAN_BENCH_DATABASE_URL")))
+    cases = args.cases or (200_000 if args.quick else 1_000_000)
+    runs: dict[str, tuple[Callable[[], Any], Callable[[dict[str, Any]], Any]]] = {
+        "intake": (lambda: intake.run(seconds=5 if args.quick else 15), intake_rows),
+        "idle": (lambda: idle.run(seconds=5 if args.quick else 10), idle_rows),
+        "summary": (lambda: summary.run(cases, 30, os.environ.get("ADUAN_BENCH_DATABASE_URL")),
+                    summary_rows),
+    }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "summary.json").write_text(json.dumps(result, indent=2) + "\n")
-    table = Table(title=f"GET /v1/metrics/summary over {result['cases']:,} cases "
-                        f"(median of {result['repeat']})")
-    for column in ("period", "summary ms", "reference ms", "ratio"):
-        table.add_column(column, justify="left" if column == "period" else "right")
-    for row in result["results"]:
-        table.add_row(row["period"], f"{row['summary_ms']:.1f}", f"{row['reference_ms']:.1f}",
-                      f"{row['ratio']:.3f}")
     console = Console()
-    console.print(table)
-    console.print(f"reference: {result['reference']}; data loaded in {result['load_seconds']}s")
+    for name in args.only:
+        run, rows = runs[name]
+        result = asyncio.run(run())
+        result["mode"] = "quick" if args.quick else "full"
+        (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+        console.print(_table(name, rows(result)))
 
 
 if __name__ == "__main__":

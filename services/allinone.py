@@ -16,7 +16,12 @@ SERVICES: dict[str, Service] = {"intake": INTAKE, "case": CASE, "metrics": METRI
 DEFAULT_PORTS = {"all": 8000, "intake": 8001, "case": 8002, "metrics": 8003}
 DESCRIPTION = (
     "Complaint intake, case handling and performance figures of an Ombudsman office. "
-    "Every `/v1` path needs `Authorization: Bearer <token>`; errors are RFC 9457 problem JSON."
+    "Every `/v1` path needs `Authorization: Bearer <token>`; errors are RFC 9457 problem JSON.\n\n"
+    "The server itself answers, before any route: 431 when the request line and headers exceed "
+    "16 KiB; 408 (and closes the connection) when a request has not arrived whole within "
+    "`ADUAN_REQUEST_DEADLINE_SECONDS` (30 s) of its first byte; 429 when one client address "
+    "already holds `ADUAN_MAX_CONNECTIONS_PER_CLIENT` (100) open connections. Text must be "
+    "Unicode: a lone UTF-16 surrogate (`\\ud800`) anywhere in a JSON body is a 422."
 )
 
 

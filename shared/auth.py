@@ -58,13 +58,22 @@ class Actor:
         return self.role in (Role.assistant, Role.admin)
 
 
-def check_token_name(name: str) -> None:
-    """A name shows up as ``submitted_by`` and in logs: short, printable, visible."""
+def check_new_token(name: str, role: Role, agency_code: str | None) -> None:
+    """Raises ValueError (one line, for the command line) unless the token may be created as
+    asked. The name shows up as ``submitted_by`` and in logs: short, printable, visible."""
     if not is_storable(name) or not name.isprintable() or is_blank(name):
         raise ValueError("a token name must be printable text, not blank")
     if len(name) > MAX_NAME_LENGTH:
         raise ValueError(f"a token name may have at most {MAX_NAME_LENGTH} characters "
                          f"(got {len(name)})")
+    if role is Role.liaison and not agency_code:
+        raise ValueError("--agency is required for a liaison token")
+    if role is not Role.liaison and agency_code:
+        raise ValueError("--agency is only for liaison tokens")
+    if agency_code is not None and not re.fullmatch(AGENCY_CODE, agency_code):
+        raise ValueError(f"--agency {printable(agency_code)[:80]!r} is not an agency code "
+                         "(lower-case letters, digits and '-', 2..64 characters, e.g. "
+                         "pln-uiw-babel)")
 
 
 def hash_token(token: str) -> str:
@@ -82,15 +91,7 @@ async def create_token(
 
     A name is never reused, not even a revoked token's: complaints are scoped to their
     submitter's name, and a new token under an old name would inherit them."""
-    check_token_name(name)
-    if role is Role.liaison and not agency_code:
-        raise ValueError("--agency is required for a liaison token")
-    if role is not Role.liaison and agency_code:
-        raise ValueError("--agency is only for liaison tokens")
-    if agency_code is not None and not re.fullmatch(AGENCY_CODE, agency_code):
-        raise ValueError(f"--agency {printable(agency_code)[:80]!r} is not an agency code "
-                         "(lower-case letters, digits and '-', 2..64 characters, e.g. "
-                         "pln-uiw-babel)")
+    check_new_token(name, role, agency_code)
     existing = await session.get(Token, name)
     if existing is not None and existing.revoked_at is None:
         raise ValueError(f"a token named {name!r} already exists")

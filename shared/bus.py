@@ -29,6 +29,7 @@ from shared.events import Event, MalformedEvent
 from shared.kafka_client import KafkaPublisher
 from shared.outbox import sequence as outbox_sequence
 from shared.tables import EventTables
+from shared.wakeup import Wakeup
 
 logger = logging.getLogger(__name__)
 
@@ -337,8 +338,12 @@ class DatabaseLogRunner:
 
     def __init__(self, subscription: Subscription, database: Database,
                  logs: Mapping[str, EventTables], *, poll_seconds: float = 0.2,
-                 batch_size: int = 500, policy: RetryPolicy | None = None) -> None:
+                 batch_size: int = 500, policy: RetryPolicy | None = None,
+                 wakeup: Wakeup | None = None) -> None:
         self.subscription = subscription
+        self.wakeup = wakeup
+        self.woken = wakeup.subscribe(*{logs[t].schema for t in subscription.topics}) \
+            if wakeup else None
         self.database = database
         self.logs = logs
         self.poll_seconds = poll_seconds
@@ -347,6 +352,8 @@ class DatabaseLogRunner:
 
     async def run(self) -> None:
         while True:
+            if self.woken is not None:
+                self.woken.clear()  # set again by any commit from here on: none is missed
             moved = 0
             for topic in self.subscription.topics:
                 try:
@@ -358,7 +365,10 @@ class DatabaseLogRunner:
                                    type(exc).__name__)
                     await asyncio.sleep(1.0)
             if not moved:
-                await asyncio.sleep(self.poll_seconds)
+                if self.wakeup is not None and self.woken is not None:
+                    await self.wakeup.wait(self.woken, self.poll_seconds)
+                else:
+                    await asyncio.sleep(self.poll_seconds)
 
     async def position(self, session: AsyncSession, topic: str) -> int:
         positions = self.subscription.tables.log_positions

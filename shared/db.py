@@ -6,7 +6,7 @@ The request (or message) edge owns the transaction: it opens a session, the serv
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated
@@ -35,10 +35,16 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+# ``session.info`` key: the schemas whose outbox a transaction appended to (``shared.outbox``).
+OUTBOX_APPENDED = "outbox_appended"
+
+
 @dataclass
 class Database:
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
+    # Told after a commit that appended to outboxes (``shared.wakeup``): readers wake on it.
+    after_outbox_commit: Callable[[set[str]], None] | None = None
 
     @classmethod
     def connect(cls, url: str, *, pool_size: int = 10, max_overflow: int | None = None,
@@ -58,8 +64,12 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session whose work is committed on success and rolled back on error."""
-        async with self.sessionmaker() as session, session.begin():
-            yield session
+        async with self.sessionmaker() as session:
+            async with session.begin():
+                yield session
+            appended: set[str] | None = session.info.pop(OUTBOX_APPENDED, None)
+            if appended and self.after_outbox_commit is not None:
+                self.after_outbox_commit(appended)
 
     async def ping(self) -> None:
         """A round trip on a connection of its own: never cancels a pooled connection."""

@@ -10,10 +10,11 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import tracing
-from shared.db import Database
+from shared.db import OUTBOX_APPENDED, Database
 from shared.events import Event
 from shared.kafka_client import KafkaPublisher
 from shared.tables import EventTables
+from shared.wakeup import Wakeup
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ async def append(session: AsyncSession, tables: EventTables, topic: str, event: 
             trace_context=tracing.current_carrier(),
         )
     )
+    session.info.setdefault(OUTBOX_APPENDED, set()).add(tables.schema)
 
 
 async def sequence(session: AsyncSession, tables: EventTables, *, limit: int = 5000) -> int:
@@ -84,8 +86,11 @@ class OutboxRelay:
     """
 
     def __init__(self, database: Database, tables: EventTables, publisher: KafkaPublisher,
-                 *, batch_size: int = 500, poll_seconds: float = 0.2) -> None:
+                 *, batch_size: int = 500, poll_seconds: float = 0.2,
+                 wakeup: Wakeup | None = None) -> None:
         self.database = database
+        self.wakeup = wakeup
+        self.woken = wakeup.subscribe(tables.schema) if wakeup else None
         self.tables = tables
         self.publisher = publisher
         self.batch_size = batch_size
@@ -123,10 +128,12 @@ class OutboxRelay:
         backoff = self.poll_seconds
         while True:
             try:
+                if self.woken is not None:
+                    self.woken.clear()
                 sent = await self.publish_batch()
                 backoff = self.poll_seconds
                 if sent < self.batch_size:
-                    await asyncio.sleep(self.poll_seconds)
+                    await self._idle()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -134,6 +141,12 @@ class OutboxRelay:
                                self.tables.schema, type(exc).__name__, exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+
+    async def _idle(self) -> None:
+        if self.wakeup is not None and self.woken is not None:
+            await self.wakeup.wait(self.woken, self.poll_seconds)
+        else:
+            await asyncio.sleep(self.poll_seconds)
 
     async def drain(self, within: float = 10.0) -> None:
         """Publishes what is pending (used on shutdown)."""

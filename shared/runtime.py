@@ -16,6 +16,7 @@ from shared.kafka_client import KafkaPublisher, ensure_topics
 from shared.outbox import OutboxRelay
 from shared.settings import Settings
 from shared.tables import CASE_EVENTS, INTAKE_EVENTS, EventTables
+from shared.wakeup import Wakeup
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ class Runtime:
     relays: list[OutboxRelay] = field(default_factory=list)
     consumers: list[KafkaConsumerRunner | DatabaseLogRunner] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    wakeup: Wakeup | None = None
 
     @classmethod
     def create(cls, settings: Settings, *, clock: Clock | None = None) -> Runtime:
@@ -48,14 +50,16 @@ class Runtime:
                                     pool_size=settings.database_pool_size,
                                     max_overflow=settings.database_max_overflow,
                                     pool_timeout=settings.database_pool_timeout_seconds)
-        return cls(settings, database, clock or SystemClock(), publisher)
+        wakeup = Wakeup(database.dsn, fallback_seconds=settings.wakeup_fallback_seconds)
+        database.after_outbox_commit = wakeup.committed
+        return cls(settings, database, clock or SystemClock(), publisher, wakeup=wakeup)
 
     def relay(self, tables: EventTables) -> None:
         """Publishes this service's outbox to Kafka (nothing to do without Kafka)."""
         if self.publisher is None:
             return
         relay = OutboxRelay(self.database, tables, self.publisher,
-                            poll_seconds=self.settings.relay_poll_seconds)
+                            poll_seconds=self.settings.relay_poll_seconds, wakeup=self.wakeup)
         self.relays.append(relay)
         self.spawn(f"relay:{tables.schema}", relay.run)
 
@@ -70,7 +74,8 @@ class Runtime:
             )
         else:
             runner = DatabaseLogRunner(subscription, self.database, DATABASE_LOGS,
-                                       poll_seconds=self.settings.consumer_poll_seconds)
+                                       poll_seconds=self.settings.consumer_poll_seconds,
+                                       wakeup=self.wakeup)
         self.consumers.append(runner)
         if isinstance(runner, KafkaConsumerRunner):
             kafka_runner = runner
@@ -83,6 +88,11 @@ class Runtime:
             self.spawn(f"consumer:{subscription.consumer}", topics_then_run)
             return
         self.spawn(f"consumer:{subscription.consumer}", runner.run)
+
+    def listen(self) -> None:
+        """Starts announcing this process's outbox commits and waking its readers."""
+        if self.wakeup is not None:
+            self.spawn("wakeup", self.wakeup.run)
 
     def spawn(self, name: str, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
         async def guarded() -> None:

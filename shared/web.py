@@ -69,6 +69,7 @@ def build_app(services: Sequence[Service], *, title: str, settings: Settings | N
         app.state.public_rate_limiter = RateLimiter(settings.public_status_per_minute)
         for service in services:
             service.start(runtime)
+        runtime.listen()  # after the services subscribed their readers
         logger.info("%s started (%s)", title,
                     "kafka" if runtime.publisher else "database event log")
         try:

@@ -51,6 +51,8 @@ class BackingServices:
             # tests (tests/shared/test_admission.py) set these themselves.
             "max_requests_in_flight": 0,
             "database_pool_timeout_seconds": 30,
+            # Events written behind the app's back (tests that inject them) are still read soon.
+            "wakeup_fallback_seconds": 1.0,
             "data_dir": self.workdir / ".aduan",
         }
         values.update(overrides)
@@ -67,6 +69,7 @@ class BackingServices:
             "ADUAN_RATE_LIMIT_PER_MINUTE": "0",
             "ADUAN_MAX_REQUESTS_IN_FLIGHT": "0",
             "ADUAN_DATABASE_POOL_TIMEOUT_SECONDS": "30",
+            "ADUAN_WAKEUP_FALLBACK_SECONDS": "1",
             "ADUAN_DATA_DIR": str(self.workdir / ".aduan"),
             # An embedded server a process starts takes any free port, never the shared default.
             "ADUAN_DATABASE_PORT": "0",

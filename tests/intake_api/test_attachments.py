@@ -7,6 +7,7 @@ import hashlib
 import json
 import tracemalloc
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -14,7 +15,14 @@ import asyncpg
 import httpx
 from sqlalchemy.engine import make_url
 
-from tests.support import BackingServices, bearer, complaint, eventually, running_app
+from tests.support import (
+    BackingServices,
+    ServiceProcess,
+    bearer,
+    complaint,
+    eventually,
+    running_app,
+)
 
 PDF = b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\ntrailer\n%%EOF\n"
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(32)
@@ -255,6 +263,7 @@ async def test_a_200_mib_upload_is_refused_while_streaming_in_flat_memory(
         # Refused at the limit: the server stopped reading a little past 10 MiB of 200 ...
         assert sent < 12 * MIB
         # ... and never held more than a small part of it (the spool keeps 1 MiB in memory).
+        print(f"\n200 MiB offered: {sent / MIB:.1f} MiB read, peak {peak / MIB:.1f} MiB")
         assert peak < 8 * MIB, f"peak {peak / MIB:.1f} MiB"
 
         declared = await client.post(
@@ -263,6 +272,58 @@ async def test_a_200_mib_upload_is_refused_while_streaming_in_flat_memory(
                      "content-length": str(offered)})
         assert declared.status_code == 413
     assert await stored(services) == (0, 0, [])
+
+
+def peak_rss(pid: int) -> int:
+    """The process's peak resident memory (VmHWM), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+async def test_a_real_server_refuses_a_200_mib_chunked_upload_without_growing(
+    services: BackingServices, tmp_path: Path,
+) -> None:
+    partner = await services.token("partner")
+    server = ServiceProcess("all", services.env(), tmp_path / "server.log").start()
+    sent = 0
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal sent
+        yield (b"--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.pdf\""
+               b"\r\n\r\n%PDF-1.7\n")
+        for _ in range(200):
+            sent += MIB
+            yield b"0" * MIB
+        yield b"\r\n--x--\r\n"
+
+    try:
+        await server.wait_ready()
+        assert server.process is not None
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+            complaint_id = await new_complaint(client, partner)
+            path = f"/v1/complaints/{complaint_id}/attachments"
+            warm = await upload(client, partner, complaint_id, "a.pdf", PDF)
+            assert warm.status_code == 201
+            before = peak_rss(server.process.pid)
+            response = await client.post(path, content=body(), headers={
+                **bearer(partner), "content-type": "multipart/form-data; boundary=x"})
+            grown = peak_rss(server.process.pid) - before
+            assert response.status_code == 413, server.log_tail()
+            assert response.headers["content-type"] == "application/problem+json"
+            # Chunked, with no Content-Length: the server read on to the end without keeping
+            # any of it (a client reliably gets the 413 only if the connection is not reset
+            # under it), and its process barely grew.
+            assert sent == 200 * MIB
+            print(f"\n200 MiB chunked upload: 413, server peak RSS grew {grown / MIB:.1f} MiB")
+            assert grown < 32 * MIB, f"peak RSS grew {grown / MIB:.1f} MiB"
+            after = await client.get(path, headers=bearer(partner))
+            assert len(after.json()["items"]) == 1
+    finally:
+        server.stop()
+    rows, _, events = await stored(services)
+    assert (rows, len(events)) == (1, 1)
 
 
 async def test_at_most_twenty_per_complaint_even_when_racing(services: BackingServices) -> None:

@@ -25,6 +25,7 @@ from tests.case_api.helpers import (
     query,
     wait_case,
 )
+from tests.shared.probe import read_topic
 from tests.support import BackingServices, bearer, eventually, running_app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -162,3 +163,43 @@ async def test_the_document_is_served(services: BackingServices) -> None:
         response = await client.get("/asyncapi.json")
         assert response.status_code == 200
         assert response.json() == json.loads(json.dumps(document()))
+
+
+async def test_kafka_records_carry_the_documented_headers_and_keys(
+    kafka_services: BackingServices,
+) -> None:
+    tokens = await Tokens.create(kafka_services)
+    prefix = kafka_services.prefix
+    async with running_app(kafka_services) as client:
+        case = await open_case(client, tokens)
+        attached = await client.post(f"/v1/complaints/{case['id']}/attachments",
+                                     files={"file": ("a.png", b"\x89PNG\r\n\x1a\n" + bytes(16))},
+                                     headers=bearer(tokens.partner))
+        assert attached.status_code == 201
+        await ok(client, tokens.assistant, case["id"], "register")
+
+        broker = kafka_services.kafka or ""
+
+        async def published() -> list[Any]:
+            records = [*await read_topic(broker, f"{prefix}aduan.complaints.v1"),
+                       *await read_topic(broker, f"{prefix}aduan.cases.v1")]
+            assert len(records) >= 4
+            return records
+
+        records = await eventually(published)
+    doc = document()
+    for record in records:
+        envelope = json.loads(record.value)
+        [event] = [e for e in EVENT_TYPES if e.event_type == envelope["type"]]
+        message = doc["components"]["messages"][event.name]
+        headers = {key: value.decode() for key, value in record.headers}
+        assert headers["content-type"] == message["headers"]["properties"]["content-type"]["const"]
+        assert set(message["headers"]["required"]) <= headers.keys()
+        assert record.key.decode() == envelope["subject"] == case["id"]
+        assert record.topic == prefix + next(
+            c["address"] for c in doc["channels"].values()
+            if f"#/components/messages/{event.name}" in json.dumps(c["messages"])
+        ).removeprefix("{prefix}")
+        validator_for(envelope["type"]).validate(envelope)
+    assert {json.loads(r.value)["type"].rsplit(".", 2)[-2] for r in records} >= {
+        "received", "attachment_added", "opened", "transitioned"}

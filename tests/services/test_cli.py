@@ -106,3 +106,29 @@ async def test_failed_infra_up_leaves_nothing_running(tmp_path: Path) -> None:
     assert "Java" in up.stderr
     assert not server_running(tmp_path / ".aduan" / "infra" / "pg")
     assert not (tmp_path / ".aduan" / "infra" / "kafka" / "broker.pid").exists()
+
+
+def test_token_create_refuses_bad_agency_codes_and_names_in_one_line(
+        services: BackingServices) -> None:
+    env = services.env()
+    for args, words in [
+        (("--role", "liaison", "--name", "narahubung-pln", "--agency", "PLN-UIW-BABEL"),
+         "not an agency code"),
+        (("--role", "liaison", "--name", "narahubung-pln", "--agency", "pln/uiw"),
+         "not an agency code"),
+        (("--role", "partner", "--name", "p" * 5000), "at most 100"),
+        (("--role", "partner", "--name", "\u200b"), "blank"),
+    ]:
+        refused = aduan("token", "create", *args, env=env)
+        assert refused.returncode == 2, (args, refused.stderr)
+        lines = refused.stderr.strip().splitlines()
+        assert len(lines) == 1, refused.stderr
+        assert words in lines[0]
+        assert "Traceback" not in refused.stderr
+    created = aduan("token", "create", "--role", "partner", "--name", "posko", env=env)
+    assert created.returncode == 0, created.stderr
+    assert aduan("token", "revoke", "posko", env=env).returncode == 0
+    reused = aduan("token", "create", "--role", "partner", "--name", "posko", env=env)
+    assert reused.returncode == 2
+    assert "revoked" in reused.stderr
+    assert len(reused.stderr.strip().splitlines()) == 1

@@ -1,0 +1,109 @@
+"""Waking database-log readers and relays with ``LISTEN``/``NOTIFY`` instead of polling.
+
+A transaction that appended to an outbox is announced *after* it committed, by one ``NOTIFY``
+on a connection of its own (``aduan_outbox_<schema>``), coalesced: many commits in a burst make
+one notification. Writers never ``NOTIFY`` inside their own transaction, because PostgreSQL
+serialises the commits of notifying transactions on one lock, which is exactly the queue of one
+the intake path avoids. Readers ``LISTEN`` on the same connection and sleep until told, with a
+slow fallback poll (``fallback_seconds``) so that a notification lost with a broken connection
+delays an event, never strands it. While the listening connection is down, readers poll at
+their normal pace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+
+import asyncpg
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "aduan_outbox_"
+
+
+def channel(schema: str) -> str:
+    return PREFIX + schema
+
+
+class Wakeup:
+    def __init__(self, dsn: str, *, fallback_seconds: float = 10.0) -> None:
+        self.dsn = dsn
+        self.fallback_seconds = fallback_seconds
+        self.listening = False
+        self.notified = 0
+        self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self._pending: set[str] = set()
+        self._unheard: set[str] = set()
+        self._kick = asyncio.Event()
+        self._connection: asyncpg.Connection | None = None
+
+    def committed(self, schemas: set[str]) -> None:
+        """Called once a transaction that appended to these schemas' outboxes committed."""
+        self._pending |= schemas
+        self._kick.set()
+
+    def subscribe(self, *schemas: str) -> asyncio.Event:
+        """An event set whenever one of these outboxes may have new rows."""
+        event = asyncio.Event()
+        for schema in schemas:
+            if schema not in self._waiters:
+                self._unheard.add(schema)
+                self._kick.set()  # listened to from the next turn of ``_serve``
+            self._waiters[schema].add(event)
+        return event
+
+    async def wait(self, event: asyncio.Event, poll_seconds: float) -> None:
+        """Sleeps until ``event`` is set, or the poll interval when not listening."""
+        timeout = self.fallback_seconds if self.listening else poll_seconds
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await event.wait()
+
+    def _deliver(self, _connection: object, _pid: int, name: str, _payload: str) -> None:
+        for event in self._waiters.get(name.removeprefix(PREFIX), ()):
+            event.set()
+
+    async def run(self) -> None:
+        """Keeps the listening connection up and sends the coalesced notifications."""
+        backoff = 0.5
+        while True:
+            try:
+                await self._serve()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("notifications unavailable (%s); readers poll meanwhile",
+                               type(exc).__name__)
+            finally:
+                self.listening = False
+                await self._close()
+            for events in self._waiters.values():  # anything may have been missed
+                for event in events:
+                    event.set()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    async def _serve(self) -> None:
+        self._connection = connection = await asyncpg.connect(self.dsn, timeout=5)
+        self._unheard = set(self._waiters)
+        while True:
+            unheard, self._unheard = self._unheard, set()
+            for schema in sorted(unheard):
+                await connection.add_listener(channel(schema), self._deliver)
+            self.listening = True
+            await self._kick.wait()
+            self._kick.clear()
+            pending, self._pending = self._pending, set()
+            for schema in sorted(pending):
+                await connection.execute("SELECT pg_notify($1, '')", channel(schema))
+                self.notified += 1
+            await asyncio.sleep(0.002)  # let a burst of commits gather into one notification
+
+    async def _close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.close(timeout=2)
