@@ -64,6 +64,13 @@ BASE_GUIDES: dict[str, Guide] = {
         "200 when both are, 503 problem JSON naming what is not. No token needed; for "
         "readiness probes and load balancers.",
         {"status": "ready", "checks": {"database": "ok", "event_bus": "ok (kafka)"}}),
+    "GET /metrics": Guide(
+        "Prometheus metrics in the text exposition format: requests by route and status with "
+        "latency histograms, database pool use, outbox backlog and relay lag, consumer lag, "
+        "dead letters. No token unless `ADUAN_METRICS_TOKEN` is set (then as a bearer).",
+        "# TYPE aduan_http_requests_total counter\n"
+        'aduan_http_requests_total{method="GET",route="/v1/metrics/summary",status="200"} 42\n',
+        media="text/plain"),
     "GET /asyncapi.json": Guide(
         "The event contract as an AsyncAPI 3.0 document: the Kafka topics, the CloudEvents "
         "envelope and every event's data schema. No token needed.",
