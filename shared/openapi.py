@@ -130,10 +130,14 @@ def install_openapi(app: FastAPI, guides: Guides | None = None) -> None:
                     operation["security"] = [{"bearer": []}, {"basic": []}]
                 for code, text in extra.items():
                     responses.setdefault(code, {"description": text})
-                for code, response in responses.items():
+                for code, response in list(responses.items()):
                     # Open311 answers its errors as the standard's lists, not problem JSON.
                     if code[0] in "45" and not path.startswith("/open311/"):
                         response["content"] = problem
+                    elif "HTTPValidationError" in str(response.get("content")):
+                        # FastAPI's own 422, whose schema is removed above: a dangling
+                        # reference stops ReDoc from rendering anything.
+                        del responses[code]
         _teach(schema, {**BASE_GUIDES, **(guides or {})})
         app.openapi_schema = schema
         return schema

@@ -38,8 +38,17 @@ async def test_docs_and_redoc_render_the_operations_from_local_files(
         assert swagger.hosts() == {server.url}
 
         redoc = await new_page()
+        complaints: list[str] = []
+        redoc.page.on("console", lambda message: complaints.append(message.text)
+                      if message.type == "error" else None)
+        redoc.page.on("pageerror", lambda error: complaints.append(str(error)))
         await redoc.page.goto(f"{server.url}/redoc", wait_until="networkidle")
-        await redoc.page.wait_for_selector("[data-section-id^='operation/']", timeout=60_000)
+        try:
+            await redoc.page.wait_for_selector("[data-section-id^='operation/']",
+                                               timeout=60_000)
+        except Exception as exc:
+            text = (await redoc.page.inner_text("body"))[:1000]
+            raise AssertionError(f"ReDoc rendered no operation: {complaints} {text}") from exc
         rendered = await redoc.page.locator("[data-section-id^='operation/']").count()
         assert rendered == operations
         await redoc.page.screenshot(path=artifacts / "docs-redoc.png")

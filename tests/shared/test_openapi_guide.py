@@ -3,6 +3,8 @@ fit its own schemas, the workflow table and the roles included."""
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import pytest
@@ -74,3 +76,10 @@ def test_the_transitions_operation_carries_the_workflow_table(document: dict[str
     assert "| `withdraw` | any open status | closed | assistant |" in text
     assert "| `respond` | awaiting_agency, corrective_action | agency_responded | assistant, "\
            "liaison | note, resolution |" in text
+
+
+def test_every_reference_resolves(document: dict[str, Any]) -> None:
+    """A dangling ``$ref`` leaves ReDoc showing nothing but an error."""
+    text = json.dumps(document)
+    for name in set(re.findall(r'"#/components/schemas/([^"]+)"', text)):
+        assert name in document["components"]["schemas"], name
