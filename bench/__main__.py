@@ -35,7 +35,8 @@ def intake_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
         (f"all-in-one, {r['clients']} clients: accepted/s",
          f"{a['accepted_per_s']} (p50 {a['p50_ms']} ms, p99 {a['p99_ms']} ms)",
          f"pgbench app SQL {r['pgbench_app_sql_tps']} TPS (x{r['ratio_to_app_sql']}); "
-         f"ceiling {r['pgbench_ceiling_tps']} TPS (x{r['ratio_to_ceiling']})"),
+         f"ceiling {r['pgbench_ceiling_tps']} TPS (x{r['ratio_to_ceiling']}); "
+         f"previous design's SQL {r['pgbench_previous_design_sql_tps']} TPS"),
         ("intake alone: one process vs two side by side",
          f"{r['intake_two_processes_per_s']}/s with two", f"{r['intake_one_process_per_s']}/s"),
         (f"overload at {o['offered_per_s']}/s offered (2x sustained)",

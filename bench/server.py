@@ -52,6 +52,13 @@ class Backing:
         finally:
             await connection.close()
 
+    async def execute(self, sql: str) -> None:
+        connection = await asyncpg.connect(self.dsn)
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ADUAN_")}
         env.update({"ADUAN_DATABASE_URL": self.url, "ADUAN_RATE_LIMIT_PER_MINUTE": "0",
@@ -63,6 +70,7 @@ class Backing:
 @asynccontextmanager
 async def backing() -> AsyncIterator[Backing]:
     workdir = Path(tempfile.mkdtemp(prefix="aduan-bench-"))
+    os.chmod(workdir, 0o755)  # the embedded PostgreSQL runs as its own user when run as root
     pg = start_postgres(workdir / "pg", temporary=True)
     try:
         await migrate_async(pg.url())

@@ -8,6 +8,7 @@ one scan.
 
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
 import time
@@ -89,6 +90,7 @@ async def _reference(url: str, params: dict[str, str], repeat: int) -> float:
 async def run(cases: int = 1_000_000, repeat: int = 30,
               database_url: str | None = None) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="aduan-bench-"))
+    os.chmod(workdir, 0o755)  # the embedded PostgreSQL runs as its own user when run as root
     pg = None
     if database_url is None:
         pg = start_postgres(workdir / "pg", temporary=True)

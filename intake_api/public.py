@@ -83,9 +83,19 @@ _BODY = {"required": ["tracking_number", "access_code"], "type": "object", "prop
     "access_code": {"type": "string", "maxLength": 64, "example": "7KQ2-M9XD-4HPT"}}}
 _PROBLEMS: dict[int | str, dict[str, Any]] = {
     code: {"description": text, "content": {PROBLEM_JSON: {}}}
-    for code, text in {400: "Malformed JSON", 404: NO_MATCH, 415: "Neither JSON nor a form",
+    for code, text in {400: "Malformed JSON", 404: NO_MATCH, 408: "The body did not arrive in "
+                       "time", 413: "Body over 256 KiB", 415: "Neither JSON nor a form",
                        422: "Missing or invalid field",
-                       429: "Too many lookups from this address (see Retry-After)"}.items()
+                       429: "Too many lookups from this address (see Retry-After)",
+                       503: "At capacity (see Retry-After)"}.items()
+}
+_PAGES: dict[int | str, dict[str, Any]] = {
+    **{code: {"description": text, "content": {"text/html": {}}}
+       for code, text in {400: "The page, saying the form could not be read",
+                          404: "The page, saying number and code do not match",
+                          422: "The page, saying the form is incomplete",
+                          429: "The page, saying to wait (see Retry-After)"}.items()},
+    **{code: _PROBLEMS[code] for code in (408, 413, 415, 503)},
 }
 
 
@@ -107,13 +117,13 @@ def _page(request: Request, status_code: int = 200, **content: Any) -> HTMLRespo
                         headers=status_page.SECURITY_HEADERS)
 
 
-@router.get("/status", response_class=HTMLResponse, include_in_schema=True,
+@router.get("/status", response_class=HTMLResponse,
             summary="The complainant's status page (HTML form, Indonesian and English)")
 async def status_form(request: Request) -> HTMLResponse:
     return _page(request)
 
 
-@router.post("/status", response_class=HTMLResponse,
+@router.post("/status", response_class=HTMLResponse, responses=_PAGES,
              summary="The status page's form answered as HTML (same rules as /public/status)",
              openapi_extra={"requestBody": {"required": True,
                                             "content": {FORM: {"schema": _BODY}}}})

@@ -109,7 +109,9 @@ class ComplaintOut(BaseModel):
 class ComplaintCreated(ComplaintOut):
     access_code: str = Field(description="The complainant's secret for `POST /public/status`. "
                                          "Shown only here and in idempotent replays of this "
-                                         "answer; only its hash is kept.")
+                                         "answer; the complaint keeps only its hash (the "
+                                         "replay record, with the rest of the answer, goes "
+                                         "when the Idempotency-Key expires).")
 
 
 class ComplaintPage(BaseModel):

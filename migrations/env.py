@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 import case_api.models
 import intake_api.models
+import intake_api.webhooks.models
 import metrics_worker.models
 import shared.auth
 import shared.tables
@@ -18,7 +19,8 @@ from shared.db import Base
 
 target_metadata = Base.metadata
 SCHEMAS = ("auth", "intake", "cases", "metrics")
-_ = (case_api.models, intake_api.models, metrics_worker.models, shared.auth)
+_ = (case_api.models, intake_api.models, intake_api.webhooks.models, metrics_worker.models,
+     shared.auth)
 
 
 def include_name(name: str | None, type_: str, parent_names: object) -> bool:

@@ -64,14 +64,16 @@ def _save_secret(path: Path, secret: str) -> None:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
-
     from services.allinone import DEFAULT_PORTS, create_app
+    from services.errors import listening_socket
+    from services.httpserver import serve
     from shared.logging import configure_logging
     from shared.migrate import migrate
 
     configure_logging(settings)
     port = args.port or DEFAULT_PORTS[args.service]
+    # Bound first: a port in use is one line, before any banner says the server started.
+    listener = listening_socket(args.host, port)
     with _stopped_by_signals(), database_url(settings) as url:
         migrate(url)
         settings = settings.model_copy(update={"database_url": url})
@@ -88,8 +90,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"admin token (saved to {token_file}, shown once):\n{token}", flush=True)
             else:
                 print(f"admin token: see {token_file}", flush=True)
-        uvicorn.run(create_app(args.service, settings), host=args.host, port=port,
-                    log_config=None, timeout_graceful_shutdown=20)
+        serve(create_app(args.service, settings), host=args.host, port=port,
+              settings=settings, sockets=[listener])
     return 0
 
 
@@ -359,9 +361,12 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from services.errors import reported
+
     args = parser().parse_args(argv)
     settings = get_settings()
-    code: int = args.run(args, settings)
+    with reported():
+        code: int = args.run(args, settings)
     return code
 
 

@@ -120,12 +120,25 @@ async def ensure_topics(bootstrap_servers: str, topics: Sequence[str], *,
             partitions, replication = await _cluster_defaults(admin)
             # A topic made meanwhile by another process answers "already exists": fine.
             await admin.create_topics([NewTopic(t, partitions, replication) for t in missing])
+            # The broker learns of new topics from its controller a moment later; a consumer
+            # joining before that would still be told they do not exist.
+            while True:
+                if await _have_leaders(admin, missing):
+                    break
+                await asyncio.sleep(0.1)
             logger.info("created Kafka topics %s", ", ".join(missing))
     except (KafkaError, OSError, TimeoutError) as exc:
         logger.warning("could not create Kafka topics up front (%s); consumers will wait for "
                        "them", type(exc).__name__)
     finally:
         await admin.close()
+
+
+async def _have_leaders(admin: AIOKafkaAdminClient, topics: Sequence[str]) -> bool:
+    described = await admin.describe_topics(list(topics))
+    return len(described) == len(topics) and all(
+        topic["error_code"] == 0 and topic["partitions"]
+        and all(p["leader"] >= 0 for p in topic["partitions"]) for topic in described)
 
 
 async def _cluster_defaults(admin: AIOKafkaAdminClient) -> tuple[int, int]:

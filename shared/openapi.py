@@ -131,8 +131,10 @@ def install_openapi(app: FastAPI, guides: Guides | None = None) -> None:
                 for code, text in extra.items():
                     responses.setdefault(code, {"description": text})
                 for code, response in list(responses.items()):
-                    # Open311 answers its errors as the standard's lists, not problem JSON.
-                    if code[0] in "45" and not path.startswith("/open311/"):
+                    # Open311 answers its errors as the standard's lists, not problem JSON;
+                    # HTML pages (the complainant's status page) answer theirs as pages.
+                    if (code[0] in "45" and not path.startswith("/open311/")
+                            and "text/html" not in response.get("content", {})):
                         response["content"] = problem
                     elif "HTTPValidationError" in str(response.get("content")):
                         # FastAPI's own 422, whose schema is removed above: a dangling

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
+import os
 import sys
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -37,6 +40,16 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(default=1200, ge=0)
     # Lookups with an access code, per client address: guessing codes must stay hopeless.
     public_status_per_minute: int = Field(default=10, ge=0)
+    # Webhooks (INTEGRATIONS.md). The retry schedule is a setting so that tests run it in seconds.
+    webhook_allow_http: bool = False
+    webhook_allow_private: bool = False
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_retry_base_seconds: float = Field(default=30.0, gt=0)
+    webhook_retry_max_seconds: float = Field(default=3 * 3600.0, gt=0)
+    webhook_retry_for_seconds: float = Field(default=24 * 3600.0, ge=0)
+    webhook_poll_seconds: float = Field(default=1.0, gt=0)
+    webhook_concurrency: int = Field(default=32, ge=1)
+    webhook_concurrency_per_subscription: int = Field(default=4, ge=1)
     expiry_interval_seconds: float = Field(default=30.0, gt=0)
     consumer_poll_seconds: float = Field(default=0.2, gt=0)
     relay_poll_seconds: float = Field(default=0.2, gt=0)
@@ -101,8 +114,31 @@ def describe_error(exc: ValidationError) -> str:
     return f"ADUAN_{field.upper()}: {first['msg']} (got {first.get('input')!r})"
 
 
+# Read by the launchers, the tests and the benchmarks rather than by the services.
+KNOWN_ELSEWHERE = frozenset({
+    "ADUAN_KAFKA_CACHE_DIR", "ADUAN_TEST_DATABASE_URL", "ADUAN_TEST_KAFKA_BOOTSTRAP_SERVERS",
+    "ADUAN_TEST_SLOW", "ADUAN_BENCH_DATABASE_URL",
+})
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """One line per ``ADUAN_*`` variable nothing reads: a misspelling would otherwise go unseen
+    (``ADUAN_DATABSE_URL`` and the embedded database is used instead)."""
+    known = {f"ADUAN_{name.upper()}" for name in Settings.model_fields} | KNOWN_ELSEWHERE
+    lines = []
+    for name in sorted(n for n in environ if n.upper().startswith("ADUAN_")):
+        if name.upper() in known:
+            continue
+        close = difflib.get_close_matches(name.upper(), sorted(known), n=1, cutoff=0.8)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        lines.append(f"aduan: unknown setting {name} is ignored{hint}")
+    return lines
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
+    for line in unknown_variables(os.environ):
+        sys.stderr.write(line + "\n")
     try:
         return Settings()
     except ValidationError as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from fastapi import APIRouter, Request
@@ -34,17 +34,15 @@ logger = logging.getLogger(__name__)
 
 SCRAPE_TIMEOUT_SECONDS = 3.0
 
-# Figures other modules add with one SQL statement each, read at every scrape: the statement
-# returns one row per label set, the label values first and the figure last. Webhook deliveries
-# by status plug in here once their table exists, e.g. ("aduan_webhook_deliveries",
-# "Webhook deliveries by status", ("status",),
-# "SELECT status, count(*) FROM webhooks.deliveries GROUP BY status").
+# A figure a service adds with one SQL statement (``Service.figures``), read at every scrape:
+# name, help, label names, and a statement returning one row per label set, the label values
+# first and the figure last (e.g. webhook deliveries by status).
 DatabaseFigure = tuple[str, str, tuple[str, ...], str]
-DATABASE_FIGURES: list[DatabaseFigure] = []
 
 
 @dataclass
 class Telemetry:
+    database_figures: Sequence[DatabaseFigure] = ()
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     def __post_init__(self) -> None:
@@ -70,7 +68,7 @@ class Telemetry:
                                          "Dead letters kept in the database (database log)",
                                          ("schema", "group"), registry=r)
         self.figures = {name: Gauge(name, doc, labels, registry=r)
-                        for name, doc, labels, _ in DATABASE_FIGURES}
+                        for name, doc, labels, _ in self.database_figures}
 
     async def scrape(self, runtime: Runtime) -> bytes:
         self._pool(runtime)
@@ -125,7 +123,7 @@ class Telemetry:
             if runtime.publisher is None:
                 await self._database_log_lag(session, runner.subscription.consumer,
                                              runner.subscription.topics, group, tables)
-        for name, _, _, statement in DATABASE_FIGURES:
+        for name, _, _, statement in self.database_figures:
             gauge = self.figures[name]
             gauge.clear()
             for *labels, value in (await session.execute(text(statement))).all():

@@ -21,7 +21,7 @@ from shared.problems import PROBLEM_JSON, TYPE_BASE, install_problem_handlers
 from shared.ratelimit import RateLimiter
 from shared.runtime import Runtime
 from shared.settings import Settings, get_settings
-from shared.telemetry import Telemetry, metrics_router
+from shared.telemetry import DatabaseFigure, Telemetry, metrics_router
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,8 @@ class Service:
     routers: Sequence[APIRouter]
     start: Callable[[Runtime], None]
     tags: Sequence[dict[str, Any]] = field(default_factory=tuple)
+    # Read from the database at every scrape of GET /metrics (shared.telemetry).
+    figures: Sequence[DatabaseFigure] = field(default_factory=tuple)
     # Descriptions and worked examples of its operations in the OpenAPI document.
     guides: Guides = field(default_factory=dict)
 
@@ -94,7 +96,7 @@ def build_app(services: Sequence[Service], *, title: str, settings: Settings | N
     app.add_middleware(Admission, limit=settings.max_requests_in_flight,
                        queue=settings.admission_queue, wait=settings.admission_wait_seconds)
     app.add_middleware(BodyGuard)
-    telemetry = Telemetry()
+    telemetry = Telemetry([figure for service in services for figure in service.figures])
     app.add_middleware(AccessLog, metrics=telemetry.requests)  # outermost: sees every answer
     app.include_router(metrics_router(telemetry, lambda request: request.app.state.runtime))
 

@@ -5,7 +5,7 @@ for ``aduan_bi`` (``permission denied for table office``). It now runs with its 
 reading only that one value, and only ``aduan_bi`` (besides its owner) may call it.
 
 Revision ID: 20261129_bi_grants
-Revises: 20261129_outbox_trace_context
+Revises: 20261129_webhooks
 Create Date: 2026-11-29
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "20261129_bi_grants"
-down_revision: str | None = "20261129_outbox_trace_context"
+down_revision: str | None = "20261129_webhooks"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

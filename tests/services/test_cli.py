@@ -102,8 +102,9 @@ async def test_failed_infra_up_leaves_nothing_running(tmp_path: Path) -> None:
            and not k.startswith("ADUAN_")}
     env.update(ADUAN_DATA_DIR=str(tmp_path / ".aduan"), PATH=str(tmp_path / "no-java"))
     up = await asyncio.to_thread(aduan, "infra", "up", env=env)
-    assert up.returncode != 0
-    assert "Java" in up.stderr
+    assert up.returncode == 1
+    assert len(up.stderr.splitlines()) == 1, up.stderr
+    assert up.stderr.startswith("aduan: a Java 17+ runtime (java) is required")
     assert not server_running(tmp_path / ".aduan" / "infra" / "pg")
     assert not (tmp_path / ".aduan" / "infra" / "kafka" / "broker.pid").exists()
 

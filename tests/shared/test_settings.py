@@ -28,3 +28,15 @@ def test_bad_value_stops_start_up_with_one_line() -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
     assert "ADUAN_DATABASE_URL" in lines[0]
+
+
+def test_a_misspelt_variable_is_reported_at_start_up() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "services.cli", "report", "--period", "2022-13"],
+        env={"ADUAN_DATABSE_URL": "postgresql://u@db/aduan", "ADUAN_TIMEZONE": "Asia/Jakarta",
+             "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert ("aduan: unknown setting ADUAN_DATABSE_URL is ignored "
+            "(did you mean ADUAN_DATABASE_URL?)") in result.stderr.splitlines()
+    assert "ADUAN_TIMEZONE" not in result.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
 
@@ -28,6 +29,17 @@ async def test_first_start_creates_the_topics_before_consuming(
                 assert case.status_code == 200
 
             await eventually(opened)
+
+            # Kafka mode's figures: the relay's backlog and each group's lag per partition.
+            async def scraped() -> None:
+                figures = (await client.get("/metrics")).text
+                assert 'aduan_outbox_backlog{schema="intake"} 0.0' in figures
+                assert re.search(
+                    rf'aduan_consumer_lag{{group="{kafka_services.prefix}aduan-case",'
+                    rf'partition="\d+",topic="{kafka_services.prefix}aduan.complaints.v1"}} 0.0',
+                    figures), figures
+
+            await eventually(scraped)
     for topic in (COMPLAINTS_TOPIC, CASES_TOPIC):
         assert await partitions_of(kafka_services.kafka, kafka_services.prefix + topic)
     complaints = [r.getMessage() for r in caplog.records

@@ -1,0 +1,182 @@
+"""Sends due deliveries: signed, bounded per subscription, each attempt under a deadline.
+
+Deliveries live in the database. A dispatcher leases the ones it sends; if its process dies the
+lease runs out and another dispatcher (or this one, restarted) sends them again with the same
+``webhook-id``. A slow or dead receiver holds at most ``per_subscription`` of the slots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from intake_api.webhooks import repository, signing, targets
+from intake_api.webhooks.models import WebhookDelivery, WebhookSubscription
+from shared.bus import TRANSIENT
+from shared.db import Database
+from shared.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = "aduan-webhooks/1"
+# A lease outlives the attempt's deadline (twice over, plus this), so only a dead process
+# loses one, and its deliveries are taken over soon after.
+LEASE_MARGIN = timedelta(seconds=5)
+MAX_ERROR_LENGTH = 500
+
+
+def backoff(attempts: int, settings: Settings) -> float:
+    """Exponential, capped, with jitter so that receivers back up are not hit all at once."""
+    delay = min(settings.webhook_retry_base_seconds * 2.0 ** max(attempts - 1, 0),
+                settings.webhook_retry_max_seconds)
+    return delay / 2 + random.uniform(0, delay / 2)
+
+
+class Dispatcher:
+    def __init__(self, database: Database, settings: Settings) -> None:
+        self.database = database
+        self.settings = settings
+        self.policy = targets.Policy(allow_http=settings.webhook_allow_http,
+                                     allow_private=settings.webhook_allow_private)
+        self.in_flight: Counter[uuid.UUID] = Counter()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.slot_freed = asyncio.Event()
+        self.sent = 0
+
+    async def run(self) -> None:
+        timeout = httpx.Timeout(self.settings.webhook_timeout_seconds)
+        limits = httpx.Limits(max_connections=self.settings.webhook_concurrency * 2)
+        async with httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False,
+                                     headers={"user-agent": USER_AGENT}) as client:
+            try:
+                while True:
+                    try:
+                        started = await self.dispatch_due(client)
+                    except TRANSIENT as exc:
+                        # Attempts in flight go on; only looking for new ones waits.
+                        logger.warning("webhooks: database unavailable (%s)",
+                                       type(exc).__name__)
+                        started = 0
+                    if not started:
+                        await self._pause()
+            finally:
+                for task in self.tasks:
+                    task.cancel()
+                await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    async def _pause(self) -> None:
+        self.slot_freed.clear()
+        try:
+            async with asyncio.timeout(self.settings.webhook_poll_seconds):
+                await self.slot_freed.wait()
+        except TimeoutError:
+            pass
+
+    async def dispatch_due(self, client: httpx.AsyncClient) -> int:
+        free = self.settings.webhook_concurrency - len(self.tasks)
+        if free <= 0:
+            return 0
+        per = self.settings.webhook_concurrency_per_subscription
+        busy = [s for s, n in self.in_flight.items() if n >= per]
+        now = datetime.now(UTC)
+        until = now + timedelta(seconds=2 * self.settings.webhook_timeout_seconds) + LEASE_MARGIN
+        async with self.database.transaction() as session:
+            candidates = await repository.due(session, now, exclude=busy, per_subscription=per,
+                                              limit=free * 4)
+            chosen: list[uuid.UUID] = []
+            planned = Counter(self.in_flight)
+            for delivery_id, subscription_id in candidates:
+                if planned[subscription_id] < per and len(chosen) < free:
+                    planned[subscription_id] += 1
+                    chosen.append(delivery_id)
+            leased = await repository.lease(session, chosen, now, until) if chosen else []
+        for delivery, subscription in leased:
+            self.in_flight[subscription.id] += 1
+            task = asyncio.create_task(self._send(client, delivery, subscription),
+                                       name=f"webhook:{delivery.id}")
+            self.tasks.add(task)
+        return len(leased)
+
+    async def _send(self, client: httpx.AsyncClient, delivery: WebhookDelivery,
+                    subscription: WebhookSubscription) -> None:
+        try:
+            status_code, error = await self.attempt(client, delivery, subscription)
+            await self._record(delivery, subscription, status_code, error)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("webhook delivery %s could not be recorded", delivery.id)
+        finally:
+            self.in_flight[subscription.id] -= 1
+            if self.in_flight[subscription.id] <= 0:
+                del self.in_flight[subscription.id]
+            self.tasks.discard(asyncio.current_task())
+            self.slot_freed.set()
+
+    async def attempt(self, client: httpx.AsyncClient, delivery: WebhookDelivery,
+                      subscription: WebhookSubscription) -> tuple[int | None, str | None]:
+        """One POST; the status code, or the reason there is none."""
+        body = delivery.body.encode()
+        timestamp = int(datetime.now(UTC).timestamp())
+        headers = signing.headers(subscription.secret, str(delivery.id), timestamp, body)
+        try:
+            async with asyncio.timeout(self.settings.webhook_timeout_seconds):
+                target = targets.parse(subscription.url, self.policy)
+                address = (await targets.resolve(target, self.policy))[0]
+                url = httpx.URL(subscription.url)
+                # Connect to the address just checked, not to whatever the name says next.
+                headers["host"] = url.netloc.decode()
+                extensions: dict[str, Any] = {}
+                if url.scheme == "https":
+                    extensions["sni_hostname"] = target.host
+                async with client.stream("POST", url.copy_with(host=str(address)),
+                                         content=body, headers=headers,
+                                         extensions=extensions) as response:
+                    return response.status_code, None
+        except targets.TargetRefused as exc:
+            return None, f"refused target: {exc}"
+        except TimeoutError:
+            return None, f"no answer within {self.settings.webhook_timeout_seconds:g} s"
+        except httpx.HTTPError as exc:
+            return None, f"{type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH] or type(exc).__name__
+
+    async def _record(self, delivery: WebhookDelivery, subscription: WebhookSubscription,
+                      status_code: int | None, error: str | None) -> None:
+        now = datetime.now(UTC)
+        values: dict[str, Any] = {"last_status_code": status_code, "last_error": error}
+        gone = status_code == 410
+        if status_code is not None and 200 <= status_code < 300:
+            values.update(status="delivered", delivered_at=now, next_attempt_at=None,
+                          last_error=None)
+        elif gone:
+            values.update(status="failed", next_attempt_at=None,
+                          last_error="410 Gone: the subscription is disabled")
+        else:
+            if status_code is not None:
+                values["last_error"] = f"answered {status_code}"
+            # The retry period runs from the first failed attempt (or from a manual retry).
+            since = now if delivery.attempts == 0 else delivery.retrying_since
+            values["retrying_since"] = since
+            if (now - since).total_seconds() >= self.settings.webhook_retry_for_seconds:
+                values.update(status="failed", next_attempt_at=None)
+            else:
+                wait = backoff(delivery.attempts + 1, self.settings)
+                values.update(status="pending", next_attempt_at=now + timedelta(seconds=wait))
+        assert delivery.leased_until is not None
+        async with self.database.transaction() as session:
+            recorded = await repository.record_attempt(session, delivery.id,
+                                                       delivery.leased_until, values)
+            if recorded and gone:
+                await repository.disable(session, subscription.id, "the receiver answered "
+                                                                   "410 Gone")
+        self.sent += 1
+        if not recorded:
+            logger.warning("webhook delivery %s: lease lost before its result was stored",
+                           delivery.id)

@@ -1,0 +1,182 @@
+"""SQL of the webhooks."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, false, func, or_, select, true, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from intake_api.models import Complaint
+from intake_api.webhooks.models import WebhookDelivery, WebhookSubscription
+from shared.auth import Role
+
+STATUSES = ("pending", "delivered", "failed")
+
+
+async def add_subscription(session: AsyncSession, subscription: WebhookSubscription) -> None:
+    session.add(subscription)
+    await session.flush()
+
+
+async def subscription_count(session: AsyncSession, owner: str) -> int:
+    query = select(func.count()).where(WebhookSubscription.owner == owner)
+    return int((await session.execute(query)).scalar_one())
+
+
+async def get_subscription(session: AsyncSession, owner: str | None,
+                           subscription_id: uuid.UUID) -> WebhookSubscription | None:
+    """The subscription if ``owner`` holds it (``None``: whoever holds it)."""
+    found = await session.get(WebhookSubscription, subscription_id)
+    if found is None or (owner is not None and found.owner != owner):
+        return None
+    return found
+
+
+async def subscriptions_page(session: AsyncSession, owner: str, *,
+                             before: tuple[datetime, uuid.UUID] | None,
+                             limit: int) -> Sequence[WebhookSubscription]:
+    query = (select(WebhookSubscription).where(WebhookSubscription.owner == owner)
+             .order_by(WebhookSubscription.created_at.desc(), WebhookSubscription.id.desc())
+             .limit(limit))
+    if before is not None:
+        query = query.where(or_(
+            WebhookSubscription.created_at < before[0],
+            and_(WebhookSubscription.created_at == before[0],
+                 WebhookSubscription.id < before[1])))
+    return (await session.execute(query)).scalars().all()
+
+
+async def delete_subscription(session: AsyncSession, subscription: WebhookSubscription) -> None:
+    await session.delete(subscription)
+    await session.flush()
+
+
+async def listeners(session: AsyncSession, event_type: str,
+                    complaint: Complaint, *, opens_case: bool) -> Sequence[WebhookSubscription]:
+    """Active subscriptions to ``event_type`` whose owner may hear of this complaint."""
+    liaison = (and_(WebhookSubscription.role == Role.liaison.value,
+                    WebhookSubscription.agency_code == complaint.reported_agency_code)
+               if opens_case else false())
+    query = select(WebhookSubscription).where(
+        WebhookSubscription.active.is_(True),
+        WebhookSubscription.events.contains([event_type]),
+        or_(WebhookSubscription.role == Role.admin.value,
+            and_(WebhookSubscription.role == Role.partner.value,
+                 WebhookSubscription.owner == complaint.submitted_by),
+            liaison),
+    )
+    return (await session.execute(query)).scalars().all()
+
+
+async def add_delivery(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(pg_insert(WebhookDelivery).values(**values).on_conflict_do_nothing())
+
+
+async def deliveries_page(session: AsyncSession, subscription_id: uuid.UUID, *,
+                          status: str | None, before: tuple[datetime, uuid.UUID] | None,
+                          limit: int) -> Sequence[WebhookDelivery]:
+    query = (select(WebhookDelivery)
+             .where(WebhookDelivery.subscription_id == subscription_id)
+             .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc())
+             .limit(limit))
+    if status is not None:
+        query = query.where(WebhookDelivery.status == status)
+    if before is not None:
+        query = query.where(
+            or_(WebhookDelivery.created_at < before[0],
+                and_(WebhookDelivery.created_at == before[0], WebhookDelivery.id < before[1])))
+    return (await session.execute(query)).scalars().all()
+
+
+async def get_delivery(session: AsyncSession, subscription_id: uuid.UUID,
+                       delivery_id: uuid.UUID, *, for_update: bool = False
+                       ) -> WebhookDelivery | None:
+    query = select(WebhookDelivery).where(WebhookDelivery.id == delivery_id,
+                                          WebhookDelivery.subscription_id == subscription_id)
+    if for_update:
+        query = query.with_for_update()
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def counts_by_status(session: AsyncSession) -> dict[str, int]:
+    """Deliveries by status (``pending``, ``delivered``, ``failed``), for monitoring."""
+    rows = await session.execute(select(WebhookDelivery.status, func.count())
+                                 .group_by(WebhookDelivery.status))
+    counts = dict.fromkeys(STATUSES, 0)
+    counts.update({status: int(count) for status, count in rows.all()})
+    return counts
+
+
+# --- the dispatcher ------------------------------------------------------------------------------
+
+async def due(session: AsyncSession, now: datetime, *, exclude: Sequence[uuid.UUID],
+              per_subscription: int, limit: int) -> Sequence[tuple[uuid.UUID, uuid.UUID]]:
+    """(delivery, subscription) pairs due now, at most ``per_subscription`` of each."""
+    ranked = (
+        select(WebhookDelivery.id, WebhookDelivery.subscription_id,
+               func.row_number().over(partition_by=WebhookDelivery.subscription_id,
+                                      order_by=WebhookDelivery.next_attempt_at).label("n"))
+        .join(WebhookSubscription, WebhookSubscription.id == WebhookDelivery.subscription_id)
+        .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now,
+               or_(WebhookDelivery.leased_until.is_(None), WebhookDelivery.leased_until < now),
+               WebhookSubscription.active.is_(True),
+               WebhookDelivery.subscription_id.not_in(exclude) if exclude else true())
+        .subquery()
+    )
+    query = (select(ranked.c.id, ranked.c.subscription_id).where(ranked.c.n <= per_subscription)
+             .limit(limit))
+    return [(r.id, r.subscription_id) for r in (await session.execute(query)).all()]
+
+
+async def lease(session: AsyncSession, ids: Sequence[uuid.UUID], now: datetime,
+                until: datetime) -> Sequence[tuple[WebhookDelivery, WebhookSubscription]]:
+    """Takes the deliveries no other dispatcher took meanwhile (the row lock decides)."""
+    taken = (await session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id.in_(ids), WebhookDelivery.status == "pending",
+               or_(WebhookDelivery.leased_until.is_(None), WebhookDelivery.leased_until < now))
+        .values(leased_until=until)
+        .returning(WebhookDelivery.id)
+    )).scalars().all()
+    if not taken:
+        return []
+    query = (select(WebhookDelivery, WebhookSubscription)
+             .join(WebhookSubscription,
+                   WebhookSubscription.id == WebhookDelivery.subscription_id)
+             .where(WebhookDelivery.id.in_(taken)))
+    return [(d, s) for d, s in (await session.execute(query)).all()]
+
+
+async def record_attempt(session: AsyncSession, delivery_id: uuid.UUID, leased_until: datetime,
+                         values: dict[str, Any]) -> bool:
+    """Stores an attempt's result, unless the lease was lost (another dispatcher took over)."""
+    result = await session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id == delivery_id, WebhookDelivery.leased_until == leased_until)
+        .values(attempts=WebhookDelivery.attempts + 1, leased_until=None, **values)
+        .returning(WebhookDelivery.id)
+    )
+    return result.first() is not None
+
+
+async def disable(session: AsyncSession, subscription_id: uuid.UUID, reason: str) -> None:
+    await session.execute(update(WebhookSubscription)
+                          .where(WebhookSubscription.id == subscription_id)
+                          .values(active=False, disabled_reason=reason))
+    await session.execute(update(WebhookDelivery)
+                          .where(WebhookDelivery.subscription_id == subscription_id,
+                                 WebhookDelivery.status == "pending")
+                          .values(status="failed", next_attempt_at=None,
+                                  last_error=f"subscription disabled: {reason}"))
+
+
+async def next_due(session: AsyncSession) -> datetime | None:
+    query = select(func.min(WebhookDelivery.next_attempt_at)).where(
+        WebhookDelivery.status == "pending")
+    value: datetime | None = (await session.execute(query)).scalar_one()
+    return value

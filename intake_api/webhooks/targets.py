@@ -1,0 +1,99 @@
+"""Where deliveries may go: https only, and never into the office's own network.
+
+A name is checked again after resolution at each attempt, and the attempt connects to the very
+address that was checked, so a name that changes its answer (DNS rebinding) cannot slip through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+MAX_URL_LENGTH = 2000
+RESOLVE_TIMEOUT_SECONDS = 5.0
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class TargetRefused(ValueError):
+    """The URL or the address it resolves to may not receive deliveries."""
+
+
+class Unresolvable(TargetRefused):
+    """The name has no address now; at subscription that is no reason to refuse it."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    allow_http: bool = False
+    allow_private: bool = False
+
+
+@dataclass(frozen=True)
+class Target:
+    scheme: str
+    host: str
+    port: int
+
+
+def parse(url: str, policy: Policy) -> Target:
+    if len(url) > MAX_URL_LENGTH or not url.isprintable() or any(c.isspace() for c in url):
+        raise TargetRefused(f"the URL must be at most {MAX_URL_LENGTH} printable characters "
+                            "without spaces")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise TargetRefused(f"not a valid URL: {exc}") from None
+    allowed = ("https", "http") if policy.allow_http else ("https",)
+    if parts.scheme not in allowed:
+        raise TargetRefused("the URL must use https" if not policy.allow_http
+                            else "the URL must use http or https")
+    if not parts.hostname:
+        raise TargetRefused("the URL has no host")
+    if parts.username is not None or parts.password is not None:
+        raise TargetRefused("credentials in the URL are not accepted; verify the signature")
+    if parts.fragment:
+        raise TargetRefused("the URL may not have a fragment")
+    host = parts.hostname.rstrip(".")
+    if not policy.allow_private and (host == "localhost" or host.endswith(".localhost")):
+        raise TargetRefused("localhost is a loopback address")
+    return Target(parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80))
+
+
+def is_public(address: IPAddress) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_global and not address.is_multicast
+
+
+def check_address(address: IPAddress, policy: Policy) -> None:
+    if not policy.allow_private and not is_public(address):
+        raise TargetRefused(f"{address} is a private, loopback, link-local or reserved address")
+
+
+async def resolve(target: Target, policy: Policy) -> list[IPAddress]:
+    """Every address the host stands for, each checked; raises when any is refused."""
+    try:
+        literal: IPAddress | None = ipaddress.ip_address(target.host)
+    except ValueError:
+        literal = None
+    if literal is not None:
+        addresses = [literal]
+    else:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(RESOLVE_TIMEOUT_SECONDS):
+                infos = await loop.getaddrinfo(target.host, target.port,
+                                               type=socket.SOCK_STREAM)
+        except (OSError, TimeoutError) as exc:
+            raise Unresolvable(f"{target.host} cannot be resolved: {exc}") from None
+        addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos))
+        if not addresses:
+            raise Unresolvable(f"{target.host} resolves to no address")
+    for address in addresses:
+        check_address(address, policy)
+    return addresses

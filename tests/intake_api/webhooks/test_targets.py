@@ -1,0 +1,52 @@
+"""Where deliveries may go: the rules on their own, without a server."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from intake_api.webhooks.targets import (
+    Policy,
+    TargetRefused,
+    Unresolvable,
+    is_public,
+    parse,
+    resolve,
+)
+
+
+@pytest.mark.parametrize("address", [
+    "127.0.0.1", "10.0.0.8", "172.16.5.4", "192.168.1.1", "169.254.169.254", "100.64.0.1",
+    "0.0.0.0", "224.0.0.1", "::1", "fe80::1", "fc00::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1",
+])
+def test_private_loopback_link_local_and_reserved_addresses_are_not_public(address: str) -> None:
+    assert not is_public(ipaddress.ip_address(address))
+
+
+@pytest.mark.parametrize("address", ["8.8.8.8", "203.119.13.5", "2001:4860:4860::8888"])
+def test_internet_addresses_are_public(address: str) -> None:
+    assert is_public(ipaddress.ip_address(address))
+
+
+@pytest.mark.parametrize("url", [
+    "http://hooks.example.id/", "ftp://hooks.example.id/", "https://", "https://u:p@x.id/",
+    "https://x.id/#frag", "https://x.id/ a", "https://localhost/", "https://api.localhost/",
+    "https://x.id:99999/", "https://x.id/" + "a" * 2000,
+])
+def test_refused_urls(url: str) -> None:
+    with pytest.raises(TargetRefused):
+        parse(url, Policy())
+
+
+async def test_addresses_are_checked_after_resolution() -> None:
+    strict, open_ = Policy(), Policy(allow_http=True, allow_private=True)
+    with pytest.raises(TargetRefused, match="private"):
+        await resolve(parse("https://10.1.2.3/hooks", strict), strict)
+    with pytest.raises(TargetRefused, match="private"):
+        await resolve(parse("https://[::ffff:127.0.0.1]/", strict), strict)
+    assert await resolve(parse("http://127.0.0.1:8080/", open_), open_) == [
+        ipaddress.ip_address("127.0.0.1")]
+    assert await resolve(parse("http://localhost:8080/", open_), open_)
+    with pytest.raises(Unresolvable):
+        await resolve(parse("https://hooks.invalid/", strict), strict)
