@@ -127,3 +127,47 @@ GUIDES.update({
         OPEN311 + " Example: `GET /open311/v2/requests/ADU-2022-000193.json?api_key=...`.",
         [OPEN311_REQUEST]),
 })
+
+SUBSCRIPTION = {"id": "7a1f0c3e-2b4d-4e6f-8a9b-0c1d2e3f4a5b",
+                "url": "https://posko.example.id/aduan/webhooks",
+                "events": ["complaint.status_changed"], "description": "Posko PLN status feed",
+                "active": True, "disabled_reason": None, "created_at": "2022-03-01T01:00:00Z"}
+DELIVERY = {"id": "3c9e5d1a-6b7f-4a2c-9d8e-1f0a2b3c4d5e", "event_type": "complaint.status_changed",
+            "status": "delivered", "attempts": 1, "last_status_code": 200, "last_error": None,
+            "next_attempt_at": None, "created_at": "2022-03-10T03:00:01Z",
+            "delivered_at": "2022-03-10T03:00:02Z"}
+WEBHOOK_ROLES = "Roles: partner (its complaints), liaison (its agency's cases), admin (all)."
+
+GUIDES.update({
+    "POST /v1/webhooks": Guide(
+        "Subscribes an HTTPS URL to events; each delivery is signed (Standard Webhooks: "
+        "`webhook-id`, `webhook-timestamp`, `webhook-signature`) with the `secret` shown only "
+        "in this answer, and retried with back-off until the receiver answers 2xx. "
+        + WEBHOOK_ROLES,
+        {**SUBSCRIPTION, "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"},
+        request={"url": "https://posko.example.id/aduan/webhooks",
+                 "events": ["complaint.status_changed"],
+                 "description": "Posko PLN status feed"}, status="201"),
+    "GET /v1/webhooks": Guide(
+        "The caller's subscriptions, newest first, a page at a time. " + WEBHOOK_ROLES,
+        {"items": [SUBSCRIPTION], "next_cursor": None}),
+    "GET /v1/webhooks/{subscription_id}": Guide(
+        "One of the caller's subscriptions (never its secret); another caller's is 404. "
+        + WEBHOOK_ROLES, SUBSCRIPTION),
+    "DELETE /v1/webhooks/{subscription_id}": Guide(
+        "Stops a subscription; its pending deliveries are dropped. Answers 204 with no body. "
+        + WEBHOOK_ROLES, None, status="204"),
+    "GET /v1/webhooks/{subscription_id}/secret": Guide(
+        "Always 410 Gone: the secret is shown once, in the answer that created the "
+        "subscription; to change it, delete the subscription and create another. "
+        + WEBHOOK_ROLES, None, status="410"),
+    "GET /v1/webhooks/{subscription_id}/deliveries": Guide(
+        "The subscription's deliveries, newest first, with their attempts and the last "
+        "answer. " + WEBHOOK_ROLES, {"items": [DELIVERY], "next_cursor": None}),
+    "POST /v1/webhooks/{subscription_id}/deliveries/{delivery_id}/retry": Guide(
+        "Sends a pending or failed delivery again now, with a fresh retry period; 202. "
+        + WEBHOOK_ROLES,
+        {**DELIVERY, "status": "pending", "attempts": 3, "last_status_code": 503,
+         "last_error": "503 Service Unavailable", "next_attempt_at": "2022-03-10T03:05:00Z",
+         "delivered_at": None}, status="202"),
+})

@@ -48,7 +48,7 @@ class Guide:
     """What the document teaches about one operation: prose, and a worked request and answer."""
 
     description: str
-    response: Any  # an example of the success answer
+    response: Any  # an example of the success answer; None for one without a body
     request: Any = None  # an example body, for operations that take one
     status: str = "200"
     media: str = "application/json"
@@ -95,6 +95,8 @@ def _teach(schema: dict[str, Any], guides: Guides) -> None:
             if guide.request is not None and "requestBody" in operation:
                 for content in operation["requestBody"].get("content", {}).values():
                     content["example"] = guide.request
+            if guide.response is None:
+                continue
             answer = operation.setdefault("responses", {}).setdefault(
                 guide.status, {"description": "Success"})
             content = answer.setdefault("content", {})

@@ -51,7 +51,9 @@ def test_every_operation_has_a_description_and_worked_examples(
                      if code.startswith("2")}
         examples = [(media, content) for r in successes.values()
                     for media, content in r.get("content", {}).items() if "example" in content]
-        assert examples, f"{where}: no example answer"
+        # An answer without a body (204, or an operation that is always 410) has none to show.
+        bodiless = all(not r.get("content") for r in successes.values())
+        assert examples or bodiless, f"{where}: no example answer"
         for media, content in examples:
             if media == "application/json" and "schema" in content:
                 check(document, content["schema"], content["example"], f"{where} answer")
