@@ -6,7 +6,7 @@ and the access code typed into it must not reach anyone else.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, time, timedelta
 from html import escape
 from zoneinfo import ZoneInfo
 
@@ -78,10 +78,13 @@ def _word(value: str | None, table: dict[str, tuple[str, str]]) -> str:
     return _both(*pair) if pair else escape(value)
 
 
-def _time(value: datetime | None, zone: ZoneInfo) -> str:
+def _time(value: datetime | None, zone: ZoneInfo, *, deadline: bool = False) -> str:
     if value is None:
         return "&ndash;"
     local = value.astimezone(zone)
+    if deadline and local.time() == time():
+        # Due dates end a day: "24 March, 24:00" reads right where "25 March, 00:00" misleads.
+        return escape(f"{local - timedelta(days=1):%Y-%m-%d} 24:00 ({local.tzname()})")
     return escape(f"{local:%Y-%m-%d %H:%M} ({local.tzname()})")
 
 
@@ -91,7 +94,7 @@ def _answer(status: PublicStatus, zone: ZoneInfo) -> str:
         (("Status", "Status"), _word(status.status, STATUS)),
         (("Diterima", "Received"), _time(status.received_at, zone)),
         (("Diperbarui", "Updated"), _time(status.updated_at, zone)),
-        (("Batas waktu", "Due"), _time(status.due_at, zone)),
+        (("Batas waktu", "Due"), _time(status.due_at, zone, deadline=True)),
         (("Tahap penutupan", "Closed at stage"), _word(status.closure_stage, WORDS)),
         (("Alasan penutupan", "Reason for closing"), _word(status.closure_reason, WORDS)),
         (("Tanggapan instansi", "The agency's answer"), _word(status.resolution, WORDS)),

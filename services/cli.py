@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from shared.auth import Role, Token, create_token, revoke_token
+from shared.auth import Role, Token, check_new_token, create_token, revoke_token
 from shared.db import Database
 from shared.settings import Settings, get_settings
 
@@ -148,6 +148,12 @@ async def _token(url: str, args: argparse.Namespace) -> str | bool:
 def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
     from shared.migrate import migrate
 
+    if args.token_command == "create":
+        try:  # before any database is started or migrated: a typo costs no time
+            check_new_token(args.name, Role(args.role), args.agency)
+        except ValueError as exc:
+            print(f"aduan: {exc}", file=sys.stderr)
+            return 2
     with database_url(settings) as url:
         migrate(url)
         try:

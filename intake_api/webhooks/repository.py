@@ -174,9 +174,3 @@ async def disable(session: AsyncSession, subscription_id: uuid.UUID, reason: str
                           .values(status="failed", next_attempt_at=None,
                                   last_error=f"subscription disabled: {reason}"))
 
-
-async def next_due(session: AsyncSession) -> datetime | None:
-    query = select(func.min(WebhookDelivery.next_attempt_at)).where(
-        WebhookDelivery.status == "pending")
-    value: datetime | None = (await session.execute(query)).scalar_one()
-    return value

@@ -125,10 +125,4 @@ def test_token_create_refuses_bad_agency_codes_and_names_in_one_line(
         assert len(lines) == 1, refused.stderr
         assert words in lines[0]
         assert "Traceback" not in refused.stderr
-    created = aduan("token", "create", "--role", "partner", "--name", "posko", env=env)
-    assert created.returncode == 0, created.stderr
-    assert aduan("token", "revoke", "posko", env=env).returncode == 0
-    reused = aduan("token", "create", "--role", "partner", "--name", "posko", env=env)
-    assert reused.returncode == 2
-    assert "revoked" in reused.stderr
-    assert len(reused.stderr.strip().splitlines()) == 1
+    # (A revoked token's name is refused by the same function: tests/shared/test_auth.py.)

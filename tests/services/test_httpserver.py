@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -16,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from services.httpserver import MAX_HEAD_BYTES, server_config
 from shared.settings import Settings
+from tests.support import BackingServices, ServiceProcess
 
 
 async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -185,3 +187,39 @@ def test_connections_per_client_address_are_bounded() -> None:
         finally:
             for conn in held:
                 conn.close()
+
+
+async def test_aduan_serve_refuses_a_100_mib_header_and_keeps_serving(
+        services: BackingServices) -> None:
+    server = ServiceProcess("all", services.env(ADUAN_REQUEST_DEADLINE_SECONDS="2"),
+                            services.workdir / "serve.log").start()
+    try:
+        await server.wait_ready()
+        address = ("127.0.0.1", server.port)
+
+        def attack() -> tuple[int, bytes]:
+            sent = 0
+            with closing(connect(address)) as conn:
+                conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: a\r\nX-Big: ")
+                try:
+                    while sent < 100 * 2**20:
+                        conn.sendall(b"a" * 2**20)
+                        sent += 2**20
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                return sent, read_all(conn)
+
+        sent, answer = await asyncio.to_thread(attack)
+        assert sent < 32 * 2**20
+        if answer:  # unless the reset overtook it
+            assert status_and_body(answer)[0] == 431
+
+        def silent() -> bytes:
+            with closing(connect(address)) as conn:
+                return read_all(conn)
+
+        assert status_and_body(await asyncio.to_thread(silent))[0] == 408
+        async with httpx.AsyncClient(base_url=server.url, timeout=5) as client:
+            assert (await client.get("/healthz")).status_code == 200
+    finally:
+        server.stop()

