@@ -33,7 +33,8 @@ def database_url(settings: Settings) -> Iterator[str]:
         return
     from services.postgres import embedded
 
-    with embedded(_embedded_dir(settings)) as pg:
+    with embedded(_embedded_dir(settings), listen=settings.database_listen,
+                  port=settings.database_port) as pg:
         yield pg.url()
 
 
@@ -186,6 +187,31 @@ def cmd_infra(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_bi_user(args: argparse.Namespace, settings: Settings) -> int:
+    """``aduan bi-user create|revoke NAME``: read-only SQL logins for BI tools."""
+    from services import bi_users
+    from shared.migrate import migrate
+
+    with database_url(settings) as url:
+        migrate(url)
+        try:
+            if args.bi_user_command == "create":
+                login = asyncio.run(bi_users.create(url, args.name))
+            elif not asyncio.run(bi_users.revoke(url, args.name)):
+                print(f"aduan: no BI login named {args.name!r}", file=sys.stderr)
+                return 1
+        except bi_users.BiUserError as exc:
+            print(f"aduan: {exc}", file=sys.stderr)
+            return 2
+    if args.bi_user_command == "revoke":
+        print(f"BI login {args.name} dropped; its open sessions were ended")
+        return 0
+    print(f"BI login {login.name} (member of {bi_users.BI_ROLE}: reads the metrics.bi_* views "
+          "only); its password is shown only now. Connection URI:")
+    print(login.uri)
+    return 0
+
+
 def cmd_metrics(args: argparse.Namespace, settings: Settings) -> int:
     """``aduan metrics rebuild``: the read model dropped and replayed from the start of the log."""
     from metrics_worker.rebuild import ProgressBar, RebuildRefused, rebuild
@@ -207,8 +233,8 @@ def cmd_metrics(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def _summary_markdown(url: str, period: Period, settings: Settings) -> str:
-    from metrics_worker import report, service
+async def _summary_document(url: str, period: Period, settings: Settings, form: str) -> str:
+    from metrics_worker import page, report, service
 
     database = Database.connect(url, pool_size=1)
     try:
@@ -216,11 +242,14 @@ async def _summary_markdown(url: str, period: Period, settings: Settings) -> str
             summary = await service.summary(session, period, settings.zone)
     finally:
         await database.dispose()
+    if form == "html":
+        return page.render(summary, period.label or f"{period.first} to {period.last}",
+                           footer="aduan report · definitions: METRICS.md")
     return report.to_markdown(summary, period.label)
 
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
-    """``aduan report --period 2022-Q1``: the period's summary in Markdown."""
+    """``aduan report --period 2022-Q1 [--format md|html]``: the period's summary."""
     from metrics_worker.periods import parse_period
     from shared.migrate import migrate
     from shared.problems import Problem
@@ -232,12 +261,12 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     with database_url(settings) as url:
         migrate(url)
-        markdown = asyncio.run(_summary_markdown(url, period, settings))
+        document = asyncio.run(_summary_document(url, period, settings, args.format))
     if args.output:
-        Path(args.output).write_text(markdown, encoding="utf-8")
+        Path(args.output).write_text(document, encoding="utf-8")
         print(f"report for {args.period} written to {args.output}")
     else:
-        print(markdown, end="")
+        print(document, end="" if document.endswith("\n") else "\n")
     return 0
 
 
@@ -305,6 +334,11 @@ def parser() -> argparse.ArgumentParser:
     infra.add_argument("infra_command", choices=["up", "down"])
     infra.set_defaults(run=cmd_infra)
 
+    bi_user = commands.add_parser("bi-user", help="read-only SQL logins for BI tools")
+    bi_user.add_argument("bi_user_command", choices=["create", "revoke"])
+    bi_user.add_argument("name", help="login name: lower-case letters, digits and _")
+    bi_user.set_defaults(run=cmd_bi_user)
+
     metrics = commands.add_parser("metrics", help="maintain the metrics read model")
     metrics_commands = metrics.add_subparsers(dest="metrics_command", required=True)
     metrics_commands.add_parser(
@@ -312,8 +346,10 @@ def parser() -> argparse.ArgumentParser:
                         "(stop the metrics service first)")
     metrics.set_defaults(run=cmd_metrics)
 
-    report = commands.add_parser("report", help="a period's summary in Markdown")
+    report = commands.add_parser("report", help="a period's summary in Markdown or HTML")
     report.add_argument("--period", required=True, help="YYYY-Qn, YYYY-MM or YYYY")
+    report.add_argument("--format", choices=["md", "html"], default="md",
+                        help="md (default), or html: one self-contained file with charts")
     report.add_argument("--output", "-o", help="write to this file instead of printing")
     report.set_defaults(run=cmd_report)
 

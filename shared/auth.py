@@ -1,7 +1,9 @@
-"""Bearer tokens: five roles, stored only as SHA-256 hashes, revocable at once."""
+"""Tokens (bearer, or the password of HTTP Basic): five roles, stored as SHA-256 hashes."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
 import hashlib
 import hmac
@@ -122,25 +124,47 @@ async def authenticate(session: AsyncSession, presented: str) -> Actor | None:
     return Actor(name=row.name, role=Role(row.role), agency_code=row.agency_code)
 
 
-def _bearer(request: Request) -> str:
+# Both schemes are offered: API clients send a bearer token; spreadsheets, BI "from web"
+# connectors and browsers send Basic with the token as the password (any user name).
+# Basic comes first: browsers read the first challenge of the header to decide to ask for a
+# password (that is how a person opens /dashboard).
+CHALLENGE = 'Basic realm="aduan", charset="UTF-8", Bearer realm="aduan"'
+INVALID_TOKEN_CHALLENGE = ('Basic realm="aduan", charset="UTF-8", '
+                           'Bearer realm="aduan", error="invalid_token"')
+
+
+def presented_token(request: Request) -> str:
+    """The token of ``Authorization: Bearer <token>`` or ``Basic base64(<any>:<token>)``."""
     header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
-        raise Problem(401, "A bearer token is required.",
-                      headers={"WWW-Authenticate": 'Bearer realm="aduan"'})
-    return value.strip()
+    scheme, _, value = header.strip().partition(" ")
+    value = value.strip()
+    if scheme.lower() == "basic" and value:
+        try:
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            decoded = ""
+        _, colon, password = decoded.partition(":")
+        if colon and password:
+            return password
+        raise Problem(401, "Basic credentials must be base64 of user:token, with the token as "
+                           "the password.", headers={"WWW-Authenticate": CHALLENGE})
+    if scheme.lower() != "bearer" or not value:
+        raise Problem(401, "A token is required: Authorization: Bearer <token>, or HTTP Basic "
+                           "with the token as the password.",
+                      headers={"WWW-Authenticate": CHALLENGE})
+    return value
 
 
 async def current_actor(request: Request) -> Actor:
     cached: Actor | None = getattr(request.state, "actor", None)
     if cached is not None:
         return cached
-    presented = _bearer(request)
+    presented = presented_token(request)
     async with database_of(request).sessionmaker() as session:
         actor = await authenticate(session, presented)
     if actor is None:
         raise Problem(401, "The token is unknown or revoked.",
-                      headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+                      headers={"WWW-Authenticate": INVALID_TOKEN_CHALLENGE})
     request.state.actor = actor
     limiter = getattr(request.app.state, "rate_limiter", None)
     if limiter is not None:
