@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint bench clean asyncapi
+.PHONY: run test lint bench clean asyncapi chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,19 @@ run: $(STAMP)
 # Two workers: most tests wait on real processes, brokers and databases, not on the CPU.
 TEST_WORKERS ?= 2
 
-test: $(STAMP)
-	$(BIN)/pytest -n $(TEST_WORKERS)
+test: $(STAMP) chromium
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
+
+# The page tests drive Debian's chromium (never a downloaded browser): install it when missing.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "chromium is missing: install Debian's chromium package (as root: apt-get install chromium)"; \
+	    exit 1; \
+	  fi; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

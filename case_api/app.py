@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from case_api.consumer import SUBSCRIPTION
 from case_api.endpoints import agency_router, router
+from case_api.guide import GUIDES
 from case_api.scheduler import run_expiry
 from shared.runtime import Runtime
 from shared.settings import Settings
@@ -25,6 +26,7 @@ SERVICE = Service(
     start=start,
     tags=[{"name": "cases", "description": "The case workflow."},
           {"name": "agencies", "description": "Reported agencies and their open cases."}],
+    guides=GUIDES,
 )
 
 

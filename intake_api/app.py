@@ -8,6 +8,7 @@ from intake_api import idempotency
 from intake_api.attachment_endpoints import router as attachments_router
 from intake_api.consumer import SUBSCRIPTION
 from intake_api.endpoints import router
+from intake_api.guide import GUIDES
 from intake_api.open311.endpoints import router as open311_router
 from intake_api.public import router as public_router
 from intake_api.webhooks.consumer import SUBSCRIPTION as WEBHOOK_SUBSCRIPTION
@@ -42,6 +43,7 @@ SERVICE = Service(
                                             "tracking number and access code, no account."},
           {"name": "webhooks", "description": "Signed deliveries of events to partners' and "
                                               "agencies' own systems."}],
+    guides=GUIDES,
 )
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from metrics_worker import repository
+from metrics_worker import dashboard, repository
 from metrics_worker.consumer import SUBSCRIPTION
 from metrics_worker.endpoints import router
+from metrics_worker.guide import GUIDES
 from shared.runtime import Runtime
 from shared.settings import Settings
 from shared.web import Service, build_app
@@ -28,9 +29,11 @@ def start(runtime: Runtime) -> None:
 
 SERVICE = Service(
     name="metrics",
-    routers=[router],
+    routers=[router, dashboard.router],
     start=start,
-    tags=[{"name": "metrics", "description": "Figures for BI tools and the quarterly report."}],
+    tags=[{"name": "metrics", "description": "Figures for BI tools and the quarterly report."},
+          {"name": "dashboard", "description": "The figures as charts, for people."}],
+    guides=GUIDES,
 )
 
 

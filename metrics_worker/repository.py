@@ -106,6 +106,22 @@ async def monthly(session: AsyncSession, params: Bounds, group: str) -> Sequence
                           AND c.grp = coalesce(a.grp, r.grp)""", params)
 
 
+async def monthly_group_count(session: AsyncSession, params: Bounds, group: str) -> int:
+    """How many groups ``monthly`` would answer for, counted before it builds any row."""
+    column = {"channel": "channel", "substance": "substance", "agency": "agency",
+              "kind": "kind"}[group]
+    return int((await session.execute(text(f"""
+        SELECT count(*) FROM (
+          SELECT {column} FROM metrics.contacts WHERE received_at >= :s AND received_at < :e
+          UNION
+          SELECT {column} FROM metrics.cases WHERE closed_at >= :s AND closed_at < :e
+          UNION
+          SELECT c.{column} FROM metrics.transitions t JOIN metrics.cases c
+            ON c.case_id = t.case_id
+          WHERE t.action = 'register' AND t.at >= :s AND t.at < :e) AS groups"""),
+        params)).scalar_one())
+
+
 def _qualified(column: str) -> str:
     return column if column == "''" else f"c.{column}"
 

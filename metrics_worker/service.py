@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,13 +13,13 @@ from metrics_worker.periods import Period
 from metrics_worker.schemas import (
     ExaminationOut,
     LiaisonFigures,
-    MonthlyRow,
     PeakMonth,
     PeriodOut,
     Summary,
     TargetFigure,
     TargetsOut,
 )
+from shared.problems import invalid
 from shared.vocabulary import Kind
 
 
@@ -111,19 +112,33 @@ async def summary(session: AsyncSession, period: Period, zone: ZoneInfo) -> Summ
     )
 
 
+# The most rows one monthly answer may have (months x groups): 50 years by 166 agencies, or
+# 10 years by 833. Beyond it the request is refused (422) before any row is built.
+MAX_MONTHLY_ROWS = 100_000
+MONTHLY_COLUMNS = ("month", "group", "contacts", "received", "registered", "closed")
+MonthlyValues = tuple[str, str, int, int, int, int]
+
+
 async def monthly(session: AsyncSession, period: Period, zone: ZoneInfo,
-                  group_by: str) -> list[MonthlyRow]:
+                  group_by: str) -> Iterator[MonthlyValues]:
+    """Rows in ``MONTHLY_COLUMNS`` order: every month for every group, produced lazily."""
     start, end = period.bounds(zone)
-    rows = await repository.monthly(session, {"s": start, "e": end, "tz": zone.key}, group_by)
-    found = {(r.month, r.grp): r for r in rows}
+    params = {"s": start, "e": end, "tz": zone.key}
+    months = period.months()
+    if group_by != "none":
+        groups_count = await repository.monthly_group_count(session, params, group_by)
+        if len(months) * groups_count > MAX_MONTHLY_ROWS:
+            raise invalid("/query/group_by", (
+                f"{len(months)} months by {groups_count} groups of {group_by} would be "
+                f"{len(months) * groups_count} rows; at most {MAX_MONTHLY_ROWS} are answered: "
+                "choose a shorter range or another group_by"))
+    rows = await repository.monthly(session, params, group_by)
+    found = {(r.month, r.grp): (r.contacts, r.received, r.registered, r.closed) for r in rows}
     groups = sorted({r.grp for r in rows}) if group_by != "none" else [""]
-    result = []
-    for group in groups:
-        for month in period.months():
-            row = found.get((month, group))
-            result.append(MonthlyRow(
-                month=month, group=group,
-                contacts=row.contacts if row else 0, received=row.received if row else 0,
-                registered=row.registered if row else 0, closed=row.closed if row else 0,
-            ))
-    return result
+
+    def produce() -> Iterator[MonthlyValues]:
+        for group in groups:
+            for month in months:
+                yield (month, group, *found.get((month, group), (0, 0, 0, 0)))
+
+    return produce()

@@ -59,7 +59,8 @@ def database_url(settings: Settings) -> Iterator[str]:
         return
     from services.postgres import embedded
 
-    with embedded(settings.data_dir / "pgdata") as pg:
+    with embedded(settings.data_dir / "pgdata", listen=settings.database_listen,
+                  port=settings.database_port) as pg:
         yield pg.url()
 
 
@@ -250,6 +251,39 @@ def infra_down() -> None:
     typer.echo("\n".join(infra.down(_infra_root())))
 
 
+# --- bi-user --------------------------------------------------------------------------------
+
+class BiUserAction(enum.StrEnum):
+    create = "create"
+    revoke = "revoke"
+
+
+@app.command("bi-user")
+def bi_user(
+    action: Annotated[BiUserAction, typer.Argument(help="create or revoke the login.")],
+    name: Annotated[str, typer.Argument(help="Login name: lower-case letters, digits and _.")],
+) -> None:
+    """Read-only SQL logins for BI tools (the metrics.bi_* views only)."""
+    from services import bi_users
+
+    with migrated_database(get_settings()) as settings:
+        url = settings.database_url
+        assert url is not None
+        try:
+            if action is BiUserAction.create:
+                login = asyncio.run(bi_users.create(url, name))
+            elif not asyncio.run(bi_users.revoke(url, name)):
+                raise fail(f"no BI login named {name!r}", 1)
+        except bi_users.BiUserError as exc:
+            raise fail(str(exc)) from None
+    if action is BiUserAction.revoke:
+        typer.echo(f"BI login {name} dropped; its open sessions were ended")
+        return
+    typer.echo(f"BI login {login.name} (member of {bi_users.BI_ROLE}: reads the metrics.bi_* "
+               "views only); its password is shown only now. Connection URI:")
+    typer.echo(login.uri)
+
+
 # --- metrics, report, import-sample ----------------------------------------------------------
 
 @metrics_app.command("rebuild")
@@ -270,15 +304,23 @@ def metrics_rebuild() -> None:
                f"{result.seconds:.1f}s ({result.per_second:.0f} records/s)")
 
 
+class ReportFormat(enum.StrEnum):
+    md = "md"
+    html = "html"
+
+
 @app.command()
 def report(
     period: Annotated[str, typer.Option(help="YYYY-Qn, YYYY-MM or YYYY.")],
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Write to this file instead of printing.")] = None,
+    format: Annotated[ReportFormat, typer.Option(
+        "--format", help="md (default), or html: one self-contained file with charts.",
+    )] = ReportFormat.md,
 ) -> None:
-    """A period's summary in Markdown."""
+    """A period's summary in Markdown or HTML."""
+    from metrics_worker import page, service
     from metrics_worker import report as markdown_report
-    from metrics_worker import service
     from metrics_worker.periods import parse_period
     from shared.problems import Problem
 
@@ -290,6 +332,9 @@ def report(
     async def summary_markdown(url: str, settings: Settings) -> str:
         async with Database.opened(url) as database, database.transaction() as session:
             summary = await service.summary(session, chosen, settings.zone)
+        if format is ReportFormat.html:
+            return page.render(summary, chosen.label or f"{chosen.first} to {chosen.last}",
+                               footer="aduan report · definitions: METRICS.md")
         return markdown_report.to_markdown(summary, chosen.label)
 
     with migrated_database(get_settings()) as settings:
@@ -299,7 +344,7 @@ def report(
         output.write_text(markdown, encoding="utf-8")
         typer.echo(f"report for {period} written to {output}")
     else:
-        typer.echo(markdown, nl=False)
+        typer.echo(markdown, nl=not markdown.endswith("\n"))
 
 
 async def _import_sample(url: str, token: str, *, force: bool) -> str:

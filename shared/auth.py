@@ -1,7 +1,9 @@
-"""Bearer tokens: five roles, stored only as SHA-256 hashes, revocable at once."""
+"""Tokens (bearer, or the password of HTTP Basic): five roles, stored as SHA-256 hashes."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
 import hashlib
 import hmac
@@ -10,17 +12,14 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated
 
-from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Request
 from sqlalchemy import DateTime, String, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.db import Base, DatabaseDep
+from shared.db import Base, database_of
 from shared.problems import Problem
-from shared.ratelimit import RateLimiterDep
 from shared.text import is_blank, is_storable, printable
 from shared.vocabulary import AGENCY_CODE
 
@@ -125,41 +124,60 @@ async def authenticate(session: AsyncSession, presented: str) -> Actor | None:
     return Actor(name=row.name, role=Role(row.role), agency_code=row.agency_code)
 
 
-# The scheme FastAPI documents in OpenAPI; the 401 is ours, as a problem with WWW-Authenticate.
-bearer_scheme = HTTPBearer(auto_error=False, scheme_name="bearer",
-                           description="A token from `aduan token create`.")
-BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
+# Both schemes are offered: API clients send a bearer token; spreadsheets, BI "from web"
+# connectors and browsers send Basic with the token as the password (any user name).
+# Basic comes first: browsers read the first challenge of the header to decide to ask for a
+# password (that is how a person opens /dashboard).
+CHALLENGE = 'Basic realm="aduan", charset="UTF-8", Bearer realm="aduan"'
+INVALID_TOKEN_CHALLENGE = ('Basic realm="aduan", charset="UTF-8", '
+                           'Bearer realm="aduan", error="invalid_token"')
 
 
-async def current_actor(request: Request, credentials: BearerDep,
-                        database: DatabaseDep) -> Actor:
-    """Who is calling (401 unless a valid token). Resolved once per request by FastAPI."""
-    if credentials is None or not credentials.credentials.strip():
-        raise Problem(401, "A bearer token is required.",
-                      headers={"WWW-Authenticate": 'Bearer realm="aduan"'})
-    async with database.sessionmaker() as session:
-        actor = await authenticate(session, credentials.credentials.strip())
+def presented_token(request: Request) -> str:
+    """The token of ``Authorization: Bearer <token>`` or ``Basic base64(<any>:<token>)``."""
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.strip().partition(" ")
+    value = value.strip()
+    if scheme.lower() == "basic" and value:
+        try:
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            decoded = ""
+        _, colon, password = decoded.partition(":")
+        if colon and password:
+            return password
+        raise Problem(401, "Basic credentials must be base64 of user:token, with the token as "
+                           "the password.", headers={"WWW-Authenticate": CHALLENGE})
+    if scheme.lower() != "bearer" or not value:
+        raise Problem(401, "A token is required: Authorization: Bearer <token>, or HTTP Basic "
+                           "with the token as the password.",
+                      headers={"WWW-Authenticate": CHALLENGE})
+    return value
+
+
+async def current_actor(request: Request) -> Actor:
+    cached: Actor | None = getattr(request.state, "actor", None)
+    if cached is not None:
+        return cached
+    presented = presented_token(request)
+    async with database_of(request).sessionmaker() as session:
+        actor = await authenticate(session, presented)
     if actor is None:
         raise Problem(401, "The token is unknown or revoked.",
-                      headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
-    request.state.actor = actor  # the access log names the caller (shared/access_log.py)
+                      headers={"WWW-Authenticate": INVALID_TOKEN_CHALLENGE})
+    request.state.actor = actor
+    limiter = getattr(request.app.state, "rate_limiter", None)
+    if limiter is not None:
+        limiter.check(actor.name)
     return actor
 
 
-CurrentActor = Annotated[Actor, Depends(current_actor)]
-
-
-async def within_rate_limit(actor: CurrentActor, limiter: RateLimiterDep) -> Actor:
-    """The caller, once it is within its rate limit (429 otherwise)."""
-    limiter.check(actor.name)
-    return actor
-
-
-def require(*roles: Role) -> Callable[..., Awaitable[Actor]]:
-    """A dependency admitting only the given roles (admin always), within the rate limit."""
+def require(*roles: Role) -> Callable[[Request], Awaitable[Actor]]:
+    """A dependency admitting only the given roles (admin always)."""
     allowed = {*roles, Role.admin}
 
-    async def dependency(actor: Annotated[Actor, Depends(within_rate_limit)]) -> Actor:
+    async def dependency(request: Request) -> Actor:
+        actor = await current_actor(request)
         if actor.role not in allowed:
             raise Problem(403, f"The role {actor.role.value} may not do this.")
         return actor

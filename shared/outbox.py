@@ -43,16 +43,17 @@ async def sequence(session: AsyncSession, tables: EventTables, *, limit: int = 5
     whose transaction drew its position early and committed late. Sequencers take turns (a
     transaction-scoped lock, taken by readers, never by writers), so each sees every position
     given before it, and the positions it gives become visible at once, in order, after all
-    earlier ones. Two events of one key keep their order: the later one was written after the
+    earlier ones; the turn is held only for the reader's short read transaction. Two events of
+    one key keep their order: the later one was written after the
     earlier one committed, so a sequencer that sees the later one sees the earlier one too and
     ``id`` orders them. Positions have no gaps. Called in the reader's transaction.
     """
-    turn = await session.execute(
-        text("SELECT pg_try_advisory_xact_lock(hashtext(:name))"),
+    # Waiting for the turn (rather than skipping it) matters: a reader that skipped would read
+    # before the other sequencer committed, find nothing, and sleep through the only wake-up.
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtext(:name))"),
         {"name": f"aduan.sequencer.{tables.schema}"},
     )
-    if not turn.scalar_one():
-        return 0  # another reader is sequencing; what it sequences is read next time
     outbox = tables.outbox
     before = outbox.alias("before")
     last = select(func.coalesce(func.max(before.c.position), 0)).scalar_subquery()

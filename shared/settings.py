@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     group_prefix: str = ""
     timezone: str = "Asia/Jakarta"
     data_dir: Path = Path(".aduan")
+    # The embedded server's TCP listener, for BI tools (password logins only); port 0: any free.
+    database_listen: str = "127.0.0.1"
+    database_port: int = Field(default=5433, ge=0, le=65535)
     log_format: Literal["json", "console"] = "console"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     rate_limit_per_minute: int = Field(default=1200, ge=0)

@@ -14,8 +14,9 @@ from fastapi.responses import JSONResponse
 from shared.access_log import AccessLog
 from shared.admission import Admission
 from shared.clock import Clock
+from shared.docs_pages import install_docs
 from shared.middleware import BodyGuard
-from shared.openapi import install_openapi
+from shared.openapi import Guides, install_openapi
 from shared.problems import Problem, documented, install_problem_handlers
 from shared.ratelimit import RateLimiter
 from shared.runtime import Runtime, RuntimeDep
@@ -35,6 +36,8 @@ class Service:
     tags: Sequence[dict[str, Any]] = field(default_factory=tuple)
     # Read from the database at every scrape of GET /metrics (shared.telemetry).
     figures: Sequence[DatabaseFigure] = field(default_factory=tuple)
+    # Descriptions and worked examples of its operations in the OpenAPI document.
+    guides: Guides = field(default_factory=dict)
 
 
 async def readiness(runtime: Runtime) -> dict[str, str]:
@@ -82,10 +85,13 @@ def build_app(services: Sequence[Service], *, title: str, settings: Settings | N
         version="1.0.0",
         description=description,
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
         openapi_tags=[tag for s in services for tag in s.tags],
     )
     install_problem_handlers(app)
-    install_openapi(app)
+    install_openapi(app, {key: guide for s in services for key, guide in s.guides.items()})
+    install_docs(app)
     # Inside the body guard: a body is read (bounded in size and time) before it takes a slot.
     app.add_middleware(Admission, limit=settings.max_requests_in_flight,
                        queue=settings.admission_queue, wait=settings.admission_wait_seconds)

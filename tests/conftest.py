@@ -20,6 +20,9 @@ from services.migrate import migrate_async
 from services.postgres import start_postgres
 from tests.support import BackingServices, database_named, reachable_dir, server_command
 
+# The headless browser fixtures (``browser``, ``new_page``, ``artifacts``) for page tests.
+pytest_plugins = ["tests.browser"]
+
 TEMPLATE = "aduan_template"
 
 
@@ -95,3 +98,28 @@ def kafka_services(database_url: str, kafka: str, tmp_path: Path) -> BackingServ
     """The database of this test and the Kafka broker, with topics and groups of its own."""
     return BackingServices(database_url=database_url, kafka=kafka, workdir=tmp_path,
                            prefix=f"t{uuid.uuid4().hex[:8]}.")
+
+
+@pytest.fixture(scope="session")
+async def published(server_url: str, template: str,
+                    tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[BackingServices]:
+    """A database holding the quarter Ombudsman Babel published, imported once through the API.
+
+    Shared by the tests that only read figures (BI views, CSV, dashboard): never change it.
+    """
+    from services import published_quarter
+    from tests.fixtures.history import settled
+    from tests.support import running_app
+
+    name = f"q_{uuid.uuid4().hex[:12]}"
+    await server_command(server_url, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    backing = BackingServices(database_url=database_named(server_url, name), kafka=None,
+                              workdir=tmp_path_factory.mktemp("published"))
+    admin = await backing.token("admin", name="importer")
+    quarter = published_quarter.build()
+    async with running_app(backing) as client:
+        await published_quarter.load(published_quarter.Api(client, admin), quarter,
+                                     case_timeout=300)
+        await settled(backing.database_url, quarter, timeout=600)
+    yield backing
+    await server_command(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

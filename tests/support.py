@@ -71,6 +71,8 @@ class BackingServices:
             "ADUAN_DATABASE_POOL_TIMEOUT_SECONDS": "30",
             "ADUAN_WAKEUP_FALLBACK_SECONDS": "1",
             "ADUAN_DATA_DIR": str(self.workdir / ".aduan"),
+            # An embedded server a process starts takes any free port, never the shared default.
+            "ADUAN_DATABASE_PORT": "0",
             "ADUAN_LOG_FORMAT": "console",
         })
         if self.kafka:

@@ -92,8 +92,8 @@ async def test_all_in_one_on_the_embedded_default(tmp_path: Path, server_url: st
             # Redelivery: move the metrics consumer back to position 0 and restart.
             server.stop()  # stops the PostgreSQL it started too; start it to move the position
             pg = await asyncio.to_thread(start_postgres, data_dir / "pgdata")
-            connection = await asyncpg.connect(host=pg.socket_dir, user="postgres",
-                                               database="aduan")
+            connection = await asyncpg.connect(host=pg.socket_dir, port=pg.port,
+                                               user="postgres", database="aduan")
             try:
                 moved = await connection.execute(
                     "UPDATE metrics.log_positions SET position = 0 WHERE consumer = $1",

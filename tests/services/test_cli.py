@@ -62,6 +62,7 @@ def exports_of(stdout: str) -> dict[str, str]:
 async def test_infra_up_and_down(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ADUAN_")}
     env["ADUAN_DATA_DIR"] = str(tmp_path / ".aduan")
+    env["ADUAN_DATABASE_PORT"] = "0"
     up = await asyncio.to_thread(aduan, "infra", "up", env=env)
     try:
         assert up.returncode == 0, up.stderr

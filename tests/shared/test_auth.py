@@ -50,8 +50,9 @@ async def test_every_v1_path_needs_a_token(services: BackingServices) -> None:
                 response = await client.request(method.upper(), concrete, json={})
                 if path in OPEN_PATHS or path.startswith(PUBLIC_PREFIXES):
                     continue
-                assert path.startswith("/v1/"), path
+                assert path.startswith("/v1/") or path == "/dashboard", path
                 assert response.status_code == 401, (method, path, response.status_code)
+                assert "Basic realm" in response.headers["www-authenticate"], path
                 checked += 1
         assert checked >= 10
 

@@ -1,0 +1,143 @@
+"""SQL logins for BI tools (``aduan bi-user create|revoke NAME``).
+
+Each login is a member of ``aduan_bi`` (made by the migrations), which may read the
+``metrics.bi_*`` views and nothing else. The password is random and shown once; the server is
+given only its SCRAM-SHA-256 verifier, so the password appears in no statement or server log.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+import socket
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+BI_ROLE = "aduan_bi"
+NAME = re.compile(r"^[a-z][a-z0-9_]{1,62}$")
+RESERVED = {"postgres", BI_ROLE, "public"}
+SCRAM_ITERATIONS = 4096
+# Settings a BI login starts its sessions with: it reads, and a runaway query ends.
+SESSION_SETTINGS = {"default_transaction_read_only": "on", "statement_timeout": "120s"}
+
+
+class BiUserError(Exception):
+    """A refusal to show the person at the command line as it is."""
+
+
+@dataclass(frozen=True)
+class Login:
+    name: str
+    password: str
+    uri: str
+
+
+def scram_verifier(password: str, *, salt: bytes | None = None,
+                   iterations: int = SCRAM_ITERATIONS) -> str:
+    """The verifier PostgreSQL stores for a SCRAM-SHA-256 password (RFC 5802, RFC 7677)."""
+    salt = salt or secrets.token_bytes(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+    stored_key = hashlib.sha256(client_key).digest()
+
+    def b64(raw: bytes) -> str:
+        return base64.b64encode(raw).decode()
+
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
+def _check_name(name: str) -> None:
+    if not NAME.match(name) or name in RESERVED or name.startswith("pg_"):
+        raise BiUserError(f"{name!r} is not a usable login name: 2 to 63 characters, "
+                          "lower-case letters, digits and _, starting with a letter")
+
+
+def _dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _is_bi_login(connection: asyncpg.Connection, name: str) -> bool | None:
+    """True for a login in ``aduan_bi``, False for another role, None when there is none."""
+    # Direct membership: pg_has_role() would say yes for every superuser.
+    row = await connection.fetchrow("""
+        SELECT r.rolcanlogin AND NOT r.rolsuper AND EXISTS (
+                 SELECT FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
+                 WHERE m.member = r.oid AND g.rolname = $2) AS bi
+        FROM pg_roles r WHERE r.rolname = $1""", name, BI_ROLE)
+    return None if row is None else bool(row["bi"])
+
+
+async def _address(connection: asyncpg.Connection, url: str) -> tuple[str, int, str]:
+    """Where a BI tool reaches this database over TCP: host, port and database name."""
+    parsed = make_url(url)
+    database = str(await connection.fetchval("SELECT current_database()"))
+    socket_host = parsed.query.get("host")
+    if parsed.host and not parsed.host.startswith("/") and not socket_host:
+        return parsed.host, parsed.port or 5432, database
+    listen = str(await connection.fetchval("SELECT current_setting('listen_addresses')"))
+    port = int(await connection.fetchval("SELECT current_setting('port')"))
+    first = listen.split(",")[0].strip()
+    if not first:
+        raise BiUserError("the database server does not listen on TCP; set "
+                          "ADUAN_DATABASE_LISTEN (embedded server) or listen_addresses")
+    if first in {"*", "0.0.0.0", "::"}:
+        first = socket.getfqdn()
+    return first, port, database
+
+
+async def create(url: str, name: str) -> Login:
+    """Creates login ``name`` in ``aduan_bi`` with a random password."""
+    _check_name(name)
+    connection = await asyncpg.connect(_dsn(url))
+    try:
+        if await connection.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1",
+                                     BI_ROLE) is None:
+            raise BiUserError(f"the role {BI_ROLE} is missing: run `aduan migrate` as a user "
+                              "that may create roles")
+        existing = await _is_bi_login(connection, name)
+        if existing is not None:
+            raise BiUserError(f"a role named {name!r} exists already"
+                              + ("; `aduan bi-user revoke` it first" if existing else ""))
+        host, port, database = await _address(connection, url)
+        password = secrets.token_urlsafe(24)
+        # Identifiers cannot be parameters; the name is checked above, the verifier is base64.
+        async with connection.transaction():
+            await connection.execute(
+                f"CREATE ROLE \"{name}\" LOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE "
+                f"NOREPLICATION PASSWORD '{scram_verifier(password)}' IN ROLE {BI_ROLE}")
+            for setting, value in SESSION_SETTINGS.items():
+                await connection.execute(f"ALTER ROLE \"{name}\" SET {setting} = '{value}'")
+    finally:
+        await connection.close()
+    uri = (f"postgresql://{name}:{quote(password, safe='')}@{_host(host)}:{port}/"
+           f"{quote(database, safe='')}")
+    return Login(name=name, password=password, uri=uri)
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+async def revoke(url: str, name: str) -> bool:
+    """Drops login ``name`` (only a member of ``aduan_bi``) and ends its open sessions."""
+    _check_name(name)
+    connection = await asyncpg.connect(_dsn(url))
+    try:
+        existing = await _is_bi_login(connection, name)
+        if existing is None:
+            return False
+        if not existing:
+            raise BiUserError(f"{name!r} is not a BI login; it is left alone")
+        await connection.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", name)
+        await connection.execute(f'DROP ROLE "{name}"')
+        return True
+    finally:
+        await connection.close()

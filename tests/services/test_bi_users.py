@@ -1,0 +1,203 @@
+"""``aduan bi-user``: a BI tool's login over TCP reads the views, equal to the API, and no more."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+import uuid
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+
+from services import bi_users
+from tests.services.test_cli import aduan
+from tests.support import BackingServices, bearer, running_app
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "bi.md"
+Q1 = (date(2022, 1, 1), date(2022, 3, 31))
+
+
+def documented_views() -> dict[str, list[str]]:
+    """The column reference of docs/bi.md: view name to its columns, in order."""
+    views: dict[str, list[str]] = {}
+    for line in DOCS.read_text().splitlines():
+        match = re.match(r"^\| `(metrics\.bi_\w+)` \|.*\| `([^`]+)` \|$", line)
+        if match:
+            views[match.group(1)] = [c.strip() for c in match.group(2).split(",")]
+    return views
+
+
+async def create_login(services: BackingServices, name: str) -> str:
+    created = await asyncio.to_thread(aduan, "bi-user", "create", name, env=services.env())
+    assert created.returncode == 0, created.stderr
+    uri = created.stdout.strip().splitlines()[-1]
+    assert re.match(rf"^postgresql://{name}:[^@/]+@127\.0\.0\.1:\d+/\w+$", uri), uri
+    return uri
+
+
+async def figures_from_views(reader: asyncpg.Connection) -> dict[str, Any]:
+    """The quarter's figures the way a BI tool would compute them from the views."""
+    first, last = Q1
+    period = "received_local_date BETWEEN $1::date AND $2::date"
+    closed = "closed_local_date BETWEEN $1::date AND $2::date"
+
+    async def grouped(sql: str, *args: date) -> dict[str, int]:
+        rows = await reader.fetch(sql, *(args or (first, last)))
+        return {str(k): int(v) for k, v in rows if v}
+
+    received = f"FROM metrics.bi_contacts WHERE is_received_report AND {period}"
+    start = "($1::date::timestamp AT TIME ZONE 'Asia/Jakarta')"
+    end = "(($2::date + 1)::timestamp AT TIME ZONE 'Asia/Jakarta')"
+    return {
+        "received": await reader.fetchval(f"SELECT count(*) {received}", first, last),
+        "received_by_month": await grouped(f"SELECT received_month, count(*) {received} "
+                                           "GROUP BY 1"),
+        "received_by_channel": await grouped(f"SELECT channel, count(*) {received} GROUP BY 1"),
+        "received_by_substance": await grouped(f"SELECT substance, count(*) {received} "
+                                               "GROUP BY 1"),
+        "received_by_agency": await grouped(f"SELECT agency_code, count(*) {received} "
+                                            "GROUP BY 1"),
+        "contacts_by_kind": await grouped(
+            f"SELECT kind, count(*) FROM metrics.bi_contacts WHERE {period} GROUP BY 1"),
+        "on_the_spot_locations": await reader.fetchval(
+            "SELECT count(DISTINCT on_the_spot_place) FROM metrics.bi_contacts "
+            f"WHERE channel = 'on_the_spot' AND {period}", first, last),
+        "registered": await reader.fetchval(
+            "SELECT count(DISTINCT case_id) FROM metrics.bi_transitions WHERE action = "
+            "'register' AND effective_local_date BETWEEN $1::date AND $2::date", first, last),
+        "closed": await reader.fetchval(f"SELECT count(*) FROM metrics.bi_cases WHERE {closed}",
+                                        first, last),
+        "closed_by_stage": await grouped(
+            f"SELECT closure_stage, count(*) FROM metrics.bi_cases WHERE {closed} GROUP BY 1"),
+        "closed_by_reason": await grouped(
+            f"SELECT closure_reason, count(*) FROM metrics.bi_cases WHERE {closed} GROUP BY 1"),
+        "carried_over_by_year": await grouped(
+            "SELECT received_year, count(*) FROM metrics.bi_cases WHERE received_local_date "
+            f"< $1::date AND (closed_at IS NULL OR closed_at >= {start}) GROUP BY 1", first),
+        "examination_by_year": await grouped(
+            f"SELECT received_year, count(*) FROM metrics.bi_cases WHERE examination_started_at"
+            f" < {end} AND (closed_at IS NULL OR closed_at >= {start}) GROUP BY 1"),
+        "median_days_to_close": {
+            stage: round(float(days), 2) for stage, days in await reader.fetch(
+                "SELECT closure_stage, percentile_cont(0.5) WITHIN GROUP (ORDER BY "
+                f"days_to_close) FROM metrics.bi_cases WHERE {closed} GROUP BY 1", first, last)},
+        "liaison_requests": await grouped(
+            "SELECT agency_code, count(*) FROM metrics.bi_transitions WHERE action = "
+            "'request_clarification' AND effective_local_date BETWEEN $1::date AND $2::date "
+            "GROUP BY 1"),
+        "closures_target": await reader.fetchval(
+            "SELECT closures_target FROM metrics.bi_targets WHERE period = '2022-Q1'"),
+    }
+
+
+@pytest.mark.timeout(1200)
+@pytest.mark.xdist_group("published")
+async def test_a_bi_login_reads_every_view_over_tcp_and_nothing_else(
+        published: BackingServices) -> None:
+    name = f"bi_{uuid.uuid4().hex[:8]}"
+    uri = await create_login(published, name)
+    reader = await asyncpg.connect(uri)
+    try:
+        assert await reader.fetchval("SELECT inet_server_addr() IS NOT NULL")  # TCP, not socket
+        assert await reader.fetchval("SELECT current_user") == name
+        documented = documented_views()
+        assert set(documented) == {"metrics.bi_contacts", "metrics.bi_cases",
+                                   "metrics.bi_transitions", "metrics.bi_targets"}
+        for view, columns in documented.items():
+            rows = await reader.fetch(f"SELECT * FROM {view}")
+            assert rows, view
+            assert list(rows[0].keys()) == columns, view
+            assert all(len(list(row.values())) == len(columns) for row in rows)
+
+        from_views = await figures_from_views(reader)
+        admin = await published.token("admin", name=f"reader-{name}")
+        async with running_app(published) as client:
+            response = await client.get("/v1/metrics/summary", params={"period": "2022-Q1"},
+                                        headers=bearer(admin))
+        assert response.status_code == 200, response.text
+        summary = response.json()
+        assert from_views["received"] == summary["received"] == 480
+        for figure in ("received_by_month", "received_by_channel", "received_by_substance",
+                       "received_by_agency", "on_the_spot_locations", "registered", "closed",
+                       "closed_by_stage", "closed_by_reason", "carried_over_by_year",
+                       "median_days_to_close"):
+            assert from_views[figure] == summary[figure], figure
+        assert from_views["contacts_by_kind"] == {k: v for k, v in
+                                                  summary["contacts_by_kind"].items() if v}
+        assert from_views["examination_by_year"] == \
+            summary["examination"]["handled_by_received_year"] == {"2022": 82, "2021": 11}
+        assert from_views["liaison_requests"] == {a: f["requests"] for a, f in
+                                                  summary["liaison"].items()}
+        assert from_views["closures_target"] == summary["targets"]["closures"]["target"] == 260
+
+        for table in ("metrics.cases", "metrics.contacts", "metrics.transitions",
+                      "metrics.office", "intake.complaints", "auth.tokens", "cases.cases",
+                      "public.alembic_version"):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await reader.fetch(f"SELECT * FROM {table}")
+        for statement in ("DELETE FROM metrics.bi_targets",
+                          "CREATE TABLE metrics.mine (x int)", "CREATE TABLE public.mine (x int)",
+                          "CREATE SCHEMA mine"):
+            with pytest.raises((asyncpg.InsufficientPrivilegeError,
+                                asyncpg.ReadOnlySQLTransactionError)):
+                await reader.execute(f"BEGIN READ WRITE; {statement}")
+            await reader.execute("ROLLBACK")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await reader.execute("BEGIN READ WRITE; INSERT INTO metrics.bi_targets "
+                                 "(period) VALUES ('2030')")
+        await reader.execute("ROLLBACK")
+
+        revoked = await asyncio.to_thread(aduan, "bi-user", "revoke", name, env=published.env())
+        assert revoked.returncode == 0, revoked.stderr
+        with pytest.raises((asyncpg.ConnectionDoesNotExistError, asyncpg.AdminShutdownError,
+                            asyncpg.InterfaceError)):
+            await reader.fetchval("SELECT 1")  # its open session was ended
+        with pytest.raises(asyncpg.InvalidAuthorizationSpecificationError):
+            await asyncpg.connect(uri)
+    finally:
+        if not reader.is_closed():
+            await reader.close()
+        await asyncio.to_thread(aduan, "bi-user", "revoke", name, env=published.env())
+
+
+async def test_bi_user_refuses_other_roles_and_bad_names(services: BackingServices) -> None:
+    url = services.database_url
+    for name in ("postgres", "aduan_bi", "Robert'); DROP TABLE x;--", "pg_monitor", "x"):
+        with pytest.raises(bi_users.BiUserError):
+            await bi_users.create(url, name)
+    other = f"app_{uuid.uuid4().hex[:8]}"
+    owner = await asyncpg.connect(make_url(url).set(drivername="postgresql")
+                                  .render_as_string(hide_password=False))
+    try:
+        await owner.execute(f"CREATE ROLE {other} LOGIN")
+        with pytest.raises(bi_users.BiUserError, match="not a BI login"):
+            await bi_users.revoke(url, other)
+        assert await owner.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", other)
+    finally:
+        await owner.execute(f"DROP ROLE IF EXISTS {other}")
+        await owner.close()
+    assert await bi_users.revoke(url, "nobody_here") is False
+    name = f"bi_{uuid.uuid4().hex[:8]}"
+    try:
+        await bi_users.create(url, name)
+        with pytest.raises(bi_users.BiUserError, match="exists"):
+            await bi_users.create(url, name)
+    finally:
+        assert await bi_users.revoke(url, name) is True
+    refused = await asyncio.to_thread(aduan, "bi-user", "create", "postgres", env=services.env())
+    assert refused.returncode == 2
+    assert "not a usable login name" in refused.stderr
+
+
+def test_scram_verifier_matches_the_rfc_7677_example() -> None:
+    """RFC 7677's test vector: user "user", password "pencil", 4096 iterations."""
+    salt = base64.b64decode("W22ZaJ0SNY7soEsUEjb6gQ==")
+    verifier = bi_users.scram_verifier("pencil", salt=salt)
+    assert verifier == ("SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$"
+                        "WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:"
+                        "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=")
