@@ -17,7 +17,7 @@ import typer
 from services.migrate import migrate
 from shared.auth import Role, Token, check_new_token, create_token, revoke_token
 from shared.db import Database
-from shared.settings import Settings, get_settings
+from shared.settings import Settings, get_settings, report_unknown_variables
 
 app = typer.Typer(name="aduan", no_args_is_help=True, add_completion=False,
                   pretty_exceptions_enable=False)
@@ -48,6 +48,8 @@ def root(
         help="Print the installed version and exit.")] = False,
 ) -> None:
     """Complaint intake, case handling and performance figures for an Ombudsman office."""
+    # Before any command checks its own options: a misspelt variable may be why they fail.
+    report_unknown_variables()
 
 
 @contextlib.contextmanager

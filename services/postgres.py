@@ -284,6 +284,9 @@ class _ListeningServer(PostgresServer):
             refuse_unreachable(socket_dir)
             socket_dir.chmod(0o777)
         port = self.tcp_port or find_suitable_port(self.listen or "127.0.0.1")
+        # A restart (``resume``) keeps the port: the socket's name, and so every client's URL,
+        # carries it.
+        self.tcp_port = port
         args = ["-w", "-o", f'-h "{self.listen}"', "-o", f"-p {port}", "-o", f"-k {socket_dir}",
                 "-l", str(self.log), "start"]
         try:

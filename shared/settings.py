@@ -132,9 +132,15 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
 
 
 @lru_cache(maxsize=1)
-def get_settings() -> Settings:
+def report_unknown_variables() -> None:
+    """Writes the lines of ``unknown_variables`` to standard error, once per process."""
     for line in unknown_variables(os.environ):
         sys.stderr.write(line + "\n")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    report_unknown_variables()
     try:
         return Settings()
     except ValidationError as exc:
