@@ -22,21 +22,18 @@ from metrics_worker.schemas import MonthlyOut, Summary, TargetIn, TargetOut
 from metrics_worker.service import MONTHLY_COLUMNS
 from shared.auth import Actor, Role, require
 from shared.db import SessionDep
-from shared.problems import PROBLEM_JSON, not_found
+from shared.problems import documented, not_found
+from shared.runtime import ZoneDep
 
 router = APIRouter(prefix="/v1/metrics", tags=["metrics"])
 
 Reader = Annotated[Actor, Depends(require(Role.analyst, Role.assistant))]
 TargetSetter = Annotated[Actor, Depends(require(Role.assistant))]
 
-PROBLEMS: dict[int | str, dict[str, Any]] = {
-    code: {"description": text, "content": {PROBLEM_JSON: {}}}
-    for code, text in {401: "Missing, unknown or revoked token", 403: "Role may not do this",
-                       404: "No target for this period",
-                       406: "The Accept header admits neither JSON nor CSV",
-                       422: "Invalid period or field",
-                       429: "Rate limited"}.items()
-}
+PROBLEMS = documented(401, 429, saying={
+    403: "Role may not do this", 404: "No target for this period",
+    406: "The Accept header admits neither JSON nor CSV", 422: "Invalid period or field",
+})
 TARGET_COLUMNS = ("period", "closures", "examination_closures", "updated_at", "updated_by")
 SUMMARY_ANSWER = ("Every figure, as JSON; or as CSV with one row per figure, "
                   "`figure,key,value` (e.g. `received_by_month,2022-03,294`)")
@@ -55,12 +52,12 @@ CSV_ANSWER = {"text/csv": {"schema": {"type": "string"}}}
             responses={**PROBLEMS, 200: {"content": {"application/json": {}, **CSV_ANSWER},
                                          "description": SUMMARY_ANSWER}},
             summary="Every figure of a period (METRICS.md)")
-async def get_summary(request: Request, session: SessionDep, _: Reader,
+async def get_summary(request: Request, session: SessionDep, zone: ZoneDep, _: Reader,
                       period: PeriodQuery = None, first: FromQuery = None,
                       last: ToQuery = None, format: FormatQuery = None) -> Any:
     wanted = negotiate(request, format)
     chosen = period_from_query(period, first, last)
-    summary = await service.summary(session, chosen, request.app.state.runtime.settings.zone)
+    summary = await service.summary(session, chosen, zone)
     if wanted == "json":
         return summary
     label = chosen.label or f"{chosen.first}_{chosen.last}"
@@ -74,15 +71,14 @@ async def get_summary(request: Request, session: SessionDep, _: Reader,
                       "description": "Rows as JSON, or RFC 4180 CSV with a header row"}},
     summary="Monthly figures, grouped")
 async def get_monthly(
-    request: Request, session: SessionDep, _: Reader,
+    request: Request, session: SessionDep, zone: ZoneDep, _: Reader,
     first: FromQuery = None, last: ToQuery = None, period: PeriodQuery = None,
     group_by: Literal["none", "channel", "substance", "agency", "kind"] = "none",
     format: FormatQuery = None,
 ) -> Any:
     wanted = negotiate(request, format)
     chosen = period_from_query(period, first, last)
-    rows = await service.monthly(session, chosen, request.app.state.runtime.settings.zone,
-                                 group_by)
+    rows = await service.monthly(session, chosen, zone, group_by)
     if wanted == "csv":
         return csv_response(MONTHLY_COLUMNS, rows, "aduan-monthly.csv")
     return json_rows_response(dict(zip(MONTHLY_COLUMNS, row, strict=True)) for row in rows)
