@@ -104,7 +104,8 @@ def pgbench(back: Backing, script: Path, seconds: int) -> float:
     """Transactions per second of ``script`` at ``CLIENTS`` connections."""
     result = subprocess.run(
         [str(POSTGRES_BIN_PATH / "pgbench"), "-n", "-c", str(CLIENTS), "-j", "2",
-         "-T", str(seconds), "-f", str(script), "-h", back.pg.socket_dir, "-U", "postgres",
+         "-T", str(seconds), "-f", str(script), "-h", back.pg.socket_dir, "-p", str(back.pg.port),
+         "-U", "postgres",
          "aduan"],
         capture_output=True, text=True, check=True, timeout=seconds + 120)
     match = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", result.stdout)

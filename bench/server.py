@@ -61,7 +61,10 @@ class Backing:
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ADUAN_")}
+        # The load comes from one address standing for many clients: no per-token rate limit
+        # and no per-address connection bound, so what is measured is admission under load.
         env.update({"ADUAN_DATABASE_URL": self.url, "ADUAN_RATE_LIMIT_PER_MINUTE": "0",
+                    "ADUAN_MAX_CONNECTIONS_PER_CLIENT": "0",
                     "ADUAN_LOG_LEVEL": "WARNING", "ADUAN_DATA_DIR": str(self.workdir / "data")})
         env.update(extra)
         return env
