@@ -13,12 +13,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import tracing
 from shared.db import Database
 from shared.events import Event
+from shared.problems import is_connection_loss
 from shared.retry import forever
 from shared.tables import EventTables
 
@@ -121,13 +122,20 @@ class Applier:
                 logger.warning("%s: backing service unavailable (%s); retrying",
                                self.subscription.consumer, type(exc).__name__)
             except Exception as exc:
-                failures += 1
-                logger.warning("%s: event %s failed (%d/%d): %s: %s",
-                               self.subscription.consumer, event.id, failures,
-                               self.policy.attempts, type(exc).__name__, exc)
-                if failures >= self.policy.attempts:
-                    await self.dead(event, f"{type(exc).__name__}: {exc}", dead_letter)
-                    return
+                # A server shutting down or restarting (57P01, 57P03) reaches us as a plain
+                # DBAPIError, not an OperationalError: an outage, never the event's fault.
+                # Counted as a failure it would dead-letter a good event.
+                if isinstance(exc, DBAPIError) and is_connection_loss(exc):
+                    logger.warning("%s: backing service unavailable (%s); retrying",
+                                   self.subscription.consumer, type(exc.orig).__name__)
+                else:
+                    failures += 1
+                    logger.warning("%s: event %s failed (%d/%d): %s: %s",
+                                   self.subscription.consumer, event.id, failures,
+                                   self.policy.attempts, type(exc).__name__, exc)
+                    if failures >= self.policy.attempts:
+                        await self.dead(event, f"{type(exc).__name__}: {exc}", dead_letter)
+                        return
             # Waiting on RetryLater is counted in time, not attempts: its deadline is in seconds.
             await asyncio.sleep(backoff)
             waited += backoff
