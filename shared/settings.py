@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     wakeup_fallback_seconds: float = Field(default=10.0, gt=0, le=3600)
     # When set, GET /metrics needs it as a bearer token.
     metrics_token: str | None = None
+    # Kafka clients. A consumer's fetch waits at most this long for records to arrive; with one
+    # broker, partitions whose records were just handed over are asked for again only once that
+    # wait ends, so it bounds the latency each hop adds (and, idle, sets how often it asks).
+    kafka_fetch_max_wait_ms: int = Field(default=50, ge=1, le=10_000)
+    # The producer waits this long to fill a batch: fewer, larger requests under load.
+    kafka_linger_ms: int = Field(default=5, ge=0, le=1000)
     # Connections per process: requests, consumers and relays share them.
     database_pool_size: int = Field(default=10, ge=1, le=500)
     database_max_overflow: int = Field(default=20, ge=0, le=500)
