@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     webhook_retry_base_seconds: float = Field(default=30.0, gt=0)
     webhook_retry_max_seconds: float = Field(default=3 * 3600.0, gt=0)
     webhook_retry_for_seconds: float = Field(default=24 * 3600.0, ge=0)
+    # The dispatcher wakes when a delivery is made due and sleeps until the next due time; it
+    # looks this often only while notifications are unavailable (``wakeup_fallback_seconds``
+    # otherwise).
     webhook_poll_seconds: float = Field(default=1.0, gt=0)
     webhook_concurrency: int = Field(default=32, ge=1)
     webhook_concurrency_per_subscription: int = Field(default=4, ge=1)
