@@ -16,7 +16,7 @@ service runs (``metrics_worker.consumer.project``) and the same bus code:
 
 Emptied: every table of the ``metrics`` schema mapped in ``metrics_worker.models``, except
 ``targets`` (set by people, not derived from events). Kept as well: ``office`` (the configured
-time zone) and the bus's own tables (outbox, dead letters; this consumer's processed events and
+time zone) and the bus's own tables (dead letters; this consumer's processed events and
 log positions are forgotten). A table of the schema that is none of these stops the rebuild
 before anything is touched: decide here whether it is derived.
 """
@@ -56,8 +56,7 @@ from shared.tables import METRICS_EVENTS
 
 KEPT_TABLES = frozenset({"targets", "office"})  # set by people or by configuration
 BUS_TABLES = frozenset(t.name for t in (
-    METRICS_EVENTS.outbox, METRICS_EVENTS.processed_events, METRICS_EVENTS.log_positions,
-    METRICS_EVENTS.dead_letters))
+    METRICS_EVENTS.processed_events, METRICS_EVENTS.log_positions, METRICS_EVENTS.dead_letters))
 
 
 def read_model_tables() -> list[str]:

@@ -21,7 +21,7 @@ from shared.db import Database
 from shared.events import Event
 from shared.problems import is_connection_loss
 from shared.retry import forever
-from shared.tables import EventTables
+from shared.tables import ConsumerTables
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class Subscription:
     consumer: str
     topics: tuple[str, ...]
     handler: Handler
-    tables: EventTables
+    tables: ConsumerTables
 
 
 @dataclass
