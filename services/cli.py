@@ -304,6 +304,9 @@ def metrics_rebuild() -> None:
     source = "Kafka topics" if result.mode == "kafka" else "database event log"
     typer.echo(f"metrics rebuilt from the {source}: {result.records} records in "
                f"{result.seconds:.1f}s ({result.per_second:.0f} records/s)")
+    if result.dead_lettered:
+        typer.echo(f"{result.dead_lettered} records could not be applied and were dead-lettered "
+                   "(see the log)", err=True)
 
 
 class ReportFormat(enum.StrEnum):
