@@ -65,7 +65,8 @@ INCREMENTS = f"""
   UNION ALL
   SELECT t.at, '{counts.CLOSED_EXAMINED}', {_YEAR}
   FROM metrics.transitions t JOIN metrics.cases c USING (case_id), zone z
-  WHERE t.to_status = 'closed' AND {_EXAMINED_BEFORE}"""
+  WHERE t.to_status = 'closed' AND {_EXAMINED_BEFORE}
+  UNION ALL {counts.PLACE_AND_LIAISON_INCREMENTS}"""
 
 # Every sample of ``histograms``: (moment, measure, key, bucket).
 SAMPLES = f"""

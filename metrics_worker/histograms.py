@@ -84,25 +84,21 @@ async def add(session: AsyncSession, samples: Sequence[Sample]) -> None:
         DO UPDATE SET n = duration_histograms.n + EXCLUDED.n"""), params)
 
 
-async def histogram(session: AsyncSession, measure: str, first: date,
-                    last: date) -> dict[str, dict[int, int]]:
-    """Per key, how many values of the period fell in each bucket."""
-    params: dict[str, object] = {"measure": measure}
+def parts_sql(first: date, last: date, params: dict[str, object]) -> str:
+    """Rows ``(measure, key, bucket, n)``: per measure and key, how many values of the period
+    fell in each bucket (summed over the period's years, months and loose days)."""
     parts = []
     for i, span in enumerate(spans(first, last)):
-        params.update({f"first{i}": span.first, f"last{i}": span.last})
-        parts.append(f"SELECT key, bucket, n FROM metrics.duration_histograms "
-                     f"WHERE grain = '{span.grain}' AND measure = :measure "
-                     f"AND start BETWEEN :first{i} AND :last{i}")
+        params.update({f"h_first{i}": span.first, f"h_last{i}": span.last})
+        parts.append(f"SELECT measure, key, bucket, n FROM metrics.duration_histograms "
+                     f"WHERE grain = '{span.grain}' AND start BETWEEN :h_first{i} AND :h_last{i}")
     if not parts:
-        return {}
-    rows = await session.execute(text(
-        f"SELECT key, bucket, sum(n) AS n FROM ({' UNION ALL '.join(parts)}) h "
-        f"GROUP BY 1, 2 HAVING sum(n) > 0"), params)
-    result: dict[str, dict[int, int]] = defaultdict(dict)
-    for row in rows:
-        result[row.key][int(row.bucket)] = int(row.n)
-    return result
+        return "SELECT NULL::text, NULL::text, NULL::integer, NULL::bigint WHERE false"
+    return (f"SELECT measure, key, bucket, sum(n) AS n FROM ({' UNION ALL '.join(parts)}) h "
+            f"GROUP BY 1, 2, 3 HAVING sum(n) > 0")
+
+
+Histograms = dict[str, dict[str, dict[int, int]]]  # measure -> key -> bucket -> count
 
 
 def _locate(buckets: dict[int, int], rank: int) -> tuple[int, int]:
@@ -114,52 +110,54 @@ def _locate(buckets: dict[int, int], rank: int) -> tuple[int, int]:
     raise ValueError("rank beyond the histogram")
 
 
-async def medians(session: AsyncSession, measure: str, first: date, last: date,
-                  start: datetime, end: datetime) -> dict[str, tuple[int, float]]:
-    """Per key: how many values the period has, and their median (``percentile_cont(0.5)``)."""
-    counts = await histogram(session, measure, first, last)
-    wanted: list[tuple[str, int, int, int]] = []  # key, bucket, skip, take
-    ranks: dict[str, tuple[int, int]] = {}
-    for key, buckets in counts.items():
-        total = sum(buckets.values())
-        lower, upper = (total - 1) // 2, total // 2
-        ranks[key] = (lower, upper)
-        (low_bucket, low_rank), (high_bucket, high_rank) = \
-            _locate(buckets, lower), _locate(buckets, upper)
-        if low_bucket == high_bucket:
-            wanted.append((key, low_bucket, low_rank, high_rank - low_rank + 1))
-        else:
-            wanted += [(key, low_bucket, low_rank, 1), (key, high_bucket, high_rank, 1)]
+async def medians(session: AsyncSession, histograms: Histograms, start: datetime,
+                  end: datetime) -> dict[str, dict[str, tuple[int, float]]]:
+    """Per measure and key: how many values the period has, and their median
+    (``percentile_cont(0.5)``), reading only the one or two buckets the middle falls in, for
+    every measure in one statement."""
+    wanted: list[tuple[str, str, int, int, int]] = []  # measure, key, bucket, skip, take
+    ranks: dict[tuple[str, str], tuple[int, int]] = {}
+    for measure, per_key in histograms.items():
+        for key, buckets in per_key.items():
+            total = sum(buckets.values())
+            lower, upper = (total - 1) // 2, total // 2
+            ranks[measure, key] = (lower, upper)
+            (low_bucket, low_rank), (high_bucket, high_rank) = \
+                _locate(buckets, lower), _locate(buckets, upper)
+            if low_bucket == high_bucket:
+                wanted.append((measure, key, low_bucket, low_rank, high_rank - low_rank + 1))
+            else:
+                wanted += [(measure, key, low_bucket, low_rank, 1),
+                           (measure, key, high_bucket, high_rank, 1)]
     if not wanted:
         return {}
     params: dict[str, object] = {"s": start, "e": end}
-    rows = []
-    for i, (key, bucket, skip, take) in enumerate(wanted):
+    rows: dict[str, list[str]] = defaultdict(list)
+    for i, (measure, key, bucket, skip, take) in enumerate(wanted):
         params.update({f"k{i}": key, f"b{i}": bucket, f"o{i}": skip, f"t{i}": take})
-        rows.append(f"(CAST(:k{i} AS varchar), CAST(:b{i} AS integer), "
-                    f"CAST(:o{i} AS integer), CAST(:t{i} AS integer), {i})")
-    found = await session.execute(text(f"""
-        SELECT w.key, w.request, v.value
-        FROM (VALUES {', '.join(rows)}) AS w (key, bucket, skip, take, request)
-        CROSS JOIN LATERAL ({VALUES[measure]}
-                            ORDER BY 1 OFFSET w.skip LIMIT w.take) AS v
-        ORDER BY w.request, v.value"""), params)
-    values: dict[str, list[float]] = defaultdict(list)
+        rows[measure].append(f"(CAST(:k{i} AS varchar), CAST(:b{i} AS integer), "
+                             f"CAST(:o{i} AS integer), CAST(:t{i} AS integer), {i})")
+    found = await session.execute(text(" UNION ALL ".join(f"""
+        (SELECT '{measure}' AS measure, w.key, w.request, v.value
+         FROM (VALUES {', '.join(values)}) AS w (key, bucket, skip, take, request)
+         CROSS JOIN LATERAL ({VALUES[measure]} ORDER BY 1 OFFSET w.skip LIMIT w.take) AS v)"""
+        for measure, values in rows.items()) + " ORDER BY request, value"), params)
+    middles: dict[tuple[str, str], list[float]] = defaultdict(list)
     for row in found:
-        values[row.key].append(float(row.value))
-    result = {}
-    for key, (lower, upper) in ranks.items():
-        middle = values[key]
+        middles[row.measure, row.key].append(float(row.value))
+    result: dict[str, dict[str, tuple[int, float]]] = defaultdict(dict)
+    for (measure, key), (lower, upper) in ranks.items():
+        middle = middles[measure, key]
         if len(middle) != (2 if upper > lower else 1):
             logger.warning("%s histogram of %r disagrees with its rows; computed directly",
                            measure, key)
             direct = (await session.execute(text(DIRECT[measure]),
                                             {"key": key, "s": start, "e": end})).one()
             if direct.n:
-                result[key] = (int(direct.n), float(direct.median))
+                result[measure][key] = (int(direct.n), float(direct.median))
             continue
         position = 0.5 * (lower + upper)  # percentile_cont: interpolate between the two
         low, high = middle[0], middle[-1]
-        result[key] = (sum(counts[key].values()),
-                       low + (position - math.floor(position)) * (high - low))
+        result[measure][key] = (sum(histograms[measure][key].values()),
+                                low + (position - math.floor(position)) * (high - low))
     return result
