@@ -5,7 +5,7 @@ was ever written to it, no relay read it and no reader follows it as a log. Its 
 log-position and dead-letter tables stay.
 
 Revision ID: 20261129_drop_metrics_outbox
-Revises: 20261129_bi_grants
+Revises: 20261129_liaison_counts
 Create Date: 2026-11-29
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
 revision: str = "20261129_drop_metrics_outbox"
-down_revision: str | None = "20261129_bi_grants"
+down_revision: str | None = "20261129_liaison_counts"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
