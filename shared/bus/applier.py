@@ -12,6 +12,8 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+from sqlalchemy import String, cast, func, literal, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -86,6 +88,28 @@ async def apply_once(session: AsyncSession, subscription: Subscription, event: E
     return True
 
 
+async def claim(session: AsyncSession, subscription: Subscription,
+                events: Sequence[Event]) -> list[Event]:
+    """Marks ``events`` processed by this consumer in one statement; returns those not marked
+    before, in order, each once (a batch may hold one event twice after a relay's retry)."""
+    processed = subscription.tables.processed_events
+    ids = sorted({event.id for event in events})  # one lock order for concurrent claimers
+    rows = select(literal(subscription.consumer, String), func.unnest(
+        cast(ids, ARRAY(String))))
+    claimed = set((await session.execute(
+        pg_insert(processed)
+        .from_select(["consumer", "event_id"], rows)
+        .on_conflict_do_nothing()
+        .returning(processed.c.event_id)
+    )).scalars())
+    fresh = []
+    for event in events:
+        if event.id in claimed:
+            claimed.discard(event.id)
+            fresh.append(event)
+    return fresh
+
+
 @dataclass
 class Applier:
     """Applies events one transaction at a time, with retries, and dead-letters what cannot be."""
@@ -97,10 +121,18 @@ class Applier:
 
     async def apply_batch(self, events: Sequence[Event],
                           also: AlsoInTransaction | None = None) -> None:
-        """All in one transaction; raises if any event fails (the caller then goes one by one)."""
+        """All in one transaction; raises if any event fails (the caller then goes one by one).
+
+        One statement marks the whole batch processed; the handler runs for the events not
+        processed before, in order, in the same transaction.
+        """
         async with self.database.transaction() as session:
-            for event in events:
-                await apply_once(session, self.subscription, event)
+            if len(events) == 1:
+                await apply_once(session, self.subscription, events[0])
+            elif events:
+                for event in await claim(session, self.subscription, events):
+                    with tracing.continued(event.trace):
+                        await self.subscription.handler(session, event)
             if also is not None:
                 await also(session)
 
