@@ -6,7 +6,7 @@ bucket from the index alone instead of joining every response to its request. Fi
 rows already there.
 
 Revision ID: 20261129_response_asked_at
-Revises: 20261129_liaison_counts
+Revises: 20261129_drop_metrics_outbox
 Create Date: 2026-11-29 19:40:00
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "20261129_response_asked_at"
-down_revision: str | None = "20261129_liaison_counts"
+down_revision: str | None = "20261129_drop_metrics_outbox"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
