@@ -53,11 +53,11 @@ SELECT case_id, 4, 'request_clarification', 'in_examination', 'awaiting_agency',
 FROM metrics.cases
 WHERE examination_at IS NOT NULL AND (abs(hashtext(case_id::text)) / 10) % 3 = 0;
 INSERT INTO metrics.transitions (case_id, version, action, from_status, to_status, at, agency,
-                                 resolution, answered_after_hours)
+                                 resolution, answered_after_hours, asked_at)
 SELECT q.case_id, 5, 'respond', 'awaiting_agency', 'agency_responded',
        q.at + (1 + abs(hashtext(q.case_id::text)) % 100) * interval '1 hour'
             + interval '17 minutes',
-       q.agency, 'accepted', 1 + abs(hashtext(q.case_id::text)) % 100
+       q.agency, 'accepted', 1 + abs(hashtext(q.case_id::text)) % 100, q.at
 FROM metrics.transitions q JOIN metrics.cases c USING (case_id)
 WHERE q.version = 4 AND c.status IN ('closed', 'agency_responded');
 INSERT INTO metrics.transitions (case_id, version, action, from_status, to_status, at, agency,

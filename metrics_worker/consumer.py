@@ -119,7 +119,7 @@ async def record_transition(session: AsyncSession, data: dict[str, Any], zone: s
         increments.append((at, counts.CLARIFICATION_REQUESTED, agency))
         if due_at is not None:
             increments.append((max(at, due_at), counts.OVERDUE_FROM, agency))
-    answered_after_hours = None
+    answered_after_hours = asked_at = None
     asked = await _clarification_answered(session, case, version) \
         if data["action"] == "respond" or case.status == "awaiting_agency" else None
     if asked is not None:
@@ -127,7 +127,7 @@ async def record_transition(session: AsyncSession, data: dict[str, Any], zone: s
             increments.append((max(asked.at, asked.due_at, at), counts.OVERDUE_ENDED,
                                asked.agency))
         if data["action"] == "respond":
-            answered_after_hours = (at - asked.at) // timedelta(hours=1)
+            answered_after_hours, asked_at = (at - asked.at) // timedelta(hours=1), asked.at
             samples.append((at, histograms.RESPONSE_HOURS, agency, answered_after_hours))
     await counts.add(session, increments)
     await histograms.add(session, samples)
@@ -137,6 +137,7 @@ async def record_transition(session: AsyncSession, data: dict[str, Any], zone: s
         agency=agency, reason=data.get("reason"),
         closure_stage=data.get("closure_stage"), due_at=due_at,
         resolution=data.get("resolution"), answered_after_hours=answered_after_hours,
+        asked_at=asked_at,
     ))
     case.version = version
     case.status = data["to_status"]

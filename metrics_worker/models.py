@@ -90,7 +90,9 @@ class TransitionFact(Base):
         Index("ix_metrics_transitions_action_at", "action", "at"),
         Index("ix_metrics_transitions_clarifications", "agency", "at",
               postgresql_where=text("action = 'request_clarification'")),
+        # asked_at carried along: a median's one bucket is read from the index alone.
         Index("ix_metrics_transitions_response_hours", "agency", "answered_after_hours", "at",
+              postgresql_include=["asked_at"],
               postgresql_where=text("answered_after_hours IS NOT NULL")),
         {"schema": SCHEMA},
     )
@@ -109,6 +111,8 @@ class TransitionFact(Base):
     # On a ``respond`` that answers a clarification request: whole hours since the request,
     # the bucket of the response-hours histogram.
     answered_after_hours: Mapped[int | None] = mapped_column(Integer)
+    # On that same ``respond``: when the request it answers was made.
+    asked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Target(Base):

@@ -46,8 +46,8 @@ def _difference(plus: dict[str, int], minus: dict[str, int]) -> dict[str, int]:
 
 async def summary(session: AsyncSession, period: Period, zone: ZoneInfo) -> Summary:
     start, end = period.bounds(zone)
-    found = await figures.read(session, period)
-    medians = await histograms.medians(session, found.histograms, start, end)
+    found = await figures.read(session, period, start, end)
+    medians = await found.middles.medians(session, start, end)
     responses = medians.get(histograms.RESPONSE_HOURS, {})
     totals = found.totals
     within, before, through = totals.within, totals.before_start, totals.through_end
