@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.server import backing
 from services.kafka import KafkaBroker, start_kafka
@@ -57,16 +58,25 @@ def _cpu_seconds() -> float:
     return times.user + times.system
 
 
+async def _partitions(bootstrap: str) -> list[TopicPartition]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return sorted(TopicPartition(described["topic"], p["partition"])
+                      for described in await admin.describe_topics(TOPICS)
+                      for p in described["partitions"])
+    finally:
+        await admin.close()
+
+
 async def raw_consumer(bootstrap: str) -> dict[str, Any]:
     """Every record of ``TOPICS`` from offset 0, parsed as JSON: records/s and CPU/record."""
+    partitions = await _partitions(bootstrap)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 fetch_max_bytes=64 * 1024 * 1024,
                                 max_partition_fetch_bytes=16 * 1024 * 1024)
     await consumer.start()
     try:
-        await consumer.topics()  # the cluster's metadata, so the partitions are known
-        partitions = [TopicPartition(t, p) for t in TOPICS
-                      for p in sorted(consumer.partitions_for_topic(t) or ())]
         ends = await consumer.end_offsets(partitions)
         consumer.assign(partitions)
         started, cpu = time.perf_counter(), _cpu_seconds()
