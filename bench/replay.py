@@ -110,11 +110,13 @@ async def rebuild_command(env: dict[str, str]) -> dict[str, Any]:
     wall = time.perf_counter() - started
     if process.returncode != 0:
         raise RuntimeError(f"aduan metrics rebuild failed: {err.decode()[-2000:]}")
-    found = re.search(r"(\d+) records in ([\d.]+)s \((\d+) records/s\)", out.decode())
+    found = re.search(r"(\d+) records in ([\d.]+)s \((\d+) records/s; reading ([\d.]+)s, "
+                      r"writing ([\d.]+)s\)", out.decode())
     if found is None:
         raise RuntimeError(f"unexpected output of aduan metrics rebuild: {out.decode()}")
     records, seconds = int(found[1]), float(found[2])
     return {"records": records, "seconds": seconds, "per_s": round(records / seconds),
+            "reading_s": float(found[4]), "writing_s": float(found[5]),
             "command_wall_seconds": round(wall, 2)}
 
 
