@@ -92,7 +92,9 @@ def idle_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 def summary_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     return [(f"summary over {r['cases']:,} cases: {row['period']}",
-             f"median {row['summary_ms']} ms, p99 {row['p99_ms']} ms",
+             f"median {row['summary_ms']} ms, p99 {row['p99_ms']} ms; CPU per summary: "
+             f"app {row['app_cpu_ms']} ms, PostgreSQL {row['postgres_cpu_ms']} ms "
+             f"(load average {r['load_average'][0]}-{r['load_average'][1]})",
              f"one scan of metrics.cases {row['reference_ms']} ms (x{row['ratio']})")
             for row in r["results"]]
 

@@ -67,7 +67,8 @@ INCREMENTS = f"""
   WHERE to_status = 'closed'
   UNION ALL
   SELECT at, '{counts.CLOSED_EXAMINED}', year FROM milestones
-  WHERE to_status = 'closed' AND examined_before"""
+  WHERE to_status = 'closed' AND examined_before
+  UNION ALL {counts.PLACE_AND_LIAISON_INCREMENTS}"""
 
 # Every sample of ``histograms``: (moment, measure, key, bucket).
 SAMPLES = f"""

@@ -22,7 +22,7 @@ would have left it, and what it would have dead-lettered is dead-lettered the sa
 
 Emptied: every table of the ``metrics`` schema mapped in ``metrics_worker.models``, except
 ``targets`` (set by people, not derived from events). Kept as well: ``office`` (the configured
-time zone) and the bus's own tables (outbox, dead letters; this consumer's processed events and
+time zone) and the bus's own tables (dead letters; this consumer's processed events and
 log positions are replaced). A table of the schema that is none of these, or a derived table the
 rebuild does not know how to fill, stops the rebuild before anything is touched.
 """
@@ -84,8 +84,7 @@ logger = logging.getLogger(__name__)
 
 KEPT_TABLES = frozenset({"targets", "office"})  # set by people or by configuration
 BUS_TABLES = frozenset(t.name for t in (
-    METRICS_EVENTS.outbox, METRICS_EVENTS.processed_events, METRICS_EVENTS.log_positions,
-    METRICS_EVENTS.dead_letters))
+    METRICS_EVENTS.processed_events, METRICS_EVENTS.log_positions, METRICS_EVENTS.dead_letters))
 _COORDINATOR_PENDING = (GroupCoordinatorNotAvailableError, CoordinatorLoadInProgressError,
                         NotCoordinatorError)
 FACT_TABLES = ("contacts", "cases", "transitions")  # written by ``store`` from the fold

@@ -171,16 +171,17 @@ class Replay:
         at = datetime.fromisoformat(data["at"])
         to_status = data["to_status"]
         agency = data.get("agency") or case.agency
-        answered_after_hours = None
+        answered_after_hours = asked_at = None
         if data["action"] == "respond" and case.previous is not None \
                 and case.previous[0] == "request_clarification":
-            answered_after_hours = (at - case.previous[1]) // HOUR
+            asked_at = case.previous[1]
+            answered_after_hours = (at - asked_at) // HOUR
         values = {"case_id": case_id, "version": version, "action": data["action"],
                   "from_status": data["from_status"], "to_status": to_status, "at": at,
                   "agency": agency, "reason": data.get("reason"),
                   "closure_stage": data.get("closure_stage"),
                   "due_at": _time(data.get("due_at")), "resolution": data.get("resolution"),
-                  "answered_after_hours": answered_after_hours}
+                  "answered_after_hours": answered_after_hours, "asked_at": asked_at}
         row = tuple(values[name] for name in TRANSITION_COLUMNS)
         _check_transition(row)
         self.transitions.append(row)

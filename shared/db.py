@@ -46,8 +46,14 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-# ``session.info`` key: the schemas whose outbox a transaction appended to (``shared.outbox``).
+# ``session.info`` key: the schemas whose outbox a transaction appended to (``shared.outbox``),
+# and other tables readers wait on (webhook deliveries), announced after the commit.
 OUTBOX_APPENDED = "outbox_appended"
+
+
+def announce_after_commit(session: AsyncSession, name: str) -> None:
+    """Readers waiting on ``name`` (``shared.wakeup``) are told once this transaction commits."""
+    session.info.setdefault(OUTBOX_APPENDED, set()).add(name)
 
 
 @dataclass

@@ -10,7 +10,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import tracing
-from shared.db import OUTBOX_APPENDED, Database
+from shared.db import Database, announce_after_commit
 from shared.events import Event
 from shared.kafka_client import KafkaPublisher
 from shared.retry import forever
@@ -32,7 +32,7 @@ async def append(session: AsyncSession, tables: EventTables, topic: str, event: 
             trace_context=tracing.current_carrier(),
         )
     )
-    session.info.setdefault(OUTBOX_APPENDED, set()).add(tables.schema)
+    announce_after_commit(session, tables.schema)
 
 
 async def sequence(session: AsyncSession, tables: EventTables, *, limit: int = 5000) -> int:
