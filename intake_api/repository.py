@@ -6,8 +6,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,6 +23,27 @@ async def next_tracking_number(session: AsyncSession, year: int) -> str:
     """
     number = await session.scalar(select(func.intake.next_tracking_number(year)))
     return f"ADU-{year}-{number:06d}"
+
+
+# Built once: a statement made per request costs more to key for the compiled cache than the
+# round trip it sends. The only unique key a caller chooses is (submitter, external reference).
+_COMPLAINTS = Complaint.__table__
+assert isinstance(_COMPLAINTS, Table)
+_INSERT_COMPLAINT = (
+    pg_insert(_COMPLAINTS)
+    .on_conflict_do_nothing(index_elements=["submitted_by", "external_reference"],
+                            index_where=text("external_reference IS NOT NULL"))
+    .returning(_COMPLAINTS.c.id)
+)
+
+
+async def insert_complaint(session: AsyncSession, values: dict[str, Any]) -> bool:
+    """Inserts one complaint row; False when its submitter already used its external reference.
+
+    Core, not the unit of work: nothing about the new row needs tracking in the session.
+    """
+    connection = await session.connection()
+    return (await connection.execute(_INSERT_COMPLAINT, values)).first() is not None
 
 
 async def get(session: AsyncSession, complaint_id: uuid.UUID) -> Complaint | None:

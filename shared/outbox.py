@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import Insert, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import tracing
@@ -20,18 +21,23 @@ from shared.wakeup import Wakeup
 logger = logging.getLogger(__name__)
 
 
+@functools.cache
+def _insert(tables: EventTables) -> Insert:
+    """One statement per outbox, built once (its compiled form is then cached by SQLAlchemy)."""
+    return tables.outbox.insert()
+
+
 async def append(session: AsyncSession, tables: EventTables, topic: str, event: Event) -> None:
     """Adds ``event`` to the outbox in the caller's transaction.
 
     It takes no lock: writers commit side by side. The row has no log position yet;
     ``sequence`` gives it one once it is committed.
     """
-    await session.execute(
-        tables.outbox.insert().values(
-            event_id=event.id, topic=topic, key=event.key, envelope=event.envelope(),
-            trace_context=tracing.current_carrier(),
-        )
-    )
+    connection = await session.connection()
+    await connection.execute(_insert(tables), {
+        "event_id": event.id, "topic": topic, "key": event.key, "envelope": event.envelope(),
+        "trace_context": tracing.current_carrier(),
+    })
     session.info.setdefault(OUTBOX_APPENDED, set()).add(tables.schema)
 
 

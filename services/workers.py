@@ -1,0 +1,190 @@
+"""``aduan serve`` on every core: HTTP worker processes beside a main process.
+
+One Python process answers requests on one core at most. With ``ADUAN_HTTP_WORKERS`` above 1,
+``aduan serve`` binds the port and starts that many worker processes sharing the listening
+socket: each new connection goes to whichever worker accepts it first, so a busy worker takes
+fewer. Workers only answer requests. The main process answers none on the public port; it runs
+what must run once per service (outbox relays, consumers, schedulers, the webhook dispatcher)
+and renders ``GET /metrics`` on a Unix socket of its own, to which workers forward scrapes:
+request counts and latencies of every worker are summed there (prometheus_client's multiprocess
+mode), the rest is read as in a single process.
+
+Nothing about a request changes: each worker has its own pool, its own admission bound and its
+own per-token rate limiter (so a token's limit holds per worker), and commits announce
+themselves to the main process's readers with ``NOTIFY`` as before. A worker dies with the main
+process (``PR_SET_PDEATHSIG``); one that dies on its own is started again. A stop signal reaches
+the workers first: they finish their requests, then the main process stops its background work,
+so the relays publish what the workers committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+
+from shared.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+WORKER_STOP_SECONDS = 30.0
+_PR_SET_PDEATHSIG = 1
+
+
+def default_workers() -> int:
+    """One worker per core this process may run on (at most 8); 1 means no worker processes."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 8))
+
+
+def die_with_parent() -> None:
+    """Asks Linux to end this process when the process that started it ends (even SIGKILL)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class Workers:
+    """The worker processes of one ``aduan serve``, restarted when one dies unasked."""
+
+    def __init__(self, which: str, listener: socket.socket, metrics_socket: Path,
+                 env: dict[str, str], count: int) -> None:
+        self.which = which
+        self.listener = listener
+        self.metrics_socket = metrics_socket
+        self.env = env
+        self.count = count
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.stopping = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, name="workers", daemon=True)
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        fd = self.listener.fileno()
+        return subprocess.Popen(
+            [sys.executable, "-m", "services.workers", self.which, str(fd),
+             str(self.metrics_socket), str(os.getpid())],
+            env=self.env, pass_fds=[fd], stdin=subprocess.DEVNULL)
+
+    def start(self) -> None:
+        self.processes = [self._spawn() for _ in range(self.count)]
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        while not self.stopping.wait(1.0):
+            for n, process in enumerate(self.processes):
+                code = process.poll()
+                if code is not None and not self.stopping.is_set():
+                    logger.warning("HTTP worker %d (pid %d) exited with %s; starting another",
+                                   n, process.pid, code)
+                    self.processes[n] = self._spawn()
+
+    def signal(self, sig: int) -> None:
+        """Passes a stop signal on (workers then finish the requests they hold)."""
+        self.stopping.set()
+        for process in self.processes:
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(sig)
+
+    def wait(self, within: float = WORKER_STOP_SECONDS) -> None:
+        deadline = time.monotonic() + within
+        for process in self.processes:
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                logger.warning("HTTP worker (pid %d) did not stop in time; killed", process.pid)
+                process.kill()
+                process.wait()
+
+    def stop(self) -> None:
+        self.signal(signal.SIGTERM)
+        self.wait()
+
+    async def stopped(self) -> None:
+        """Waits (off the event loop) until the workers ended, after telling them to."""
+        self.signal(signal.SIGTERM)
+        await asyncio.to_thread(self.wait)
+
+
+def _metrics_socket(path: Path) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    os.chmod(path, 0o600)
+    sock.listen(64)
+    return sock
+
+
+@contextlib.contextmanager
+def _run_directory() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="aduan-serve-") as name:
+        os.chmod(name, 0o700)
+        yield Path(name)
+
+
+def serve_with_workers(which: str, *, settings: Settings, host: str, port: int,
+                       listener: socket.socket, count: int) -> None:
+    """Runs ``count`` HTTP workers on ``listener`` and the main process beside them."""
+    from services.allinone import create_app
+    from services.httpserver import serve
+    from shared.web import Role
+
+    assert settings.database_url is not None
+    with _run_directory() as run:
+        metrics_dir = run / "metrics"
+        metrics_dir.mkdir()
+        internal = _metrics_socket(run / "main.sock")
+        env = {**os.environ, "ADUAN_DATABASE_URL": settings.database_url,
+               "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+        workers = Workers(which, listener, run / "main.sock", env, count)
+        workers.start()
+        try:
+            role = Role(background=True, worker_metrics=metrics_dir,
+                        before_stop=workers.stopped)
+            serve(create_app(which, settings, role=role), host=host, port=port,
+                  settings=settings, sockets=[internal], on_exit=workers.signal)
+        finally:
+            workers.stop()
+            internal.close()
+
+
+def _serve_worker(which: str, fd: int, metrics_socket: Path, parent: int) -> None:
+    from services.allinone import create_app
+    from services.httpserver import serve
+    from shared.logging import configure_logging
+    from shared.settings import get_settings
+    from shared.web import Role
+
+    die_with_parent()
+    if os.getppid() != parent:  # the main process ended before the request above took effect
+        return
+    settings = get_settings()
+    configure_logging(settings)
+    listener = socket.socket(fileno=fd)
+    role = Role(background=False, metrics_from=metrics_socket)
+    serve(create_app(which, settings, role=role), host="", port=0, settings=settings,
+          sockets=[listener])
+
+
+def _stopped(signum: int, _: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+if __name__ == "__main__":
+    # ``python -m services.workers WHICH FD METRICS_SOCKET PARENT_PID``, started by Workers.
+    signal.signal(signal.SIGTERM, _stopped)  # until uvicorn takes the signals over
+    _serve_worker(sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]))
