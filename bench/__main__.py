@@ -14,10 +14,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench import idle, intake, summary
+from bench import idle, intake, pipeline, summary
 
 RESULTS = Path(__file__).with_name("results")
-NAMES = ("intake", "idle", "summary")
+NAMES = ("intake", "pipeline", "idle", "summary")
 
 
 def _table(title: str, rows: list[tuple[str, str, str]]) -> Table:
@@ -47,6 +47,27 @@ def intake_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     ]
 
 
+def pipeline_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
+    rows = []
+    for step, ref in zip(r["steps"], r["broker_round_trip"], strict=True):
+        missed = [name for name, ok in step["meets"].items() if not ok]
+        cpu = step["cpu_ms_per_complaint"]
+        rows.append((
+            f"Kafka mode, {step['offered_per_s']}/s offered for {r['seconds_per_rate']:g} s",
+            f"{step['achieved_per_s']}/s, statuses {step['statuses']}, "
+            f"client errors {step['client_errors'] or 0}; POST p50 {step['post_p50_ms']} / p99 "
+            f"{step['post_p99_ms']} ms; 201 -> case.opened p50 {step['opened_p50_ms']} / p99 "
+            f"{step['opened_p99_ms']} ms ({step['case_opened_missing']} missing); counted "
+            f"{step['counted_after_last_post_s']} s after the last POST; CPU ms per complaint "
+            + ", ".join(f"{k} {v}" for k, v in cpu.items())
+            + f"; load {step['load_average']}; "
+            + ("meets the targets" if not missed else "misses " + ", ".join(missed)),
+            f"aiokafka produce -> consume p50 {ref['p50_ms']} / p99 {ref['p99_ms']} ms "
+            f"(case.opened p99 = x{step.get('opened_p99_over_two_round_trips')} two round "
+            "trips)"))
+    return rows
+
+
 def idle_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     return [("idle all-in-one + PostgreSQL: CPU % of a core",
              str(r["allinone_with_postgres_cpu_percent_of_a_core"]),
@@ -66,13 +87,16 @@ def summary_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--quick", action="store_true",
-                        help="shorter runs (5 s per load, 200,000 cases)")
+                        help="shorter runs (5 s per load, 10 s per pipeline rate, 200,000 cases)")
     parser.add_argument("--only", nargs="*", choices=NAMES, default=list(NAMES))
     parser.add_argument("--cases", type=int)
     args = parser.parse_args()
     cases = args.cases or (200_000 if args.quick else 1_000_000)
     runs: dict[str, tuple[Callable[[], Any], Callable[[dict[str, Any]], Any]]] = {
         "intake": (lambda: intake.run(seconds=5 if args.quick else 15), intake_rows),
+        "pipeline": (lambda: pipeline.run(seconds=10 if args.quick else 60,
+                                          reference_seconds=5 if args.quick else 10),
+                     pipeline_rows),
         "idle": (lambda: idle.run(seconds=5 if args.quick else 10), idle_rows),
         "summary": (lambda: summary.run(cases, 30, os.environ.get("ADUAN_BENCH_DATABASE_URL")),
                     summary_rows),

@@ -30,6 +30,7 @@ class Answer:
     seconds: float
     retry_after: str | None
     body: bytes
+    at: float = 0.0  # ``time.perf_counter()`` when the answer was read
 
 
 @dataclass
@@ -74,7 +75,8 @@ class Connection:
         headers = {k.strip().lower(): v.strip() for k, _, v in
                    (line.partition(":") for line in lines[1:] if line)}
         body = await self.reader.readexactly(int(headers.get("content-length", "0")))
-        return Answer(status, time.perf_counter() - began, headers.get("retry-after"), body)
+        now = time.perf_counter()
+        return Answer(status, now - began, headers.get("retry-after"), body, now)
 
     def close(self) -> None:
         self.writer.close()

@@ -19,7 +19,7 @@ from intake_api.schemas import PublicStatus, StatusQuery
 from intake_api.service import outcome_of
 from shared.db import SessionDep
 from shared.problems import Problem, documented, json_pointer
-from shared.ratelimit import RateLimiter
+from shared.ratelimit import PublicRateLimiterDep
 from shared.runtime import runtime_of
 
 router = APIRouter(tags=["status"])
@@ -28,12 +28,16 @@ NO_MATCH = "No complaint has this tracking number and access code."
 FORM = "application/x-www-form-urlencoded"
 
 
-def _limit(request: Request) -> None:
-    limiter: RateLimiter = request.app.state.public_rate_limiter
-    limiter.check(request.client.host if request.client else "unknown")
+def _address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
 
 
-Limited = Annotated[None, Depends(_limit)]
+async def within_address_limit(request: Request, limiter: PublicRateLimiterDep) -> None:
+    """429 with Retry-After once this client address has looked up too often."""
+    limiter.check(_address(request))
+
+
+Limited = Annotated[None, Depends(within_address_limit)]
 
 
 async def read_query(request: Request) -> StatusQuery:
@@ -124,10 +128,12 @@ async def status_form(request: Request) -> HTMLResponse:
              summary="The status page's form answered as HTML (same rules as /public/status)",
              openapi_extra={"requestBody": {"required": True,
                                             "content": {FORM: {"schema": _BODY}}}})
-async def status_answer(request: Request, session: SessionDep) -> HTMLResponse:
+async def status_answer(request: Request, session: SessionDep,
+                        limiter: PublicRateLimiterDep) -> HTMLResponse:
     number = ""
     try:
-        _limit(request)
+        # Checked here, not as a dependency: a person is answered with the page, not JSON.
+        limiter.check(_address(request))
         query = await read_query(request)
         number = query.tracking_number
         answer = await find_status(session, query)

@@ -63,7 +63,6 @@ def picker(current: str, today: date) -> str:
         "loads nothing from anywhere (no script, inline styles and SVG) and prints on A4."),
     responses={**PROBLEMS, 200: {"content": {"text/html": {"example": "<!DOCTYPE html>..."}},
                                  "description": "The page"}},
-    openapi_extra={"security": [{"bearer": []}, {"basic": []}]},
 )
 async def get_dashboard(request: Request, session: SessionDep, _: Reader,
                         period: PeriodQuery = None, first: FromQuery = None,

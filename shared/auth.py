@@ -1,4 +1,9 @@
-"""Tokens (bearer, or the password of HTTP Basic): five roles, stored as SHA-256 hashes."""
+"""Tokens (bearer, or the password of HTTP Basic): five roles, stored as SHA-256 hashes.
+
+Endpoints take the caller as a typed dependency: ``CurrentActor``, or ``require(*roles)`` for
+the roles an operation admits. Both schemes come from ``fastapi.security``, so the OpenAPI
+document declares them for every operation that needs a token.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +17,23 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
+from fastapi.security import (
+    HTTPAuthorizationCredentials,
+    HTTPBasic,
+    HTTPBasicCredentials,
+    HTTPBearer,
+)
 from sqlalchemy import DateTime, String, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
+from starlette.requests import HTTPConnection
 
-from shared.db import Base, database_of
+from shared.db import Base, DatabaseDep
 from shared.problems import Problem
+from shared.ratelimit import RateLimiterDep
 from shared.text import is_blank, is_storable, printable
 from shared.vocabulary import AGENCY_CODE
 
@@ -133,51 +147,82 @@ INVALID_TOKEN_CHALLENGE = ('Basic realm="aduan", charset="UTF-8", '
                            'Bearer realm="aduan", error="invalid_token"')
 
 
-def presented_token(request: Request) -> str:
-    """The token of ``Authorization: Bearer <token>`` or ``Basic base64(<any>:<token>)``."""
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.strip().partition(" ")
-    value = value.strip()
-    if scheme.lower() == "basic" and value:
+class TokenAsPassword(HTTPBasic):
+    """HTTP Basic with the token as the password. Read strictly, as the token is a secret:
+    FastAPI's own parser accepts loose base64 and an empty password, and answers a malformed
+    header with a 401 whose challenge names Basic alone."""
+
+    async def __call__(  # type: ignore[override]
+        self, request: HTTPConnection,
+    ) -> HTTPBasicCredentials | None:
+        scheme, _, value = request.headers.get("authorization", "").strip().partition(" ")
+        value = value.strip()
+        if scheme.lower() != "basic" or not value:
+            return None
         try:
             decoded = base64.b64decode(value, validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError):
             decoded = ""
-        _, colon, password = decoded.partition(":")
-        if colon and password:
-            return password
-        raise Problem(401, "Basic credentials must be base64 of user:token, with the token as "
-                           "the password.", headers={"WWW-Authenticate": CHALLENGE})
-    if scheme.lower() != "bearer" or not value:
+        user, colon, password = decoded.partition(":")
+        if not (colon and password):
+            raise Problem(401, "Basic credentials must be base64 of user:token, with the token "
+                               "as the password.", headers={"WWW-Authenticate": CHALLENGE})
+        return HTTPBasicCredentials(username=user, password=password)
+
+
+# Neither scheme answers on its own (auto_error=False): one 401 names both, Basic first.
+BEARER = HTTPBearer(scheme_name="bearer", auto_error=False,
+                    description="A token made by `aduan token create`.")
+BASIC = TokenAsPassword(scheme_name="basic", auto_error=False,
+                        description="Any user name, the token as the password.")
+
+
+async def presented_token(
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
+    basic: Annotated[HTTPBasicCredentials | None, Depends(BASIC)],
+) -> str:
+    """The token of ``Authorization: Bearer <token>`` or ``Basic base64(<any>:<token>)``."""
+    if basic is not None:
+        return basic.password
+    if bearer is None:
         raise Problem(401, "A token is required: Authorization: Bearer <token>, or HTTP Basic "
                            "with the token as the password.",
                       headers={"WWW-Authenticate": CHALLENGE})
-    return value
+    return bearer.credentials
 
 
-async def current_actor(request: Request) -> Actor:
-    cached: Actor | None = getattr(request.state, "actor", None)
-    if cached is not None:
-        return cached
-    presented = presented_token(request)
-    async with database_of(request).sessionmaker() as session:
+async def current_actor(request: Request, database: DatabaseDep,
+                        presented: Annotated[str, Depends(presented_token)]) -> Actor:
+    """The caller the token names, on its own short session: the request's transaction
+    should not begin before the caller is known."""
+    async with database.sessionmaker() as session:
         actor = await authenticate(session, presented)
     if actor is None:
         raise Problem(401, "The token is unknown or revoked.",
                       headers={"WWW-Authenticate": INVALID_TOKEN_CHALLENGE})
-    request.state.actor = actor
-    limiter = getattr(request.app.state, "rate_limiter", None)
-    if limiter is not None:
-        limiter.check(actor.name)
+    request.state.actor = actor  # for the access log
     return actor
 
 
-def require(*roles: Role) -> Callable[[Request], Awaitable[Actor]]:
+Authenticated = Annotated[Actor, Depends(current_actor)]
+
+
+async def within_rate_limit(actor: Authenticated, limiter: RateLimiterDep) -> Actor:
+    """The caller, once its token's bucket had room (429 with Retry-After otherwise); counted
+    before the role check, so refused calls cost the caller as much as admitted ones."""
+    limiter.check(actor.name)
+    return actor
+
+
+# What an endpoint takes to know who calls it: authenticated and within the token's rate.
+CurrentActor = Annotated[Actor, Depends(within_rate_limit)]
+
+
+def require(*roles: Role) -> Callable[[Actor], Awaitable[Actor]]:
     """A dependency admitting only the given roles (admin always)."""
     allowed = {*roles, Role.admin}
 
-    async def dependency(request: Request) -> Actor:
-        actor = await current_actor(request)
+    async def dependency(actor: CurrentActor) -> Actor:
         if actor.role not in allowed:
             raise Problem(403, f"The role {actor.role.value} may not do this.")
         return actor

@@ -110,18 +110,12 @@ def install_openapi(app: FastAPI, guides: Guides | None = None) -> None:
         schemas.pop("HTTPValidationError", None)
         schemas.pop("ValidationError", None)
         schemas["Problem"] = PROBLEM_SCHEMA
-        components["securitySchemes"] = {
-            "bearer": {"type": "http", "scheme": "bearer",
-                       "description": "A token made by `aduan token create`."},
-            "basic": {"type": "http", "scheme": "basic",
-                      "description": "Any user name, the token as the password."}}
         problem = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
         for path, operations in schema.get("paths", {}).items():
             for method, operation in operations.items():
                 responses = operation.setdefault("responses", {})
                 extra: tuple[int, ...] = ()
                 if path.startswith("/v1/"):
-                    operation["security"] = [{"bearer": []}, {"basic": []}]
                     extra += COMMON
                     if method in {"post", "put", "patch"}:
                         extra += BODY

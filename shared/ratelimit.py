@@ -57,4 +57,12 @@ def rate_limiter_of(request: Request) -> RateLimiter:
     return limiter
 
 
+def public_rate_limiter_of(request: Request) -> RateLimiter:
+    """The per-address limiter of the pages open without a token (the complainant's status)."""
+    limiter: RateLimiter = request.app.state.public_rate_limiter
+    return limiter
+
+
+# Endpoints take their limiter as a dependency; the buckets live as long as the app.
 RateLimiterDep = Annotated[RateLimiter, Depends(rate_limiter_of)]
+PublicRateLimiterDep = Annotated[RateLimiter, Depends(public_rate_limiter_of)]

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.responses import JSONResponse
 
 from intake_api.webhooks import repository, targets
@@ -24,7 +24,7 @@ from intake_api.webhooks.schemas import (
 from intake_api.webhooks.signing import new_secret
 from shared.auth import Actor, Role, require
 from shared.db import SessionDep
-from shared.pagination import decode_cursor, encode_cursor
+from shared.pagination import Paging, PagingDep
 from shared.problems import Problem, documented, invalid, not_found, parse_id
 from shared.runtime import runtime_of
 from shared.settings import Settings
@@ -33,8 +33,6 @@ router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
 Subscriber = Annotated[Actor, Depends(require(Role.partner, Role.liaison))]
 IdPath = Annotated[str, Path(max_length=64, json_schema_extra={"format": "uuid"})]
-Limit = Annotated[int, Query(ge=1, le=200)]
-Cursor = Annotated[str | None, Query(max_length=200)]
 
 MAX_SUBSCRIPTIONS = 25
 
@@ -69,17 +67,25 @@ def _delivery_out(delivery: WebhookDelivery) -> DeliveryOut:
         created_at=delivery.created_at, delivered_at=delivery.delivered_at)
 
 
-def _cursor(at: datetime, row_id: uuid.UUID) -> str:
-    return encode_cursor(f"{at.isoformat()}|{row_id}")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
-    if cursor is None:
+def _position(row: WebhookSubscription | WebhookDelivery) -> str:
+    """The keyset (newest first, the id breaking ties) in a cursor: microseconds since the
+    epoch and the id's hex, which fit the 64 characters a text position may have."""
+    return f"{(row.created_at - EPOCH) // timedelta(microseconds=1)}|{row.id.hex}"
+
+
+def _before(paging: Paging) -> tuple[datetime, uuid.UUID] | None:
+    position = paging.after_text()
+    if position is None:
         return None
-    at, _, row_id = decode_cursor(cursor, text=True).partition("|")
+    micros, _, row_id = position.partition("|")
     try:
-        return datetime.fromisoformat(at), uuid.UUID(row_id)
-    except ValueError:
+        if not (micros.isascii() and micros.isdigit()):
+            raise ValueError(micros)
+        return EPOCH + timedelta(microseconds=int(micros)), uuid.UUID(hex=row_id)
+    except (ValueError, OverflowError):
         raise invalid("/query/cursor", "not a cursor this service issued") from None
 
 
@@ -125,13 +131,12 @@ async def subscribe(payload: SubscriptionCreate, request: Request, session: Sess
 
 @router.get("", response_model=SubscriptionPage, responses=PROBLEMS,
             summary="The caller's subscriptions, newest first")
-async def list_subscriptions(session: SessionDep, actor: Subscriber, limit: Limit = 50,
-                             cursor: Cursor = None) -> SubscriptionPage:
-    rows = await repository.subscriptions_page(session, actor.name, before=_after(cursor),
-                                               limit=limit + 1)
-    last = rows[limit - 1] if len(rows) > limit else None
-    return SubscriptionPage(items=[_out(r) for r in rows[:limit]],
-                            next_cursor=_cursor(last.created_at, last.id) if last else None)
+async def list_subscriptions(session: SessionDep, actor: Subscriber,
+                             paging: PagingDep) -> SubscriptionPage:
+    rows = await repository.subscriptions_page(session, actor.name, before=_before(paging),
+                                               limit=paging.fetch)
+    page, next_cursor = paging.page(rows, key=_position)
+    return SubscriptionPage(items=[_out(r) for r in page], next_cursor=next_cursor)
 
 
 @router.get("/{subscription_id}", response_model=SubscriptionOut, responses=PROBLEMS,
@@ -162,14 +167,13 @@ async def unsubscribe(subscription_id: IdPath, session: SessionDep,
 @router.get("/{subscription_id}/deliveries", response_model=DeliveryPage, responses=PROBLEMS,
             summary="The subscription's deliveries, newest first")
 async def list_deliveries(subscription_id: IdPath, session: SessionDep, actor: Subscriber,
-                          status: DeliveryStatus | None = None, limit: Limit = 50,
-                          cursor: Cursor = None) -> DeliveryPage:
+                          paging: PagingDep,
+                          status: DeliveryStatus | None = None) -> DeliveryPage:
     subscription = await _own(session, actor, subscription_id)
     rows = await repository.deliveries_page(session, subscription.id, status=status,
-                                            before=_after(cursor), limit=limit + 1)
-    last = rows[limit - 1] if len(rows) > limit else None
-    return DeliveryPage(items=[_delivery_out(r) for r in rows[:limit]],
-                        next_cursor=_cursor(last.created_at, last.id) if last else None)
+                                            before=_before(paging), limit=paging.fetch)
+    page, next_cursor = paging.page(rows, key=_position)
+    return DeliveryPage(items=[_delivery_out(r) for r in page], next_cursor=next_cursor)
 
 
 @router.post("/{subscription_id}/deliveries/{delivery_id}/retry", status_code=202,

@@ -165,3 +165,48 @@ async def test_token_names_and_agency_codes_are_checked(services: BackingService
             with pytest.raises(ValueError, match=message):
                 async with database.transaction() as session:
                     await create_token(session, name=name, role=role, agency_code=agency)
+
+
+async def test_each_way_of_presenting_a_token_is_answered_as_documented(
+    services: BackingServices,
+) -> None:
+    import base64
+
+    token = await services.token("partner", "posko")
+
+    def basic(raw: str) -> dict[str, str]:
+        return {"Authorization": "Basic " + base64.b64encode(raw.encode()).decode()}
+
+    both = 'Basic realm="aduan", charset="UTF-8", Bearer realm="aduan"'
+    async with running_app(services) as client:
+        for headers in (bearer(token), basic(f"any:{token}"), basic(f":{token}"),
+                        {"Authorization": f"bearer   {token}"}):
+            answer = await client.get("/v1/complaints", headers=headers)
+            assert answer.status_code == 200, headers
+        for headers, challenge, says in [
+            ({}, both, "A token is required"),
+            ({"Authorization": f"Token {token}"}, both, "A token is required"),
+            ({"Authorization": "Bearer"}, both, "A token is required"),
+            ({"Authorization": "Basic !!!"}, both, "base64 of user:token"),
+            (basic(f"{token}"), both, "base64 of user:token"),
+            (basic("any:"), both, "base64 of user:token"),
+            (bearer("adu_unknown"), both + ', error="invalid_token"', "unknown or revoked"),
+            (basic("any:adu_unknown"), both + ', error="invalid_token"', "unknown or revoked"),
+        ]:
+            answer = await client.get("/v1/complaints", headers=headers)
+            assert answer.status_code == 401, headers
+            assert answer.headers["www-authenticate"] == challenge, headers
+            assert answer.headers["content-type"] == "application/problem+json"
+            assert says in answer.json()["detail"], headers
+
+
+async def test_a_refused_role_still_spends_the_tokens_rate(services: BackingServices) -> None:
+    analyst = await services.token("analyst", "analis")
+    async with running_app(services, rate_limit_per_minute=2) as client:
+        codes = [(await client.post("/v1/complaints", json=complaint(),
+                                    headers=bearer(analyst))).status_code for _ in range(3)]
+        assert codes == [403, 403, 429]
+        summary = await client.get("/v1/metrics/summary", params={"period": "2022-Q1"},
+                                   headers=bearer(analyst))
+        assert summary.status_code == 429
+        assert int(summary.headers["retry-after"]) >= 1

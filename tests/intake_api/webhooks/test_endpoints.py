@@ -90,3 +90,42 @@ async def test_bad_subscriptions_are_clear_problems(services: BackingServices) -
             "/v1/webhooks/00000000-0000-0000-0000-000000000000/deliveries?status=lost",
             headers=bearer(partner))
         assert bad_status.status_code in (404, 422)
+
+
+async def test_subscriptions_are_listed_in_pages_newest_first(services: BackingServices) -> None:
+    partner = await services.token("partner", "posko-pln")
+    async with running_app(services, **LOOPBACK) as client:
+        made = []
+        for n in range(5):
+            created = await client.post("/v1/webhooks", headers=bearer(partner), json={
+                "url": f"http://127.0.0.1:9/hooks/{n}", "events": ["complaint.received"]})
+            assert created.status_code == 201, created.text
+            made.append(created.json()["id"])
+        seen: list[str] = []
+        cursor: str | None = None
+        pages = 0
+        while True:
+            params: dict[str, Any] = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+            page = await client.get("/v1/webhooks", params=params, headers=bearer(partner))
+            assert page.status_code == 200, page.text
+            body = page.json()
+            assert set(body) == {"items", "next_cursor"}
+            seen += [s["id"] for s in body["items"]]
+            pages += 1
+            cursor = body["next_cursor"]
+            if cursor is None:
+                break
+        assert pages == 3
+        assert seen == made[::-1]
+        deliveries = await client.get(f"/v1/webhooks/{made[0]}/deliveries",
+                                      params={"limit": 1}, headers=bearer(partner))
+        assert deliveries.json() == {"items": [], "next_cursor": None}
+        for tampered in ("not-a-cursor", "czox", "aToxMjM", "czoxMjN8eHl6"):
+            refused = await client.get("/v1/webhooks", params={"cursor": tampered},
+                                       headers=bearer(partner))
+            assert refused.status_code == 422, (tampered, refused.text)
+            assert refused.json()["errors"][0]["field"] == "/query/cursor"
+        for limit in (0, 201):
+            refused = await client.get("/v1/webhooks", params={"limit": limit},
+                                       headers=bearer(partner))
+            assert refused.status_code == 422, limit
