@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, func, select, text, update
+from sqlalchemy import Integer, Table, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,8 +21,12 @@ async def next_tracking_number(session: AsyncSession, year: int) -> str:
     A sequence holds no lock until the commit, so concurrent submissions do not queue behind one
     another; a number drawn by a transaction that then fails is not reused.
     """
-    number = await session.scalar(select(func.intake.next_tracking_number(year)))
+    connection = await session.connection()
+    number = (await connection.execute(_NEXT_NUMBER, {"year": year})).scalar_one()
     return f"ADU-{year}-{number:06d}"
+
+
+_NEXT_NUMBER = select(func.intake.next_tracking_number(bindparam("year", type_=Integer)))
 
 
 # Built once: a statement made per request costs more to key for the compiled cache than the
