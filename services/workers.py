@@ -10,7 +10,8 @@ request counts and latencies of every worker are summed there (prometheus_client
 mode), the rest is read as in a single process.
 
 Nothing about a request changes: each worker has its own pool, its own admission bound and its
-own per-token rate limiter (so a token's limit holds per worker), and commits announce
+own share of the per-token and per-address rate limits (``share_of``), and its own bound on
+connections per client address (its own file descriptors, so it holds per worker); commits announce
 themselves to the main process's readers with ``NOTIFY`` as before. A worker dies with the main
 process (``PR_SET_PDEATHSIG``); one that dies on its own is started again. A stop signal reaches
 the workers first: they finish their requests, then the main process stops its background work,
@@ -23,6 +24,7 @@ import asyncio
 import contextlib
 import ctypes
 import logging
+import math
 import os
 import signal
 import socket
@@ -77,7 +79,7 @@ class Workers:
         fd = self.listener.fileno()
         return subprocess.Popen(
             [sys.executable, "-m", "services.workers", self.which, str(fd),
-             str(self.metrics_socket), str(os.getpid())],
+             str(self.metrics_socket), str(os.getpid()), str(self.count)],
             env=self.env, pass_fds=[fd], stdin=subprocess.DEVNULL)
 
     def start(self) -> None:
@@ -162,7 +164,19 @@ def serve_with_workers(which: str, *, settings: Settings, host: str, port: int,
             internal.close()
 
 
-def _serve_worker(which: str, fd: int, metrics_socket: Path, parent: int) -> None:
+def share_of(settings: Settings, workers: int) -> Settings:
+    """A worker's settings: the rate limits, kept in each worker's memory, split among them,
+    so that together they allow what the settings say (a caller whose connections all reach one
+    worker gets its share; better refused early with Retry-After than allowed N times over)."""
+    def split(per_minute: int) -> int:
+        return per_minute if per_minute <= 0 else max(1, math.ceil(per_minute / workers))
+
+    return settings.model_copy(update={
+        "rate_limit_per_minute": split(settings.rate_limit_per_minute),
+        "public_status_per_minute": split(settings.public_status_per_minute)})
+
+
+def _serve_worker(which: str, fd: int, metrics_socket: Path, parent: int, count: int) -> None:
     from services.allinone import create_app
     from services.httpserver import serve
     from shared.logging import configure_logging
@@ -172,7 +186,7 @@ def _serve_worker(which: str, fd: int, metrics_socket: Path, parent: int) -> Non
     die_with_parent()
     if os.getppid() != parent:  # the main process ended before the request above took effect
         return
-    settings = get_settings()
+    settings = share_of(get_settings(), count)
     configure_logging(settings)
     listener = socket.socket(fileno=fd)
     role = Role(background=False, metrics_from=metrics_socket)
@@ -185,6 +199,7 @@ def _stopped(signum: int, _: FrameType | None) -> None:
 
 
 if __name__ == "__main__":
-    # ``python -m services.workers WHICH FD METRICS_SOCKET PARENT_PID``, started by Workers.
+    # ``python -m services.workers WHICH FD METRICS_SOCKET PARENT_PID COUNT``, started by Workers.
     signal.signal(signal.SIGTERM, _stopped)  # until uvicorn takes the signals over
-    _serve_worker(sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]))
+    _serve_worker(sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]),
+                  int(sys.argv[5]))

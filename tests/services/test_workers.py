@@ -12,6 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from services.workers import share_of
+from shared.settings import Settings
 from tests.faults import cases_opened
 from tests.support import BackingServices, ServiceProcess, bearer, complaint, eventually
 
@@ -113,3 +115,11 @@ def _two(main: ServiceProcess) -> Callable[[], Awaitable[list[int]]]:
         return found
 
     return check
+
+
+def test_the_rate_limits_are_shared_among_workers() -> None:
+    settings = Settings(rate_limit_per_minute=1200, public_status_per_minute=10)
+    share = share_of(settings, 3)
+    assert share.rate_limit_per_minute == 400
+    assert share.public_status_per_minute == 4  # rounded up: never below one a minute
+    assert share_of(Settings(rate_limit_per_minute=0), 2).rate_limit_per_minute == 0  # no limit
