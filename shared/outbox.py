@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 from datetime import UTC, datetime
 
-from sqlalchemy import Insert, func, select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import tracing
-from shared.db import OUTBOX_APPENDED, Database
+from shared.db import OUTBOX_APPENDED, Database, on_driver
 from shared.events import Event
 from shared.kafka_client import KafkaPublisher
 from shared.retry import forever
@@ -22,22 +23,22 @@ logger = logging.getLogger(__name__)
 
 
 @functools.cache
-def _insert(tables: EventTables) -> Insert:
-    """One statement per outbox, built once (its compiled form is then cached by SQLAlchemy)."""
-    return tables.outbox.insert()
+def _insert_sql(schema: str) -> str:
+    return (f"INSERT INTO {schema}.outbox (event_id, topic, key, envelope, trace_context) "
+            "VALUES ($1, $2, $3, $4, $5)")
 
 
 async def append(session: AsyncSession, tables: EventTables, topic: str, event: Event) -> None:
     """Adds ``event`` to the outbox in the caller's transaction.
 
     It takes no lock: writers commit side by side. The row has no log position yet;
-    ``sequence`` gives it one once it is committed.
+    ``sequence`` gives it one once it is committed. Sent on the driver (``on_driver``):
+    every complaint posted writes one, and the envelope goes as the JSON text it was encoded to.
     """
-    connection = await session.connection()
-    await connection.execute(_insert(tables), {
-        "event_id": event.id, "topic": topic, "key": event.key, "envelope": event.envelope(),
-        "trace_context": tracing.current_carrier(),
-    })
+    carrier = tracing.current_carrier()
+    async with on_driver(session) as driver:
+        await driver.execute(_insert_sql(tables.schema), event.id, topic, event.key,
+                             event.to_json().decode(), json.dumps(carrier) if carrier else None)
     session.info.setdefault(OUTBOX_APPENDED, set()).add(tables.schema)
 
 
