@@ -34,8 +34,11 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+
+from prometheus_client import values as prometheus_values
 
 from shared.settings import Settings
 
@@ -61,29 +64,95 @@ def die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-class Workers:
-    """The worker processes of one ``aduan serve``, restarted when one dies unasked."""
+@dataclass
+class _Worker:
+    """One worker process, forked or started afresh, known by its pid."""
 
-    def __init__(self, which: str, listener: socket.socket, metrics_socket: Path,
-                 env: dict[str, str], count: int) -> None:
+    pid: int
+    started: subprocess.Popen[bytes] | None = None  # kept, so that nothing else reaps it
+    returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                self.returncode = -1
+            else:
+                if pid:
+                    self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def wait(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.poll() is None:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+
+class Workers:
+    """The worker processes of one ``aduan serve``, restarted when one dies unasked.
+
+    The first ones are forked once the app's modules are imported, before any thread or event
+    loop runs: they start in a moment and share the main process's memory until they write to
+    it. One started again later, while the main process runs its threads and event loop, is a
+    fresh interpreter instead (forking a process with threads may copy a lock held by another).
+    """
+
+    def __init__(self, which: str, settings: Settings, listener: socket.socket,
+                 internal: socket.socket, run: Path, count: int) -> None:
         self.which = which
+        self.settings = settings
         self.listener = listener
-        self.metrics_socket = metrics_socket
-        self.env = env
+        self.internal = internal
+        self.metrics_socket = run / "main.sock"
+        self.metrics_dir = run / "metrics"
         self.count = count
-        self.processes: list[subprocess.Popen[bytes]] = []
+        self.processes: list[_Worker] = []
         self.stopping = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="workers", daemon=True)
 
-    def _spawn(self) -> subprocess.Popen[bytes]:
+    def _fork(self) -> _Worker:
+        pid = os.fork()
+        if pid:
+            return _Worker(pid)
+        code = 1
+        try:
+            self.internal.close()
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(self.metrics_dir)
+            # prometheus_client chose its kind of values when the main process imported it.
+            prometheus_values.ValueClass = prometheus_values.MultiProcessValue()  # type: ignore[no-untyped-call]
+            signal.signal(signal.SIGTERM, _stopped)  # until uvicorn takes the signals over
+            _serve_worker(self.which, self.listener, self.metrics_socket, os.getppid(),
+                          self.count, self.settings)
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:
+            logger.exception("HTTP worker failed")
+        finally:
+            os._exit(code)
+
+    def _spawn(self) -> _Worker:
         fd = self.listener.fileno()
-        return subprocess.Popen(
+        assert self.settings.database_url is not None
+        env = {**os.environ, "ADUAN_DATABASE_URL": self.settings.database_url,
+               "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir)}
+        started = subprocess.Popen(
             [sys.executable, "-m", "services.workers", self.which, str(fd),
              str(self.metrics_socket), str(os.getpid()), str(self.count)],
-            env=self.env, pass_fds=[fd], stdin=subprocess.DEVNULL)
+            env=env, pass_fds=[fd], stdin=subprocess.DEVNULL)
+        return _Worker(started.pid, started)
 
     def start(self) -> None:
-        self.processes = [self._spawn() for _ in range(self.count)]
+        self.processes = [self._fork() for _ in range(self.count)]
         self._watcher.start()
 
     def _watch(self) -> None:
@@ -99,19 +168,15 @@ class Workers:
         """Passes a stop signal on (workers then finish the requests they hold)."""
         self.stopping.set()
         for process in self.processes:
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    process.send_signal(sig)
+            process.send_signal(sig)
 
     def wait(self, within: float = WORKER_STOP_SECONDS) -> None:
         deadline = time.monotonic() + within
         for process in self.processes:
-            try:
-                process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
+            if not process.wait(max(0.1, deadline - time.monotonic())):
                 logger.warning("HTTP worker (pid %d) did not stop in time; killed", process.pid)
-                process.kill()
-                process.wait()
+                process.send_signal(signal.SIGKILL)
+                process.wait(5.0)
 
     def stop(self) -> None:
         self.signal(signal.SIGTERM)
@@ -145,17 +210,13 @@ def serve_with_workers(which: str, *, settings: Settings, host: str, port: int,
     from services.httpserver import serve
     from shared.web import Role
 
-    assert settings.database_url is not None
     with _run_directory() as run:
-        metrics_dir = run / "metrics"
-        metrics_dir.mkdir()
+        (run / "metrics").mkdir()
         internal = _metrics_socket(run / "main.sock")
-        env = {**os.environ, "ADUAN_DATABASE_URL": settings.database_url,
-               "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
-        workers = Workers(which, listener, run / "main.sock", env, count)
+        workers = Workers(which, settings, listener, internal, run, count)
         workers.start()
         try:
-            role = Role(background=True, worker_metrics=metrics_dir,
+            role = Role(background=True, worker_metrics=run / "metrics",
                         before_stop=workers.stopped)
             serve(create_app(which, settings, role=role), host=host, port=port,
                   settings=settings, sockets=[internal], on_exit=workers.signal)
@@ -176,30 +237,36 @@ def share_of(settings: Settings, workers: int) -> Settings:
         "public_status_per_minute": split(settings.public_status_per_minute)})
 
 
-def _serve_worker(which: str, fd: int, metrics_socket: Path, parent: int, count: int) -> None:
+def _serve_worker(which: str, listener: socket.socket, metrics_socket: Path, parent: int,
+                  count: int, settings: Settings) -> None:
     from services.allinone import create_app
     from services.httpserver import serve
-    from shared.logging import configure_logging
-    from shared.settings import get_settings
     from shared.web import Role
 
     die_with_parent()
     if os.getppid() != parent:  # the main process ended before the request above took effect
         return
-    settings = share_of(get_settings(), count)
-    configure_logging(settings)
-    listener = socket.socket(fileno=fd)
     role = Role(background=False, metrics_from=metrics_socket)
-    serve(create_app(which, settings, role=role), host="", port=0, settings=settings,
-          sockets=[listener])
+    serve(create_app(which, share_of(settings, count), role=role), host="", port=0,
+          settings=settings, sockets=[listener])
 
 
 def _stopped(signum: int, _: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
-if __name__ == "__main__":
-    # ``python -m services.workers WHICH FD METRICS_SOCKET PARENT_PID COUNT``, started by Workers.
+def _main(argv: list[str]) -> None:
+    """``python -m services.workers WHICH FD METRICS_SOCKET PARENT_PID COUNT``: a worker
+    started again by ``Workers`` after one died."""
+    from shared.logging import configure_logging
+    from shared.settings import get_settings
+
     signal.signal(signal.SIGTERM, _stopped)  # until uvicorn takes the signals over
-    _serve_worker(sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]),
-                  int(sys.argv[5]))
+    settings = get_settings()
+    configure_logging(settings)
+    _serve_worker(argv[1], socket.socket(fileno=int(argv[2])), Path(argv[3]), int(argv[4]),
+                  int(argv[5]), settings)
+
+
+if __name__ == "__main__":
+    _main(sys.argv)

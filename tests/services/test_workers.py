@@ -22,9 +22,9 @@ pytestmark = pytest.mark.timeout(180)
 
 def workers_of(main: ServiceProcess) -> list[int]:
     assert main.process is not None
-    found = subprocess.run(["pgrep", "-P", str(main.process.pid), "-f", "services.workers"],
+    found = subprocess.run(["pgrep", "-P", str(main.process.pid)],
                            capture_output=True, text=True).stdout.split()
-    return [int(pid) for pid in found]
+    return [int(pid) for pid in found if alive(int(pid))]
 
 
 def alive(pid: int) -> bool:
