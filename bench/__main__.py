@@ -72,7 +72,8 @@ def replay_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     rebuilt, raw = r["rebuild"], r["raw_consumer"]
     missed = [name for name, ok in r["meets"].items() if not ok]
     return [(f"aduan metrics rebuild from Kafka, {r['events']:,} events",
-             f"{rebuilt['per_s']:,} events/s ({rebuilt['seconds']} s; the command "
+             f"{rebuilt['per_s']:,} events/s ({rebuilt['seconds']} s: reading and folding "
+             f"{rebuilt['reading_s']} s, then writing {rebuilt['writing_s']} s; the command "
              f"{rebuilt['command_wall_seconds']} s); x{r['ratio_to_raw']} the raw consumer; "
              + ("meets the targets" if not missed else "misses " + ", ".join(missed))
              + f"; load {r['load_average']}",

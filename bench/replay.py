@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.server import backing
 from services.kafka import KafkaBroker, start_kafka
@@ -57,16 +58,25 @@ def _cpu_seconds() -> float:
     return times.user + times.system
 
 
+async def _partitions(bootstrap: str) -> list[TopicPartition]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return sorted(TopicPartition(described["topic"], p["partition"])
+                      for described in await admin.describe_topics(TOPICS)
+                      for p in described["partitions"])
+    finally:
+        await admin.close()
+
+
 async def raw_consumer(bootstrap: str) -> dict[str, Any]:
     """Every record of ``TOPICS`` from offset 0, parsed as JSON: records/s and CPU/record."""
+    partitions = await _partitions(bootstrap)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 fetch_max_bytes=64 * 1024 * 1024,
                                 max_partition_fetch_bytes=16 * 1024 * 1024)
     await consumer.start()
     try:
-        await consumer.topics()  # the cluster's metadata, so the partitions are known
-        partitions = [TopicPartition(t, p) for t in TOPICS
-                      for p in sorted(consumer.partitions_for_topic(t) or ())]
         ends = await consumer.end_offsets(partitions)
         consumer.assign(partitions)
         started, cpu = time.perf_counter(), _cpu_seconds()
@@ -100,11 +110,13 @@ async def rebuild_command(env: dict[str, str]) -> dict[str, Any]:
     wall = time.perf_counter() - started
     if process.returncode != 0:
         raise RuntimeError(f"aduan metrics rebuild failed: {err.decode()[-2000:]}")
-    found = re.search(r"(\d+) records in ([\d.]+)s \((\d+) records/s\)", out.decode())
+    found = re.search(r"(\d+) records in ([\d.]+)s \((\d+) records/s; reading ([\d.]+)s, "
+                      r"writing ([\d.]+)s\)", out.decode())
     if found is None:
         raise RuntimeError(f"unexpected output of aduan metrics rebuild: {out.decode()}")
     records, seconds = int(found[1]), float(found[2])
     return {"records": records, "seconds": seconds, "per_s": round(records / seconds),
+            "reading_s": float(found[4]), "writing_s": float(found[5]),
             "command_wall_seconds": round(wall, 2)}
 
 

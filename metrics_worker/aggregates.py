@@ -25,11 +25,18 @@ def _listed(values: Iterable[object]) -> str:
 _REPORTS = _listed(CASE_OPENING_KINDS)
 _EXAMINATION = _listed(EXAMINATION_STATUSES)
 _YEAR = "extract(year FROM c.received_at AT TIME ZONE z.tz)::int::text"
-# Whether the case was in an examination state at some step before this one.
-_EXAMINED_BEFORE = f"""EXISTS (SELECT 1 FROM metrics.transitions e
-    WHERE e.case_id = t.case_id AND e.version < t.version AND e.to_status IN ({_EXAMINATION}))"""
+# The steps that close a case or first take it into examination, with the year the case was
+# received and whether it had been in examination before (``closed_examined``).
+_MILESTONES = f"""milestones AS (
+  SELECT t.at, t.to_status, t.closure_stage, t.reason, {_YEAR} AS year,
+         t.version = x.version AS first_examination, x.version < t.version AS examined_before
+  FROM metrics.transitions t JOIN metrics.cases c USING (case_id)
+  LEFT JOIN (SELECT case_id, min(version) AS version FROM metrics.transitions
+             WHERE to_status IN ({_EXAMINATION}) GROUP BY case_id) x USING (case_id), zone z
+  WHERE t.to_status = 'closed' OR t.version = x.version)"""
 
-# Every increment of ``counts``: (moment, measure, key), one row per unit counted.
+# Every increment of ``counts``: (moment, measure, key), one row per unit counted (with the
+# common table expressions ``zone`` and ``milestones``).
 INCREMENTS = f"""
   SELECT received_at AS at, '{counts.CONTACTS}' AS measure, kind AS key FROM metrics.contacts
   UNION ALL
@@ -50,22 +57,17 @@ INCREMENTS = f"""
   UNION ALL
   SELECT at, '{counts.REGISTERED}', '' FROM metrics.transitions WHERE action = 'register'
   UNION ALL
-  SELECT t.at, '{counts.EXAMINED}', {_YEAR}
-  FROM metrics.transitions t JOIN metrics.cases c USING (case_id), zone z
-  WHERE t.to_status IN ({_EXAMINATION}) AND NOT {_EXAMINED_BEFORE}
+  SELECT at, '{counts.EXAMINED}', year FROM milestones WHERE first_examination
   UNION ALL
-  SELECT t.at, m.measure, CASE m.measure WHEN '{counts.CLOSED_STAGE}'
-                                         THEN coalesce(t.closure_stage, '')
-                                         WHEN '{counts.CLOSED_REASON}' THEN coalesce(t.reason, '')
-                                         ELSE {_YEAR} END
-  FROM metrics.transitions t JOIN metrics.cases c USING (case_id), zone z
-  CROSS JOIN (VALUES ('{counts.CLOSED}'), ('{counts.CLOSED_STAGE}'),
-                     ('{counts.CLOSED_REASON}')) AS m (measure)
-  WHERE t.to_status = 'closed'
+  SELECT at, m.measure, CASE m.measure WHEN '{counts.CLOSED_STAGE}' THEN coalesce(closure_stage, '')
+                                       WHEN '{counts.CLOSED_REASON}' THEN coalesce(reason, '')
+                                       ELSE year END
+  FROM milestones CROSS JOIN (VALUES ('{counts.CLOSED}'), ('{counts.CLOSED_STAGE}'),
+                                     ('{counts.CLOSED_REASON}')) AS m (measure)
+  WHERE to_status = 'closed'
   UNION ALL
-  SELECT t.at, '{counts.CLOSED_EXAMINED}', {_YEAR}
-  FROM metrics.transitions t JOIN metrics.cases c USING (case_id), zone z
-  WHERE t.to_status = 'closed' AND {_EXAMINED_BEFORE}
+  SELECT at, '{counts.CLOSED_EXAMINED}', year FROM milestones
+  WHERE to_status = 'closed' AND examined_before
   UNION ALL {counts.PLACE_AND_LIAISON_INCREMENTS}"""
 
 # Every sample of ``histograms``: (moment, measure, key, bucket).
@@ -75,13 +77,13 @@ SAMPLES = f"""
   FROM metrics.transitions t JOIN metrics.cases c USING (case_id)
   WHERE t.to_status = 'closed' AND t.closure_stage <> ''
   UNION ALL
-  SELECT at, '{histograms.RESPONSE_HOURS}', agency, answered_after_hours
+  SELECT at, '{histograms.RESPONSE_HOURS}', agency, {histograms.RESPONSE_BUCKET}
   FROM metrics.transitions WHERE answered_after_hours IS NOT NULL"""
 
 _ZONE = "zone (tz) AS (SELECT metrics.office_timezone())"
 
 STATEMENTS = (
-    f"""WITH {_ZONE}
+    f"""WITH {_ZONE}, {_MILESTONES}
     INSERT INTO metrics.daily_counts (day, measure, key, n)
     SELECT (i.at AT TIME ZONE z.tz)::date, i.measure, i.key, count(*)
     FROM ({INCREMENTS}) i, zone z GROUP BY 1, 2, 3""",

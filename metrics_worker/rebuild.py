@@ -29,15 +29,24 @@ rebuild does not know how to fill, stops the rebuild before anything is touched.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
+import asyncpg
+import stamina
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import (
+    CoordinatorLoadInProgressError,
+    GroupCoordinatorNotAvailableError,
+    NotCoordinatorError,
+    for_code,
+)
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -76,6 +85,8 @@ logger = logging.getLogger(__name__)
 KEPT_TABLES = frozenset({"targets", "office"})  # set by people or by configuration
 BUS_TABLES = frozenset(t.name for t in (
     METRICS_EVENTS.processed_events, METRICS_EVENTS.log_positions, METRICS_EVENTS.dead_letters))
+_COORDINATOR_PENDING = (GroupCoordinatorNotAvailableError, CoordinatorLoadInProgressError,
+                        NotCoordinatorError)
 FACT_TABLES = ("contacts", "cases", "transitions")  # written by ``store`` from the fold
 
 
@@ -136,6 +147,8 @@ class RebuildResult:
     records: int  # records replayed (the progress bar's total)
     seconds: float
     dead_lettered: int = 0  # records the live consumer would not have applied either
+    read_seconds: float = 0.0  # reading and folding the log
+    write_seconds: float = 0.0  # writing the read model, in one transaction
 
     @property
     def per_second(self) -> float:
@@ -183,25 +196,67 @@ async def rebuild(settings: Settings, *, progress: ProgressReport | None = None,
 
 # --- writing the read model --------------------------------------------------------------------
 
-async def store(session: AsyncSession, replay: Replay) -> None:
-    """Empties the read model and writes what ``replay`` folded: facts by ``COPY``, the
-    aggregates derived from them in SQL, and the processed-event guard of every event folded,
-    so the live consumer skips any of them delivered again."""
-    await reset_read_model(session)
-    connection = (await (await session.connection()).get_raw_connection()).driver_connection
-    assert connection is not None
-    copy = connection.copy_records_to_table  # asyncpg's COPY, in the session's transaction
-    await copy("contacts", schema_name=SCHEMA, columns=CONTACT_COLUMNS, records=replay.contacts)
-    await copy("cases", schema_name=SCHEMA, columns=CASE_COLUMNS, records=replay.case_rows())
-    await copy("transitions", schema_name=SCHEMA, columns=TRANSITION_COLUMNS,
-               records=replay.transitions)
-    await aggregates.derive(session)
-    await copy(METRICS_EVENTS.processed_events.name, schema_name=SCHEMA,
-               columns=["consumer", "event_id"],
-               records=[(CONSUMER, event_id) for event_id in replay.processed])
-    # The planner's statistics of the emptied tables would otherwise say "empty" until autovacuum.
-    await session.execute(text("ANALYZE " + ", ".join(
-        f"{SCHEMA}.{table}" for table in (*FACT_TABLES, *aggregates.TABLES))))
+class Writer:
+    """Writes the read model in the rebuild's one transaction while the log is still read.
+
+    The read model is emptied first; then each ``flush`` hands the rows folded since the last
+    one to ``COPY`` in the background, so the server stores a batch while the next is folded.
+    ``finish`` writes the cases (final only at the end), derives the aggregate tables from the
+    facts in SQL.
+    """
+
+    def __init__(self, session: AsyncSession, connection: asyncpg.Connection,
+                 replay: Replay) -> None:
+        self.session = session
+        self.connection = connection
+        self.replay = replay
+        self.copying: asyncio.Task[None] | None = None
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def opened(cls, session: AsyncSession, replay: Replay) -> AsyncIterator[Writer]:
+        await reset_read_model(session)
+        connection = (await (await session.connection()).get_raw_connection()).driver_connection
+        assert connection is not None
+        writer = cls(session, connection, replay)
+        try:
+            yield writer
+        finally:
+            if writer.copying is not None and not writer.copying.done():
+                writer.copying.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writer.copying
+
+    async def flush(self) -> None:
+        if self.copying is not None:
+            await self.copying
+        self.copying = asyncio.create_task(self._copy(*self.replay.take()))
+
+    async def _copy(self, contacts: list[tuple[Any, ...]], transitions: list[tuple[Any, ...]],
+                    processed: list[str]) -> None:
+        copy = self.connection.copy_records_to_table
+        if contacts:
+            await copy("contacts", schema_name=SCHEMA, columns=CONTACT_COLUMNS,
+                       records=contacts)
+        if transitions:
+            await copy("transitions", schema_name=SCHEMA, columns=TRANSITION_COLUMNS,
+                       records=transitions)
+        if processed:
+            # The guard of every event folded: the live consumer skips any delivered again.
+            await copy(METRICS_EVENTS.processed_events.name, schema_name=SCHEMA,
+                       columns=["consumer", "event_id"],
+                       records=[(CONSUMER, event_id) for event_id in processed])
+
+    async def finish(self) -> None:
+        await self.flush()
+        assert self.copying is not None
+        await self.copying
+        await self.connection.copy_records_to_table(
+            "cases", schema_name=SCHEMA, columns=CASE_COLUMNS, records=self.replay.case_rows())
+        await aggregates.derive(self.session)
+        # No ANALYZE here (a tenth of the rebuild's time): the emptied tables' statistics say
+        # "unknown", so the planner reads their sizes from the files until autovacuum, counting
+        # every row written as a change, analyzes them within its next round.
 
 
 # --- the database-backed log -------------------------------------------------------------------
@@ -227,28 +282,30 @@ async def _rebuild_from_database(database: Database, progress: ProgressReport,
                 .where(outbox.c.position <= ends[topic]))).scalar_one())
     progress.start(total)
     done = 0
-    for topic in SUBSCRIPTION.topics:
-        outbox = DATABASE_LOGS[topic].outbox
-        position = 0
-        while position < ends[topic]:
-            async with database.transaction() as session:
-                rows = (await session.execute(
-                    select(outbox.c.position, cast(outbox.c.envelope, Text))
-                    .where(outbox.c.position > position, outbox.c.position <= ends[topic])
-                    .order_by(outbox.c.position).limit(batch_size))).all()
-            if not rows:
-                break
-            for _, envelope in rows:
-                error = _fold(replay, envelope)
-                if error is not None:
-                    event_id = error[0].id if error[0] is not None else None
-                    dead.append({"consumer": CONSUMER, "log": topic, "event_id": event_id,
-                                 "record": envelope, "error": error[1]})
-            position = int(rows[-1][0])
-            done += len(rows)
-            progress.update(done)
-    async with database.transaction() as session:
-        await store(session, replay)
+    async with database.transaction() as session, Writer.opened(session, replay) as writer:
+        for topic in SUBSCRIPTION.topics:
+            outbox = DATABASE_LOGS[topic].outbox
+            position = 0
+            while position < ends[topic]:
+                async with database.transaction() as reading:
+                    rows = (await reading.execute(
+                        select(outbox.c.position, cast(outbox.c.envelope, Text))
+                        .where(outbox.c.position > position, outbox.c.position <= ends[topic])
+                        .order_by(outbox.c.position).limit(batch_size))).all()
+                if not rows:
+                    break
+                for _, envelope in rows:
+                    error = _fold(replay, envelope)
+                    if error is not None:
+                        event_id = error[0].id if error[0] is not None else None
+                        dead.append({"consumer": CONSUMER, "log": topic, "event_id": event_id,
+                                     "record": envelope, "error": error[1]})
+                await writer.flush()
+                position = int(rows[-1][0])
+                done += len(rows)
+                progress.update(done)
+        read = time.monotonic() - started
+        await writer.finish()
         positions = METRICS_EVENTS.log_positions
         await session.execute(pg_insert(positions).values(
             [{"consumer": CONSUMER, "log": topic, "position": end}
@@ -258,7 +315,8 @@ async def _rebuild_from_database(database: Database, progress: ProgressReport,
     for letter in dead:
         logger.error("%s: %s event %s dead-lettered: %s", CONSUMER, letter["log"],
                      letter["event_id"], letter["error"])
-    return RebuildResult("database", done, time.monotonic() - started, len(dead))
+    total_seconds = time.monotonic() - started
+    return RebuildResult("database", done, total_seconds, len(dead), read, total_seconds - read)
 
 
 def _fold(replay: Replay, value: bytes | str) -> tuple[Event | None, str] | None:
@@ -297,25 +355,21 @@ async def _rebuild_from_kafka(settings: Settings, bootstrap: str, database: Data
         total = sum(ends.values())
         progress.start(total)
         replay = Replay()
-        rejected = await _read_kafka(bootstrap, ends, replay, progress, batch_size)
-        publisher = KafkaPublisher(bootstrap, topic_prefix=settings.topic_prefix,
-                                   client_id="aduan-metrics-rebuild")
-        try:
+        async with database.transaction() as session, \
+                Writer.opened(session, replay) as writer:
+            rejected = await _read_kafka(bootstrap, ends, replay, progress, batch_size, writer)
+            read = time.monotonic() - started
             if rejected:  # dead-lettered as the metrics service would
-                runner = KafkaConsumerRunner(SUBSCRIPTION, database, bootstrap_servers=bootstrap,
-                                             publisher=publisher,
-                                             group_prefix=settings.group_prefix)
-                for record, event, error in rejected:
-                    await runner.applier.dead(event, error, runner._dead_letter_for(record))
-        finally:
-            await publisher.close()
-        await refuse_if_active(admin, group)  # a service started meanwhile would double count
-        async with database.transaction() as session:
-            await store(session, replay)
+                await _dead_letter(settings, bootstrap, database, rejected)
+            # A metrics service started meanwhile would apply what is replayed here once more.
+            await refuse_if_active(admin, group)
+            await writer.finish()
+        written = time.monotonic() - started - read
         # After the commit: were this to fail, the group would read from where it was, and
         # the processed-event guard just written would skip every event folded here.
         await _commit_offsets(bootstrap, group, ends)
-        return RebuildResult("kafka", total, time.monotonic() - started, len(rejected))
+        return RebuildResult("kafka", total, time.monotonic() - started, len(rejected),
+                             read, written)
     finally:
         await admin.close()
 
@@ -323,8 +377,22 @@ async def _rebuild_from_kafka(settings: Settings, bootstrap: str, database: Data
 Rejected = tuple[ConsumerRecord[bytes, bytes], Event | None, str]
 
 
+async def _dead_letter(settings: Settings, bootstrap: str, database: Database,
+                       rejected: list[Rejected]) -> None:
+    publisher = KafkaPublisher(bootstrap, topic_prefix=settings.topic_prefix,
+                               client_id="aduan-metrics-rebuild")
+    runner = KafkaConsumerRunner(SUBSCRIPTION, database, bootstrap_servers=bootstrap,
+                                 publisher=publisher, group_prefix=settings.group_prefix)
+    try:
+        for record, event, error in rejected:
+            await runner.applier.dead(event, error, runner._dead_letter_for(record))
+    finally:
+        await publisher.close()
+
+
 async def _read_kafka(bootstrap: str, ends: dict[TopicPartition, int], replay: Replay,
-                      progress: ProgressReport, batch_size: int) -> list[Rejected]:
+                      progress: ProgressReport, batch_size: int,
+                      writer: Writer) -> list[Rejected]:
     """Folds every record before ``ends`` into ``replay``, partition by partition in order."""
     remaining = {tp for tp, end in ends.items() if end > 0}
     if not remaining:
@@ -351,6 +419,7 @@ async def _read_kafka(bootstrap: str, ends: dict[TopicPartition, int], replay: R
                     error = _fold(replay, record.value if record.value is not None else b"")
                     if error is not None:
                         rejected.append((record, *error))
+            await writer.flush()
             for partition in list(remaining):
                 if await consumer.position(partition) >= ends[partition]:
                     remaining.discard(partition)
@@ -363,18 +432,28 @@ async def _read_kafka(bootstrap: str, ends: dict[TopicPartition, int], replay: R
 
 async def refuse_if_active(admin: AIOKafkaAdminClient, group: str) -> None:
     """Raises ``RebuildRefused`` while ``group`` has members (a metrics service is running)."""
-    for response in await admin.describe_consumer_groups([group]):
-        for described in response.to_object()["groups"]:
-            error, group_id = described["error_code"], described["group"]
-            state, members = described["state"], described["members"]
-            if error != 0:
-                raise RebuildRefused(f"cannot tell whether the consumer group {group_id!r} "
-                                     f"has members (Kafka error code {error})")
-            if members:
-                raise RebuildRefused(
-                    f"the consumer group {group_id!r} has {len(members)} active member(s) "
-                    f"(state {state}): stop every metrics service (`aduan serve metrics` or "
-                    f"`aduan serve`) before rebuilding")
+    # A broker that never had a group elects its coordinator on the first question: asked
+    # again for a while, as a consumer joining would.
+    async for attempt in stamina.retry_context(on=_COORDINATOR_PENDING, attempts=None,
+                                               timeout=30.0, wait_max=2.0):
+        with attempt:
+            groups = [described for response in await admin.describe_consumer_groups([group])
+                      for described in response.to_object()["groups"]]
+            pending = [d["error_code"] for d in groups
+                       if for_code(d["error_code"]) in _COORDINATOR_PENDING]
+            if pending:
+                raise for_code(pending[0])()
+    for described in groups:
+        error, group_id = described["error_code"], described["group"]
+        state, members = described["state"], described["members"]
+        if error != 0:
+            raise RebuildRefused(f"cannot tell whether the consumer group {group_id!r} "
+                                 f"has members (Kafka error code {error})")
+        if members:
+            raise RebuildRefused(
+                f"the consumer group {group_id!r} has {len(members)} active member(s) "
+                f"(state {state}): stop every metrics service (`aduan serve metrics` or "
+                f"`aduan serve`) before rebuilding")
 
 
 async def _extent(admin: AIOKafkaAdminClient, bootstrap: str, topics: list[str]) -> tuple[

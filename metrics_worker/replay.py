@@ -92,10 +92,13 @@ _CASE = {name: i for i, name in enumerate(CASE_COLUMNS)}
 class Replay:
     """The log folded, event by event in log order, into the read model's rows."""
 
+    # Rows not yet taken (``take``): contacts, transitions, and the ids of the events applied
+    # (or found to be no-ops), for the processed-event guard.
     contacts: list[tuple[Any, ...]] = field(default_factory=list)
     transitions: list[tuple[Any, ...]] = field(default_factory=list)
-    processed: set[str] = field(default_factory=set)  # event ids applied (or found to be no-ops)
-    cases: dict[uuid.UUID, _Case] = field(default_factory=dict)
+    fresh: list[str] = field(default_factory=list)
+    processed: set[str] = field(default_factory=set)
+    cases: dict[uuid.UUID, _Case] = field(default_factory=dict)  # final only at the log's end
     complaints: set[uuid.UUID] = field(default_factory=set)
 
     def apply(self, event: Event) -> None:
@@ -115,6 +118,14 @@ class Replay:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise NotApplicable(f"{type(exc).__name__}: {exc}") from exc
         self.processed.add(event.id)
+        self.fresh.append(event.id)
+
+    def take(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[str]]:
+        """The contacts, transitions and processed event ids folded since the last take
+        (final already: later events never change them)."""
+        taken = self.contacts, self.transitions, self.fresh
+        self.contacts, self.transitions, self.fresh = [], [], []
+        return taken
 
     def case_rows(self) -> list[list[Any]]:
         return [case.row for case in self.cases.values()]

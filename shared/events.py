@@ -34,8 +34,23 @@ class MalformedEvent(ValueError):
 # such an event would be a new event each time and be applied again.
 _REQUIRED = ("specversion", "id", "source", "type", "subject", "time")
 # What ``Event.read`` checks itself: the attributes ``to_cloudevent`` writes, all of them text.
-_PLAIN_TEXT = ("id", "source", "type", "subject", "time", "datacontenttype", "partitionkey")
-_PLAIN_ATTRIBUTES = frozenset({"specversion", "data", *_PLAIN_TEXT})
+_PLAIN_REQUIRED = ("id", "source", "type", "subject", "time")
+_PLAIN_OPTIONAL = ("datacontenttype", "partitionkey")
+_PLAIN_ATTRIBUTES = frozenset({"specversion", "data", *_PLAIN_REQUIRED, *_PLAIN_OPTIONAL})
+
+
+def _plain_text(attributes: dict[str, Any]) -> bool:
+    """Every required attribute, and each optional one given, is non-empty text."""
+    for name in _PLAIN_REQUIRED:
+        value = attributes.get(name)
+        if not value or type(value) is not str:
+            return False
+    for name in _PLAIN_OPTIONAL:
+        if name in attributes:
+            value = attributes[name]
+            if not value or type(value) is not str:
+                return False
+    return True
 
 
 def _as_written(attributes: dict[str, Any], data: Any) -> CloudEvent:
@@ -115,15 +130,14 @@ class Event:
         as data) are checked directly; anything else goes through the SDK, so what this accepts
         and rejects is exactly what ``from_json`` does.
         """
-        try:
-            attributes = json.loads(value)
+        try:  # text as the SDK reads it: UTF-8 (a UnicodeDecodeError is a ValueError)
+            attributes = json.loads(value.decode() if isinstance(value, bytes) else value)
         except ValueError:
             attributes = None
         if (isinstance(attributes, dict) and attributes.keys() <= _PLAIN_ATTRIBUTES
                 and attributes.get("specversion") == "1.0"
                 and isinstance(data := attributes.get("data"), dict)
-                and all(isinstance(attributes.get(name), str) and attributes[name]
-                        for name in _PLAIN_TEXT if name in attributes or name in _REQUIRED)):
+                and _plain_text(attributes)):
             try:
                 time = datetime.fromisoformat(attributes["time"])
             except ValueError:
