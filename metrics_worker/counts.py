@@ -33,11 +33,40 @@ CLOSED_STAGE = "closed_stage"              # key: closure stage
 CLOSED_REASON = "closed_reason"            # key: closure reason
 STATUS_IN = "status_in"                    # key: status entered (open statuses)
 STATUS_OUT = "status_out"                  # key: status left
+# Contacts of channel on_the_spot by place (normalised): a period's distinct places are the
+# keys it has, read from a few rows per place instead of the period's contacts.
+ON_THE_SPOT_PLACE = "on_the_spot_place"    # key: place
+CLARIFICATION_REQUESTED = "clarification_requested"  # key: agency asked
+# A clarification request is overdue at moment m when it was made and due before m and the
+# case took no next step before m. Counted at max(asked, due) (``OVERDUE_FROM``) and, once
+# the next step is known, at max(asked, due, next step) (``OVERDUE_ENDED``): those overdue at
+# m are the first counted before m minus the second counted before m.
+OVERDUE_FROM = "overdue_from"              # key: agency asked
+OVERDUE_ENDED = "overdue_ended"            # key: agency asked
 
 # Measures whose totals before a moment are needed ("open at a moment" figures).
-RUNNING = (OPENED, EXAMINED, CLOSED, CLOSED_EXAMINED, STATUS_IN, STATUS_OUT)
+RUNNING = (OPENED, EXAMINED, CLOSED, CLOSED_EXAMINED, STATUS_IN, STATUS_OUT, OVERDUE_FROM,
+           OVERDUE_ENDED)
 
 Increment = tuple[datetime, str, str]
+
+# The increments of the place and liaison measures as the fact tables imply them: (at,
+# measure, key), one row per unit counted. Read by the set-based rebuild; the migration that
+# introduced these measures filled them with a copy of it.
+PLACE_AND_LIAISON_INCREMENTS = f"""
+  SELECT received_at AS at, '{ON_THE_SPOT_PLACE}' AS measure, place AS key
+  FROM metrics.contacts WHERE channel = 'on_the_spot' AND place IS NOT NULL
+  UNION ALL
+  SELECT at, '{CLARIFICATION_REQUESTED}', agency FROM metrics.transitions
+  WHERE action = 'request_clarification'
+  UNION ALL
+  SELECT greatest(at, due_at), '{OVERDUE_FROM}', agency FROM metrics.transitions
+  WHERE action = 'request_clarification' AND due_at IS NOT NULL
+  UNION ALL
+  SELECT greatest(q.at, q.due_at, n.at), '{OVERDUE_ENDED}', q.agency
+  FROM metrics.transitions q
+  JOIN metrics.transitions n ON n.case_id = q.case_id AND n.version = q.version + 1
+  WHERE q.action = 'request_clarification' AND q.due_at IS NOT NULL"""
 
 
 async def add(session: AsyncSession, increments: Sequence[Increment]) -> None:
@@ -80,6 +109,31 @@ def spans_sql(spans: Sequence[Span], name: str, params: dict[str, object]) -> st
     return " UNION ALL ".join(parts) or "SELECT NULL::text, NULL::text, 0::bigint WHERE false"
 
 
+def parts_sql(first: date, last: date, params: dict[str, object]) -> str:
+    """The counts a summary of ``[first, last]`` needs, as rows ``(part, measure, key, n)``:
+    ``within`` the period (every measure but places), ``before`` its start (running measures
+    only), ``month`` (received by substance, ``measure`` the month) and ``places`` (how many
+    distinct on-the-spot places, in ``n``). A bounded number of rows whatever the period's
+    length (see ``metrics_worker.calendar``)."""
+    params.update({"running": list(RUNNING), "place_measure": ON_THE_SPOT_PLACE,
+                   "substance_measure": RECEIVED_SUBSTANCE})
+    within = spans_sql(spans(first, last), "w", params)
+    before = spans_sql(until(first), "b", params)
+    return f"""
+        SELECT 'within' AS part, measure, key, sum(n) AS n FROM ({within}) w
+        WHERE measure <> :place_measure GROUP BY 1, 2, 3
+        UNION ALL
+        SELECT 'before', measure, key, sum(n) FROM ({before}) b
+        WHERE measure = ANY(:running) GROUP BY 1, 2, 3
+        UNION ALL
+        SELECT 'month', month, key, sum(n) FROM ({_substances_by_month_sql(first, last, params)})
+        m GROUP BY 1, 2, 3
+        UNION ALL
+        SELECT 'places', NULL, NULL, count(*) FROM (
+          SELECT key FROM ({within}) p WHERE measure = :place_measure
+          GROUP BY key HAVING sum(n) > 0) p"""
+
+
 @dataclass
 class Totals:
     """Sums of the daily counts for a period ``[first, last]``."""
@@ -88,56 +142,41 @@ class Totals:
     before_start: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
     through_end: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
     by_month: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
+    places: int = 0
 
     def total(self, part: dict[str, dict[str, int]], measure: str) -> int:
         return sum(part.get(measure, {}).values())
 
+    def take(self, part: str, measure: str, key: str, n: int) -> None:
+        """One row of ``parts_sql`` other than ``places``."""
+        {"within": self.within, "before": self.before_start,
+         "month": self.by_month}[part][measure][key] = n
 
-async def totals(session: AsyncSession, first: date, last: date) -> Totals:
-    """A bounded number of rows whatever the period's length (see ``metrics_worker.calendar``)."""
-    result = Totals()
-    params: dict[str, object] = {"measures": list(RUNNING)}
-    within = spans_sql(spans(first, last), "w", params)
-    before = spans_sql(until(first), "b", params)
-    rows = await session.execute(text(f"""
-        SELECT 'within' AS part, measure, key, sum(n) AS n FROM ({within}) w GROUP BY 1, 2, 3
-        UNION ALL
-        SELECT 'before', measure, key, sum(n) FROM ({before}) b
-        WHERE measure = ANY(:measures) GROUP BY 1, 2, 3"""), params)
-    for row in rows:
-        part = result.within if row.part == "within" else result.before_start
-        part[row.measure][row.key] = int(row.n)
-    for measure in RUNNING:
-        before_start = result.before_start.get(measure, {})
-        within_period = result.within.get(measure, {})
-        result.through_end[measure] = {
-            key: before_start.get(key, 0) + within_period.get(key, 0)
-            for key in {*before_start, *within_period}}
-    await _substances_by_month(session, first, last, result)
-    return result
+    def close(self) -> Totals:
+        """Derives the running totals through the period's end, once every row is taken."""
+        for measure in RUNNING:
+            before_start = self.before_start.get(measure, {})
+            within_period = self.within.get(measure, {})
+            self.through_end[measure] = {
+                key: before_start.get(key, 0) + within_period.get(key, 0)
+                for key in {*before_start, *within_period}}
+        return self
 
 
-async def _substances_by_month(session: AsyncSession, first: date, last: date,
-                               result: Totals) -> None:
+def _substances_by_month_sql(first: date, last: date, params: dict[str, object]) -> str:
     """Received by month and substance: month rows, and days for a month cut by the period."""
-    params: dict[str, object] = {"measure": RECEIVED_SUBSTANCE}
     parts = []
     for i, span in enumerate(spans(first, last)):
         # Whole years are read as their months (kept too), since months are wanted here.
         final = date(span.last.year, 12, 1) if span.grain == "y" else span.last
-        params.update({f"first{i}": span.first, f"last{i}": final})
+        params.update({f"m_first{i}": span.first, f"m_last{i}": final})
         if span.grain == "d":
-            parts.append(f"SELECT date_trunc('month', day)::date AS month, key, n "
-                         f"FROM metrics.daily_counts WHERE measure = :measure "
-                         f"AND day BETWEEN :first{i} AND :last{i}")
+            parts.append(f"SELECT to_char(day, 'YYYY-MM') AS month, key, n "
+                         f"FROM metrics.daily_counts WHERE measure = :substance_measure "
+                         f"AND day BETWEEN :m_first{i} AND :m_last{i}")
         else:
-            parts.append(f"SELECT start AS month, key, n FROM metrics.period_counts "
-                         f"WHERE grain = 'm' AND measure = :measure "
-                         f"AND start BETWEEN :first{i} AND :last{i}")
-    if not parts:
-        return
-    rows = await session.execute(text(
-        f"SELECT to_char(month, 'YYYY-MM') AS month, key, sum(n) AS n "
-        f"FROM ({' UNION ALL '.join(parts)}) m GROUP BY 1, 2"), params)
-    for row in rows:
-        result.by_month[row.month][row.key] = int(row.n)
+            parts.append(f"SELECT to_char(start, 'YYYY-MM') AS month, key, n "
+                         f"FROM metrics.period_counts WHERE grain = 'm' "
+                         f"AND measure = :substance_measure "
+                         f"AND start BETWEEN :m_first{i} AND :m_last{i}")
+    return " UNION ALL ".join(parts) or "SELECT NULL::text, NULL::text, 0::bigint WHERE false"

@@ -1,37 +1,52 @@
 """Rebuilding the metrics read model from the start of its event log (``aduan metrics rebuild``).
 
-The read model (``metrics.contacts``, ``metrics.cases``, ``metrics.transitions``, ...) is
-derived from events only, so it can be dropped and replayed with the same handler the metrics
-service runs (``metrics_worker.consumer.project``) and the same bus code:
+The read model is derived from events only, so it can be dropped and replayed. A replay is
+set-based, not the live projection run once per event: the log is read in large batches and
+folded in memory into the rows of the fact tables (``metrics_worker.replay``, the projection's
+rules over a whole log), which are written with ``COPY``; the aggregate tables are then derived
+from them by a few SQL statements (``metrics_worker.aggregates``), all in one transaction.
 
-- **Kafka** (``ADUAN_KAFKA_BOOTSTRAP_SERVERS`` set): the group ``<ADUAN_GROUP_PREFIX>aduan-metrics``
-  is moved to offset 0 on every partition of its two topics, then consumed by a
-  ``KafkaConsumerRunner`` until its committed offsets reach the end offsets measured at the start.
-  The group must have no active member: stop the metrics service first. A rebuild refuses to run
-  while the group has members, and when a topic no longer starts at offset 0 (records removed by
-  retention could not be replayed).
-- **Database log** (no Kafka): the outbox tables are replayed by a ``DatabaseLogRunner`` from
-  position 0 until no rows are left. Stop ``aduan serve`` first: nothing can tell from the
-  database alone whether it runs, and figures read during a rebuild are incomplete.
+- **Kafka** (``ADUAN_KAFKA_BOOTSTRAP_SERVERS`` set): every partition of the two topics is read
+  from offset 0 up to the end offsets measured at the start; after the commit, the group
+  ``<ADUAN_GROUP_PREFIX>aduan-metrics`` is given those end offsets, so the metrics service goes
+  on from there. The group must have no active member: stop the metrics service first. A
+  rebuild refuses to run while the group has members (asked again just before writing), and
+  when a topic no longer starts at offset 0 (records removed by retention could not be
+  replayed).
+- **Database log** (no Kafka): the outbox tables are read by position up to their end at the
+  start, and this consumer's positions are set to those ends in the same transaction. Stop
+  ``aduan serve`` first: nothing can tell from the database alone whether it runs.
+
+Either way the processed-event table is filled with every event folded, as the live consumer
+would have left it, and what it would have dead-lettered is dead-lettered the same way.
 
 Emptied: every table of the ``metrics`` schema mapped in ``metrics_worker.models``, except
 ``targets`` (set by people, not derived from events). Kept as well: ``office`` (the configured
-time zone) and the bus's own tables (outbox, dead letters; this consumer's processed events and
-log positions are forgotten). A table of the schema that is none of these stops the rebuild
-before anything is touched: decide here whether it is derived.
+time zone) and the bus's own tables (dead letters; this consumer's processed events and
+log positions are replaced). A table of the schema that is none of these, or a derived table the
+rebuild does not know how to fill, stops the rebuild before anything is touched.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+import asyncpg
+import stamina
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import (
+    CoordinatorLoadInProgressError,
+    GroupCoordinatorNotAvailableError,
+    NotCoordinatorError,
+    for_code,
+)
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -42,22 +57,37 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from sqlalchemy import func, select, text
+from sqlalchemy import Text, cast, func, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from metrics_worker import aggregates
 from metrics_worker.consumer import CONSUMER, SUBSCRIPTION
 from metrics_worker.models import SCHEMA
-from shared.bus import DatabaseLogRunner, KafkaConsumerRunner
+from metrics_worker.replay import (
+    CASE_COLUMNS,
+    CONTACT_COLUMNS,
+    TRANSITION_COLUMNS,
+    NotApplicable,
+    Replay,
+)
+from shared.bus import KafkaConsumerRunner
 from shared.db import Base, Database
+from shared.events import Event, MalformedEvent
 from shared.kafka_client import KafkaPublisher
+from shared.outbox import sequence as outbox_sequence
 from shared.runtime import DATABASE_LOGS
 from shared.settings import Settings
 from shared.tables import METRICS_EVENTS
 
+logger = logging.getLogger(__name__)
+
 KEPT_TABLES = frozenset({"targets", "office"})  # set by people or by configuration
 BUS_TABLES = frozenset(t.name for t in (
-    METRICS_EVENTS.outbox, METRICS_EVENTS.processed_events, METRICS_EVENTS.log_positions,
-    METRICS_EVENTS.dead_letters))
+    METRICS_EVENTS.processed_events, METRICS_EVENTS.log_positions, METRICS_EVENTS.dead_letters))
+_COORDINATOR_PENDING = (GroupCoordinatorNotAvailableError, CoordinatorLoadInProgressError,
+                        NotCoordinatorError)
+FACT_TABLES = ("contacts", "cases", "transitions")  # written by ``store`` from the fold
 
 
 def read_model_tables() -> list[str]:
@@ -116,6 +146,9 @@ class RebuildResult:
     mode: Literal["kafka", "database"]
     records: int  # records replayed (the progress bar's total)
     seconds: float
+    dead_lettered: int = 0  # records the live consumer would not have applied either
+    read_seconds: float = 0.0  # reading and folding the log
+    write_seconds: float = 0.0  # writing the read model, in one transaction
 
     @property
     def per_second(self) -> float:
@@ -133,6 +166,11 @@ async def check_tables(session: AsyncSession) -> list[str]:
         raise RebuildRefused(
             f"{', '.join(f'{SCHEMA}.{t}' for t in sorted(unknown))}: not known as derived "
             "from events nor as kept; classify it in metrics_worker/rebuild.py first")
+    unfilled = set(derived) - set(FACT_TABLES) - set(aggregates.TABLES)
+    if unfilled:
+        raise RebuildRefused(
+            f"{', '.join(f'{SCHEMA}.{t}' for t in sorted(unfilled))}: derived from events, but "
+            "the rebuild does not fill it; derive it in metrics_worker/aggregates.py first")
     return [t for t in derived if t in present]
 
 
@@ -145,46 +183,159 @@ async def reset_read_model(session: AsyncSession) -> None:
 
 
 async def rebuild(settings: Settings, *, progress: ProgressReport | None = None,
-                  poll_seconds: float = 0.2) -> RebuildResult:
+                  batch_size: int = 20_000) -> RebuildResult:
     """Drops the read model and replays every event; Kafka when configured, else the database."""
     if settings.database_url is None:
         raise RuntimeError("ADUAN_DATABASE_URL is not set")
     async with Database.opened(settings.database_url, pool_size=2) as database:
         if settings.kafka_bootstrap_servers:
             return await _rebuild_from_kafka(settings, settings.kafka_bootstrap_servers,
-                                             database, progress or Silent(), poll_seconds)
-        return await _rebuild_from_database(database, progress or Silent())
+                                             database, progress or Silent(), batch_size)
+        return await _rebuild_from_database(database, progress or Silent(), batch_size)
+
+
+# --- writing the read model --------------------------------------------------------------------
+
+class Writer:
+    """Writes the read model in the rebuild's one transaction while the log is still read.
+
+    The read model is emptied first; then each ``flush`` hands the rows folded since the last
+    one to ``COPY`` in the background, so the server stores a batch while the next is folded.
+    ``finish`` writes the cases (final only at the end), derives the aggregate tables from the
+    facts in SQL.
+    """
+
+    def __init__(self, session: AsyncSession, connection: asyncpg.Connection,
+                 replay: Replay) -> None:
+        self.session = session
+        self.connection = connection
+        self.replay = replay
+        self.copying: asyncio.Task[None] | None = None
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def opened(cls, session: AsyncSession, replay: Replay) -> AsyncIterator[Writer]:
+        await reset_read_model(session)
+        connection = (await (await session.connection()).get_raw_connection()).driver_connection
+        assert connection is not None
+        writer = cls(session, connection, replay)
+        try:
+            yield writer
+        finally:
+            if writer.copying is not None and not writer.copying.done():
+                writer.copying.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writer.copying
+
+    async def flush(self) -> None:
+        if self.copying is not None:
+            await self.copying
+        self.copying = asyncio.create_task(self._copy(*self.replay.take()))
+
+    async def _copy(self, contacts: list[tuple[Any, ...]], transitions: list[tuple[Any, ...]],
+                    processed: list[str]) -> None:
+        copy = self.connection.copy_records_to_table
+        if contacts:
+            await copy("contacts", schema_name=SCHEMA, columns=CONTACT_COLUMNS,
+                       records=contacts)
+        if transitions:
+            await copy("transitions", schema_name=SCHEMA, columns=TRANSITION_COLUMNS,
+                       records=transitions)
+        if processed:
+            # The guard of every event folded: the live consumer skips any delivered again.
+            await copy(METRICS_EVENTS.processed_events.name, schema_name=SCHEMA,
+                       columns=["consumer", "event_id"],
+                       records=[(CONSUMER, event_id) for event_id in processed])
+
+    async def finish(self) -> None:
+        await self.flush()
+        assert self.copying is not None
+        await self.copying
+        await self.connection.copy_records_to_table(
+            "cases", schema_name=SCHEMA, columns=CASE_COLUMNS, records=self.replay.case_rows())
+        await aggregates.derive(self.session)
+        # No ANALYZE here (a tenth of the rebuild's time): the emptied tables' statistics say
+        # "unknown", so the planner reads their sizes from the files until autovacuum, counting
+        # every row written as a change, analyzes them within its next round.
 
 
 # --- the database-backed log -------------------------------------------------------------------
 
-async def _rebuild_from_database(database: Database, progress: ProgressReport) -> RebuildResult:
+async def _rebuild_from_database(database: Database, progress: ProgressReport,
+                                 batch_size: int) -> RebuildResult:
     started = time.monotonic()
+    replay = Replay()
+    ends: dict[str, int] = {}
+    dead: list[dict[str, object]] = []
     async with database.transaction() as session:
+        await check_tables(session)
         total = 0
         for topic in SUBSCRIPTION.topics:
-            outbox = DATABASE_LOGS[topic].outbox
+            tables = DATABASE_LOGS[topic]
+            while await outbox_sequence(session, tables):
+                pass  # positions for every committed row, so the log's end is known
+            outbox = tables.outbox
+            ends[topic] = int((await session.execute(
+                select(func.coalesce(func.max(outbox.c.position), 0)))).scalar_one())
             total += int((await session.execute(
-                select(func.count()).select_from(outbox))).scalar_one())
-        await reset_read_model(session)
+                select(func.count()).select_from(outbox)
+                .where(outbox.c.position <= ends[topic]))).scalar_one())
     progress.start(total)
-    runner = DatabaseLogRunner(SUBSCRIPTION, database, DATABASE_LOGS, batch_size=1000)
     done = 0
-    while True:
-        moved = 0
+    async with database.transaction() as session, Writer.opened(session, replay) as writer:
         for topic in SUBSCRIPTION.topics:
-            moved += await runner.step(topic)
-        if not moved:
-            break
-        done += moved
-        progress.update(done)
-    return RebuildResult("database", done, time.monotonic() - started)
+            outbox = DATABASE_LOGS[topic].outbox
+            position = 0
+            while position < ends[topic]:
+                async with database.transaction() as reading:
+                    rows = (await reading.execute(
+                        select(outbox.c.position, cast(outbox.c.envelope, Text))
+                        .where(outbox.c.position > position, outbox.c.position <= ends[topic])
+                        .order_by(outbox.c.position).limit(batch_size))).all()
+                if not rows:
+                    break
+                for _, envelope in rows:
+                    error = _fold(replay, envelope)
+                    if error is not None:
+                        event_id = error[0].id if error[0] is not None else None
+                        dead.append({"consumer": CONSUMER, "log": topic, "event_id": event_id,
+                                     "record": envelope, "error": error[1]})
+                await writer.flush()
+                position = int(rows[-1][0])
+                done += len(rows)
+                progress.update(done)
+        read = time.monotonic() - started
+        await writer.finish()
+        positions = METRICS_EVENTS.log_positions
+        await session.execute(pg_insert(positions).values(
+            [{"consumer": CONSUMER, "log": topic, "position": end}
+             for topic, end in ends.items()]))
+        if dead:
+            await session.execute(METRICS_EVENTS.dead_letters.insert().values(dead))
+    for letter in dead:
+        logger.error("%s: %s event %s dead-lettered: %s", CONSUMER, letter["log"],
+                     letter["event_id"], letter["error"])
+    total_seconds = time.monotonic() - started
+    return RebuildResult("database", done, total_seconds, len(dead), read, total_seconds - read)
+
+
+def _fold(replay: Replay, value: bytes | str) -> tuple[Event | None, str] | None:
+    """Folds one record into ``replay``; the event and the reason when it is not applicable."""
+    try:
+        event = Event.read(value)
+    except MalformedEvent as exc:
+        return None, str(exc)
+    try:
+        replay.apply(event)
+    except NotApplicable as exc:
+        return event, str(exc)
+    return None
 
 
 # --- Kafka -------------------------------------------------------------------------------------
 
 async def _rebuild_from_kafka(settings: Settings, bootstrap: str, database: Database,
-                              progress: ProgressReport, poll_seconds: float) -> RebuildResult:
+                              progress: ProgressReport, batch_size: int) -> RebuildResult:
     started = time.monotonic()
     group = settings.group_prefix + CONSUMER
     topics = [settings.topic(t) for t in SUBSCRIPTION.topics]
@@ -194,59 +345,115 @@ async def _rebuild_from_kafka(settings: Settings, bootstrap: str, database: Data
         async with database.transaction() as session:
             await check_tables(session)
         await refuse_if_active(admin, group)
-        partitions, starts, ends = await _extent(admin, bootstrap, topics)
+        _, starts, ends = await _extent(admin, bootstrap, topics)
         cut = {tp: offset for tp, offset in starts.items() if offset > 0}
         if cut:
             raise RebuildRefused(
                 "the log no longer starts at offset 0 (records removed by retention cannot be "
                 "replayed): " + ", ".join(f"{tp.topic}[{tp.partition}] starts at {offset}"
                                           for tp, offset in sorted(cut.items())))
-        await _rewind(bootstrap, group, partitions)
-        async with database.transaction() as session:
-            await reset_read_model(session)
         total = sum(ends.values())
         progress.start(total)
-        publisher = KafkaPublisher(bootstrap, topic_prefix=settings.topic_prefix,
-                                   client_id="aduan-metrics-rebuild")
-        runner = KafkaConsumerRunner(SUBSCRIPTION, database, bootstrap_servers=bootstrap,
-                                     publisher=publisher, group_prefix=settings.group_prefix)
-        task = asyncio.create_task(runner.run(), name="metrics-rebuild")
-        try:
-            while True:
-                committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
-                positions = {tp: max(0, committed[tp].offset) if tp in committed else 0
-                             for tp in partitions}
-                progress.update(sum(min(positions[tp], ends[tp]) for tp in partitions))
-                if all(positions[tp] >= ends[tp] for tp in partitions):
-                    break
-                if task.done():
-                    task.result()  # raises what stopped the consumer
-                    raise RuntimeError("the rebuild consumer stopped before the end of the log")
-                await asyncio.sleep(poll_seconds)
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            await publisher.close()
-        return RebuildResult("kafka", total, time.monotonic() - started)
+        replay = Replay()
+        async with database.transaction() as session, \
+                Writer.opened(session, replay) as writer:
+            rejected = await _read_kafka(bootstrap, ends, replay, progress, batch_size, writer)
+            read = time.monotonic() - started
+            if rejected:  # dead-lettered as the metrics service would
+                await _dead_letter(settings, bootstrap, database, rejected)
+            # A metrics service started meanwhile would apply what is replayed here once more.
+            await refuse_if_active(admin, group)
+            await writer.finish()
+        written = time.monotonic() - started - read
+        # After the commit: were this to fail, the group would read from where it was, and
+        # the processed-event guard just written would skip every event folded here.
+        await _commit_offsets(bootstrap, group, ends)
+        return RebuildResult("kafka", total, time.monotonic() - started, len(rejected),
+                             read, written)
     finally:
         await admin.close()
 
 
+Rejected = tuple[ConsumerRecord[bytes, bytes], Event | None, str]
+
+
+async def _dead_letter(settings: Settings, bootstrap: str, database: Database,
+                       rejected: list[Rejected]) -> None:
+    publisher = KafkaPublisher(bootstrap, topic_prefix=settings.topic_prefix,
+                               client_id="aduan-metrics-rebuild")
+    runner = KafkaConsumerRunner(SUBSCRIPTION, database, bootstrap_servers=bootstrap,
+                                 publisher=publisher, group_prefix=settings.group_prefix)
+    try:
+        for record, event, error in rejected:
+            await runner.applier.dead(event, error, runner._dead_letter_for(record))
+    finally:
+        await publisher.close()
+
+
+async def _read_kafka(bootstrap: str, ends: dict[TopicPartition, int], replay: Replay,
+                      progress: ProgressReport, batch_size: int,
+                      writer: Writer) -> list[Rejected]:
+    """Folds every record before ``ends`` into ``replay``, partition by partition in order."""
+    remaining = {tp for tp, end in ends.items() if end > 0}
+    if not remaining:
+        return []
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="aduan-metrics-rebuild",
+        fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=16 * 1024 * 1024,
+        auto_offset_reset="earliest")
+    await consumer.start()
+    rejected: list[Rejected] = []
+    done = 0
+    try:
+        consumer.assign(sorted(remaining))
+        await consumer.seek_to_beginning(*remaining)
+        while remaining:
+            batches = await consumer.getmany(*remaining, timeout_ms=1000,
+                                             max_records=batch_size)
+            for partition, records in batches.items():
+                end = ends[partition]
+                for record in records:
+                    if record.offset >= end:
+                        break  # written after the rebuild started: the live consumer's
+                    done += 1
+                    error = _fold(replay, record.value if record.value is not None else b"")
+                    if error is not None:
+                        rejected.append((record, *error))
+            await writer.flush()
+            for partition in list(remaining):
+                if await consumer.position(partition) >= ends[partition]:
+                    remaining.discard(partition)
+                    consumer.pause(partition)
+            progress.update(done)
+    finally:
+        await consumer.stop()
+    return rejected
+
+
 async def refuse_if_active(admin: AIOKafkaAdminClient, group: str) -> None:
     """Raises ``RebuildRefused`` while ``group`` has members (a metrics service is running)."""
-    for response in await admin.describe_consumer_groups([group]):
-        for described in response.to_object()["groups"]:
-            error, group_id = described["error_code"], described["group"]
-            state, members = described["state"], described["members"]
-            if error != 0:
-                raise RebuildRefused(f"cannot tell whether the consumer group {group_id!r} "
-                                     f"has members (Kafka error code {error})")
-            if members:
-                raise RebuildRefused(
-                    f"the consumer group {group_id!r} has {len(members)} active member(s) "
-                    f"(state {state}): stop every metrics service (`aduan serve metrics` or "
-                    f"`aduan serve`) before rebuilding")
+    # A broker that never had a group elects its coordinator on the first question: asked
+    # again for a while, as a consumer joining would.
+    async for attempt in stamina.retry_context(on=_COORDINATOR_PENDING, attempts=None,
+                                               timeout=30.0, wait_max=2.0):
+        with attempt:
+            groups = [described for response in await admin.describe_consumer_groups([group])
+                      for described in response.to_object()["groups"]]
+            pending = [d["error_code"] for d in groups
+                       if for_code(d["error_code"]) in _COORDINATOR_PENDING]
+            if pending:
+                raise for_code(pending[0])()
+    for described in groups:
+        error, group_id = described["error_code"], described["group"]
+        state, members = described["state"], described["members"]
+        if error != 0:
+            raise RebuildRefused(f"cannot tell whether the consumer group {group_id!r} "
+                                 f"has members (Kafka error code {error})")
+        if members:
+            raise RebuildRefused(
+                f"the consumer group {group_id!r} has {len(members)} active member(s) "
+                f"(state {state}): stop every metrics service (`aduan serve metrics` or "
+                f"`aduan serve`) before rebuilding")
 
 
 async def _extent(admin: AIOKafkaAdminClient, bootstrap: str, topics: list[str]) -> tuple[
@@ -270,15 +477,17 @@ async def _extent(admin: AIOKafkaAdminClient, bootstrap: str, topics: list[str])
         await consumer.stop()
 
 
-async def _rewind(bootstrap: str, group: str, partitions: list[TopicPartition]) -> None:
-    """Commits offset 0 for every partition in ``group`` (which has no member)."""
-    if not partitions:
+async def _commit_offsets(bootstrap: str, group: str,
+                          offsets: dict[TopicPartition, int]) -> None:
+    """Commits ``offsets`` for ``group`` (which has no member): the live consumer goes on
+    from the end of what was replayed."""
+    if not offsets:
         return
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
                                 enable_auto_commit=False)
     await consumer.start()
     try:
-        consumer.assign(partitions)
-        await consumer.commit(dict.fromkeys(partitions, 0))
+        consumer.assign(list(offsets))
+        await consumer.commit(offsets)
     finally:
         await consumer.stop()

@@ -55,6 +55,15 @@ def _by_count(counts: Mapping[str, int]) -> list[tuple[str, int]]:
     return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
 
 
+def _breakdown(header: tuple[str, str], counts: Mapping[str, int],
+               names: Mapping[str, str] | None = None) -> list[str]:
+    """A table of counts, largest first, then a blank line; nothing when there are none."""
+    if not counts:
+        return []
+    named = names or {}
+    return [*_table(header, [(named.get(k, _words(k)), v) for k, v in _by_count(counts)]), ""]
+
+
 def _target(name: str, figure: TargetFigure | None, label: str) -> str:
     if figure is None:
         return (f"- {name}: no target set for {label} "
@@ -98,14 +107,8 @@ def to_markdown(summary: Summary, label: str | None = None) -> str:
         subject = _words(peak.top_substance) if peak.top_substance else "none"
         out += [f"Peak month: **{_month(peak.month)}** with {peak.received} reports; its main "
                 f"subject: **{subject}**.", ""]
-    if summary.received_by_channel:
-        out += _table(("Channel", "Reports"),
-                      [(_words(k), v) for k, v in _by_count(summary.received_by_channel)])
-        out.append("")
-    if summary.received_by_substance:
-        out += _table(("Subject", "Reports"),
-                      [(_words(k), v) for k, v in _by_count(summary.received_by_substance)])
-        out.append("")
+    out += _breakdown(("Channel", "Reports"), summary.received_by_channel)
+    out += _breakdown(("Subject", "Reports"), summary.received_by_substance)
 
     out += ["## Ombudsman On the Spot", "",
             f"On-the-spot desks at **{summary.on_the_spot_locations}** distinct public-service "
@@ -127,10 +130,7 @@ def to_markdown(summary: Summary, label: str | None = None) -> str:
     out.append(_target("Examination closures", summary.targets.examination_closures, label))
     out += [f"- Closure rate over every report handled ({summary.handled}): "
             f"{percent(summary.closure_rate)}.", ""]
-    if summary.closed_by_reason:
-        out += _table(("Reason", "Closed"),
-                      [(_words(k), v) for k, v in _by_count(summary.closed_by_reason)])
-        out.append("")
+    out += _breakdown(("Reason", "Closed"), summary.closed_by_reason)
     if summary.median_days_to_close:
         out += _table(("Closed at stage", "Median days from receipt"),
                       [(_words(k), f"{v:.1f}") for k, v in summary.median_days_to_close.items()])
@@ -143,10 +143,7 @@ def to_markdown(summary: Summary, label: str | None = None) -> str:
                + ")" if summary.carried_over_by_year else "") + ".", ""]
     backlog = summary.backlog_at_end
     out += [f"Open at the end of the period: **{sum(backlog.values())}**.", ""]
-    if backlog:
-        out += _table(("Status", "Reports"),
-                      [(STATUS_NAMES.get(k, _words(k)), v) for k, v in _by_count(backlog)])
-        out.append("")
+    out += _breakdown(("Status", "Reports"), backlog, STATUS_NAMES)
 
     out += ["## Liaison officers (narahubung): response times", ""]
     if not summary.liaison:

@@ -1,4 +1,5 @@
-"""SQL of the metrics service: every figure of METRICS.md as one query over the read model.
+"""SQL of the metrics service over the fact rows: monthly figures and targets (a summary reads
+the pre-aggregated rows instead, see ``metrics_worker.figures``).
 
 ``:s`` and ``:e`` are the period's bounds in UTC, ``[s, e)``; ``:tz`` is the office time zone.
 A case is open at moment m when ``received_at <= m`` and not ``closed_at < m``.
@@ -7,7 +8,6 @@ A case is open at moment m when ``received_at <= m`` and not ``closed_at < m``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, text
@@ -24,57 +24,6 @@ Bounds = dict[str, Any]
 
 async def _rows(session: AsyncSession, sql: str, params: Bounds) -> Sequence[Row[Any]]:
     return (await session.execute(text(sql), params)).all()
-
-
-async def as_of(session: AsyncSession) -> datetime | None:
-    row = (await session.execute(text(
-        "SELECT greatest((SELECT max(received_at) FROM metrics.contacts),"
-        " (SELECT max(at) FROM metrics.transitions))"
-    ))).scalar_one()
-    return row  # type: ignore[no-any-return]
-
-
-async def on_the_spot_locations(session: AsyncSession, params: Bounds) -> int:
-    """Walks the distinct places through their index, one probe each, then asks of each place
-    whether it was visited in the period: the cost follows the number of places, not of
-    visits, however long the period."""
-    return int((await session.execute(text("""
-        WITH RECURSIVE places (place) AS (
-          SELECT min(place) FROM metrics.contacts
-          WHERE channel = 'on_the_spot' AND place IS NOT NULL
-          UNION ALL
-          SELECT (SELECT min(c.place) FROM metrics.contacts c
-                  WHERE c.channel = 'on_the_spot' AND c.place IS NOT NULL AND c.place > p.place)
-          FROM places p WHERE p.place IS NOT NULL)
-        SELECT count(*) FROM places p
-        WHERE p.place IS NOT NULL AND EXISTS (
-          SELECT 1 FROM metrics.contacts c
-          WHERE c.channel = 'on_the_spot' AND c.place IS NOT NULL AND c.place = p.place
-            AND c.received_at >= :s AND c.received_at < :e)"""), params)).scalar_one())
-
-
-async def liaison_requests(session: AsyncSession, params: Bounds) -> Sequence[Row[Any]]:
-    """Per agency asked for clarification in the period: requests, and those overdue at the end
-    (responses and their median come from the response-hours histogram)."""
-    return await _rows(session, """
-        WITH asked AS (
-          SELECT agency, count(*) AS requests FROM metrics.transitions
-          WHERE action = 'request_clarification' AND at >= :s AND at < :e
-          GROUP BY agency),
-        overdue AS (
-          -- still awaiting the agency at the end: no step after the request before it
-          SELECT q.agency, count(*) AS overdue_at_end
-          FROM metrics.transitions q
-          WHERE q.action = 'request_clarification' AND q.at < :e AND q.due_at < :e
-            AND q.agency IN (SELECT agency FROM asked)
-            AND NOT EXISTS (SELECT 1 FROM metrics.transitions n
-                            WHERE n.case_id = q.case_id AND n.version = q.version + 1
-                              AND n.at < :e)
-          GROUP BY q.agency)
-        SELECT a.agency, a.requests, coalesce(o.overdue_at_end, 0) AS overdue_at_end
-        FROM asked a
-        LEFT JOIN overdue o ON o.agency = a.agency
-        ORDER BY a.agency""", params)
 
 
 async def monthly(session: AsyncSession, params: Bounds, group: str) -> Sequence[Row[Any]]:

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from metrics_worker import counts, histograms, repository
+from metrics_worker import counts, figures, histograms, repository
 from metrics_worker.periods import Period
 from metrics_worker.schemas import (
     ExaminationOut,
@@ -46,10 +46,10 @@ def _difference(plus: dict[str, int], minus: dict[str, int]) -> dict[str, int]:
 
 async def summary(session: AsyncSession, period: Period, zone: ZoneInfo) -> Summary:
     start, end = period.bounds(zone)
-    params = {"s": start, "e": end, "tz": zone.key}
-    totals = await counts.totals(session, period.first, period.last)
-    responses = await histograms.medians(session, histograms.RESPONSE_HOURS, period.first,
-                                         period.last, start, end)
+    found = await figures.read(session, period, start, end)
+    medians = await found.middles.medians(session, start, end)
+    responses = medians.get(histograms.RESPONSE_HOURS, {})
+    totals = found.totals
     within, before, through = totals.within, totals.before_start, totals.through_end
 
     by_month = {month: sum(totals.by_month.get(month, {}).values())
@@ -63,7 +63,10 @@ async def summary(session: AsyncSession, period: Period, zone: ZoneInfo) -> Summ
     carried = _difference(before.get(counts.OPENED, {}), before.get(counts.CLOSED, {}))
     examined = _difference(through.get(counts.EXAMINED, {}),
                            before.get(counts.CLOSED_EXAMINED, {}))
-    target = await repository.get_target(session, period.label) if period.label else None
+    # Overdue at the end: became overdue before it, minus those whose next step came before it.
+    overdue = _difference(through.get(counts.OVERDUE_FROM, {}),
+                          through.get(counts.OVERDUE_ENDED, {}))
+    targets = found.targets or {}
 
     def figure(goal: int | None, actual: int) -> TargetFigure | None:
         return None if goal is None else TargetFigure(target=goal, actual=actual,
@@ -71,7 +74,7 @@ async def summary(session: AsyncSession, period: Period, zone: ZoneInfo) -> Summ
 
     return Summary(
         period=PeriodOut(from_=period.first, to=period.last),
-        as_of=await repository.as_of(session),
+        as_of=found.as_of,
         contacts=totals.total(within, counts.CONTACTS),
         contacts_by_kind={k: within.get(counts.CONTACTS, {}).get(k.value, 0) for k in Kind},
         received=sum(by_month.values()),
@@ -80,7 +83,7 @@ async def summary(session: AsyncSession, period: Period, zone: ZoneInfo) -> Summ
         received_by_substance=_nonzero(within.get(counts.RECEIVED_SUBSTANCE, {})),
         received_by_agency=_nonzero(within.get(counts.RECEIVED_AGENCY, {})),
         peak_month=peak_month(by_month, substances_by_month),
-        on_the_spot_locations=await repository.on_the_spot_locations(session, params),
+        on_the_spot_locations=totals.places,
         registered=totals.total(within, counts.REGISTERED),
         handled=handled,
         carried_over=sum(carried.values()),
@@ -93,22 +96,22 @@ async def summary(session: AsyncSession, period: Period, zone: ZoneInfo) -> Summ
                                    closed=examination_closed),
         closure_rate=rate(closed, handled),
         targets=TargetsOut(
-            closures=figure(target.closures if target else None, closed),
-            examination_closures=figure(target.examination_closures if target else None,
+            closures=figure(targets.get("closures"), closed),
+            examination_closures=figure(targets.get("examination_closures"),
                                         examination_closed),
         ),
         backlog_at_end=_difference(through.get(counts.STATUS_IN, {}),
                                    through.get(counts.STATUS_OUT, {})),
-        liaison={r.agency: LiaisonFigures(
-            requests=r.requests, responses=responses.get(r.agency, (0, 0.0))[0],
-            median_response_hours=(round(responses[r.agency][1], 2)
-                                   if r.agency in responses else None),
-            overdue_at_end=r.overdue_at_end)
-            for r in await repository.liaison_requests(session, params)},
+        liaison={agency: LiaisonFigures(
+            requests=requests, responses=responses.get(agency, (0, 0.0))[0],
+            median_response_hours=(round(responses[agency][1], 2)
+                                   if agency in responses else None),
+            overdue_at_end=overdue.get(agency, 0))
+            for agency, requests in _nonzero(
+                within.get(counts.CLARIFICATION_REQUESTED, {})).items()},
         median_days_to_close={
-            stage: round(median, 2) for stage, (_, median) in sorted((await histograms.medians(
-                session, histograms.DAYS_TO_CLOSE, period.first, period.last, start, end
-            )).items())},
+            stage: round(median, 2) for stage, (_, median)
+            in sorted(medians.get(histograms.DAYS_TO_CLOSE, {}).items())},
     )
 
 

@@ -309,7 +309,11 @@ def metrics_rebuild() -> None:
             raise fail(f"rebuild refused: {exc}", 1) from None
     source = "Kafka topics" if result.mode == "kafka" else "database event log"
     typer.echo(f"metrics rebuilt from the {source}: {result.records} records in "
-               f"{result.seconds:.1f}s ({result.per_second:.0f} records/s)")
+               f"{result.seconds:.1f}s ({result.per_second:.0f} records/s; reading "
+               f"{result.read_seconds:.1f}s, writing {result.write_seconds:.1f}s)")
+    if result.dead_lettered:
+        typer.echo(f"{result.dead_lettered} records could not be applied and were dead-lettered "
+                   "(see the log)", err=True)
 
 
 class ReportFormat(enum.StrEnum):

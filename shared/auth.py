@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 from starlette.requests import HTTPConnection
 
-from shared.db import Base
+from shared.db import Base, WrittenAt
 from shared.problems import Problem
 from shared.ratelimit import RateLimiterDep
 from shared.runtime import RuntimeDep
@@ -59,7 +59,7 @@ class Token(Base):
     role: Mapped[str] = mapped_column(String(20))
     agency_code: Mapped[str | None] = mapped_column(String(64))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[WrittenAt]
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated
 
 import asyncpg
 from fastapi import Depends, Request
-from sqlalchemy import MetaData, make_url
+from sqlalchemy import DateTime, MetaData, func, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -21,7 +22,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, mapped_column
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -47,8 +48,18 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-# ``session.info`` key: the schemas whose outbox a transaction appended to (``shared.outbox``).
+# When a row was written, by the database's clock: ``created_at: Mapped[WrittenAt]``.
+WrittenAt = Annotated[datetime, mapped_column(DateTime(timezone=True), server_default=func.now())]
+
+
+# ``session.info`` key: the schemas whose outbox a transaction appended to (``shared.outbox``),
+# and other tables readers wait on (webhook deliveries), announced after the commit.
 OUTBOX_APPENDED = "outbox_appended"
+
+
+def announce_after_commit(session: AsyncSession, name: str) -> None:
+    """Readers waiting on ``name`` (``shared.wakeup``) are told once this transaction commits."""
+    session.info.setdefault(OUTBOX_APPENDED, set()).add(name)
 
 
 @dataclass

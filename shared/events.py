@@ -33,6 +33,24 @@ class MalformedEvent(ValueError):
 # Left out, the SDK makes up ``id`` (a fresh uuid4) and ``time`` (now) on reading: redelivered,
 # such an event would be a new event each time and be applied again.
 _REQUIRED = ("specversion", "id", "source", "type", "subject", "time")
+# What ``Event.read`` checks itself: the attributes ``to_cloudevent`` writes, all of them text.
+_PLAIN_REQUIRED = ("id", "source", "type", "subject", "time")
+_PLAIN_OPTIONAL = ("datacontenttype", "partitionkey")
+_PLAIN_ATTRIBUTES = frozenset({"specversion", "data", *_PLAIN_REQUIRED, *_PLAIN_OPTIONAL})
+
+
+def _plain_text(attributes: dict[str, Any]) -> bool:
+    """Every required attribute, and each optional one given, is non-empty text."""
+    for name in _PLAIN_REQUIRED:
+        value = attributes.get(name)
+        if not value or type(value) is not str:
+            return False
+    for name in _PLAIN_OPTIONAL:
+        if name in attributes:
+            value = attributes[name]
+            if not value or type(value) is not str:
+                return False
+    return True
 
 
 def _as_written(attributes: dict[str, Any], data: Any) -> CloudEvent:
@@ -103,6 +121,32 @@ class Event:
             time=time.astimezone(UTC),
             data=data,
         )
+
+    @classmethod
+    def read(cls, value: bytes | str) -> Event:
+        """``from_json`` at a tenth of its cost, for reading whole logs (``metrics rebuild``).
+
+        The envelopes the services write (the attributes of ``to_cloudevent`` and a JSON object
+        as data) are checked directly; anything else goes through the SDK, so what this accepts
+        and rejects is exactly what ``from_json`` does.
+        """
+        try:  # text as the SDK reads it: UTF-8 (a UnicodeDecodeError is a ValueError)
+            attributes = json.loads(value.decode() if isinstance(value, bytes) else value)
+        except ValueError:
+            attributes = None
+        if (isinstance(attributes, dict) and attributes.keys() <= _PLAIN_ATTRIBUTES
+                and attributes.get("specversion") == "1.0"
+                and isinstance(data := attributes.get("data"), dict)
+                and _plain_text(attributes)):
+            try:
+                time = datetime.fromisoformat(attributes["time"])
+            except ValueError:
+                time = None
+            if time is not None and time.tzinfo is not None:
+                return cls(id=attributes["id"], type=attributes["type"],
+                           source=attributes["source"], subject=attributes["subject"],
+                           time=time.astimezone(UTC), data=data)
+        return cls.from_json(value)
 
     @classmethod
     def from_json(cls, value: bytes | str) -> Event:

@@ -26,10 +26,11 @@ class KafkaPublisher:
     """An idempotent producer (``acks=all``) started on first use and restarted after failures."""
 
     def __init__(self, bootstrap_servers: str, *, topic_prefix: str = "",
-                 client_id: str = "aduan") -> None:
+                 client_id: str = "aduan", linger_ms: int = 5) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.topic_prefix = topic_prefix
         self.client_id = client_id
+        self.linger_ms = linger_ms
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
 
@@ -41,7 +42,7 @@ class KafkaPublisher:
                     client_id=self.client_id,
                     enable_idempotence=True,
                     acks="all",
-                    linger_ms=5,
+                    linger_ms=self.linger_ms,
                     request_timeout_ms=15000,
                 )
                 try:

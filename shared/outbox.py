@@ -6,13 +6,14 @@ import asyncio
 import functools
 import json
 import logging
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import tracing
-from shared.db import OUTBOX_APPENDED, Database, on_driver
+from shared.db import Database, announce_after_commit, on_driver
 from shared.events import Event
 from shared.kafka_client import KafkaPublisher
 from shared.retry import forever
@@ -39,7 +40,20 @@ async def append(session: AsyncSession, tables: EventTables, topic: str, event: 
     async with on_driver(session) as driver:
         await driver.execute(_insert_sql(tables.schema), event.id, topic, event.key,
                              event.to_json().decode(), json.dumps(carrier) if carrier else None)
-    session.info.setdefault(OUTBOX_APPENDED, set()).add(tables.schema)
+    announce_after_commit(session, tables.schema)
+
+
+async def append_many(session: AsyncSession, tables: EventTables, topic: str,
+                      events: Sequence[tuple[Event, Mapping[str, str] | None]]) -> None:
+    """``append`` for many events in one statement, each with the trace context it continues
+    (a consumer applying a batch writes one event per event it applied)."""
+    if not events:
+        return
+    await session.execute(tables.outbox.insert(), [
+        {"event_id": event.id, "topic": topic, "key": event.key, "envelope": event.envelope(),
+         "trace_context": dict(carrier) if carrier else None}
+        for event, carrier in events])
+    announce_after_commit(session, tables.schema)
 
 
 async def sequence(session: AsyncSession, tables: EventTables, *, limit: int = 5000) -> int:

@@ -52,7 +52,8 @@ class Runtime:
         publisher = None
         if settings.kafka_bootstrap_servers:
             publisher = KafkaPublisher(settings.kafka_bootstrap_servers,
-                                       topic_prefix=settings.topic_prefix)
+                                       topic_prefix=settings.topic_prefix,
+                                       linger_ms=settings.kafka_linger_ms)
         database = Database.connect(settings.database_url,
                                     pool_size=settings.database_pool_size,
                                     max_overflow=settings.database_max_overflow,
@@ -81,6 +82,7 @@ class Runtime:
                 bootstrap_servers=self.settings.kafka_bootstrap_servers,
                 publisher=self.publisher,
                 group_prefix=self.settings.group_prefix,
+                fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
             )
         else:
             runner = DatabaseLogRunner(subscription, self.database, DATABASE_LOGS,

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     webhook_retry_base_seconds: float = Field(default=30.0, gt=0)
     webhook_retry_max_seconds: float = Field(default=3 * 3600.0, gt=0)
     webhook_retry_for_seconds: float = Field(default=24 * 3600.0, ge=0)
+    # The dispatcher wakes when a delivery is made due and sleeps until the next due time; it
+    # looks this often only while notifications are unavailable (``wakeup_fallback_seconds``
+    # otherwise).
     webhook_poll_seconds: float = Field(default=1.0, gt=0)
     webhook_concurrency: int = Field(default=32, ge=1)
     webhook_concurrency_per_subscription: int = Field(default=4, ge=1)
@@ -57,6 +60,14 @@ class Settings(BaseSettings):
     wakeup_fallback_seconds: float = Field(default=10.0, gt=0, le=3600)
     # When set, GET /metrics needs it as a bearer token.
     metrics_token: str | None = None
+    # Kafka clients. A consumer's fetch waits at most this long for records to arrive; with one
+    # broker, partitions whose records were just handed over are asked for again only once that
+    # wait ends, so it bounds the latency each hop adds. Idle, it sets how often each consumer
+    # asks: six idle consumers cost the broker ~11 % of a core at 500 ms, ~17 % at 100 ms and
+    # ~24 % at 50 ms (docs/benchmarks.md).
+    kafka_fetch_max_wait_ms: int = Field(default=100, ge=1, le=10_000)
+    # The producer waits this long to fill a batch: fewer, larger requests under load.
+    kafka_linger_ms: int = Field(default=5, ge=0, le=1000)
     # Connections per process: requests, consumers and relays share them.
     database_pool_size: int = Field(default=10, ge=1, le=500)
     database_max_overflow: int = Field(default=20, ge=0, le=500)

@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.access_log import RequestMetrics
 from shared.problems import Problem, documented
 from shared.runtime import DATABASE_LOGS, Runtime
-from shared.tables import EventTables
+from shared.tables import ConsumerTables
 
 logger = logging.getLogger(__name__)
 
@@ -165,7 +165,8 @@ class Telemetry:
                 gauge.labels(*[str(label) for label in labels]).set(float(value))
 
     async def _database_log_lag(self, session: AsyncSession, consumer: str,
-                                topics: tuple[str, ...], group: str, tables: EventTables) -> None:
+                                topics: tuple[str, ...], group: str,
+                                tables: ConsumerTables) -> None:
         positions = tables.log_positions
         for topic in topics:
             outbox = DATABASE_LOGS[topic].outbox

@@ -218,6 +218,15 @@ def database_named(server_url: str, name: str) -> str:
     return make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
 
+async def query(database_url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    """The rows of one statement, read on a connection of its own as an outside tool would."""
+    connection = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        return list(await connection.fetch(sql, *args))
+    finally:
+        await connection.close()
+
+
 async def server_command(server_url: str, statement: str) -> None:
     """Runs a statement (CREATE/DROP DATABASE) on the server's maintenance database."""
     admin = await asyncpg.connect(asyncpg_dsn(server_url, database="postgres"))

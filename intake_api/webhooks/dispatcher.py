@@ -3,6 +3,11 @@
 Deliveries live in the database. A dispatcher leases the ones it sends; if its process dies the
 lease runs out and another dispatcher (or this one, restarted) sends them again with the same
 ``webhook-id``. A slow or dead receiver holds at most ``per_subscription`` of the slots.
+
+It does not poll: a transaction that makes a delivery due now (a new event, a retry by hand)
+announces it after its commit (``shared.wakeup``, ``repository.WAKEUP``), and between
+announcements the dispatcher sleeps until the earliest due time it knows of (a retry's backoff,
+a lost lease running out). Without notifications it looks every ``webhook_poll_seconds``.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from intake_api.webhooks.models import WebhookDelivery, WebhookSubscription
 from shared.bus import TRANSIENT
 from shared.db import Database
 from shared.settings import Settings
+from shared.wakeup import Wakeup
 
 logger = logging.getLogger(__name__)
 
@@ -40,9 +46,12 @@ def backoff(attempts: int, settings: Settings) -> float:
 
 
 class Dispatcher:
-    def __init__(self, database: Database, settings: Settings) -> None:
+    def __init__(self, database: Database, settings: Settings,
+                 wakeup: Wakeup | None = None) -> None:
         self.database = database
         self.settings = settings
+        self.wakeup = wakeup
+        self.woken = wakeup.subscribe(repository.WAKEUP) if wakeup else asyncio.Event()
         self.policy = targets.Policy(allow_http=settings.webhook_allow_http,
                                      allow_private=settings.webhook_allow_private)
         self.in_flight: Counter[uuid.UUID] = Counter()
@@ -57,34 +66,56 @@ class Dispatcher:
                                      headers={"user-agent": USER_AGENT}) as client:
             try:
                 while True:
+                    # Cleared before looking: whatever is announced from here on wakes it.
+                    self.woken.clear()
+                    self.slot_freed.clear()
                     try:
                         started = await self.dispatch_due(client)
+                        if not started:
+                            await self._pause(await self._next_due())
                     except TRANSIENT as exc:
                         # Attempts in flight go on; only looking for new ones waits.
                         logger.warning("webhooks: database unavailable (%s)",
                                        type(exc).__name__)
-                        started = 0
-                    if not started:
-                        await self._pause()
+                        await self._pause(None)
             finally:
                 for task in self.tasks:
                     task.cancel()
                 await asyncio.gather(*self.tasks, return_exceptions=True)
 
-    async def _pause(self) -> None:
-        self.slot_freed.clear()
+    def _busy(self) -> list[uuid.UUID]:
+        per = self.settings.webhook_concurrency_per_subscription
+        return [s for s, n in self.in_flight.items() if n >= per]
+
+    async def _next_due(self) -> datetime | None:
+        """When the next delivery this dispatcher could start falls due (None: none pending,
+        or no slot free; a freed slot wakes it anyway)."""
+        if len(self.tasks) >= self.settings.webhook_concurrency:
+            return None
+        async with self.database.transaction() as session:
+            return await repository.next_due(session, exclude=self._busy())
+
+    async def _pause(self, due: datetime | None) -> None:
+        """Sleeps until announced, a slot frees up, ``due``, or the fallback interval."""
+        listening = self.wakeup is not None and self.wakeup.listening
+        timeout = (self.wakeup.fallback_seconds if self.wakeup is not None and listening
+                   else self.settings.webhook_poll_seconds)
+        if due is not None:
+            timeout = min(timeout, max((due - datetime.now(UTC)).total_seconds(), 0.0))
+        waits = [asyncio.create_task(self.woken.wait()),
+                 asyncio.create_task(self.slot_freed.wait())]
         try:
-            async with asyncio.timeout(self.settings.webhook_poll_seconds):
-                await self.slot_freed.wait()
-        except TimeoutError:
-            pass
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
 
     async def dispatch_due(self, client: httpx.AsyncClient) -> int:
         free = self.settings.webhook_concurrency - len(self.tasks)
         if free <= 0:
             return 0
         per = self.settings.webhook_concurrency_per_subscription
-        busy = [s for s, n in self.in_flight.items() if n >= per]
+        busy = self._busy()
         now = datetime.now(UTC)
         until = now + timedelta(seconds=2 * self.settings.webhook_timeout_seconds) + LEASE_MARGIN
         async with self.database.transaction() as session:
@@ -171,6 +202,9 @@ class Dispatcher:
         async with self.database.transaction() as session:
             recorded = await repository.record_attempt(session, delivery.id,
                                                        delivery.leased_until, values)
+            if recorded and values["status"] == "pending":
+                # Its next due time: this dispatcher and any other recompute when to wake.
+                repository.announce_due(session)
             if recorded and gone:
                 await repository.disable(session, subscription.id, "the receiver answered "
                                                                    "410 Gone")

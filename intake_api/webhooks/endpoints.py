@@ -197,4 +197,5 @@ async def retry_delivery(subscription_id: IdPath, delivery_id: IdPath, session: 
     delivery.next_attempt_at = now
     delivery.retrying_since = now
     await session.flush()
+    repository.announce_due(session)
     return _delivery_out(delivery)

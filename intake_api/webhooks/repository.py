@@ -14,8 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from intake_api.models import Complaint
 from intake_api.webhooks.models import WebhookDelivery, WebhookSubscription
 from shared.auth import Role
+from shared.db import announce_after_commit
 
 STATUSES = ("pending", "delivered", "failed")
+# What a transaction announces after its commit when it made a delivery due (``shared.wakeup``):
+# the dispatchers wake. Deliveries are an outbox too, of HTTP requests to partners' systems.
+WAKEUP = "webhook_deliveries"
 
 
 async def add_subscription(session: AsyncSession, subscription: WebhookSubscription) -> None:
@@ -75,6 +79,13 @@ async def listeners(session: AsyncSession, event_type: str,
 
 async def add_delivery(session: AsyncSession, values: dict[str, Any]) -> None:
     await session.execute(pg_insert(WebhookDelivery).values(**values).on_conflict_do_nothing())
+    announce_due(session)
+
+
+def announce_due(session: AsyncSession) -> None:
+    """Wakes the dispatchers once this transaction commits: it made a delivery due or changed
+    when one falls due."""
+    announce_after_commit(session, WAKEUP)
 
 
 async def deliveries_page(session: AsyncSession, subscription_id: uuid.UUID, *,
@@ -131,6 +142,22 @@ async def due(session: AsyncSession, now: datetime, *, exclude: Sequence[uuid.UU
     query = (select(ranked.c.id, ranked.c.subscription_id).where(ranked.c.n <= per_subscription)
              .limit(limit))
     return [(r.id, r.subscription_id) for r in (await session.execute(query)).all()]
+
+
+async def next_due(session: AsyncSession, *,
+                   exclude: Sequence[uuid.UUID]) -> datetime | None:
+    """The earliest moment a pending delivery (not of ``exclude``) may be sent: its next
+    attempt, or the end of the lease another dispatcher holds on it."""
+    query = (
+        select(func.min(func.greatest(
+            WebhookDelivery.next_attempt_at,
+            func.coalesce(WebhookDelivery.leased_until, WebhookDelivery.next_attempt_at))))
+        .join(WebhookSubscription, WebhookSubscription.id == WebhookDelivery.subscription_id)
+        .where(WebhookDelivery.status == "pending", WebhookSubscription.active.is_(True),
+               WebhookDelivery.subscription_id.not_in(exclude) if exclude else true())
+    )
+    due: datetime | None = (await session.execute(query)).scalar_one()
+    return due
 
 
 async def lease(session: AsyncSession, ids: Sequence[uuid.UUID], now: datetime,

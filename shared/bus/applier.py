@@ -7,11 +7,13 @@ never will to the runner's dead letter.
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+from sqlalchemy import String, cast, func, literal, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,17 +22,27 @@ from shared import tracing
 from shared.db import Database
 from shared.events import Event
 from shared.problems import is_connection_loss
-from shared.retry import forever
-from shared.tables import EventTables
+from shared.retry import forever, retried
+from shared.tables import ConsumerTables
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[AsyncSession, Event], Awaitable[None]]
+# Applies a batch of events (none applied before) in one go, in order, each continuing its own
+# trace; raising makes the runner apply the batch again one event at a time with ``handler``.
+BatchHandler = Callable[[AsyncSession, Sequence[Event]], Awaitable[None]]
 # Extra work done in the effect's transaction (the database log moves its position there).
 AlsoInTransaction = Callable[[AsyncSession], Awaitable[None]]
 DeadLetter = Callable[[Event | None, str], Awaitable[None]]
 
 TRANSIENT = (OperationalError, InterfaceError, OSError, ConnectionError, TimeoutError)
+
+
+def is_outage(exc: Exception) -> bool:
+    """The database or the broker is unreachable: the event is not at fault. A server shutting
+    down or restarting (57P01, 57P03) reaches us as a plain DBAPIError, not an
+    OperationalError; counted as the event's failure it would dead-letter a good event."""
+    return isinstance(exc, TRANSIENT) or (isinstance(exc, DBAPIError) and is_connection_loss(exc))
 
 
 class RetryLater(Exception):
@@ -52,7 +64,9 @@ class Subscription:
     consumer: str
     topics: tuple[str, ...]
     handler: Handler
-    tables: EventTables
+    tables: ConsumerTables
+    # Set when a batch is cheaper applied as a whole (a statement per table, not per event).
+    batch_handler: BatchHandler | None = None
 
 
 @dataclass
@@ -79,6 +93,28 @@ async def apply_once(session: AsyncSession, subscription: Subscription, event: E
     return True
 
 
+async def claim(session: AsyncSession, subscription: Subscription,
+                events: Sequence[Event]) -> list[Event]:
+    """Marks ``events`` processed by this consumer in one statement; returns those not marked
+    before, in order, each once (a batch may hold one event twice after a relay's retry)."""
+    processed = subscription.tables.processed_events
+    ids = sorted({event.id for event in events})  # one lock order for concurrent claimers
+    rows = select(literal(subscription.consumer, String), func.unnest(
+        cast(ids, ARRAY(String))))
+    claimed = set((await session.execute(
+        pg_insert(processed)
+        .from_select(["consumer", "event_id"], rows)
+        .on_conflict_do_nothing()
+        .returning(processed.c.event_id)
+    )).scalars())
+    fresh = []
+    for event in events:
+        if event.id in claimed:
+            claimed.discard(event.id)
+            fresh.append(event)
+    return fresh
+
+
 @dataclass
 class Applier:
     """Applies events one transaction at a time, with retries, and dead-letters what cannot be."""
@@ -90,56 +126,67 @@ class Applier:
 
     async def apply_batch(self, events: Sequence[Event],
                           also: AlsoInTransaction | None = None) -> None:
-        """All in one transaction; raises if any event fails (the caller then goes one by one)."""
+        """All in one transaction; raises if any event fails (the caller then goes one by one).
+
+        One statement marks the whole batch processed; the handler runs for the events not
+        processed before, in order, in the same transaction.
+        """
         async with self.database.transaction() as session:
-            for event in events:
-                await apply_once(session, self.subscription, event)
+            if len(events) == 1:
+                await apply_once(session, self.subscription, events[0])
+            elif events:
+                fresh = await claim(session, self.subscription, events)
+                if self.subscription.batch_handler is not None:
+                    await self.subscription.batch_handler(session, fresh)
+                else:
+                    for event in fresh:
+                        with tracing.continued(event.trace):
+                            await self.subscription.handler(session, event)
             if also is not None:
                 await also(session)
 
     async def apply_single(self, event: Event, dead_letter: DeadLetter,
                            also: AlsoInTransaction | None = None,
                            *, parkable: bool = False) -> None:
-        """Applies one event with retries; ``parkable`` raises ``Parked`` on ``RetryLater``."""
+        """Applies one event with retries; ``parkable`` raises ``Parked`` on ``RetryLater``.
+
+        An outage is waited out however long it lasts and never counts against the event;
+        ``RetryLater`` is tried again for ``retry_later_seconds``; any other failure
+        ``attempts`` times. Then the event is dead-lettered."""
+        consumer = self.subscription.consumer
         failures = 0
-        waited = 0.0
-        backoff = self.policy.pause
-        while True:
-            try:
-                await self.apply_batch([event], also)
-                return
-            except RetryLater as exc:
-                if parkable:
-                    raise Parked(str(exc)) from exc
-                if waited >= self.policy.retry_later_seconds:
-                    await self.dead(event, f"not applicable after {waited:.0f}s: {exc}",
-                                    dead_letter)
-                    return
-            except UnknownEventType as exc:
-                await self.dead(event, f"unknown event type: {exc}", dead_letter)
-                return
-            except TRANSIENT as exc:
-                logger.warning("%s: backing service unavailable (%s); retrying",
-                               self.subscription.consumer, type(exc).__name__)
-            except Exception as exc:
-                # A server shutting down or restarting (57P01, 57P03) reaches us as a plain
-                # DBAPIError, not an OperationalError: an outage, never the event's fault.
-                # Counted as a failure it would dead-letter a good event.
-                if isinstance(exc, DBAPIError) and is_connection_loss(exc):
-                    logger.warning("%s: backing service unavailable (%s); retrying",
-                                   self.subscription.consumer, type(exc.orig).__name__)
-                else:
-                    failures += 1
-                    logger.warning("%s: event %s failed (%d/%d): %s: %s",
-                                   self.subscription.consumer, event.id, failures,
-                                   self.policy.attempts, type(exc).__name__, exc)
-                    if failures >= self.policy.attempts:
-                        await self.dead(event, f"{type(exc).__name__}: {exc}", dead_letter)
-                        return
-            # Waiting on RetryLater is counted in time, not attempts: its deadline is in seconds.
-            await asyncio.sleep(backoff)
-            waited += backoff
-            backoff = min(backoff * 2, 5.0)
+        waiting_since: float | None = None
+
+        def worth_retrying(exc: Exception) -> bool:
+            nonlocal failures, waiting_since
+            if isinstance(exc, RetryLater):
+                now = time.monotonic()
+                waiting_since = now if waiting_since is None else waiting_since
+                return not parkable and now - waiting_since < self.policy.retry_later_seconds
+            if isinstance(exc, UnknownEventType):
+                return False
+            if is_outage(exc):
+                cause = exc.orig if isinstance(exc, DBAPIError) else exc
+                logger.warning("%s: backing service unavailable (%s); retrying", consumer,
+                               type(cause).__name__)
+                return True
+            failures += 1
+            logger.warning("%s: event %s failed (%d/%d): %s: %s", consumer, event.id, failures,
+                           self.policy.attempts, type(exc).__name__, exc)
+            return failures < self.policy.attempts
+
+        try:
+            await retried(lambda: self.apply_batch([event], also), when=worth_retrying,
+                          wait_initial=self.policy.pause, wait_jitter=self.policy.pause)
+        except RetryLater as exc:
+            if parkable:
+                raise Parked(str(exc)) from exc
+            waited = time.monotonic() - (waiting_since or time.monotonic())
+            await self.dead(event, f"not applicable after {waited:.0f}s: {exc}", dead_letter)
+        except UnknownEventType as exc:
+            await self.dead(event, f"unknown event type: {exc}", dead_letter)
+        except Exception as exc:
+            await self.dead(event, f"{type(exc).__name__}: {exc}", dead_letter)
 
     async def dead(self, event: Event | None, error: str, dead_letter: DeadLetter) -> None:
         """Hands the event (None when unreadable) to ``dead_letter``, retrying until it is kept:

@@ -43,7 +43,7 @@ class KafkaConsumerRunner:
     def __init__(self, subscription: Subscription, database: Database, *,
                  bootstrap_servers: str, publisher: KafkaPublisher,
                  policy: RetryPolicy | None = None, max_records: int = 500,
-                 group_prefix: str = "") -> None:
+                 group_prefix: str = "", fetch_max_wait_ms: int = 100) -> None:
         self.subscription = subscription
         self.group_prefix = group_prefix
         self.database = database
@@ -51,6 +51,7 @@ class KafkaConsumerRunner:
         self.publisher = publisher
         self.applier = Applier(database, subscription, policy or RetryPolicy())
         self.max_records = max_records
+        self.fetch_max_wait_ms = fetch_max_wait_ms
         self.consumer: AIOKafkaConsumer | None = None
         # A partition whose next event cannot be applied yet is paused and read again later,
         # so other partitions (where the event it waits for may be) keep flowing.
@@ -83,6 +84,7 @@ class KafkaConsumerRunner:
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 max_poll_records=self.max_records,
+                fetch_max_wait_ms=self.fetch_max_wait_ms,
             )
             consumer.subscribe([self.publisher.topic(t) for t in self.subscription.topics],
                                listener=_ForgetRevoked(self))
@@ -102,31 +104,31 @@ class KafkaConsumerRunner:
                 self._resume_due(self.consumer)
                 batches = await self.consumer.getmany(timeout_ms=200,
                                                       max_records=self.max_records)
-                for partition, records in batches.items():
-                    if partition not in self.consumer.assignment():
-                        continue  # taken away by a rebalance since it was fetched
-                    if partition in self.resume_at:
-                        continue  # parked: these records are fetched again after the pause
-                    next_offset = await self.process(partition, records)
-                    await self._commit(self.consumer, partition, next_offset)
+                assigned = self.consumer.assignment()
+                # Not taken away by a rebalance since fetched, and not parked (parked records
+                # are fetched again after the pause).
+                ready = {partition: records for partition, records in batches.items()
+                         if partition in assigned and partition not in self.resume_at}
+                if ready:
+                    await self._commit(self.consumer, await self.process_all(ready))
         finally:
             consumer, self.consumer = self.consumer, None
             await consumer.stop()
 
-    async def _commit(self, consumer: AIOKafkaConsumer, partition: TopicPartition,
-                      offset: int) -> None:
-        """Commits, unless a rebalance moved the partition to another consumer meanwhile.
+    async def _commit(self, consumer: AIOKafkaConsumer,
+                      offsets: dict[TopicPartition, int]) -> None:
+        """Commits, unless a rebalance moved a partition to another consumer meanwhile.
 
         Its new owner then reads again from the last commit and the processed-event table skips
         what was applied here; failing instead would restart this consumer, rebalance the group
         again and could keep every instance restarting.
         """
         try:
-            await consumer.commit({partition: offset})
-            self.committed[partition] = offset
+            await consumer.commit(offsets)
+            self.committed.update(offsets)
         except (CommitFailedError, IllegalStateError) as exc:
-            logger.info("%s: %s:%d was reassigned before its commit (%s)",
-                        self.subscription.consumer, partition.topic, partition.partition,
+            logger.info("%s: %s reassigned before the commit (%s)", self.subscription.consumer,
+                        ", ".join(f"{p.topic}:{p.partition}" for p in offsets),
                         type(exc).__name__)
 
     def _resume_due(self, consumer: AIOKafkaConsumer) -> None:
@@ -152,9 +154,27 @@ class KafkaConsumerRunner:
         self.resume_at[partition] = now + self.applier.policy.pause
         return True
 
-    async def process(self, partition: TopicPartition,
-                      records: Sequence[ConsumerRecord[bytes, bytes]]) -> int:
-        """Applies ``records`` in order; returns the offset to commit next."""
+    async def process_all(self, batches: dict[TopicPartition,
+                                             Sequence[ConsumerRecord[bytes, bytes]]]
+                          ) -> dict[TopicPartition, int]:
+        """Applies what one poll fetched from every partition in one transaction; when that
+        fails, each partition on its own (``process``). Returns the offsets to commit."""
+        parsed = {partition: self._parse(records) for partition, records in batches.items()}
+        try:
+            await self.applier.apply_batch([event for outcomes in parsed.values()
+                                            for _, event in outcomes
+                                            if isinstance(event, Event)])
+        except Exception:
+            return {partition: await self.process(partition, batches[partition])
+                    for partition in batches}
+        for partition, outcomes in parsed.items():
+            await self._dead_letter_malformed(outcomes)
+            self.parked_since.pop(partition, None)
+        return {partition: int(records[-1].offset) + 1
+                for partition, records in batches.items()}
+
+    def _parse(self, records: Sequence[ConsumerRecord[bytes, bytes]]
+               ) -> list[tuple[ConsumerRecord[bytes, bytes], Event | MalformedEvent]]:
         parsed: list[tuple[ConsumerRecord[bytes, bytes], Event | MalformedEvent]] = []
         for record in records:
             try:
@@ -165,13 +185,24 @@ class KafkaConsumerRunner:
                     trace=tracing.from_kafka_headers(record.headers))))
             except MalformedEvent as exc:
                 parsed.append((record, exc))
+        return parsed
+
+    async def _dead_letter_malformed(
+            self, parsed: Sequence[tuple[ConsumerRecord[bytes, bytes],
+                                         Event | MalformedEvent]]) -> None:
+        for record, outcome in parsed:
+            if isinstance(outcome, MalformedEvent):
+                await self.applier.dead(None, str(outcome), self._dead_letter_for(record))
+
+    async def process(self, partition: TopicPartition,
+                      records: Sequence[ConsumerRecord[bytes, bytes]]) -> int:
+        """Applies one partition's ``records`` in order; returns the offset to commit next."""
+        parsed = self._parse(records)
         try:
             await self.applier.apply_batch([e for _, e in parsed if isinstance(e, Event)])
         except Exception:
             return await self._one_by_one(partition, parsed)
-        for record, outcome in parsed:
-            if isinstance(outcome, MalformedEvent):
-                await self.applier.dead(None, str(outcome), self._dead_letter_for(record))
+        await self._dead_letter_malformed(parsed)
         self.parked_since.pop(partition, None)
         return int(records[-1].offset) + 1
 

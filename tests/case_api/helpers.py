@@ -13,11 +13,9 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import asyncpg
 import httpx
 
-from shared.db import asyncpg_dsn
-from tests.support import BackingServices, bearer, complaint, eventually
+from tests.support import BackingServices, bearer, complaint, eventually, query
 
 AGENCY = "pln-uiw-babel"
 OTHER_AGENCY = "bpn-pangkalpinang"
@@ -168,14 +166,6 @@ def due_after(at: datetime, days: int, zone: str = "Asia/Jakarta") -> datetime:
 
 def parse_time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-async def query(database_url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
-    connection = await asyncpg.connect(asyncpg_dsn(database_url))
-    try:
-        return list(await connection.fetch(sql, *args))
-    finally:
-        await connection.close()
 
 
 async def transitioned_events(database_url: str, case_id: str) -> list[dict[str, Any]]:

@@ -19,10 +19,9 @@ from tests.case_api.helpers import (
     open_case,
     open_cases,
     parse_time,
-    query,
     transitioned_events,
 )
-from tests.support import BackingServices, bearer, running_app
+from tests.support import BackingServices, bearer, query, running_app
 
 PROBLEM_JSON = "application/problem+json"
 

@@ -19,10 +19,9 @@ from tests.case_api.helpers import (
     ok,
     open_case,
     parse_time,
-    query,
     transitioned_events,
 )
-from tests.support import BackingServices, ServiceProcess, bearer, eventually, running_app
+from tests.support import BackingServices, ServiceProcess, bearer, eventually, query, running_app
 
 
 def later_runtime(services: BackingServices, days: float) -> Runtime:

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-import asyncpg
 import httpx
 
 from shared.db import asyncpg_dsn
@@ -21,6 +20,7 @@ from tests.support import (
     bearer,
     complaint,
     eventually,
+    query,
     running_app,
 )
 
@@ -39,15 +39,13 @@ def dsn(services: BackingServices) -> str:
 
 async def stored(services: BackingServices) -> tuple[int, int, list[dict[str, Any]]]:
     """Attachment rows, chunk rows and the attachment events in the outbox."""
-    connection = await asyncpg.connect(dsn(services))
-    try:
-        rows = await connection.fetchval("SELECT count(*) FROM intake.attachments")
-        chunks = await connection.fetchval("SELECT count(*) FROM intake.attachment_chunks")
-        events = await connection.fetch(
-            "SELECT envelope FROM intake.outbox WHERE envelope->>'type' LIKE "
-            "'%complaint.attachment_added.v1' ORDER BY id")
-    finally:
-        await connection.close()
+    counted = await query(services.database_url,
+                          "SELECT (SELECT count(*) FROM intake.attachments),"
+                          " (SELECT count(*) FROM intake.attachment_chunks)")
+    events = await query(services.database_url,
+                         "SELECT envelope FROM intake.outbox WHERE envelope->>'type' LIKE "
+                         "'%complaint.attachment_added.v1' ORDER BY id")
+    rows, chunks = counted[0]
     return int(rows), int(chunks), [json.loads(e["envelope"]) for e in events]
 
 
@@ -410,14 +408,11 @@ async def test_attachment_events_leave_cases_and_figures_alone(services: Backing
         async def both_consumers_passed_it() -> None:
             case = await client.get(f"/v1/cases/{second}", headers=bearer(assistant))
             assert case.status_code == 200
-            connection = await asyncpg.connect(dsn(services))
-            try:
-                contacts = await connection.fetchval("SELECT count(*) FROM metrics.contacts")
-                dead = await connection.fetchval(
-                    "SELECT (SELECT count(*) FROM cases.dead_letters)"
-                    " + (SELECT count(*) FROM metrics.dead_letters)")
-            finally:
-                await connection.close()
+            [(contacts, dead)] = await query(
+                services.database_url,
+                "SELECT (SELECT count(*) FROM metrics.contacts),"
+                " (SELECT count(*) FROM cases.dead_letters)"
+                " + (SELECT count(*) FROM metrics.dead_letters)")
             assert contacts == 2
             assert dead == 0
 

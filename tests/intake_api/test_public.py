@@ -6,8 +6,7 @@ import re
 from typing import Any
 
 from intake_api.access import ALPHABET
-from tests.case_api.helpers import query
-from tests.support import BackingServices, bearer, complaint, eventually, running_app
+from tests.support import BackingServices, bearer, complaint, eventually, query, running_app
 
 PUBLIC_FIELDS = {"tracking_number", "kind", "status", "received_at", "updated_at", "due_at",
                  "closure_stage", "closure_reason", "resolution"}

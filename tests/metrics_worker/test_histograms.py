@@ -1,4 +1,4 @@
-"""Medians and distinct places from the pre-aggregated structures equal the direct definitions.
+"""Figures from the pre-aggregated structures equal the direct definitions over the case rows.
 
 Many cases are projected straight through the metrics handlers (the same code the consumer
 runs), with durations spread over years, then every figure built from histograms and indexes is
@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from metrics_worker import consumer, service
+from metrics_worker import consumer, counts, service
 from metrics_worker.calendar import spans
 from metrics_worker.periods import Period
 from shared.db import Database
@@ -49,6 +49,27 @@ DIRECT_PLACES = """
     SELECT count(DISTINCT place) FROM metrics.contacts
     WHERE channel = 'on_the_spot' AND place IS NOT NULL AND received_at >= :s AND received_at < :e
 """
+
+# Per agency asked for clarification in the period: requests, and those awaiting the agency
+# past due at the end (no next step before it).
+DIRECT_LIAISON = """
+    WITH asked AS (
+      SELECT agency, count(*) AS requests FROM metrics.transitions
+      WHERE action = 'request_clarification' AND at >= :s AND at < :e GROUP BY agency)
+    SELECT a.agency, a.requests, (
+      SELECT count(*) FROM metrics.transitions q
+      WHERE q.action = 'request_clarification' AND q.agency = a.agency
+        AND q.at < :e AND q.due_at < :e
+        AND NOT EXISTS (SELECT 1 FROM metrics.transitions n
+                        WHERE n.case_id = q.case_id AND n.version = q.version + 1
+                          AND n.at < :e)) AS overdue_at_end
+    FROM asked a"""
+DIRECT_CASES = """
+    SELECT count(*) FILTER (WHERE received_at < :e
+                              AND (closed_at IS NULL OR closed_at >= :s)) AS handled,
+           count(*) FILTER (WHERE closed_at >= :s AND closed_at < :e) AS closed,
+           count(*) FILTER (WHERE received_at >= :s AND received_at < :e) AS received
+    FROM metrics.cases"""
 
 
 def _moment(rng: random.Random, after: datetime, days: float) -> datetime:
@@ -94,11 +115,11 @@ async def _project(database: Database, rng: random.Random, cases: int) -> None:
                     "agency": agency, **extra}, ZONE)
 
 
-async def test_medians_and_places_equal_the_direct_definitions(
+async def test_pre_aggregated_figures_equal_the_direct_definitions(
         services: BackingServices) -> None:
     async with Database.opened(services.database_url) as database:
         await _project(database, random.Random(9), cases=240)
-        compared = 0
+        compared = with_overdue = 0
         async with database.transaction() as session:
             for period in PERIODS:
                 start, end = period.bounds(services.settings().zone)
@@ -109,6 +130,9 @@ async def test_medians_and_places_equal_the_direct_definitions(
                 hours = {r.agency: (r.responses, round(float(r.median), 2))
                          for r in await session.execute(text(DIRECT_HOURS), bounds)}
                 places = (await session.execute(text(DIRECT_PLACES), bounds)).scalar_one()
+                liaison = {r.agency: (r.requests, r.overdue_at_end)
+                           for r in await session.execute(text(DIRECT_LIAISON), bounds)}
+                cases = (await session.execute(text(DIRECT_CASES), bounds)).one()
 
                 assert summary.median_days_to_close == days, period
                 # Agencies asked in the period are listed, with every response of the period.
@@ -118,8 +142,13 @@ async def test_medians_and_places_equal_the_direct_definitions(
                     agency: figures for agency, figures in hours.items()
                     if agency in summary.liaison}, period
                 assert summary.on_the_spot_locations == places, period
+                assert {agency: (figures.requests, figures.overdue_at_end)
+                        for agency, figures in summary.liaison.items()} == liaison, period
+                assert (summary.handled, summary.closed, summary.received) == tuple(cases), period
                 compared += bool(days) and bool(hours) and bool(places)
+                with_overdue += any(overdue for _, overdue in liaison.values())
         assert compared >= len(PERIODS) - 2, "too few periods had anything to compare"
+        assert with_overdue >= 3, "too few periods ended with overdue requests"
 
 
 @given(st.dates(date(1995, 1, 1), date(2030, 12, 31)), st.integers(-3, 4000))
@@ -141,3 +170,31 @@ def _month_end(day: date) -> date:
     following = date(day.year + 1, 1, 1) if day.month == 12 else \
         date(day.year, day.month + 1, 1)
     return following - timedelta(days=1)
+
+
+async def test_place_and_liaison_counts_are_what_the_fact_rows_imply(
+        services: BackingServices) -> None:
+    """The projection's per-day rows of the new measures equal the set-based derivation the
+    rebuild (and the migration that introduced them) use."""
+    async with Database.opened(services.database_url) as database:
+        await _project(database, random.Random(4), cases=60)
+        async with database.transaction() as session:
+            measures = [counts.ON_THE_SPOT_PLACE, counts.CLARIFICATION_REQUESTED,
+                        counts.OVERDUE_FROM, counts.OVERDUE_ENDED]
+            projected = set(await session.execute(text(
+                "SELECT day, measure, key, n FROM metrics.daily_counts "
+                "WHERE measure = ANY(:measures)"), {"measures": measures}))
+            derived = set(await session.execute(text(f"""
+                SELECT (i.at AT TIME ZONE metrics.office_timezone())::date, i.measure, i.key,
+                       count(*)
+                FROM ({counts.PLACE_AND_LIAISON_INCREMENTS}) i GROUP BY 1, 2, 3""")))
+            by_month = set(await session.execute(text(
+                "SELECT start, measure, key, n FROM metrics.period_counts "
+                "WHERE grain = 'm' AND measure = ANY(:measures)"), {"measures": measures}))
+        assert {m for _, m, _, _ in projected} == set(measures)
+        assert projected == derived
+        months: dict[tuple[date, str, str], int] = {}
+        for day, measure, key, n in projected:
+            month = (day.replace(day=1), measure, key)
+            months[month] = months.get(month, 0) + n
+        assert by_month == {(*month, n) for month, n in months.items()}

@@ -22,11 +22,10 @@ from tests.case_api.helpers import (
     ok,
     open_case,
     post_complaint,
-    query,
     wait_case,
 )
 from tests.shared.kafka_topics import read_topic
-from tests.support import BackingServices, bearer, eventually, running_app
+from tests.support import BackingServices, bearer, eventually, query, running_app
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "docs" / "asyncapi.yaml"

@@ -9,7 +9,7 @@ import asyncpg
 from shared.auth import Actor, hash_token, revoke_token
 from shared.db import Database, asyncpg_dsn
 from shared.token_cache import REVOCATIONS, RevocableCache
-from tests.support import BackingServices, bearer, complaint, eventually, running_app
+from tests.support import BackingServices, bearer, complaint, eventually, query, running_app
 
 OPEN_PATHS = {"/healthz", "/readyz", "/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc",
               "/asyncapi.json", "/metrics"}
@@ -19,11 +19,7 @@ PUBLIC_PREFIXES = ("/public/", "/status", "/open311/")
 
 async def test_only_a_hash_of_each_token_is_stored(services: BackingServices) -> None:
     token = await services.token("partner", "posko")
-    connection = await asyncpg.connect(asyncpg_dsn(services.database_url))
-    try:
-        dump = await connection.fetch("SELECT * FROM auth.tokens")
-    finally:
-        await connection.close()
+    dump = await query(services.database_url, "SELECT * FROM auth.tokens")
     assert len(dump) == 1
     assert token not in repr([dict(r) for r in dump])
     assert len(dump[0]["token_hash"]) == 64

@@ -214,6 +214,21 @@ async def test_unreadable_records_go_to_the_dead_letter_topic_with_their_headers
 
 
 
+async def test_one_event_twice_in_one_fetch_is_applied_once(kafka_bus: KafkaBus) -> None:
+    """A relay that lost an acknowledgement sends a batch again: both copies can arrive in
+    the batch a consumer applies in one transaction, beside other events."""
+    first, again, after = (probe_event("case-0", n) for n in range(3))
+    for event in (first, again, again, first, after):
+        await kafka_bus.produce(event.to_json(), key=b"case-0")
+    await kafka_bus.start()
+
+    effects = await applied(kafka_bus, 3)
+
+    assert [(e.event_id, e.seq) for e in effects] == [(first.id, 0), (again.id, 1),
+                                                      (after.id, 2)]
+    assert kafka_bus.probe.attempts == {first.id: 1, again.id: 1, after.id: 1}
+
+
 async def test_a_waiting_partition_does_not_hold_up_the_others(kafka_bus: Bus) -> None:
     """Out of order across partitions: the event waited for arrives on another partition."""
     from aiokafka.partitioner import DefaultPartitioner

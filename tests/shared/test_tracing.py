@@ -5,12 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import asyncpg
-
-from shared.db import asyncpg_dsn
 from shared.events import CASES_TOPIC, COMPLAINTS_TOPIC
 from tests.shared.kafka_topics import read_topic
-from tests.support import BackingServices, bearer, complaint, eventually, running_app
+from tests.support import BackingServices, bearer, complaint, eventually, query, running_app
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 CALLER_SPAN = "b7ad6b7169203331"
@@ -24,13 +21,9 @@ def trace_of(traceparent: str) -> tuple[str, str]:
 
 
 async def outbox_traces(database_url: str, schema: str, subject: str) -> list[Any]:
-    connection = await asyncpg.connect(asyncpg_dsn(database_url))
-    try:
-        return list(await connection.fetch(
-            f"SELECT envelope->>'type' AS type, trace_context::text AS trace "
-            f"FROM {schema}.outbox WHERE key = $1 ORDER BY id", subject))
-    finally:
-        await connection.close()
+    return await query(database_url,
+                       f"SELECT envelope->>'type' AS type, trace_context::text AS trace "
+                       f"FROM {schema}.outbox WHERE key = $1 ORDER BY id", subject)
 
 
 async def test_the_request_trace_reaches_the_database_log_and_its_consumers(

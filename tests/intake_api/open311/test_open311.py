@@ -7,14 +7,12 @@ import logging
 from typing import Any
 from xml.etree.ElementTree import Element
 
-import asyncpg
 import httpx
 import pytest
 from defusedxml import ElementTree
 
 from shared.auth import revoke_token
-from shared.db import asyncpg_dsn
-from tests.support import BackingServices, bearer, eventually, running_app
+from tests.support import BackingServices, bearer, eventually, query, running_app
 
 # Every element GeoReport v2 lists for a service and for a service request.
 SERVICE_FIELDS = ("service_code", "service_name", "description", "metadata", "type", "keywords",
@@ -56,13 +54,10 @@ def errors_of(response: httpx.Response) -> list[dict[str, Any]]:
 
 
 async def complaint_count(services: BackingServices) -> int:
-    connection = await asyncpg.connect(asyncpg_dsn(services.database_url))
-    try:
-        return int(await connection.fetchval(
-            "SELECT (SELECT count(*) FROM intake.complaints)"
-            " + (SELECT count(*) FROM intake.open311_requests)"))
-    finally:
-        await connection.close()
+    rows = await query(services.database_url,
+                       "SELECT (SELECT count(*) FROM intake.complaints)"
+                       " + (SELECT count(*) FROM intake.open311_requests)")
+    return int(rows[0][0])
 
 
 async def test_services_in_both_formats(services: BackingServices) -> None:

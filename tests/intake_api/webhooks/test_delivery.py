@@ -15,8 +15,11 @@ from tests.intake_api.webhooks.receiver import Receiver, receiving
 from tests.support import BackingServices, bearer, complaint, eventually, running_app
 
 PDF = b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\ntrailer\n%%EOF\n"
+# Retries in fractions of a second; no polling: every delivery here goes out because its event
+# or its due time woke the dispatcher (the poll and the fallback are an hour).
 FAST: dict[str, Any] = {"webhook_allow_http": True, "webhook_allow_private": True,
-        "webhook_poll_seconds": 0.05, "webhook_retry_base_seconds": 0.05,
+        "webhook_poll_seconds": 3600, "wakeup_fallback_seconds": 3600,
+        "webhook_retry_base_seconds": 0.05,
         "webhook_retry_max_seconds": 0.2, "webhook_retry_for_seconds": 1.5,
         "webhook_timeout_seconds": 5.0}
 

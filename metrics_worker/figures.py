@@ -1,0 +1,63 @@
+"""Everything a summary reads from the pre-aggregated read model, in one statement.
+
+Counts (``metrics_worker.counts``), the middle values of the duration histograms
+(``metrics_worker.histograms``), the newest event's time and the period's targets come back as
+rows of one round trip, a few hundred rows whatever the period.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from metrics_worker import counts, histograms
+from metrics_worker.periods import Period
+
+
+@dataclass
+class Figures:
+    totals: counts.Totals = field(default_factory=counts.Totals)
+    middles: histograms.MiddleValues = field(default_factory=histograms.MiddleValues)
+    as_of: datetime | None = None
+    targets: dict[str, int | None] | None = None  # None: no target set for the period
+
+
+async def read(session: AsyncSession, period: Period, start: datetime,
+               end: datetime) -> Figures:
+    """``start`` and ``end``: the period's bounds in UTC."""
+    params: dict[str, object] = {"label": period.label, "s": start, "e": end}
+    result = Figures()
+    rows = await session.execute(text(f"""
+        SELECT part, measure, key, NULL::integer AS bucket, n::bigint,
+               NULL::double precision AS value, NULL::timestamptz AS at
+        FROM ({counts.parts_sql(period.first, period.last, params)}) c
+        UNION ALL
+        SELECT 'median', measure, key, bucket, total, value, NULL
+        FROM ({histograms.medians_sql(period.first, period.last, params)}) h
+        UNION ALL
+        SELECT 'as_of', NULL, NULL, NULL, NULL, NULL,
+               greatest((SELECT max(received_at) FROM metrics.contacts),
+                        (SELECT max(at) FROM metrics.transitions))
+        UNION ALL
+        SELECT 'target', t.figure, NULL, NULL, t.n, NULL, NULL
+        FROM metrics.targets, LATERAL (VALUES ('closures', closures),
+                                              ('examination_closures', examination_closures))
+             AS t (figure, n)
+        WHERE period = :label"""), params)
+    for part, measure, key, bucket, n, value, at in rows.tuples():
+        if part == "median":
+            result.middles.take(measure, key, bucket, n, value)
+        elif part == "as_of":
+            result.as_of = at
+        elif part == "target":
+            result.targets = result.targets or {}
+            result.targets[measure] = n
+        elif part == "places":
+            result.totals.places = n
+        else:
+            result.totals.take(part, measure, key, n)
+    result.totals.close()
+    return result
