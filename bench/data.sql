@@ -128,7 +128,7 @@ GROUP BY 1, 2, 3, 4, 5;
 
 INSERT INTO metrics.duration_histograms (grain, start, measure, key, bucket, n)
 SELECT g.grain, date_trunc(g.unit, (at AT TIME ZONE 'Asia/Jakarta')::date)::date,
-       'response_hours', agency, answered_after_hours, count(*)
+       'response_hours', agency, answered_after_hours / 12, count(*)
 FROM metrics.transitions CROSS JOIN (VALUES ('d', 'day'), ('m', 'month'), ('y', 'year')) AS g (grain, unit)
 WHERE answered_after_hours IS NOT NULL
 GROUP BY 1, 2, 3, 4, 5;

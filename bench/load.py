@@ -15,6 +15,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+# Well under the servers' keep-alive timeout (uvicorn's default: 5 s).
+IDLE_REUSE_SECONDS = 2.0
+
 
 def post_request(host: str, port: int, path: str, token: str, body: dict[str, Any]) -> bytes:
     payload = json.dumps(body).encode()
@@ -60,6 +63,7 @@ class Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
+        self.used_at = time.perf_counter()
 
     @classmethod
     async def open(cls, host: str, port: int) -> Connection:
@@ -75,7 +79,7 @@ class Connection:
         headers = {k.strip().lower(): v.strip() for k, _, v in
                    (line.partition(":") for line in lines[1:] if line)}
         body = await self.reader.readexactly(int(headers.get("content-length", "0")))
-        now = time.perf_counter()
+        now = self.used_at = time.perf_counter()
         return Answer(status, now - began, headers.get("retry-after"), body, now)
 
     def close(self) -> None:
@@ -120,6 +124,11 @@ async def open_loop(host: str, port: int, requests: list[bytes], *, rate: float,
 
     async def one(request: bytes) -> None:
         nonlocal opened
+        # A connection left idle may have been closed by the server's keep-alive timeout
+        # meanwhile (a client would not reuse it either): those are closed, not used.
+        while idle and time.perf_counter() - idle[-1].used_at > IDLE_REUSE_SECONDS:
+            idle.pop().close()
+            opened -= 1
         if idle:
             connection = idle.pop()
         elif opened < max_connections:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from case_api import service
+from shared import tracing
 from shared.bus import Subscription, UnknownEventType
 from shared.events import (
     COMPLAINT_ATTACHMENT_ADDED,
@@ -18,11 +21,22 @@ CONSUMER = "aduan-case"
 
 
 async def open_case(session: AsyncSession, event: Event) -> None:
-    if event.type == COMPLAINT_ATTACHMENT_ADDED:
-        return  # evidence changes nothing in a case's state
-    if event.type != COMPLAINT_RECEIVED:
-        raise UnknownEventType(event.type)
-    await service.open_case(session, event.data)
+    await open_cases(session, [event])
 
 
-SUBSCRIPTION = Subscription(CONSUMER, (COMPLAINTS_TOPIC,), open_case, CASE_EVENTS)
+async def open_cases(session: AsyncSession, events: Sequence[Event]) -> None:
+    """Opens the cases of the ``complaint.received`` among ``events`` in a few statements;
+    each ``case.opened`` continues the trace of its complaint."""
+    received = []
+    for event in events:
+        if event.type == COMPLAINT_ATTACHMENT_ADDED:
+            continue  # evidence changes nothing in a case's state
+        if event.type != COMPLAINT_RECEIVED:
+            raise UnknownEventType(event.type)
+        with tracing.continued(event.trace):
+            received.append((event.data, tracing.current_carrier()))
+    await service.open_cases(session, received)
+
+
+SUBSCRIPTION = Subscription(CONSUMER, (COMPLAINTS_TOPIC,), open_case, CASE_EVENTS,
+                            batch_handler=open_cases)

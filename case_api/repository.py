@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Row, Select, and_, func, literal_column, not_, select
+from sqlalchemy import Row, Select, Table, and_, func, literal_column, not_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,22 +28,35 @@ async def history(session: AsyncSession, case_id: uuid.UUID) -> Sequence[Transit
     return (await session.execute(query)).scalars().all()
 
 
-async def insert_case(session: AsyncSession, values: dict[str, object]) -> bool:
+async def insert_cases(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[uuid.UUID]:
+    """Inserts the cases not there yet, in one statement; returns the ids inserted now."""
+    if not rows:
+        return set()
+    table = Case.__table__
+    assert isinstance(table, Table)
     result = await session.execute(
-        pg_insert(Case).values(**values).on_conflict_do_nothing().returning(Case.id)
-    )
-    return result.first() is not None
+        pg_insert(table).on_conflict_do_nothing().returning(table.c.id), list(rows))
+    return set(result.scalars())
 
 
-async def see_agency(session: AsyncSession, code: str, name: str, at: datetime) -> None:
-    """Counts a complaint against the agency; the name is taken from the first sighting only,
-    so that no partner renames an agency for everyone (staff name it: ``name_agency``)."""
-    await session.execute(
-        pg_insert(Agency)
-        .values(code=code, name=name, first_seen_at=at, complaints=1)
-        .on_conflict_do_update(index_elements=[Agency.code],
-                               set_={"complaints": Agency.complaints + 1})
-    )
+async def see_agencies(session: AsyncSession,
+                       sightings: Sequence[tuple[str, str, datetime]]) -> None:
+    """Counts a complaint against its agency for each (code, name, at); an agency's name is
+    taken from its first sighting only, so that no partner renames an agency for everyone
+    (staff name it: ``name_agency``). One row per agency in one statement, in the order of the
+    codes, so that concurrent consumers lock agencies in one order."""
+    counted: dict[str, tuple[str, datetime, int]] = {}
+    for code, name, at in sightings:
+        first = counted.get(code)
+        counted[code] = (name, at, 1) if first is None else (first[0], first[1], first[2] + 1)
+    if not counted:
+        return
+    insert = pg_insert(Agency).values([
+        {"code": code, "name": name, "first_seen_at": at, "complaints": n}
+        for code, (name, at, n) in sorted(counted.items())])
+    await session.execute(insert.on_conflict_do_update(
+        index_elements=[Agency.code],
+        set_={"complaints": Agency.complaints + insert.excluded.complaints}))
 
 
 async def name_agency(session: AsyncSession, code: str, name: str, at: datetime) -> bool:

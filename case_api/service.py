@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Any
 
@@ -150,19 +151,17 @@ def render(case: Case, history: list[Transition], actor: Actor, now: datetime) -
 
 # --- opening -----------------------------------------------------------------------------------
 
-async def open_case(session: AsyncSession, complaint: dict[str, Any]) -> bool:
-    """Opens the case of a ``complaint.received`` event; False for kinds that open none."""
-    agency = complaint["reported_agency"]
-    received_at = datetime.fromisoformat(complaint["received_at"])
-    await repository.see_agency(session, agency["code"], agency["name"], received_at)
+def _case_row(complaint: dict[str, Any]) -> dict[str, Any] | None:
+    """The case a ``complaint.received`` opens, as a row; None for kinds that open none."""
     kind = Kind(complaint["kind"])
     status = opening_status(kind)
     if status is None:
-        return False
-    case_id = uuid.UUID(complaint["id"])
+        return None
+    agency = complaint["reported_agency"]
+    received_at = datetime.fromisoformat(complaint["received_at"])
     incident = complaint.get("incident_date")
-    opened = await repository.insert_case(session, {
-        "id": case_id,
+    return {
+        "id": uuid.UUID(complaint["id"]),
         "tracking_number": complaint["tracking_number"],
         "kind": kind.value,
         "channel": complaint["channel"],
@@ -179,16 +178,40 @@ async def open_case(session: AsyncSession, complaint: dict[str, Any]) -> bool:
         "status": status.value,
         "version": 1,
         "last_transition_at": received_at,
-    })
-    if opened:
-        await outbox.append(session, CASE_EVENTS, CASES_TOPIC, new_event(
-            CASE_OPENED, source=SOURCE, subject=str(case_id), time=received_at,
-            data=CaseOpened(case_id=case_id, kind=kind, status=status, version=1,
-                            agency=agency["code"], substance=complaint["substance"],
-                            channel=complaint["channel"],
-                            received_at=received_at).model_dump(mode="json"),
-        ))
-    return opened
+    }
+
+
+def _opened(row: dict[str, Any]) -> Event:
+    return new_event(
+        CASE_OPENED, source=SOURCE, subject=str(row["id"]), time=row["received_at"],
+        data=CaseOpened(case_id=row["id"], kind=Kind(row["kind"]), status=Status(row["status"]),
+                        version=1, agency=row["reported_agency_code"],
+                        substance=row["substance"], channel=row["channel"],
+                        received_at=row["received_at"]).model_dump(mode="json"),
+    )
+
+
+async def open_cases(session: AsyncSession,
+                     complaints: Sequence[tuple[dict[str, Any], Mapping[str, str] | None]]
+                     ) -> int:
+    """Opens the cases of a batch of ``complaint.received`` events (each with the trace its
+    ``case.opened`` continues), a few statements for the whole batch: the agencies counted,
+    the cases inserted, their ``case.opened`` events appended. Returns how many were opened now
+    (a case already open is not opened again)."""
+    await repository.see_agencies(session, [
+        (c["reported_agency"]["code"], c["reported_agency"]["name"],
+         datetime.fromisoformat(c["received_at"])) for c, _ in complaints])
+    rows = [(row, carrier) for row, carrier in
+            ((_case_row(complaint), carrier) for complaint, carrier in complaints)
+            if row is not None]
+    opened = await repository.insert_cases(session, [row for row, _ in rows])
+    events = []
+    for row, carrier in rows:
+        if row["id"] in opened:  # once, though the batch may hold its complaint twice
+            opened.discard(row["id"])
+            events.append((_opened(row), carrier))
+    await outbox.append_many(session, CASE_EVENTS, CASES_TOPIC, events)
+    return len(events)
 
 
 # --- transitions -------------------------------------------------------------------------------

@@ -77,7 +77,7 @@ SAMPLES = f"""
   FROM metrics.transitions t JOIN metrics.cases c USING (case_id)
   WHERE t.to_status = 'closed' AND t.closure_stage <> ''
   UNION ALL
-  SELECT at, '{histograms.RESPONSE_HOURS}', agency, answered_after_hours
+  SELECT at, '{histograms.RESPONSE_HOURS}', agency, {histograms.RESPONSE_BUCKET}
   FROM metrics.transitions WHERE answered_after_hours IS NOT NULL"""
 
 _ZONE = "zone (tz) AS (SELECT metrics.office_timezone())"

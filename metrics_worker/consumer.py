@@ -128,7 +128,8 @@ async def record_transition(session: AsyncSession, data: dict[str, Any], zone: s
                                asked.agency))
         if data["action"] == "respond":
             answered_after_hours, asked_at = (at - asked.at) // timedelta(hours=1), asked.at
-            samples.append((at, histograms.RESPONSE_HOURS, agency, answered_after_hours))
+            samples.append((at, histograms.RESPONSE_HOURS, agency,
+                            answered_after_hours // histograms.RESPONSE_BUCKET_HOURS))
     await counts.add(session, increments)
     await histograms.add(session, samples)
     session.add(TransitionFact(

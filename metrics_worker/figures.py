@@ -31,7 +31,7 @@ async def read(session: AsyncSession, period: Period, start: datetime,
     params: dict[str, object] = {"label": period.label, "s": start, "e": end}
     result = Figures()
     rows = await session.execute(text(f"""
-        SELECT part, measure, key, NULL::integer AS bucket, n,
+        SELECT part, measure, key, NULL::integer AS bucket, n::bigint,
                NULL::double precision AS value, NULL::timestamptz AS at
         FROM ({counts.parts_sql(period.first, period.last, params)}) c
         UNION ALL
@@ -47,18 +47,17 @@ async def read(session: AsyncSession, period: Period, start: datetime,
                                               ('examination_closures', examination_closures))
              AS t (figure, n)
         WHERE period = :label"""), params)
-    for row in rows:
-        if row.part == "median":
-            result.middles.take(row.measure, row.key, int(row.bucket), int(row.n),
-                                None if row.value is None else float(row.value))
-        elif row.part == "as_of":
-            result.as_of = row.at
-        elif row.part == "target":
+    for part, measure, key, bucket, n, value, at in rows.tuples():
+        if part == "median":
+            result.middles.take(measure, key, bucket, n, value)
+        elif part == "as_of":
+            result.as_of = at
+        elif part == "target":
             result.targets = result.targets or {}
-            result.targets[row.measure] = None if row.n is None else int(row.n)
-        elif row.part == "places":
-            result.totals.places = int(row.n)
+            result.targets[measure] = n
+        elif part == "places":
+            result.totals.places = n
         else:
-            result.totals.take(row.part, row.measure, row.key, int(row.n))
+            result.totals.take(part, measure, key, n)
     result.totals.close()
     return result

@@ -1,11 +1,12 @@
 """Exact medians from histograms: sum a few bucket rows, then read only the middle bucket.
 
-The projection counts each duration in a whole-unit bucket (days to close by closure stage,
-hours to respond by agency) per local day, month and year (``metrics.duration_histograms``).
-A period's histogram is the sum of a bounded number of rows (``metrics_worker.calendar``); it
-says which bucket holds the middle value(s) and at which rank, and only that bucket's rows of
-the period are read, through an index, to get the exact value. The result is what
-``percentile_cont(0.5)`` over all the period's values gives.
+The projection counts each duration in a bucket (days to close by closure stage, in whole days;
+hours to respond by agency, in half days) per local day, month and year
+(``metrics.duration_histograms``). A period's histogram is the sum of a bounded number of rows
+(``metrics_worker.calendar``); window sums over it say which bucket holds the middle value(s)
+and at which rank, and only that bucket's rows of the period are read, from an index that
+holds the values, to get them exactly. All in one statement (``medians_sql``); the result is
+what ``percentile_cont(0.5)`` over all the period's values gives.
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ logger = logging.getLogger(__name__)
 
 DAYS_TO_CLOSE = "days_to_close"    # key: closure stage; value: (closed - received) in days
 RESPONSE_HOURS = "response_hours"  # key: agency; value: (respond - request) in hours
+# Responses are counted by half day of delay (``answered_after_hours`` in twelves): a period's
+# histogram over many agencies and years stays a few thousand rows, and the exact values of one
+# bucket are read from an index that holds them.
+RESPONSE_BUCKET_HOURS = 12
+# A response's bucket from its whole hours (floor, also below zero, as Python's ``//``).
+RESPONSE_BUCKET = f"floor(answered_after_hours / {RESPONSE_BUCKET_HOURS}.0)::integer"
 
 # The exact values of one bucket of the period, for each (key, bucket) asked in ``w``.
 VALUES = {
@@ -32,10 +39,12 @@ VALUES = {
         FROM metrics.cases c
         WHERE c.closure_stage = w.key AND c.closed_after_days = w.bucket
           AND c.closed_at >= :s AND c.closed_at < :e""",
-    RESPONSE_HOURS: """
+    RESPONSE_HOURS: f"""
         SELECT extract(epoch FROM r.at - r.asked_at) / 3600.0 AS value
         FROM metrics.transitions r
-        WHERE r.agency = w.key AND r.answered_after_hours = w.bucket
+        WHERE r.agency = w.key
+          AND r.answered_after_hours BETWEEN w.bucket * {RESPONSE_BUCKET_HOURS}
+                                         AND (w.bucket + 1) * {RESPONSE_BUCKET_HOURS} - 1
           AND r.at >= :s AND r.at < :e""",
 }
 

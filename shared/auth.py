@@ -26,12 +26,12 @@ from fastapi.security import (
     HTTPBasicCredentials,
     HTTPBearer,
 )
-from sqlalchemy import DateTime, String, func, select
+from sqlalchemy import DateTime, String, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 from starlette.requests import HTTPConnection
 
-from shared.db import Base, DatabaseDep
+from shared.db import Base, DatabaseDep, WrittenAt
 from shared.problems import Problem
 from shared.ratelimit import RateLimiterDep
 from shared.text import is_blank, is_storable, printable
@@ -57,7 +57,7 @@ class Token(Base):
     role: Mapped[str] = mapped_column(String(20))
     agency_code: Mapped[str | None] = mapped_column(String(64))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[WrittenAt]
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 

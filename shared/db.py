@@ -9,18 +9,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated
 
 import asyncpg
 from fastapi import Depends, Request
-from sqlalchemy import MetaData, make_url
+from sqlalchemy import DateTime, MetaData, func, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, mapped_column
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -44,6 +45,10 @@ def asyncpg_dsn(url: str, *, database: str | None = None, username: str | None =
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+# When a row was written, by the database's clock: ``created_at: Mapped[WrittenAt]``.
+WrittenAt = Annotated[datetime, mapped_column(DateTime(timezone=True), server_default=func.now())]
 
 
 # ``session.info`` key: the schemas whose outbox a transaction appended to (``shared.outbox``),

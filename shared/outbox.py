@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select, text, update
@@ -32,6 +33,19 @@ async def append(session: AsyncSession, tables: EventTables, topic: str, event: 
             trace_context=tracing.current_carrier(),
         )
     )
+    announce_after_commit(session, tables.schema)
+
+
+async def append_many(session: AsyncSession, tables: EventTables, topic: str,
+                      events: Sequence[tuple[Event, Mapping[str, str] | None]]) -> None:
+    """``append`` for many events in one statement, each with the trace context it continues
+    (a consumer applying a batch writes one event per event it applied)."""
+    if not events:
+        return
+    await session.execute(tables.outbox.insert(), [
+        {"event_id": event.id, "topic": topic, "key": event.key, "envelope": event.envelope(),
+         "trace_context": dict(carrier) if carrier else None}
+        for event, carrier in events])
     announce_after_commit(session, tables.schema)
 
 

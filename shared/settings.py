@@ -62,8 +62,10 @@ class Settings(BaseSettings):
     metrics_token: str | None = None
     # Kafka clients. A consumer's fetch waits at most this long for records to arrive; with one
     # broker, partitions whose records were just handed over are asked for again only once that
-    # wait ends, so it bounds the latency each hop adds (and, idle, sets how often it asks).
-    kafka_fetch_max_wait_ms: int = Field(default=50, ge=1, le=10_000)
+    # wait ends, so it bounds the latency each hop adds. Idle, it sets how often each consumer
+    # asks: six idle consumers cost the broker ~11 % of a core at 500 ms, ~17 % at 100 ms and
+    # ~24 % at 50 ms (docs/benchmarks.md).
+    kafka_fetch_max_wait_ms: int = Field(default=100, ge=1, le=10_000)
     # The producer waits this long to fill a batch: fewer, larger requests under load.
     kafka_linger_ms: int = Field(default=5, ge=0, le=1000)
     # Connections per process: requests, consumers and relays share them.

@@ -14,13 +14,12 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.db import Base
+from shared.db import Base, WrittenAt
 
 SCHEMA = "intake"
 
@@ -41,8 +40,7 @@ class WebhookSubscription(Base):
     secret: Mapped[str] = mapped_column(Text)
     active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
     disabled_reason: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
-                                                 server_default=func.now())
+    created_at: Mapped[WrittenAt]
 
 
 class WebhookDelivery(Base):
@@ -72,6 +70,5 @@ class WebhookDelivery(Base):
     retrying_since: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     # A dispatcher holds the delivery until then; after a crash another one takes it over.
     leased_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
-                                                 server_default=func.now())
+    created_at: Mapped[WrittenAt]
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -28,6 +28,9 @@ from shared.tables import ConsumerTables
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[AsyncSession, Event], Awaitable[None]]
+# Applies a batch of events (none applied before) in one go, in order, each continuing its own
+# trace; raising makes the runner apply the batch again one event at a time with ``handler``.
+BatchHandler = Callable[[AsyncSession, Sequence[Event]], Awaitable[None]]
 # Extra work done in the effect's transaction (the database log moves its position there).
 AlsoInTransaction = Callable[[AsyncSession], Awaitable[None]]
 DeadLetter = Callable[[Event | None, str], Awaitable[None]]
@@ -62,6 +65,8 @@ class Subscription:
     topics: tuple[str, ...]
     handler: Handler
     tables: ConsumerTables
+    # Set when a batch is cheaper applied as a whole (a statement per table, not per event).
+    batch_handler: BatchHandler | None = None
 
 
 @dataclass
@@ -130,9 +135,13 @@ class Applier:
             if len(events) == 1:
                 await apply_once(session, self.subscription, events[0])
             elif events:
-                for event in await claim(session, self.subscription, events):
-                    with tracing.continued(event.trace):
-                        await self.subscription.handler(session, event)
+                fresh = await claim(session, self.subscription, events)
+                if self.subscription.batch_handler is not None:
+                    await self.subscription.batch_handler(session, fresh)
+                else:
+                    for event in fresh:
+                        with tracing.continued(event.trace):
+                            await self.subscription.handler(session, event)
             if also is not None:
                 await also(session)
 

@@ -43,7 +43,7 @@ class KafkaConsumerRunner:
     def __init__(self, subscription: Subscription, database: Database, *,
                  bootstrap_servers: str, publisher: KafkaPublisher,
                  policy: RetryPolicy | None = None, max_records: int = 500,
-                 group_prefix: str = "", fetch_max_wait_ms: int = 50) -> None:
+                 group_prefix: str = "", fetch_max_wait_ms: int = 100) -> None:
         self.subscription = subscription
         self.group_prefix = group_prefix
         self.database = database
