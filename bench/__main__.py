@@ -30,20 +30,28 @@ def _table(title: str, rows: list[tuple[str, str, str]]) -> Table:
 
 
 def intake_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
-    a, o = r["allinone"], r["overload"]
+    a, o, one = r["allinone"], r["overload"], r["allinone_one_process"]
+    single, pair = r["intake_one_process"], r["intake_two_processes"]
     return [
-        (f"all-in-one, {r['clients']} clients: accepted/s",
-         f"{a['accepted_per_s']} (p50 {a['p50_ms']} ms, p99 {a['p99_ms']} ms)",
+        (f"all-in-one ({r['http_workers']} HTTP workers), {r['clients']} clients: accepted/s",
+         f"{a['accepted_per_s']} (p50 {a['p50_ms']} ms, p99 {a['p99_ms']} ms; "
+         f"server CPU {a['cpu_ms_per_request']} ms/request)",
          f"pgbench app SQL {r['pgbench_app_sql_tps']} TPS (x{r['ratio_to_app_sql']}); "
          f"ceiling {r['pgbench_ceiling_tps']} TPS (x{r['ratio_to_ceiling']}); "
          f"previous design's SQL {r['pgbench_previous_design_sql_tps']} TPS"),
+        ("all-in-one as one process (ADUAN_HTTP_WORKERS=1)",
+         f"{one['accepted_per_s']}/s (p99 {one['p99_ms']} ms; "
+         f"CPU {one['cpu_ms_per_request']} ms/request)", "-"),
         ("intake alone: one process vs two side by side",
-         f"{r['intake_two_processes_per_s']}/s with two", f"{r['intake_one_process_per_s']}/s"),
+         f"{r['intake_two_processes_per_s']}/s with two "
+         f"(CPU {pair['cpu_ms_per_request']} ms/request)",
+         f"{r['intake_one_process_per_s']}/s (CPU {single['cpu_ms_per_request']} ms/request)"),
         (f"overload at {o['offered_per_s']}/s offered (2x sustained)",
          f"201: {o['answered_201']} (p99 {o['p99_ms']} ms), 503+Retry-After: "
          f"{o['refused_503_with_retry_after']} (p99 {o['p99_503_ms']} ms), "
          f"other: {o['other_statuses']}",
          f"stored {o['stored']} of {o['answered_201']} answered 201"),
+        ("load average (1 min) before, after", str(r["load_average"]), "-"),
     ]
 
 

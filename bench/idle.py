@@ -74,7 +74,8 @@ async def run(seconds: float = 10.0, settle: float = 5.0) -> dict[str, Any]:
         pg_cpu, pg_pss = await _sample(lambda: _postgres_pids(back), seconds)
         async with Server("all", back.env()) as server:
             await asyncio.sleep(settle)
-            cpu, pss = await _sample(lambda: [server.pid, *_postgres_pids(back)], seconds)
+            cpu, pss = await _sample(lambda: [*server.pids(), *_postgres_pids(back)],
+                                    seconds)
             commits_before = await back.count(
                 "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
             await asyncio.sleep(seconds)

@@ -1,26 +1,34 @@
 """Intake throughput and overload, each beside a reference measured in the same run.
 
-1. The all-in-one server (``aduan serve``, database event log, its consumers running) at 64
+1. The all-in-one server (``aduan serve`` as configured by default: HTTP worker processes, one
+   per core, beside the main process running the consumers; database event log) at 64
    concurrent clients, against ``pgbench`` on the same PostgreSQL running (a) the app's own
-   per-complaint SQL (token lookup, tracking number, complaint row, outbox row; one transaction)
-   and (b) the ceiling script: one complaint row and one outbox row, no shared counter.
-2. ``aduan serve intake`` alone, one process and then two side by side (clients split between
-   them): do two processes add throughput?
+   per-complaint SQL (tracking number, complaint row, outbox row; one transaction) and (b) the
+   ceiling script: one complaint row and one outbox row, no shared counter. The same server as
+   one process (``ADUAN_HTTP_WORKERS=1``) beside it.
+2. ``aduan serve intake`` alone, single processes: one, and then two side by side (clients
+   split between them): does a second instance add throughput?
 3. Overload: requests offered at twice the rate the all-in-one server sustained in (1), open
    loop. Every answer must be 201 or 503 with ``Retry-After``; every 201 must be stored.
+
+Each load also reports the server's CPU time per request (main process and workers, from
+``/proc``), a figure that holds on a machine shared with other work, unlike requests per second.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import subprocess
 import uuid
+from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.idle import TICKS, _ticks
 from bench.load import Results, closed_loop, open_loop, post_request
 from bench.server import Backing, Server, backing
 from services.postgres import wheel_binaries
@@ -66,9 +74,10 @@ def scripts(workdir: Path) -> dict[str, Path]:
     outbox = ("INSERT INTO intake.outbox (event_id, topic, key, envelope) VALUES "
               f"(gen_random_uuid()::text, 'aduan.complaints.v1', gen_random_uuid()::text, "
               f"{_literal(envelope)}::jsonb);")
+    # The caller's token is not looked up: the app keeps the callers of tokens it saw
+    # (shared/token_cache.py), so a steady client costs no look-up.
     app = "\n".join([
         "BEGIN;",
-        "SELECT name FROM auth.tokens WHERE token_hash = 'no such token';",
         "SELECT intake.next_tracking_number(2026) AS number \\gset",
         f"INSERT INTO intake.complaints (id, tracking_number, {columns}) VALUES "
         f"(gen_random_uuid(), 'PGB-2026-' || :number, {values});",
@@ -113,11 +122,28 @@ def pgbench(back: Backing, script: Path, seconds: int) -> float:
     return float(match.group(1))
 
 
-def _load_figures(results: Results) -> dict[str, Any]:
-    return {"accepted_per_s": round(results.per_second(201), 1),
-            "p50_ms": results.percentile_ms(0.50), "p99_ms": results.percentile_ms(0.99),
-            "statuses": {str(k): v for k, v in sorted(results.statuses.items())},
-            "client_errors": dict(results.errors)}
+def _load_figures(results: Results, cpu_ticks: int | None = None) -> dict[str, Any]:
+    figures: dict[str, Any] = {
+        "accepted_per_s": round(results.per_second(201), 1),
+        "p50_ms": results.percentile_ms(0.50), "p99_ms": results.percentile_ms(0.99),
+        "statuses": {str(k): v for k, v in sorted(results.statuses.items())},
+        "client_errors": dict(results.errors)}
+    if cpu_ticks is not None:
+        # The server's own CPU time (main process and HTTP workers, from /proc) per answer:
+        # unlike requests per second, it survives a machine shared with other work.
+        answered = max(len(results.answers), 1)
+        accepted = max(results.statuses[201], 1)
+        figures["cpu_ms_per_request"] = round(1000 * cpu_ticks / TICKS / answered, 2)
+        figures["cpu_ms_per_accepted"] = round(1000 * cpu_ticks / TICKS / accepted, 2)
+    return figures
+
+
+async def measured(servers: Sequence[Server], load: Awaitable[Results]) -> tuple[Results, int]:
+    """The load's results and the CPU ticks the servers' processes used meanwhile."""
+    before = _ticks([pid for server in servers for pid in server.pids()])
+    results = await load
+    after = _ticks([pid for server in servers for pid in server.pids()])
+    return results, after - before
 
 
 async def _stored(back: Backing, tag: str) -> int:
@@ -126,51 +152,78 @@ async def _stored(back: Backing, tag: str) -> int:
 
 
 async def run(seconds: int = 10) -> dict[str, Any]:
+    load_average = [round(os.getloadavg()[0], 2)]
     async with backing() as back:
         env = back.env()
         async with Server("all", env) as server:
             await closed_loop("127.0.0.1", server.port, requests(server.port, back.token, "warm"),
                               clients=8, seconds=2)
-            allinone = await closed_loop("127.0.0.1", server.port,
-                                         requests(server.port, back.token, "allinone"),
-                                         clients=CLIENTS, seconds=seconds)
+            allinone, allinone_cpu = await measured([server], closed_loop(
+                "127.0.0.1", server.port, requests(server.port, back.token, "allinone"),
+                clients=CLIENTS, seconds=seconds))
             sustained = allinone.per_second(201)
-            overload = await open_loop("127.0.0.1", server.port,
-                                       requests(server.port, back.token, "overload"),
-                                       rate=max(2 * sustained, 20), seconds=seconds)
-        stored = {tag: await _stored(back, tag) for tag in ("allinone", "overload")}
+            overload, overload_cpu = await measured([server], open_loop(
+                "127.0.0.1", server.port, requests(server.port, back.token, "overload"),
+                rate=max(2 * sustained, 20), seconds=seconds))
+            workers = len(server.pids()) - 1
+        # The same all-in-one as one process (no HTTP workers): what the workers add.
+        async with Server("all", back.env(ADUAN_HTTP_WORKERS="1")) as alone:
+            await closed_loop("127.0.0.1", alone.port, requests(alone.port, back.token, "warm1"),
+                              clients=8, seconds=2)
+            one, one_cpu = await measured([alone], closed_loop(
+                "127.0.0.1", alone.port, requests(alone.port, back.token, "one"),
+                clients=CLIENTS, seconds=seconds))
+        stored = {tag: await _stored(back, tag) for tag in ("allinone", "overload", "one")}
 
         await back.execute("CREATE TABLE bench_tracking_counters "
                            "(year integer PRIMARY KEY, last integer NOT NULL)")
         paths = scripts(back.workdir)
         tps = {name: pgbench(back, path, seconds) for name, path in paths.items()}
 
-        async with Server("intake", env) as one:
-            single = await closed_loop("127.0.0.1", one.port,
-                                       requests(one.port, back.token, "single"),
-                                       clients=CLIENTS, seconds=seconds)
-        async with Server("intake", env) as first, Server("intake", env) as second:
-            pair = await asyncio.gather(*(
+        # Instances side by side, each a single process: does a second instance add throughput?
+        single_env = back.env(ADUAN_HTTP_WORKERS="1")
+        async with Server("intake", single_env) as first:
+            single, single_cpu = await measured([first], closed_loop(
+                "127.0.0.1", first.port, requests(first.port, back.token, "single"),
+                clients=CLIENTS, seconds=seconds))
+        async with Server("intake", single_env) as first, Server("intake", single_env) as second:
+            pair_runs = asyncio.gather(*(
                 closed_loop("127.0.0.1", s.port, requests(s.port, back.token, "pair"),
                             clients=CLIENTS // 2, seconds=seconds) for s in (first, second)))
+
+            async def both() -> Results:
+                merged = Results()
+                for r in await pair_runs:
+                    merged.answers += r.answers
+                    merged.seconds = max(merged.seconds, r.seconds)
+                return merged
+
+            pair, pair_cpu = await measured([first, second], both())
+    load_average.append(round(os.getloadavg()[0], 2))
 
     refused = [a for a in overload.answers if a.status == 503]
     return {
         "benchmark": "intake",
         "seconds_per_run": seconds,
         "clients": CLIENTS,
-        "allinone": {**_load_figures(allinone), "stored": stored["allinone"],
+        "load_average": load_average,
+        "http_workers": workers,
+        "allinone": {**_load_figures(allinone, allinone_cpu), "stored": stored["allinone"],
                      "answered_201": allinone.statuses[201]},
+        "allinone_one_process": {**_load_figures(one, one_cpu), "stored": stored["one"],
+                                 "answered_201": one.statuses[201]},
         "pgbench_app_sql_tps": round(tps["app"], 1),
         "pgbench_ceiling_tps": round(tps["ceiling"], 1),
         "pgbench_previous_design_sql_tps": round(tps["before"], 1),
         "ratio_to_app_sql": round(sustained / tps["app"], 3),
         "ratio_to_ceiling": round(sustained / tps["ceiling"], 3),
         "intake_one_process_per_s": round(single.per_second(201), 1),
-        "intake_two_processes_per_s": round(sum(r.per_second(201) for r in pair), 1),
+        "intake_two_processes_per_s": round(pair.per_second(201), 1),
+        "intake_one_process": _load_figures(single, single_cpu),
+        "intake_two_processes": _load_figures(pair, pair_cpu),
         "overload": {
             "offered_per_s": round(max(2 * sustained, 20), 1),
-            **_load_figures(overload),
+            **_load_figures(overload, overload_cpu),
             "refused_503_with_retry_after": sum(1 for a in refused if a.retry_after),
             "p99_503_ms": overload.percentile_ms(0.99, 503),
             "answered_201": overload.statuses[201], "stored": stored["overload"],

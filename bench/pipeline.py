@@ -172,8 +172,8 @@ class Pipeline:
     http: httpx.AsyncClient
 
     def pids(self) -> dict[str, list[int]]:
-        return {"intake": [self.intake.pid], "case": [self.case.pid],
-                "metrics": [self.metrics.pid], "postgres": _postgres_pids(self.back),
+        return {"intake": self.intake.pids(), "case": self.case.pids(),
+                "metrics": self.metrics.pids(), "postgres": _postgres_pids(self.back),
                 "kafka": [self.broker.process.pid]}
 
     async def contacts(self) -> int:

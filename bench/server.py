@@ -105,6 +105,19 @@ class Server:
         assert self.process is not None
         return self.process.pid
 
+    def pids(self) -> list[int]:
+        """The main process and its HTTP worker processes (services/workers.py)."""
+        pids = [self.pid]
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                except (FileNotFoundError, ProcessLookupError, IndexError):
+                    continue
+                if int(stat[1]) == self.pid:
+                    pids.append(int(entry.name))
+        return pids
+
     async def __aenter__(self) -> Server:
         self.spawn()
         assert self.process is not None

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Integer, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from intake_api.models import Attachment, Complaint, IdempotencyKey, Open311Request
+from shared.db import on_driver
 
 
 async def next_tracking_number(session: AsyncSession, year: int) -> str:
@@ -20,8 +23,40 @@ async def next_tracking_number(session: AsyncSession, year: int) -> str:
     A sequence holds no lock until the commit, so concurrent submissions do not queue behind one
     another; a number drawn by a transaction that then fails is not reused.
     """
-    number = await session.scalar(select(func.intake.next_tracking_number(year)))
+    connection = await session.connection()
+    number = (await connection.execute(_NEXT_NUMBER, {"year": year})).scalar_one()
     return f"ADU-{year}-{number:06d}"
+
+
+_NEXT_NUMBER = select(func.intake.next_tracking_number(bindparam("year", type_=Integer)))
+
+
+# The only unique key a caller chooses is (submitter, external reference): a second post of
+# one reference inserts nothing, and the caller is told which complaint has it.
+COMPLAINT_COLUMNS = (
+    "id", "tracking_number", "access_code_hash", "kind", "channel", "substance", "reporter",
+    "reported_agency_code", "reported_agency_name", "summary", "description", "incident_date",
+    "reported_to_agency_first", "location", "external_reference", "received_at", "submitted_by",
+    "status")
+_INSERT_COMPLAINT = (
+    f"INSERT INTO intake.complaints ({', '.join(COMPLAINT_COLUMNS)}) "
+    f"VALUES ({', '.join(f'${n}' for n in range(1, len(COMPLAINT_COLUMNS) + 1))}) "
+    "ON CONFLICT (submitted_by, external_reference) WHERE external_reference IS NOT NULL "
+    "DO NOTHING RETURNING id")
+_JSON_COLUMNS = frozenset({"reporter", "location"})
+
+
+async def insert_complaint(session: AsyncSession, values: dict[str, Any]) -> bool:
+    """Inserts one complaint row; False when its submitter already used its external reference.
+
+    On the driver, in the session's transaction (``shared.db.on_driver``): nothing about
+    the new row needs the unit of work, and this runs for every complaint posted.
+    """
+    async with on_driver(session) as driver:
+        row = await driver.fetchrow(_INSERT_COMPLAINT, *(
+            json.dumps(values[c]) if c in _JSON_COLUMNS and values[c] is not None else values[c]
+            for c in COMPLAINT_COLUMNS))
+    return row is not None
 
 
 async def get(session: AsyncSession, complaint_id: uuid.UUID) -> Complaint | None:

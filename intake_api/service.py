@@ -6,7 +6,6 @@ import uuid
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from intake_api import access, repository
@@ -101,9 +100,34 @@ def _duplicate(existing: Complaint) -> Problem:
                    complaint_id=str(existing.id))
 
 
+def _created_out(complaint_id: uuid.UUID, tracking_number: str, payload: ComplaintCreate,
+                 *, actor: Actor, received_at: datetime, status: str) -> ComplaintOut:
+    """The new complaint as answered and published, from what was just stored (already
+    validated: built without validating it again)."""
+    kind = payload.kind
+    outcome = None
+    if kind in CASE_OPENING_KINDS:
+        outcome = Outcome.model_construct(
+            status=status, updated_at=received_at, due_at=None, closure_stage=None,
+            closure_reason=None, resolution=None, transferred_to=None, closed_at=None)
+    return ComplaintOut.model_construct(
+        id=complaint_id, tracking_number=tracking_number, kind=kind, channel=payload.channel,
+        substance=payload.substance, reporter=payload.reporter,
+        reported_agency=payload.reported_agency, summary=payload.summary,
+        description=payload.description, incident_date=payload.incident_date,
+        reported_to_agency_first=payload.reported_to_agency_first, location=payload.location,
+        external_reference=payload.external_reference, status=status,
+        received_at=received_at, submitted_by=actor.name, outcome=outcome)
+
+
 async def submit(session: AsyncSession, actor: Actor, payload: ComplaintCreate, *,
                  now: datetime, zone: ZoneInfo) -> ComplaintCreated:
-    """Records the complaint and its event; the answer alone carries the new access code."""
+    """Records the complaint and its event; the answer alone carries the new access code.
+
+    Three statements: the year's next number, the complaint row, the outbox row. A duplicate
+    ``external_reference`` that slips past the first look-up (two posts at once) is caught by
+    the insert's ``ON CONFLICT``, not by a savepoint.
+    """
     check_rules(payload, actor, now=now, zone=zone)
     if payload.external_reference is not None:
         existing = await repository.by_external_reference(session, actor.name,
@@ -114,43 +138,44 @@ async def submit(session: AsyncSession, actor: Actor, payload: ComplaintCreate, 
     tracking_number = await repository.next_tracking_number(session,
                                                             received_at.astimezone(zone).year)
     code = access.new_code()
-    complaint = Complaint(
-        id=uuid.uuid4(),
-        tracking_number=tracking_number,
-        access_code_hash=access.hash_code(tracking_number, code),
-        kind=payload.kind.value,
-        channel=payload.channel.value,
-        substance=payload.substance.value,
-        reporter=payload.reporter.model_dump(mode="json") if payload.reporter else None,
-        reported_agency_code=payload.reported_agency.code,
-        reported_agency_name=payload.reported_agency.name,
-        summary=payload.summary,
-        description=payload.description,
-        incident_date=payload.incident_date,
-        reported_to_agency_first=payload.reported_to_agency_first,
-        location=payload.location.model_dump(mode="json") if payload.location else None,
-        external_reference=payload.external_reference,
-        received_at=received_at,
-        submitted_by=actor.name,
-        status=opening_status(payload.kind) or RECORDED,
-    )
-    try:
-        async with session.begin_nested():
-            session.add(complaint)
-            await session.flush()
-    except IntegrityError:
-        if payload.external_reference is None:
-            raise
+    complaint_id = uuid.uuid4()
+    status = opening_status(payload.kind) or RECORDED
+    reporter = payload.reporter.model_dump(mode="json") if payload.reporter else None
+    location = payload.location.model_dump(mode="json") if payload.location else None
+    inserted = await repository.insert_complaint(session, {
+        "id": complaint_id,
+        "tracking_number": tracking_number,
+        "access_code_hash": access.hash_code(tracking_number, code),
+        "kind": payload.kind.value,
+        "channel": payload.channel.value,
+        "substance": payload.substance.value,
+        "reporter": reporter,
+        "reported_agency_code": payload.reported_agency.code,
+        "reported_agency_name": payload.reported_agency.name,
+        "summary": payload.summary,
+        "description": payload.description,
+        "incident_date": payload.incident_date,
+        "reported_to_agency_first": payload.reported_to_agency_first,
+        "location": location,
+        "external_reference": payload.external_reference,
+        "received_at": received_at,
+        "submitted_by": actor.name,
+        "status": status,
+    })
+    if not inserted:
+        assert payload.external_reference is not None  # the only unique key a caller chooses
         existing = await repository.by_external_reference(session, actor.name,
                                                           payload.external_reference)
-        if existing is None:
-            raise
-        raise _duplicate(existing) from None
-    out = to_out(complaint)
-    event = new_event(COMPLAINT_RECEIVED, source=SOURCE, subject=str(complaint.id),
-                      data=out.model_dump(mode="json"), time=received_at)
+        if existing is None:  # pragma: no cover - the conflicting row cannot vanish
+            raise Problem(409, "The complaint conflicts with one being recorded; send it again.")
+        raise _duplicate(existing)
+    out = _created_out(complaint_id, tracking_number, payload, actor=actor,
+                       received_at=received_at, status=status)
+    data = out.model_dump(mode="json")
+    event = new_event(COMPLAINT_RECEIVED, source=SOURCE, subject=str(complaint_id),
+                      data=data, time=received_at)
     await outbox.append(session, INTAKE_EVENTS, COMPLAINTS_TOPIC, event)
-    return ComplaintCreated.model_validate({**out.model_dump(), "access_code": code})
+    return ComplaintCreated.model_construct(**dict(out), access_code=code)
 
 
 async def visible_complaint(session: AsyncSession, actor: Actor,

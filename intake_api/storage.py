@@ -59,4 +59,8 @@ def attachment_store(request: Request) -> AttachmentStore:
     return PostgresAttachmentStore(database_of(request))
 
 
-StoreDep = Annotated[AttachmentStore, Depends(attachment_store)]
+async def _attachment_store(request: Request) -> AttachmentStore:
+    return attachment_store(request)
+
+
+StoreDep = Annotated[AttachmentStore, Depends(_attachment_store)]

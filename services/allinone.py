@@ -10,7 +10,7 @@ from metrics_worker.app import SERVICE as METRICS
 from services.asyncapi import router as asyncapi_router
 from shared.clock import Clock
 from shared.settings import Settings
-from shared.web import Service, build_app
+from shared.web import ALONE, Role, Service, build_app
 
 SERVICES: dict[str, Service] = {service.name: service for service in (INTAKE, CASE, METRICS)}
 DEFAULT_PORTS = {"all": 8000, "intake": 8001, "case": 8002, "metrics": 8003}
@@ -26,10 +26,10 @@ DESCRIPTION = (
 
 
 def create_app(which: str = "all", settings: Settings | None = None,
-               clock: Clock | None = None) -> FastAPI:
+               clock: Clock | None = None, role: Role = ALONE) -> FastAPI:
     services = list(SERVICES.values()) if which == "all" else [SERVICES[which]]
     title = "aduan" if which == "all" else f"aduan {which}"
     app = build_app(services, title=title, settings=settings, clock=clock,
-                    description=DESCRIPTION)
+                    description=DESCRIPTION, role=role)
     app.include_router(asyncapi_router)
     return app

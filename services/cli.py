@@ -147,6 +147,7 @@ def serve(
     from services.allinone import DEFAULT_PORTS, create_app
     from services.errors import listening_socket
     from services.httpserver import serve as serve_guarded
+    from services.workers import default_workers, serve_with_workers
     from shared.logging import configure_logging
 
     settings = get_settings()
@@ -170,6 +171,11 @@ def serve(
                 typer.echo(f"admin token (saved to {token_file}, shown once):\n{token}")
             else:
                 typer.echo(f"admin token: see {token_file}")
+        workers = settings.http_workers or default_workers()
+        if workers > 1:
+            serve_with_workers(service.value, settings=settings, host=host, port=port,
+                               listener=listener, count=workers)
+            return
         serve_guarded(create_app(service.value, settings), host=host, port=port,
                       settings=settings, sockets=[listener])
 

@@ -21,7 +21,9 @@ import json
 import logging
 import socket
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any, ClassVar
 
 import uvicorn
@@ -206,8 +208,22 @@ def server_config(app: Any, *, host: str, port: int, settings: Settings,
                           **options)
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling ``on_exit`` of a stop signal the moment it comes."""
+
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[int], None] | None) -> None:
+        super().__init__(config)
+        self.on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.on_exit is not None:
+            self.on_exit(sig)
+        super().handle_exit(sig, frame)
+
+
 def serve(app: Any, *, host: str, port: int, settings: Settings,
-          sockets: list[socket.socket] | None = None) -> None:
+          sockets: list[socket.socket] | None = None,
+          on_exit: Callable[[int], None] | None = None) -> None:
     """Runs the server until it is stopped (uvicorn's own signal handling)."""
-    uvicorn.Server(server_config(app, host=host, port=port, settings=settings)).run(
+    _Server(server_config(app, host=host, port=port, settings=settings), on_exit).run(
         sockets=sockets)

@@ -26,15 +26,17 @@ from fastapi.security import (
     HTTPBasicCredentials,
     HTTPBearer,
 )
-from sqlalchemy import DateTime, String, select
+from sqlalchemy import DateTime, String, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 from starlette.requests import HTTPConnection
 
-from shared.db import Base, DatabaseDep, WrittenAt
+from shared.db import Base, WrittenAt
 from shared.problems import Problem
 from shared.ratelimit import RateLimiterDep
+from shared.runtime import RuntimeDep
 from shared.text import is_blank, is_storable, printable
+from shared.token_cache import REVOCATIONS, RevocableCache, forget_everywhere
 from shared.vocabulary import AGENCY_CODE
 
 TOKEN_PREFIX = "adu_"
@@ -125,17 +127,34 @@ async def revoke_token(session: AsyncSession, name: str) -> bool:
         return False
     token.revoked_at = datetime.now(UTC)
     await session.flush()
+    # Heard at the commit by every running process, which forgets the callers it kept; this
+    # one forgets them now.
+    await session.execute(select(func.pg_notify(REVOCATIONS, name)))
+    forget_everywhere()
     return True
 
 
-async def authenticate(session: AsyncSession, presented: str) -> Actor | None:
+# Built once: the look-up runs on every request whose caller is not kept.
+_BY_HASH = select(Token.name, Token.role, Token.agency_code, Token.token_hash,
+                  Token.revoked_at).where(Token.token_hash == bindparam("digest"))
+
+
+async def authenticate(session: AsyncSession, presented: str,
+                       kept: RevocableCache[Actor] | None = None) -> Actor | None:
+    """The caller a token names, or None. ``kept`` spares the look-up for tokens presented
+    lately, for as long as revocations are heard (``shared.token_cache``)."""
     digest = hash_token(presented)
-    query = select(Token).where(Token.token_hash == digest)
-    row = (await session.execute(query)).scalar_one_or_none()
+    if kept is not None and (actor := kept.get(digest)) is not None:
+        return actor
+    generation = kept.generation if kept is not None else 0
+    row = (await session.execute(_BY_HASH, {"digest": digest})).first()
     # The lookup is by hash; the constant-time compare guards against any index timing signal.
     if row is None or row.revoked_at is not None or not hmac.compare_digest(row.token_hash, digest):
         return None
-    return Actor(name=row.name, role=Role(row.role), agency_code=row.agency_code)
+    actor = Actor(name=row.name, role=Role(row.role), agency_code=row.agency_code)
+    if kept is not None:
+        kept.put(digest, actor, generation)
+    return actor
 
 
 # Both schemes are offered: API clients send a bearer token; spreadsheets, BI "from web"
@@ -191,12 +210,12 @@ async def presented_token(
     return bearer.credentials
 
 
-async def current_actor(request: Request, database: DatabaseDep,
+async def current_actor(request: Request, runtime: RuntimeDep,
                         presented: Annotated[str, Depends(presented_token)]) -> Actor:
     """The caller the token names, on its own short session: the request's transaction
     should not begin before the caller is known."""
-    async with database.sessionmaker() as session:
-        actor = await authenticate(session, presented)
+    async with runtime.database.sessionmaker() as session:
+        actor = await authenticate(session, presented, runtime.tokens)
     if actor is None:
         raise Problem(401, "The token is unknown or revoked.",
                       headers={"WWW-Authenticate": INVALID_TOKEN_CHALLENGE})

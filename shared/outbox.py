@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -11,7 +13,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import tracing
-from shared.db import Database, announce_after_commit
+from shared.db import Database, announce_after_commit, on_driver
 from shared.events import Event
 from shared.kafka_client import KafkaPublisher
 from shared.retry import forever
@@ -21,18 +23,23 @@ from shared.wakeup import Wakeup
 logger = logging.getLogger(__name__)
 
 
+@functools.cache
+def _insert_sql(schema: str) -> str:
+    return (f"INSERT INTO {schema}.outbox (event_id, topic, key, envelope, trace_context) "
+            "VALUES ($1, $2, $3, $4, $5)")
+
+
 async def append(session: AsyncSession, tables: EventTables, topic: str, event: Event) -> None:
     """Adds ``event`` to the outbox in the caller's transaction.
 
     It takes no lock: writers commit side by side. The row has no log position yet;
-    ``sequence`` gives it one once it is committed.
+    ``sequence`` gives it one once it is committed. Sent on the driver (``on_driver``):
+    every complaint posted writes one, and the envelope goes as the JSON text it was encoded to.
     """
-    await session.execute(
-        tables.outbox.insert().values(
-            event_id=event.id, topic=topic, key=event.key, envelope=event.envelope(),
-            trace_context=tracing.current_carrier(),
-        )
-    )
+    carrier = tracing.current_carrier()
+    async with on_driver(session) as driver:
+        await driver.execute(_insert_sql(tables.schema), event.id, topic, event.key,
+                             event.to_json().decode(), json.dumps(carrier) if carrier else None)
     announce_after_commit(session, tables.schema)
 
 

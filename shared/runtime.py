@@ -20,6 +20,7 @@ from shared.outbox import OutboxRelay
 from shared.retry import forever
 from shared.settings import Settings
 from shared.tables import CASE_EVENTS, INTAKE_EVENTS, EventTables
+from shared.token_cache import REVOCATIONS, RevocableCache
 from shared.wakeup import Wakeup
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,8 @@ class Runtime:
     consumers: list[ConsumerRunner] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     wakeup: Wakeup | None = None
+    # Callers of tokens seen lately (shared.auth.authenticate), kept while revocations are heard.
+    tokens: RevocableCache[Any] = field(default_factory=RevocableCache)
 
     @classmethod
     def create(cls, settings: Settings, *, clock: Clock | None = None) -> Runtime:
@@ -57,7 +60,10 @@ class Runtime:
                                     pool_timeout=settings.database_pool_timeout_seconds)
         wakeup = Wakeup(database.dsn, fallback_seconds=settings.wakeup_fallback_seconds)
         database.after_outbox_commit = wakeup.committed
-        return cls(settings, database, clock or SystemClock(), publisher, wakeup=wakeup)
+        tokens: RevocableCache[Any] = RevocableCache()
+        wakeup.watch(REVOCATIONS, tokens.forget, tokens.listening)
+        return cls(settings, database, clock or SystemClock(), publisher, wakeup=wakeup,
+                   tokens=tokens)
 
     def relay(self, tables: EventTables) -> None:
         """Publishes this service's outbox to Kafka (nothing to do without Kafka)."""
@@ -128,7 +134,12 @@ def runtime_of(request: Request) -> Runtime:
     return runtime
 
 
-RuntimeDep = Annotated[Runtime, Depends(runtime_of)]
+async def _runtime(request: Request) -> Runtime:
+    return runtime_of(request)
+
+
+# A coroutine: FastAPI would run a plain function in a thread, which costs more than the look-up.
+RuntimeDep = Annotated[Runtime, Depends(_runtime)]
 
 
 async def clock_of(runtime: RuntimeDep) -> Clock:

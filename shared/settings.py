@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     max_requests_in_flight: int = Field(default=24, ge=0, le=10_000)
     admission_queue: int = Field(default=256, ge=0, le=100_000)
     admission_wait_seconds: float = Field(default=1.0, gt=0, le=30)
+    # HTTP worker processes of `aduan serve` (services/workers.py); 0: one per core (at most 8),
+    # 1: a single process answering requests and running the background work.
+    http_workers: int = Field(default=0, ge=0, le=64)
     # Hostile clients (services/httpserver.py): a request must arrive whole within the deadline;
     # 0 connections per client address means no bound (when a reverse proxy sets its own).
     request_deadline_seconds: float = Field(default=30.0, gt=0)

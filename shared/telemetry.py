@@ -12,7 +12,9 @@ import hmac
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import (
@@ -22,6 +24,7 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -42,13 +45,32 @@ DatabaseFigure = tuple[str, str, tuple[str, ...], str]
 
 @dataclass
 class Telemetry:
+    """The figures of one process.
+
+    With HTTP worker processes (services/workers.py) a worker keeps only its request figures,
+    in prometheus_client's multiprocess files, and forwards a scrape to the main process
+    (``forward_to``, its Unix socket); the main process renders its own figures with the
+    workers' request figures summed from those files (``workers``, their directory).
+    """
+
     database_figures: Sequence[DatabaseFigure] = ()
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    workers: Path | None = None
+    forward_to: Path | None = None
 
     def __post_init__(self) -> None:
         r = self.registry
+        if self.forward_to is not None:
+            self.requests = RequestMetrics(r)
+            return
         ProcessCollector(registry=r)
-        self.requests = RequestMetrics(r)
+        if self.workers is not None:
+            # This process answers only the workers' forwarded scrapes: its own count of them
+            # would repeat the forwarding worker's.
+            self.requests = RequestMetrics(CollectorRegistry())
+            MultiProcessCollector(r, path=str(self.workers))  # type: ignore[no-untyped-call]
+        else:
+            self.requests = RequestMetrics(r)
         self.pool = Gauge("aduan_db_pool_connections", "Database pool connections by state",
                           ("state",), registry=r)
         self.database_up = Gauge("aduan_database_up", "1 when the scrape reached the database",
@@ -70,7 +92,9 @@ class Telemetry:
         self.figures = {name: Gauge(name, doc, labels, registry=r)
                         for name, doc, labels, _ in self.database_figures}
 
-    async def scrape(self, runtime: Runtime) -> bytes:
+    async def scrape(self, runtime: Runtime, authorization: str | None = None) -> bytes:
+        if self.forward_to is not None:
+            return await self._forwarded(self.forward_to, authorization)
         self._pool(runtime)
         self._consumers_in_process(runtime)
         try:
@@ -82,6 +106,17 @@ class Telemetry:
             logger.warning("metrics scrape could not read the database: %s", type(exc).__name__)
             self.database_up.set(0)
         return bytes(generate_latest(self.registry))
+
+    async def _forwarded(self, socket_path: Path, authorization: str | None) -> bytes:
+        headers = {"authorization": authorization} if authorization else {}
+        transport = httpx.AsyncHTTPTransport(uds=str(socket_path))
+        async with httpx.AsyncClient(transport=transport, timeout=SCRAPE_TIMEOUT_SECONDS + 2,
+                                     headers=headers) as client:
+            response = await client.get("http://main/metrics")
+        if response.status_code != 200:
+            raise Problem(503, "The main process did not give its figures "
+                               f"({response.status_code}).")
+        return response.content
 
     def _pool(self, runtime: Runtime) -> None:
         pool = runtime.database.engine.sync_engine.pool
@@ -171,7 +206,8 @@ def metrics_router(telemetry: Telemetry,
             raise Problem(401, "This server's metrics need the bearer token set in "
                                "ADUAN_METRICS_TOKEN.",
                           headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
-        return Response(await telemetry.scrape(runtime), media_type=CONTENT_TYPE_LATEST)
+        return Response(await telemetry.scrape(runtime, request.headers.get("authorization")),
+                        media_type=CONTENT_TYPE_LATEST)
 
     return router
 

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 
 import asyncpg
 
@@ -39,6 +40,15 @@ class Wakeup:
         self._unheard: set[str] = set()
         self._kick = asyncio.Event()
         self._connection: asyncpg.Connection | None = None
+        # Other channels heard on the same connection: name -> (on a notice, on (not) hearing).
+        self._watched: dict[str, tuple[Callable[[str], None], Callable[[bool], None]]] = {}
+
+    def watch(self, name: str, heard: Callable[[str], None],
+              hearing: Callable[[bool], None]) -> None:
+        """Calls ``heard(payload)`` for each notification on channel ``name``, and
+        ``hearing(True/False)`` when this process starts or stops listening to it. Watched
+        before ``run`` starts."""
+        self._watched[name] = (heard, hearing)
 
     def committed(self, schemas: set[str]) -> None:
         """Called once a transaction that appended to these schemas' outboxes committed."""
@@ -62,7 +72,11 @@ class Wakeup:
             async with asyncio.timeout(timeout):
                 await event.wait()
 
-    def _deliver(self, _connection: object, _pid: int, name: str, _payload: str) -> None:
+    def _deliver(self, _connection: object, _pid: int, name: str, payload: str) -> None:
+        watched = self._watched.get(name)
+        if watched is not None:
+            watched[0](payload)
+            return
         for event in self._waiters.get(name.removeprefix(PREFIX), ()):
             event.set()
 
@@ -77,6 +91,8 @@ class Wakeup:
                                type(exc).__name__)
             finally:
                 self.listening = False
+                for _, hearing in self._watched.values():
+                    hearing(False)
                 await self._close()
             for events in self._waiters.values():  # anything may have been missed
                 for event in events:
@@ -87,6 +103,9 @@ class Wakeup:
     async def _serve(self) -> None:
         self._connection = connection = await asyncpg.connect(self.dsn, timeout=5)
         self._unheard = set(self._waiters)
+        for name, (_, hearing) in self._watched.items():
+            await connection.add_listener(name, self._deliver)
+            hearing(True)
         while True:
             unheard, self._unheard = self._unheard, set()
             for schema in sorted(unheard):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
@@ -58,8 +59,29 @@ async def readiness(runtime: Runtime) -> dict[str, str]:
     return checks
 
 
+@dataclass(frozen=True)
+class Role:
+    """What one process of a service does (see services/workers.py).
+
+    One process alone does everything. With HTTP worker processes, the main process runs the
+    services' background work once and renders ``GET /metrics`` with every worker's request
+    figures (``worker_metrics``: prometheus_client's multiprocess directory), while each worker
+    only answers requests and forwards ``GET /metrics`` to the main process (``metrics_from``:
+    its Unix socket).
+    """
+
+    background: bool = True
+    worker_metrics: Path | None = None
+    metrics_from: Path | None = None
+    # Awaited before the runtime stops: the main process lets its workers finish first.
+    before_stop: Callable[[], Awaitable[None]] | None = None
+
+
+ALONE = Role()
+
+
 def build_app(services: Sequence[Service], *, title: str, settings: Settings | None = None,
-              clock: Clock | None = None, description: str = "") -> FastAPI:
+              clock: Clock | None = None, description: str = "", role: Role = ALONE) -> FastAPI:
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -69,14 +91,17 @@ def build_app(services: Sequence[Service], *, title: str, settings: Settings | N
         app.state.database = runtime.database
         app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
         app.state.public_rate_limiter = RateLimiter(settings.public_status_per_minute)
-        for service in services:
-            service.start(runtime)
+        if role.background:
+            for service in services:
+                service.start(runtime)
         runtime.listen()  # after the services subscribed their readers
         logger.info("%s started (%s)", title,
                     "kafka" if runtime.publisher else "database event log")
         try:
             yield
         finally:
+            if role.before_stop is not None:
+                await role.before_stop()
             await runtime.stop()
             logger.info("%s stopped", title)
 
@@ -96,7 +121,8 @@ def build_app(services: Sequence[Service], *, title: str, settings: Settings | N
     app.add_middleware(Admission, limit=settings.max_requests_in_flight,
                        queue=settings.admission_queue, wait=settings.admission_wait_seconds)
     app.add_middleware(BodyGuard)
-    telemetry = Telemetry([figure for service in services for figure in service.figures])
+    telemetry = Telemetry([figure for service in services for figure in service.figures],
+                          workers=role.worker_metrics, forward_to=role.metrics_from)
     app.add_middleware(AccessLog, metrics=telemetry.requests)  # outermost: sees every answer
     app.include_router(metrics_router(telemetry, lambda request: request.app.state.runtime))
 

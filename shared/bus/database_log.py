@@ -33,6 +33,8 @@ from shared.wakeup import Wakeup
 
 logger = logging.getLogger(__name__)
 
+BATCH_LINGER_SECONDS = 0.05
+
 
 class DatabaseLogRunner:
     """Follows outbox tables by position; the position moves with the effect, in one commit."""
@@ -64,6 +66,10 @@ class DatabaseLogRunner:
                     await self.wakeup.wait(self.woken, self.poll_seconds)
                 else:
                     await asyncio.sleep(self.poll_seconds)
+            elif moved < self.batch_size:
+                # Under a steady stream of commits, reading again at once would apply events a
+                # few at a time, each few costing two transactions; a moment's wait gathers them.
+                await asyncio.sleep(BATCH_LINGER_SECONDS)
 
     async def position(self, session: AsyncSession, topic: str) -> int:
         """Where this consumer stands in ``topic``'s log.

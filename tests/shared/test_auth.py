@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from shared.auth import revoke_token
-from shared.db import Database
-from tests.support import BackingServices, bearer, complaint, query, running_app
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+
+from shared.auth import Actor, hash_token, revoke_token
+from shared.db import Database, asyncpg_dsn
+from shared.token_cache import REVOCATIONS, RevocableCache
+from tests.support import BackingServices, bearer, complaint, eventually, query, running_app
 
 OPEN_PATHS = {"/healthz", "/readyz", "/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc",
               "/asyncapi.json", "/metrics"}
@@ -204,3 +209,39 @@ async def test_a_refused_role_still_spends_the_tokens_rate(services: BackingServ
                                    headers=bearer(analyst))
         assert summary.status_code == 429
         assert int(summary.headers["retry-after"]) >= 1
+
+
+async def test_revocation_by_another_process_takes_effect_while_callers_are_kept(
+    services: BackingServices,
+) -> None:
+    """The app keeps the callers of tokens it saw; a revocation committed elsewhere (the
+    command line's, here as its SQL on a connection of its own) is heard and refused."""
+    token = await services.token("partner", "posko")
+    async with running_app(services) as client:
+        runtime = client.app.state.runtime  # type: ignore[attr-defined]
+        await eventually(_hearing(runtime.tokens), timeout=10)
+        for _ in range(2):
+            assert (await client.get("/v1/complaints", headers=bearer(token))).status_code == 200
+        assert runtime.tokens.get(hash_token(token)) is not None  # kept: no look-up
+        connection = await asyncpg.connect(asyncpg_dsn(services.database_url))
+        try:
+            async with connection.transaction():
+                await connection.execute(
+                    "UPDATE auth.tokens SET revoked_at = now() WHERE name = 'posko'")
+                await connection.execute("SELECT pg_notify($1, 'posko')", REVOCATIONS)
+        finally:
+            await connection.close()
+
+        async def refused() -> None:
+            response = await client.get("/v1/complaints", headers=bearer(token))
+            assert response.status_code == 401
+
+        await eventually(refused, timeout=2, interval=0.01)
+        assert runtime.tokens.get(hash_token(token)) is None
+
+
+def _hearing(cache: RevocableCache[Actor]) -> Callable[[], Awaitable[None]]:
+    async def check() -> None:
+        assert cache.hearing
+
+    return check
