@@ -112,8 +112,9 @@ def spans_sql(spans: Sequence[Span], name: str, params: dict[str, object]) -> st
 def parts_sql(first: date, last: date, params: dict[str, object]) -> str:
     """The counts a summary of ``[first, last]`` needs, as rows ``(part, measure, key, n)``:
     ``within`` the period (every measure but places), ``before`` its start (running measures
-    only), ``month`` (received by substance, ``measure`` the month) and ``places`` (how many
-    distinct on-the-spot places, in ``n``). A bounded number of rows whatever the period's
+    only), ``month`` (per month in ``measure``: received reports in ``n``, the most frequent
+    substance, alphabetically first on a tie, in ``key``) and ``places`` (how many distinct
+    on-the-spot places, in ``n``). A bounded number of rows whatever the period's
     length (see ``metrics_worker.calendar``)."""
     params.update({"running": list(RUNNING), "place_measure": ON_THE_SPOT_PLACE,
                    "substance_measure": RECEIVED_SUBSTANCE})
@@ -126,8 +127,11 @@ def parts_sql(first: date, last: date, params: dict[str, object]) -> str:
         SELECT 'before', measure, key, sum(n) FROM ({before}) b
         WHERE measure = ANY(:running) GROUP BY 1, 2, 3
         UNION ALL
-        SELECT 'month', month, key, sum(n) FROM ({_substances_by_month_sql(first, last, params)})
-        m GROUP BY 1, 2, 3
+        SELECT 'month', month, top, received FROM (
+          SELECT DISTINCT ON (month) month, key AS top,
+                 sum(sum(n)) OVER (PARTITION BY month) AS received
+          FROM ({_substances_by_month_sql(first, last, params)}) m
+          GROUP BY month, key ORDER BY month, sum(n) DESC, key) m
         UNION ALL
         SELECT 'places', NULL, NULL, count(*) FROM (
           SELECT key FROM ({within}) p WHERE measure = :place_measure
@@ -141,7 +145,8 @@ class Totals:
     within: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
     before_start: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
     through_end: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
-    by_month: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
+    by_month: dict[str, int] = field(default_factory=dict)  # received reports
+    top_substance: dict[str, str] = field(default_factory=dict)  # by month
     places: int = 0
 
     def total(self, part: dict[str, dict[str, int]], measure: str) -> int:
@@ -149,8 +154,10 @@ class Totals:
 
     def take(self, part: str, measure: str, key: str, n: int) -> None:
         """One row of ``parts_sql`` other than ``places``."""
-        {"within": self.within, "before": self.before_start,
-         "month": self.by_month}[part][measure][key] = n
+        if part == "month":
+            self.by_month[measure], self.top_substance[measure] = n, key
+        else:
+            (self.within if part == "within" else self.before_start)[measure][key] = n
 
     def close(self) -> Totals:
         """Derives the running totals through the period's end, once every row is taken."""

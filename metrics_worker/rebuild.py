@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -187,11 +188,26 @@ async def rebuild(settings: Settings, *, progress: ProgressReport | None = None,
     """Drops the read model and replays every event; Kafka when configured, else the database."""
     if settings.database_url is None:
         raise RuntimeError("ADUAN_DATABASE_URL is not set")
-    async with Database.opened(settings.database_url, pool_size=2) as database:
-        if settings.kafka_bootstrap_servers:
-            return await _rebuild_from_kafka(settings, settings.kafka_bootstrap_servers,
-                                             database, progress or Silent(), batch_size)
-        return await _rebuild_from_database(database, progress or Silent(), batch_size)
+    with _without_cycle_collection():
+        async with Database.opened(settings.database_url, pool_size=2) as database:
+            if settings.kafka_bootstrap_servers:
+                return await _rebuild_from_kafka(settings, settings.kafka_bootstrap_servers,
+                                                 database, progress or Silent(), batch_size)
+            return await _rebuild_from_database(database, progress or Silent(), batch_size)
+
+
+@contextlib.contextmanager
+def _without_cycle_collection() -> Iterator[None]:
+    """The fold keeps every case and event id in memory and makes no reference cycles: the
+    cyclic garbage collector would walk that growing heap again and again for nothing (a third
+    of the reading time when measured)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 # --- writing the read model --------------------------------------------------------------------
@@ -253,6 +269,8 @@ class Writer:
         await self.copying
         await self.connection.copy_records_to_table(
             "cases", schema_name=SCHEMA, columns=CASE_COLUMNS, records=self.replay.case_rows())
+        # The aggregates group every increment of the log at once: in memory, not spilled.
+        await self.session.execute(text("SET LOCAL work_mem = '128MB'"))
         await aggregates.derive(self.session)
         # No ANALYZE here (a tenth of the rebuild's time): the emptied tables' statistics say
         # "unknown", so the planner reads their sizes from the files until autovacuum, counting

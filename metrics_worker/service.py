@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator
 from zoneinfo import ZoneInfo
 
@@ -27,13 +26,12 @@ def rate(part: int, whole: int) -> float:
     return round(part / whole, 4) if whole else 0.0
 
 
-def peak_month(by_month: dict[str, int], substances: dict[str, Counter[str]]) -> PeakMonth | None:
+def peak_month(by_month: dict[str, int], top_substance: dict[str, str]) -> PeakMonth | None:
     if not any(by_month.values()):
         return None
     month = min(by_month, key=lambda m: (-by_month[m], m))  # most; earliest on a tie
-    counts = substances.get(month, Counter())
-    top = min(counts, key=lambda s: (-counts[s], s)) if counts else None
-    return PeakMonth(month=month, received=by_month[month], top_substance=top)
+    return PeakMonth(month=month, received=by_month[month],
+                     top_substance=top_substance.get(month))
 
 
 def _nonzero(values: dict[str, int]) -> dict[str, int]:
@@ -52,9 +50,7 @@ async def summary(session: AsyncSession, period: Period, zone: ZoneInfo) -> Summ
     totals = found.totals
     within, before, through = totals.within, totals.before_start, totals.through_end
 
-    by_month = {month: sum(totals.by_month.get(month, {}).values())
-                for month in period.months()}
-    substances_by_month = {m: Counter(v) for m, v in totals.by_month.items()}
+    by_month = {month: totals.by_month.get(month, 0) for month in period.months()}
     # Open at some moment of the period: received by its end, not closed before its start.
     handled = totals.total(through, counts.OPENED) - totals.total(before, counts.CLOSED)
     closed = totals.total(within, counts.CLOSED)
@@ -82,7 +78,7 @@ async def summary(session: AsyncSession, period: Period, zone: ZoneInfo) -> Summ
         received_by_channel=_nonzero(within.get(counts.RECEIVED_CHANNEL, {})),
         received_by_substance=_nonzero(within.get(counts.RECEIVED_SUBSTANCE, {})),
         received_by_agency=_nonzero(within.get(counts.RECEIVED_AGENCY, {})),
-        peak_month=peak_month(by_month, substances_by_month),
+        peak_month=peak_month(by_month, totals.top_substance),
         on_the_spot_locations=totals.places,
         registered=totals.total(within, counts.REGISTERED),
         handled=handled,
