@@ -145,7 +145,10 @@ async def test_database_restart_under_load(kafka: str, tmp_path: Path) -> None:
             codes = load.codes()
             assert set(codes) <= {201, 503}, codes
             assert codes[503] >= 1 or during.status_code == 503
-            assert during.status_code in (401, 503)
+            # The partner's caller is kept by the server (shared/token_cache.py), so its
+            # malformed body can be refused without the database (422); a look-up would have
+            # found the database away (503).
+            assert during.status_code in (401, 422, 503)
             assert not load.errors, load.errors[:3]
             assert load.slowest() < 20
             accepted = len(load.accepted)
