@@ -51,6 +51,10 @@ async def snapshot(database_url: str) -> dict[str, list[Any]]:
         result["log_positions"] = [tuple(row) for row in await session.execute(text(
             "SELECT log, position FROM metrics.log_positions WHERE consumer = :c ORDER BY 1"),
             {"c": CONSUMER})]
+        # The rebuild drops and builds the secondary indexes: built again as migrated.
+        result["indexes"] = [tuple(row) for row in await session.execute(text(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'metrics' "
+            "ORDER BY 1"))]
     return result
 
 
