@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -46,38 +47,68 @@ def normalize_place(place: str | None) -> str | None:
 
 
 async def record_contact(session: AsyncSession, data: dict[str, Any]) -> None:
-    location = data.get("location") or {}
-    place = normalize_place(location.get("place")) if data["channel"] == "on_the_spot" else None
-    at = datetime.fromisoformat(data["received_at"])
-    agency = data["reported_agency"]["code"]
-    inserted = await session.execute(pg_insert(Contact).values(
-        complaint_id=uuid.UUID(data["id"]), kind=data["kind"], channel=data["channel"],
-        substance=data["substance"], agency=agency, received_at=at, place=place,
-    ).on_conflict_do_nothing().returning(Contact.complaint_id))
-    if inserted.first() is None:
-        return  # the same complaint under another event id: counted already
-    increments = [(at, counts.CONTACTS, data["kind"])]
-    if place is not None:
-        increments.append((at, counts.ON_THE_SPOT_PLACE, place))
-    if data["kind"] in CASE_OPENING_KINDS:
-        increments += [(at, counts.RECEIVED_CHANNEL, data["channel"]),
-                       (at, counts.RECEIVED_SUBSTANCE, data["substance"]),
-                       (at, counts.RECEIVED_AGENCY, agency)]
+    await record_contacts(session, [data])
+
+
+async def record_contacts(session: AsyncSession, contacts: Sequence[dict[str, Any]]) -> None:
+    """The contacts of ``complaint.received`` events: one insert, then one addition to the
+    counts for those not recorded before (a complaint under two event ids counts once)."""
+    rows = []
+    for data in contacts:
+        location = data.get("location") or {}
+        place = normalize_place(location.get("place")) \
+            if data["channel"] == "on_the_spot" else None
+        rows.append({"complaint_id": uuid.UUID(data["id"]), "kind": data["kind"],
+                     "channel": data["channel"], "substance": data["substance"],
+                     "agency": data["reported_agency"]["code"],
+                     "received_at": datetime.fromisoformat(data["received_at"]), "place": place})
+    if not rows:
+        return
+    new = set((await session.execute(
+        pg_insert(Contact).values(rows).on_conflict_do_nothing().returning(Contact.complaint_id)
+    )).scalars())
+    increments: list[counts.Increment] = []
+    for row in rows:
+        if row["complaint_id"] not in new:
+            continue  # the same complaint under another event id: counted already
+        new.discard(row["complaint_id"])
+        at, place = row["received_at"], row["place"]
+        increments.append((at, counts.CONTACTS, row["kind"]))
+        if place is not None:
+            increments.append((at, counts.ON_THE_SPOT_PLACE, place))
+        if row["kind"] in CASE_OPENING_KINDS:
+            increments += [(at, counts.RECEIVED_CHANNEL, row["channel"]),
+                           (at, counts.RECEIVED_SUBSTANCE, row["substance"]),
+                           (at, counts.RECEIVED_AGENCY, row["agency"])]
     await counts.add(session, increments)
 
 
 async def record_opened(session: AsyncSession, data: dict[str, Any], zone: str) -> None:
-    at = datetime.fromisoformat(data["received_at"])
-    inserted = await session.execute(pg_insert(CaseFact).values(
-        case_id=uuid.UUID(data["case_id"]), kind=data["kind"], channel=data["channel"],
-        substance=data["substance"], agency=data["agency"], received_at=at,
-        opened_status=data["status"], status=data["status"], version=int(data.get("version", 1)),
-        examination_at=None,
-    ).on_conflict_do_nothing().returning(CaseFact.case_id))
-    if inserted.first() is None:
+    await record_openings(session, [data], zone)
+
+
+async def record_openings(session: AsyncSession, openings: Sequence[dict[str, Any]],
+                          zone: str) -> None:
+    """The cases of ``case.opened`` events: one insert, one addition to the counts."""
+    rows = [{"case_id": uuid.UUID(data["case_id"]), "kind": data["kind"],
+             "channel": data["channel"], "substance": data["substance"],
+             "agency": data["agency"], "received_at": datetime.fromisoformat(data["received_at"]),
+             "opened_status": data["status"], "status": data["status"],
+             "version": int(data.get("version", 1)), "examination_at": None}
+            for data in openings]
+    if not rows:
         return
-    year = received_year(at, zone)
-    await counts.add(session, [(at, counts.OPENED, year), (at, counts.STATUS_IN, data["status"])])
+    new = set((await session.execute(
+        pg_insert(CaseFact).values(rows).on_conflict_do_nothing().returning(CaseFact.case_id)
+    )).scalars())
+    increments: list[counts.Increment] = []
+    for row in rows:
+        if row["case_id"] in new:
+            new.discard(row["case_id"])
+            at = row["received_at"]
+            increments += [(at, counts.OPENED, received_year(at, zone)),
+                           (at, counts.STATUS_IN, row["status"])]
+    await counts.add(session, increments)
 
 
 async def record_transition(session: AsyncSession, data: dict[str, Any], zone: str) -> None:
@@ -174,6 +205,37 @@ async def project(session: AsyncSession, event: Event) -> None:
         raise UnknownEventType(event.type)
 
 
+async def project_batch(session: AsyncSession, events: Sequence[Event]) -> None:
+    """``project`` for a batch: contacts and openings gathered into one insert each and one
+    addition to the counts, written before any transition (which may need its case) and at the
+    end; transitions one by one, in order."""
+    zone: str | None = None
+    contacts: list[dict[str, Any]] = []
+    openings: list[dict[str, Any]] = []
+
+    async def gathered() -> None:
+        nonlocal zone
+        await record_contacts(session, contacts)
+        if openings:
+            zone = zone or await office_timezone(session)
+            await record_openings(session, openings, zone)
+        contacts.clear()
+        openings.clear()
+
+    for event in events:
+        if event.type == COMPLAINT_RECEIVED:
+            contacts.append(event.data)
+        elif event.type == CASE_OPENED:
+            openings.append(event.data)
+        elif event.type == CASE_TRANSITIONED:
+            await gathered()
+            zone = zone or await office_timezone(session)
+            await record_transition(session, event.data, zone)
+        elif event.type != COMPLAINT_ATTACHMENT_ADDED:
+            raise UnknownEventType(event.type)
+    await gathered()
+
+
 async def office_timezone(session: AsyncSession) -> str:
     zone = await session.scalar(text("SELECT metrics.office_timezone()"))
     return str(zone)
@@ -184,4 +246,5 @@ def received_year(at: datetime, zone: str) -> str:
     return str(at.astimezone(ZoneInfo(zone)).year)
 
 
-SUBSCRIPTION = Subscription(CONSUMER, (COMPLAINTS_TOPIC, CASES_TOPIC), project, METRICS_EVENTS)
+SUBSCRIPTION = Subscription(CONSUMER, (COMPLAINTS_TOPIC, CASES_TOPIC), project, METRICS_EVENTS,
+                            batch_handler=project_batch)
