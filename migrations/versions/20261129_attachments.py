@@ -1,20 +1,11 @@
-"""Attachments: evidence files of a complaint, their bytes kept in pieces in PostgreSQL.
-
-Revision ID: 20261129_attachments
-Revises: 0006
-Create Date: 2026-11-29
-"""
-
-from collections.abc import Sequence
+"""Attachments: evidence files of a complaint, their bytes kept in pieces in PostgreSQL."""
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "20261129_attachments"
-down_revision: str | None = "0006"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "20261129_attachments"
+down_revision = "0006"
 
 
 def upgrade() -> None:

@@ -3,20 +3,12 @@
 ``metrics.office_timezone()`` ran with the caller's rights, so the views that call it failed
 for ``aduan_bi`` (``permission denied for table office``). It now runs with its owner's rights,
 reading only that one value, and only ``aduan_bi`` (besides its owner) may call it.
-
-Revision ID: 20261129_bi_grants
-Revises: 20261129_webhooks
-Create Date: 2026-11-29
 """
-
-from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "20261129_bi_grants"
-down_revision: str | None = "20261129_webhooks"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "20261129_bi_grants"
+down_revision = "20261129_webhooks"
 
 BI_ROLE = "aduan_bi"
 

@@ -2,20 +2,12 @@
 
 The view columns are a published interface (Metabase, Superset and the like read them): add
 columns in new migrations, never rename or drop them.
-
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-11-29
 """
-
-from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0002"
-down_revision: str | None = "0001"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0002"
+down_revision = "0001"
 
 BI_ROLE = "aduan_bi"
 

@@ -3,21 +3,13 @@
 Every figure that is a count over a period, or a count of cases open at a moment, is a sum of
 per-day increments (a case open at a moment is one received before it and not closed before
 it). The projection adds to these rows in the transaction of each event.
-
-Revision ID: 0003
-Revises: 0002
-Create Date: 2026-11-29
 """
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0003"
-down_revision: str | None = "0002"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0003"
+down_revision = "0002"
 
 
 def upgrade() -> None:

@@ -3,22 +3,14 @@
 It was made with every service's event tables; the metrics worker only reads events, so no row
 was ever written to it, no relay read it and no reader follows it as a log. Its processed-event,
 log-position and dead-letter tables stay.
-
-Revision ID: 20261129_drop_metrics_outbox
-Revises: 20261129_liaison_counts
-Create Date: 2026-11-29
 """
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
-revision: str = "20261129_drop_metrics_outbox"
-down_revision: str | None = "20261129_liaison_counts"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "20261129_drop_metrics_outbox"
+down_revision = "20261129_liaison_counts"
 
 
 def upgrade() -> None:

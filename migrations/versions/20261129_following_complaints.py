@@ -2,22 +2,14 @@
 
 Existing rows are filled from the other schema once, here, so that old complaints show their
 outcome and old cases their facts; from now on each service learns them from events.
-
-Revision ID: 0006
-Revises: 0005
-Create Date: 2026-11-29
 """
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0006"
-down_revision: str | None = "0005"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0006"
+down_revision = "0005"
 
 OUTCOME_COLUMNS = (
     ("case_updated_at", sa.DateTime(timezone=True)),

@@ -1,20 +1,11 @@
-"""Initial schemas: auth, intake, cases, metrics, each with its outbox and tracking tables.
-
-Revision ID: 0001
-Revises:
-Create Date: 2026-11-29 10:35:28.188974
-"""
-
-from collections.abc import Sequence
+"""Initial schemas: auth, intake, cases, metrics, each with its outbox and tracking tables."""
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0001"
-down_revision: str | None = None
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0001"
+down_revision = None
 
 
 SCHEMAS = ("auth", "intake", "cases", "metrics")

@@ -7,21 +7,13 @@
   by day, month and year from the rows already there.
 - ``ix_metrics_cases_days_to_close`` carries ``received_at``, so the exact median of days to
   close reads its one bucket from the index without visiting the table.
-
-Revision ID: 20261129_liaison_counts
-Revises: 20261129_bi_grants
-Create Date: 2026-11-29 19:20:00
 """
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "20261129_liaison_counts"
-down_revision: str | None = "20261129_bi_grants"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "20261129_liaison_counts"
+down_revision = "20261129_bi_grants"
 
 MEASURES = ("on_the_spot_place", "clarification_requested", "overdue_from", "overdue_ended")
 # metrics_worker.counts.PLACE_AND_LIAISON_INCREMENTS as of this revision.

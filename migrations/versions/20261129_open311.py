@@ -1,20 +1,11 @@
-"""Open311 GeoReport v2 requests: the coordinates, address and media URL a civic client sent.
-
-Revision ID: 20261129_open311
-Revises: 20261129_attachments
-Create Date: 2026-11-29
-"""
-
-from collections.abc import Sequence
+"""Open311 GeoReport v2 requests: the coordinates, address and media URL a civic client sent."""
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "20261129_open311"
-down_revision: str | None = "20261129_attachments"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "20261129_open311"
+down_revision = "20261129_attachments"
 
 
 def upgrade() -> None:

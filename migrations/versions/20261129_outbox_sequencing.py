@@ -6,21 +6,13 @@
 - Every outbox gets ``id`` (the order rows were written in) as its key; ``position`` (the log
   order database-log consumers follow) is given after commit by ``shared.outbox.sequence``
   instead of under an advisory lock held by every writer until its commit.
-
-Revision ID: 0005
-Revises: 0004
-Create Date: 2026-11-29 16:20:00
 """
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005"
-down_revision: str | None = "0004"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0005"
+down_revision = "0004"
 
 EVENT_SCHEMAS = ("cases", "intake", "metrics")
 

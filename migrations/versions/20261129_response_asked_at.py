@@ -4,21 +4,13 @@
 ``ix_metrics_transitions_response_hours``, so the exact median of response hours reads its one
 bucket from the index alone instead of joining every response to its request. Filled from the
 rows already there.
-
-Revision ID: 20261129_response_asked_at
-Revises: 20261129_drop_metrics_outbox
-Create Date: 2026-11-29 19:40:00
 """
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "20261129_response_asked_at"
-down_revision: str | None = "20261129_drop_metrics_outbox"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "20261129_response_asked_at"
+down_revision = "20261129_drop_metrics_outbox"
 
 
 def upgrade() -> None:

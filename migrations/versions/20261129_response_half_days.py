@@ -5,20 +5,12 @@ over many agencies and years a period's histogram summed tens of thousands of ro
 bucket is now ``floor(answered_after_hours / 12)`` (``metrics_worker.histograms``); the exact
 median still reads the hours of one bucket from ``ix_metrics_transitions_response_hours``.
 Recounted from the responses already there.
-
-Revision ID: 20261129_response_half_days
-Revises: 20261129_response_asked_at
-Create Date: 2026-11-29 19:50:00
 """
-
-from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "20261129_response_half_days"
-down_revision: str | None = "20261129_response_asked_at"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "20261129_response_half_days"
+down_revision = "20261129_response_asked_at"
 
 
 def _recount(bucket: str) -> None:

@@ -6,21 +6,13 @@
   ``transitions.answered_after_hours`` (each row's bucket, indexed) for the exact medians.
 - an index walking on-the-spot places one by one, for distinct places.
 Filled from the read model already there.
-
-Revision ID: 20261129_summary_rollups
-Revises: 20261129_open311
-Create Date: 2026-11-29 16:45:00
 """
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "20261129_summary_rollups"
-down_revision: str | None = "20261129_open311"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "20261129_summary_rollups"
+down_revision = "20261129_open311"
 
 LOCAL_DAY = "(({column}) AT TIME ZONE metrics.office_timezone())::date"
 

@@ -1,20 +1,11 @@
-"""Webhook subscriptions and their deliveries, in the intake schema.
-
-Revision ID: 20261129_webhooks
-Revises: 20261129_outbox_trace_context
-Create Date: 2026-11-29
-"""
-
-from collections.abc import Sequence
+"""Webhook subscriptions and their deliveries, in the intake schema."""
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "20261129_webhooks"
-down_revision: str | None = "20261129_outbox_trace_context"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "20261129_webhooks"
+down_revision = "20261129_outbox_trace_context"
 
 
 def upgrade() -> None:
