@@ -47,7 +47,7 @@ async def read(session: AsyncSession, period: Period, start: datetime,
                                               ('examination_closures', examination_closures))
              AS t (figure, n)
         WHERE period = :label"""), params)
-    for part, measure, key, bucket, n, value, at in rows.tuples():
+    for part, measure, key, bucket, n, value, at in rows:
         if part == "median":
             result.middles.take(measure, key, bucket, n, value)
         elif part == "as_of":

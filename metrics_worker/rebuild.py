@@ -418,7 +418,7 @@ async def _dead_letter(settings: Settings, bootstrap: str, database: Database,
                                  publisher=publisher, group_prefix=settings.group_prefix)
     try:
         for record, event, error in rejected:
-            await runner.applier.dead(event, error, runner._dead_letter_for(record))
+            await runner.applier.dead(event, error, runner.dead_letter_for(record))
     finally:
         await publisher.close()
 

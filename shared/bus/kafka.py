@@ -192,7 +192,7 @@ class KafkaConsumerRunner:
                                          Event | MalformedEvent]]) -> None:
         for record, outcome in parsed:
             if isinstance(outcome, MalformedEvent):
-                await self.applier.dead(None, str(outcome), self._dead_letter_for(record))
+                await self.applier.dead(None, str(outcome), self.dead_letter_for(record))
 
     async def process(self, partition: TopicPartition,
                       records: Sequence[ConsumerRecord[bytes, bytes]]) -> int:
@@ -210,7 +210,7 @@ class KafkaConsumerRunner:
                           parsed: Sequence[tuple[ConsumerRecord[bytes, bytes],
                                                  Event | MalformedEvent]]) -> int:
         for record, outcome in parsed:
-            dead_letter = self._dead_letter_for(record)
+            dead_letter = self.dead_letter_for(record)
             if isinstance(outcome, MalformedEvent):
                 await self.applier.dead(None, str(outcome), dead_letter)
                 continue
@@ -223,7 +223,7 @@ class KafkaConsumerRunner:
         self.parked_since.pop(partition, None)
         return int(parsed[-1][0].offset) + 1
 
-    def _dead_letter_for(self, record: ConsumerRecord[bytes, bytes]) -> DeadLetter:
+    def dead_letter_for(self, record: ConsumerRecord[bytes, bytes]) -> DeadLetter:
         async def dead_letter(event: Event | None, error: str) -> None:
             headers = [
                 *[(k, v) for k, v in (record.headers or ()) if k != "error"],
