@@ -56,8 +56,9 @@ class Settings(BaseSettings):
     expiry_interval_seconds: float = Field(default=30.0, gt=0)
     consumer_poll_seconds: float = Field(default=0.2, gt=0)
     relay_poll_seconds: float = Field(default=0.2, gt=0)
-    # Database-log readers and relays wake on LISTEN/NOTIFY; they also look this often anyway.
-    wakeup_fallback_seconds: float = Field(default=10.0, gt=0, le=3600)
+    # Database-log readers and relays wake on LISTEN/NOTIFY; they also look this often anyway
+    # (each look is a few short transactions per reader: most of what an idle server does).
+    wakeup_fallback_seconds: float = Field(default=30.0, gt=0, le=3600)
     # When set, GET /metrics needs it as a bearer token.
     metrics_token: str | None = None
     # Kafka clients. A consumer's fetch waits at most this long for records to arrive; with one

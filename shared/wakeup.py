@@ -30,7 +30,7 @@ def channel(schema: str) -> str:
 
 
 class Wakeup:
-    def __init__(self, dsn: str, *, fallback_seconds: float = 10.0) -> None:
+    def __init__(self, dsn: str, *, fallback_seconds: float = 30.0) -> None:
         self.dsn = dsn
         self.fallback_seconds = fallback_seconds
         self.listening = False
