@@ -46,6 +46,26 @@ def normalize_place(place: str | None) -> str | None:
     return " ".join(visible.split()).casefold()
 
 
+def contact_values(data: dict[str, Any]) -> dict[str, Any]:
+    """The ``contacts`` row of a ``complaint.received`` event (live projection and rebuild)."""
+    location = data.get("location") or {}
+    place = normalize_place(location.get("place")) if data["channel"] == "on_the_spot" else None
+    return {"complaint_id": uuid.UUID(data["id"]), "kind": data["kind"],
+            "channel": data["channel"], "substance": data["substance"],
+            "agency": data["reported_agency"]["code"],
+            "received_at": datetime.fromisoformat(data["received_at"]), "place": place}
+
+
+def opening_values(data: dict[str, Any]) -> dict[str, Any]:
+    """The ``cases`` row of a ``case.opened`` event, before any transition (live projection
+    and rebuild)."""
+    return {"case_id": uuid.UUID(data["case_id"]), "kind": data["kind"],
+            "channel": data["channel"], "substance": data["substance"],
+            "agency": data["agency"], "received_at": datetime.fromisoformat(data["received_at"]),
+            "opened_status": data["status"], "status": data["status"],
+            "version": int(data.get("version", 1)), "examination_at": None}
+
+
 async def record_contact(session: AsyncSession, data: dict[str, Any]) -> None:
     await record_contacts(session, [data])
 
@@ -53,15 +73,7 @@ async def record_contact(session: AsyncSession, data: dict[str, Any]) -> None:
 async def record_contacts(session: AsyncSession, contacts: Sequence[dict[str, Any]]) -> None:
     """The contacts of ``complaint.received`` events: one insert, then one addition to the
     counts for those not recorded before (a complaint under two event ids counts once)."""
-    rows = []
-    for data in contacts:
-        location = data.get("location") or {}
-        place = normalize_place(location.get("place")) \
-            if data["channel"] == "on_the_spot" else None
-        rows.append({"complaint_id": uuid.UUID(data["id"]), "kind": data["kind"],
-                     "channel": data["channel"], "substance": data["substance"],
-                     "agency": data["reported_agency"]["code"],
-                     "received_at": datetime.fromisoformat(data["received_at"]), "place": place})
+    rows = [contact_values(data) for data in contacts]
     if not rows:
         return
     new = set((await session.execute(
@@ -90,12 +102,7 @@ async def record_opened(session: AsyncSession, data: dict[str, Any], zone: str) 
 async def record_openings(session: AsyncSession, openings: Sequence[dict[str, Any]],
                           zone: str) -> None:
     """The cases of ``case.opened`` events: one insert, one addition to the counts."""
-    rows = [{"case_id": uuid.UUID(data["case_id"]), "kind": data["kind"],
-             "channel": data["channel"], "substance": data["substance"],
-             "agency": data["agency"], "received_at": datetime.fromisoformat(data["received_at"]),
-             "opened_status": data["status"], "status": data["status"],
-             "version": int(data.get("version", 1)), "examination_at": None}
-            for data in openings]
+    rows = [opening_values(data) for data in openings]
     if not rows:
         return
     new = set((await session.execute(

@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import String, Table
 
-from metrics_worker.consumer import normalize_place
+from metrics_worker.consumer import contact_values, opening_values
 from metrics_worker.models import CaseFact, Contact, TransitionFact
 from shared.events import (
     CASE_OPENED,
@@ -149,13 +149,9 @@ class Replay:
         return [case.row for case in self.cases.values()]
 
     def _contact(self, data: dict[str, Any]) -> None:
-        complaint_id = uuid.UUID(data["id"])
-        location = data.get("location") or {}
-        place = normalize_place(location.get("place")) if data["channel"] == "on_the_spot" \
-            else None
-        row = (complaint_id, data["kind"], data["channel"], data["substance"],
-               data["reported_agency"]["code"], datetime.fromisoformat(data["received_at"]),
-               place)
+        values = contact_values(data)
+        complaint_id = values["complaint_id"]
+        row = tuple(values[name] for name in CONTACT_COLUMNS)
         _check_contact(row)
         if complaint_id in self.complaints:
             return  # the same complaint under another event id: counted already
@@ -163,12 +159,8 @@ class Replay:
         self.contacts.append(row)
 
     def _opened(self, data: dict[str, Any]) -> None:
-        case_id = uuid.UUID(data["case_id"])
-        at = datetime.fromisoformat(data["received_at"])
-        values = {"case_id": case_id, "kind": data["kind"], "channel": data["channel"],
-                  "substance": data["substance"], "agency": data["agency"], "received_at": at,
-                  "opened_status": data["status"], "status": data["status"],
-                  "version": int(data.get("version", 1))}
+        values = opening_values(data)
+        case_id, at = values["case_id"], values["received_at"]
         row = [values.get(name) for name in CASE_COLUMNS]
         _check_case(tuple(row))
         if case_id in self.cases:
