@@ -145,7 +145,7 @@ async def record_transition(session: AsyncSession, data: dict[str, Any], zone: s
         closed_after_days = (at - case.received_at) // timedelta(days=1)
         if data.get("closure_stage"):
             samples.append((at, histograms.DAYS_TO_CLOSE, data["closure_stage"],
-                            closed_after_days))
+                            (at - case.received_at) // timedelta(hours=1)))
         increments += [(at, counts.CLOSED, year),
                        (at, counts.CLOSED_STAGE, data.get("closure_stage") or ""),
                        (at, counts.CLOSED_REASON, data.get("reason") or "")]
@@ -166,8 +166,7 @@ async def record_transition(session: AsyncSession, data: dict[str, Any], zone: s
                                asked.agency))
         if data["action"] == "respond":
             answered_after_hours, asked_at = (at - asked.at) // timedelta(hours=1), asked.at
-            samples.append((at, histograms.RESPONSE_HOURS, agency,
-                            answered_after_hours // histograms.RESPONSE_BUCKET_HOURS))
+            samples.append((at, histograms.RESPONSE_HOURS, agency, answered_after_hours))
     await counts.add(session, increments)
     await histograms.add(session, samples)
     session.add(TransitionFact(
