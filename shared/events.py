@@ -161,7 +161,8 @@ def plain_envelope(value: bytes | str) -> dict[str, Any] | None:
     (``Event.from_json``) can tell apart from what is not an event.
 
     orjson reads UTF-8 only, as the SDK does, and refuses what ``json`` would let through
-    (lone surrogates, numbers beyond 64 bits, ``NaN``): such records take the SDK's way.
+    (lone surrogates, ``NaN``, ``1e400``): such records take the SDK's way. It reads an
+    integer beyond 64 bits as a float, though: data holding a float is read again by ``json``.
     """
     try:
         attributes = orjson.loads(value)
@@ -171,6 +172,9 @@ def plain_envelope(value: bytes | str) -> dict[str, Any] | None:
             and attributes.get("specversion") == "1.0"
             and isinstance(attributes.get("data"), dict) and _plain_text(attributes)):
         return None
+    if _holds_float(attributes["data"]):
+        attributes["data"] = json.loads(value.decode() if isinstance(value, bytes)
+                                        else value)["data"]
     try:
         time = datetime.fromisoformat(attributes["time"])
     except ValueError:
@@ -179,3 +183,12 @@ def plain_envelope(value: bytes | str) -> dict[str, Any] | None:
         return None
     attributes["time"] = time
     return attributes
+
+
+def _holds_float(value: Any) -> bool:
+    """Whether a dict or list holds a float, at any depth."""
+    for item in value.values() if type(value) is dict else value:
+        kind = type(item)
+        if kind is float or ((kind is dict or kind is list) and _holds_float(item)):
+            return True
+    return False
