@@ -4,13 +4,14 @@ At most ``limit`` requests run at a time; up to ``queue`` more wait for a slot, 
 served. Every request has a budget of ``wait`` seconds counted from its arrival, when the server
 read its first byte (``ARRIVED``, stamped by services/httpserver.py): time spent before it
 reached this middleware, while the event loop was busy with others, counts too. A request is
-answered 503 problem JSON with ``Retry-After`` as soon as it is clear it cannot start within its
-budget: at once when it is already too old, when the queue is full, or when the requests ahead
-of it would hold the slots longer than it has left (from the time a request has recently held a
-slot); otherwise when its budget runs out while it waits. The refusal reads nothing, looks up
-nothing and touches no database, so requests already admitted keep their latency and a client
-is never held for long. A request is refused only before it starts, so an answer of 201 still
-always means committed.
+answered 503 problem JSON with ``Retry-After`` as soon as it is clear it cannot be served within
+its budget: at once when it is already too old, when the queue is full, or when waiting for the
+requests ahead of it and then running itself would take longer than it has left (judged from
+how long requests have recently held a slot); otherwise when its budget runs out before it
+starts. So an admitted request is answered within about the budget too, however slow the
+machine has become. The refusal reads nothing, looks up nothing and touches no database, so
+the requests already admitted keep their pace. A request is refused only before it starts, so
+an answer of 201 still always means committed.
 """
 
 from __future__ import annotations
@@ -44,8 +45,7 @@ class Admission:
         self.wait = wait
         self.running = 0
         self.waiting: collections.deque[asyncio.Future[None]] = collections.deque()
-        # Seconds a request holds a slot, smoothed: with every slot busy, one frees every
-        # ``held / limit`` seconds, which tells how long a place in the queue will wait.
+        # Seconds a request holds a slot, smoothed.
         self.held = FIRST_ESTIMATE_SECONDS
         self.refused = 0
 
@@ -85,8 +85,10 @@ class Admission:
         if self.running < self.limit and not self.waiting:
             self.running += 1
             return True
+        # With every slot busy, one frees every ``held / limit`` seconds: a request would start
+        # after those ahead of it, and end about ``held`` later.
         ahead = len(self.waiting)
-        if ahead >= self.queue or now + (ahead + 1) * self.held / self.limit > deadline:
+        if ahead >= self.queue or now + (ahead + 1) * self.held / self.limit + self.held > deadline:
             return False
         place: asyncio.Future[None] = loop.create_future()
         self.waiting.append(place)
