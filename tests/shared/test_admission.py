@@ -113,7 +113,7 @@ async def _call(admission: Admission, path: str, *, age: float = 0.0) -> list[Me
 def _refused(sent: list[Message]) -> bool:
     start = sent[0]
     headers = dict(start["headers"])
-    return (start["status"] == 503 and headers[b"retry-after"] == b"1"
+    return bool(start["status"] == 503 and headers[b"retry-after"] == b"1"
             and headers[b"content-type"] == b"application/problem+json")
 
 
@@ -129,35 +129,37 @@ async def test_a_request_that_could_not_be_served_in_time_is_refused_before_a_sl
     app = Held()
     admission = Admission(app, limit=1, queue=10, wait=1.0)
     first = asyncio.create_task(_call(admission, "/first"))
-    while not app.started:
-        await asyncio.sleep(0)
+    await asyncio.sleep(0)  # the task runs until the app holds it
+    assert app.started == ["/first"]
     admission.held = 5.0  # requests have lately held their slot for seconds
     # Refused while the first request still holds the only slot: not after waiting for it.
     assert _refused(await _call(admission, "/second"))
     probe = asyncio.create_task(_call(admission, "/healthz"))
-    while len(app.started) < 2:
-        await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert app.started == ["/first", "/healthz"]  # not held back by the busy slot
     app.release.set()
     assert (await first)[0]["status"] == 200
     assert (await probe)[0]["status"] == 200
     assert app.started == ["/first", "/healthz"]
-    assert admission.running == 0 and not admission.waiting
+    assert admission.running == 0
+    assert not admission.waiting
 
 
 async def test_waiting_requests_take_the_freed_slots_in_their_order_of_arrival() -> None:
     app = Held()
     admission = Admission(app, limit=1, queue=10, wait=30.0)
     first = asyncio.create_task(_call(admission, "/first"))
-    while not app.started:
-        await asyncio.sleep(0)
+    await asyncio.sleep(0)  # the task runs until the app holds it
+    assert app.started == ["/first"]
     waiting = [asyncio.create_task(_call(admission, f"/{n}")) for n in range(3)]
-    while len(admission.waiting) < 3:
-        await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert len(admission.waiting) == 3
     app.release.set()
     answers = await asyncio.gather(first, *waiting)
     assert [sent[0]["status"] for sent in answers] == [200] * 4
     assert app.started == ["/first", "/0", "/1", "/2"]
-    assert admission.running == 0 and not admission.waiting
+    assert admission.running == 0
+    assert not admission.waiting
 
 
 @pytest.mark.timeout(120)
@@ -180,7 +182,11 @@ async def test_a_server_driven_past_its_bound_answers_201_or_503_and_loses_nothi
                             headers=bearer(token))
                 for n in range(160)))
             probes = asyncio.gather(*(client.get(path) for path in ("/healthz", "/readyz")))
-            responses, answered_probes = await asyncio.gather(burst, probes)
+            try:
+                responses, answered_probes = await asyncio.gather(burst, probes)
+            except httpx.TransportError as exc:  # a connection dropped: what did the server say?
+                raise AssertionError(f"{exc!r}; the server's log:\n"
+                                     f"{server.log_tail(200)}") from exc
             # Served as the burst ends, the same connections kept alive after a refusal.
             after = await client.post("/v1/complaints", json=complaint(summary=f"{tag} after"),
                                       headers=bearer(token))
