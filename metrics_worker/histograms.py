@@ -130,52 +130,51 @@ def medians_sql(first: date, last: date, params: dict[str, object]) -> str:
     period has (``total``) and the exact value(s) at the middle rank(s), read from the one or
     two hours of delay the summed histogram puts them in (``value`` and ``hours`` null when
     those rows are missing). ``:s`` and ``:e`` bound the period in UTC."""
-    bounds = []
+    parts = []
     for i, span in enumerate(spans(first, last)):
         params.update({f"h_first{i}": span.first, f"h_last{i}": span.last})
-        bounds.append(f"grain = '{span.grain}' AND start BETWEEN :h_first{i} AND :h_last{i}")
-    if not bounds:
+        parts.append(f"SELECT measure, key, bucket, n, sub_counts "
+                     f"FROM metrics.duration_histograms "
+                     f"WHERE grain = '{span.grain}' AND start BETWEEN :h_first{i} AND :h_last{i}")
+    if not parts:
         return ("SELECT NULL::text, NULL::text, NULL::integer, NULL::bigint, "
                 "NULL::double precision WHERE false")
-    histogram = " UNION ALL ".join(
-        f"SELECT measure, key, bucket, n FROM metrics.duration_histograms WHERE {b}"
-        for b in bounds)
-    # The period's rows of one bucket (w's), each read from the primary key.
-    bucket = " UNION ALL ".join(
-        f"SELECT sub_counts FROM metrics.duration_histograms WHERE {b} "
-        f"AND measure = w.measure AND key = w.key AND bucket = w.bucket" for b in bounds)
+    by_hour = ", ".join(f"sum(h.sub_counts[{i}])" for i in range(1, HOURS_PER_BUCKET + 1))
     values = " UNION ALL ".join(
         f"(SELECT extract(epoch FROM duration) / {unit}.0 AS value FROM ("
         f"SELECT duration FROM ({sql}) v WHERE x.measure = '{measure}'"
         f" ORDER BY duration OFFSET x.skip LIMIT x.take) d)"
         for measure, (sql, unit) in VALUES.items())
     return f"""
-        WITH summed AS (
-          SELECT measure, key, bucket, sum(n)::bigint AS n FROM ({histogram}) h
+        WITH h AS MATERIALIZED ({' UNION ALL '.join(parts)}),
+        summed AS (
+          SELECT measure, key, bucket, sum(n)::bigint AS n FROM h
           GROUP BY 1, 2, 3 HAVING sum(n) > 0),
         ranked AS (
           SELECT measure, key, bucket, n,
                  sum(n) OVER (PARTITION BY measure, key ORDER BY bucket)::bigint - n AS below,
                  sum(n) OVER (PARTITION BY measure, key)::bigint AS total
           FROM summed),
-        w AS (  -- the bucket(s) holding ranks (total - 1) / 2 and total / 2, counted from 0;
-                -- skip and take count within the bucket
+        w AS MATERIALIZED (
+          -- the bucket(s) holding ranks (total - 1) / 2 and total / 2, counted from 0; skip
+          -- and take count within the bucket
           SELECT measure, key, bucket, total,
                  greatest((total - 1) / 2 - below, 0) AS skip,
                  least(total / 2, below + n - 1) - greatest((total - 1) / 2, below) + 1 AS take
           FROM ranked WHERE below <= total / 2 AND below + n > (total - 1) / 2),
-        x AS MATERIALIZED (  -- the hour(s) of those buckets holding the ranks, each once;
-                             -- skip and take count within the hour
+        by_hour AS (  -- those buckets' values by hour
+          SELECT measure, key, bucket, ARRAY[{by_hour}] AS n
+          FROM w JOIN h USING (measure, key, bucket) GROUP BY 1, 2, 3),
+        x AS MATERIALIZED (
+          -- the hour(s) holding the ranks; skip and take count within the hour
           SELECT w.measure, w.key, w.bucket, w.bucket * {HOURS_PER_BUCKET} + o.hour AS hours,
                  greatest(w.skip - o.below, 0) AS skip,
                  least(w.skip + w.take - 1, o.below + o.n - 1)
                    - greatest(w.skip, o.below) + 1 AS take
-          FROM w, LATERAL (
-            SELECT hour, n, sum(n) OVER (ORDER BY hour)::bigint - n AS below
-            FROM (SELECT u.hour - 1 AS hour, sum(u.n)::bigint AS n
-                  FROM ({bucket}) b, unnest(b.sub_counts) WITH ORDINALITY AS u (n, hour)
-                  GROUP BY 1 HAVING sum(u.n) > 0) by_hour) o
-          WHERE o.below <= w.skip + w.take - 1 AND o.below + o.n > w.skip)
+          FROM w JOIN by_hour b USING (measure, key, bucket), LATERAL (
+            SELECT u.hour - 1 AS hour, u.n, sum(u.n) OVER (ORDER BY u.hour) - u.n AS below
+            FROM unnest(b.n) WITH ORDINALITY AS u (n, hour)) o
+          WHERE o.n > 0 AND o.below <= w.skip + w.take - 1 AND o.below + o.n > w.skip)
         SELECT w.measure, w.key, x.hours, w.total, v.value
         FROM w
         LEFT JOIN x USING (measure, key, bucket)
