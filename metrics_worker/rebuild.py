@@ -70,12 +70,11 @@ from metrics_worker.replay import (
     CASE_COLUMNS,
     CONTACT_COLUMNS,
     TRANSITION_COLUMNS,
-    NotApplicable,
     Replay,
 )
 from shared.bus import KafkaConsumerRunner
 from shared.db import Base, Database
-from shared.events import Event, MalformedEvent
+from shared.events import Event
 from shared.kafka_client import KafkaPublisher
 from shared.outbox import sequence as outbox_sequence
 from shared.runtime import DATABASE_LOGS
@@ -328,7 +327,7 @@ async def _rebuild_from_database(database: Database, progress: ProgressReport,
                 if not rows:
                     break
                 for _, envelope in rows:
-                    error = _fold(replay, envelope)
+                    error = replay.fold(envelope)
                     if error is not None:
                         event_id = error[0].id if error[0] is not None else None
                         dead.append({"consumer": CONSUMER, "log": topic, "event_id": event_id,
@@ -350,19 +349,6 @@ async def _rebuild_from_database(database: Database, progress: ProgressReport,
                      letter["event_id"], letter["error"])
     total_seconds = time.monotonic() - started
     return RebuildResult("database", done, total_seconds, len(dead), read, total_seconds - read)
-
-
-def _fold(replay: Replay, value: bytes | str) -> tuple[Event | None, str] | None:
-    """Folds one record into ``replay``; the event and the reason when it is not applicable."""
-    try:
-        event = Event.read(value)
-    except MalformedEvent as exc:
-        return None, str(exc)
-    try:
-        replay.apply(event)
-    except NotApplicable as exc:
-        return event, str(exc)
-    return None
 
 
 # --- Kafka -------------------------------------------------------------------------------------
@@ -449,7 +435,7 @@ async def _read_kafka(bootstrap: str, ends: dict[TopicPartition, int], replay: R
                     if record.offset >= end:
                         break  # written after the rebuild started: the live consumer's
                     done += 1
-                    error = _fold(replay, record.value if record.value is not None else b"")
+                    error = replay.fold(record.value if record.value is not None else b"")
                     if error is not None:
                         rejected.append((record, *error))
             await writer.flush()
