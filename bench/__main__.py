@@ -46,10 +46,15 @@ def intake_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
          f"{r['intake_two_processes_per_s']}/s with two "
          f"(CPU {pair['cpu_ms_per_request']} ms/request)",
          f"{r['intake_one_process_per_s']}/s (CPU {single['cpu_ms_per_request']} ms/request)"),
-        (f"overload at {o['offered_per_s']}/s offered (2x sustained)",
-         f"201: {o['answered_201']} (p99 {o['p99_ms']} ms), 503+Retry-After: "
-         f"{o['refused_503_with_retry_after']} (p99 {o['p99_503_ms']} ms), "
-         f"other: {o['other_statuses']}",
+        (f"overload at {o['offered_per_s']}/s offered (2x sustained), open loop",
+         f"201: {o['answered_201']} (p99 {o['p99_201_ms']} ms); 503: {o['answered_503']}, "
+         f"{o['refused_503_with_retry_after']} problem JSON with Retry-After (p50 "
+         f"{o['p50_503_ms']} ms, p99 {o['p99_503_ms']} ms); other statuses "
+         f"{o['other_statuses'] or 0}, client errors {o['client_errors'] or 0}; lost "
+         f"{o['lost']}; server CPU {o['cpu_ms_per_request']} ms/request; load "
+         f"{o['load_average']}; "
+         + ("meets the targets" if all(o["meets"].values())
+            else "misses " + ", ".join(k for k, ok in o["meets"].items() if not ok)),
          f"stored {o['stored']} of {o['answered_201']} answered 201"),
         ("load average (1 min) before, after", str(r["load_average"]), "-"),
     ]

@@ -30,12 +30,15 @@ async def read(session: AsyncSession, period: Period, start: datetime,
     """``start`` and ``end``: the period's bounds in UTC."""
     params: dict[str, object] = {"label": period.label, "s": start, "e": end}
     result = Figures()
+    # A generic plan, which the driver's prepared statement gets after a few runs, cannot see
+    # how many rows the period's bounds select (a day's or eight years'): planned every time.
+    await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
     rows = await session.execute(text(f"""
-        SELECT part, measure, key, NULL::integer AS bucket, n::bigint,
+        SELECT part, measure, key, NULL::integer AS hours, n::bigint,
                NULL::double precision AS value, NULL::timestamptz AS at
         FROM ({counts.parts_sql(period.first, period.last, params)}) c
         UNION ALL
-        SELECT 'median', measure, key, bucket, total, value, NULL
+        SELECT 'median', measure, key, hours, total, value, NULL
         FROM ({histograms.medians_sql(period.first, period.last, params)}) h
         UNION ALL
         SELECT 'as_of', NULL, NULL, NULL, NULL, NULL,
@@ -47,9 +50,9 @@ async def read(session: AsyncSession, period: Period, start: datetime,
                                               ('examination_closures', examination_closures))
              AS t (figure, n)
         WHERE period = :label"""), params)
-    for part, measure, key, bucket, n, value, at in rows:
+    for part, measure, key, hours, n, value, at in rows:
         if part == "median":
-            result.middles.take(measure, key, bucket, n, value)
+            result.middles.take(measure, key, hours, n, value)
         elif part == "as_of":
             result.as_of = at
         elif part == "target":

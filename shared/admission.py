@@ -1,15 +1,23 @@
 """Bounded admission: a saturated service says so at once instead of queueing without end.
 
-At most ``limit`` requests run at a time; up to ``queue`` more wait for a slot, each for at most
-``wait`` seconds. Anything beyond is answered 503 problem JSON with ``Retry-After`` straight
-away, before it touches the database, so the requests already admitted keep their latency and a
-client is never held for tens of seconds. A request is refused only before it starts, so an
-answer of 201 still always means committed.
+At most ``limit`` requests run at a time; up to ``queue`` more wait for a slot, first come first
+served. Every request has a budget of ``wait`` seconds counted from its arrival, when the server
+read its first byte (``ARRIVED``, stamped by services/httpserver.py): time spent before it
+reached this middleware, while the event loop was busy with others, counts too. A request is
+answered 503 problem JSON with ``Retry-After`` as soon as it is clear it cannot be served within
+its budget: at once when it is already too old, when the queue is full, or when waiting for the
+requests ahead of it and then running itself would take longer than it has left (judged from
+how long requests have recently held a slot); otherwise when its budget runs out before it
+starts. So an admitted request is answered within about the budget too, however slow the
+machine has become. The refusal reads nothing, looks up nothing and touches no database, so
+the requests already admitted keep their pace. A request is refused only before it starts, so
+an answer of 201 still always means committed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import math
 
@@ -21,6 +29,12 @@ logger = logging.getLogger(__name__)
 
 # Probes must answer while the service is busy: that is when they matter.
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz"})
+# The scope key holding the event loop's time (``loop.time()``) at which the server read the
+# request's first byte; absent (a server that does not stamp it), arrival is when it gets here.
+ARRIVED = "aduan.arrived"
+# How much each finished request moves the estimate of the time a request holds a slot.
+SMOOTHING = 0.1
+FIRST_ESTIMATE_SECONDS = 0.05
 
 
 class Admission:
@@ -29,8 +43,10 @@ class Admission:
         self.limit = limit
         self.queue = queue
         self.wait = wait
-        self.slots = asyncio.Semaphore(limit)
-        self.waiting = 0
+        self.running = 0
+        self.waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+        # Seconds a request holds a slot, smoothed.
+        self.held = FIRST_ESTIMATE_SECONDS
         self.refused = 0
 
     @property
@@ -41,31 +57,63 @@ class Admission:
         if scope["type"] != "http" or scope["path"] in EXEMPT_PATHS or self.limit <= 0:
             await self.app(scope, receive, send)
             return
-        if not await self._admit():
-            self.refused += 1
-            if self.refused % 1000 == 1:
-                logger.warning("saturated: %d requests refused so far (limit %d, queue %d)",
-                               self.refused, self.limit, self.queue)
-            await overloaded("The service is at capacity; retry after the time in Retry-After.",
-                             retry_after=self.retry_after).response()(scope, receive, send)
+        loop = asyncio.get_running_loop()
+        arrived = scope.get(ARRIVED)
+        deadline = (arrived if isinstance(arrived, float) else loop.time()) + self.wait
+        if not await self._admit(loop, deadline):
+            await self._refuse(scope, receive, send)
             return
+        began = loop.time()
         try:
             await self.app(scope, receive, send)
         finally:
-            self.slots.release()
+            self.held += SMOOTHING * (loop.time() - began - self.held)
+            self._release()
 
-    async def _admit(self) -> bool:
-        if not self.slots.locked():
-            await self.slots.acquire()  # free: returns at once
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.refused += 1
+        if self.refused % 1000 == 1:
+            logger.warning("saturated: %d requests refused so far (limit %d, queue %d)",
+                           self.refused, self.limit, self.queue)
+        await overloaded("The service is at capacity; retry after the time in Retry-After.",
+                         retry_after=self.retry_after).response()(scope, receive, send)
+
+    async def _admit(self, loop: asyncio.AbstractEventLoop, deadline: float) -> bool:
+        now = loop.time()
+        if now >= deadline:
+            return False  # it waited its whole budget before it got here
+        if self.running < self.limit and not self.waiting:
+            self.running += 1
             return True
-        if self.waiting >= self.queue:
+        # With every slot busy, one frees every ``held / limit`` seconds: a request would start
+        # after those ahead of it, and end about ``held`` later.
+        ahead = len(self.waiting)
+        if ahead >= self.queue or now + (ahead + 1) * self.held / self.limit + self.held > deadline:
             return False
-        self.waiting += 1
+        place: asyncio.Future[None] = loop.create_future()
+        self.waiting.append(place)
         try:
-            async with asyncio.timeout(self.wait):
-                await self.slots.acquire()
+            async with asyncio.timeout_at(deadline):
+                await place
             return True
         except TimeoutError:
-            return False
+            # A slot handed over just as the budget ran out is taken all the same.
+            return place.done() and not place.cancelled()
+        except asyncio.CancelledError:
+            if place.done() and not place.cancelled():
+                self._release()  # handed over, but nobody will use it
+            raise
         finally:
-            self.waiting -= 1
+            if not place.done():
+                place.cancel()
+            if place in self.waiting:
+                self.waiting.remove(place)
+
+    def _release(self) -> None:
+        """Hands the slot to the longest waiting request, or frees it."""
+        while self.waiting:
+            place = self.waiting.popleft()
+            if not place.done():
+                place.set_result(None)
+                return
+        self.running -= 1
