@@ -21,7 +21,7 @@ from datetime import date, datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from metrics_worker.calendar import spans
+from metrics_worker.calendar import day_sql, spans
 
 logger = logging.getLogger(__name__)
 
@@ -60,21 +60,21 @@ def added_sub_counts_sql(table: str, other: str) -> str:
         for i in range(1, HOURS_PER_BUCKET + 1)))
 
 
-# The exact durations of one hour of delay of the period, for each (key, hours) asked in
-# ``x``, and the unit a median is given in: sorted as intervals, only the one or two middle
-# ones are turned into numbers.
+# The exact durations of one hour of delay of the period (``{start}``, ``{end}``), for each
+# (key, hours) asked in ``x``, and the unit a median is given in: sorted as intervals, only
+# the one or two middle ones are turned into numbers.
 VALUES = {
     DAYS_TO_CLOSE: (f"""
         SELECT closed_at - received_at AS duration
         FROM metrics.cases
         WHERE closure_stage = x.key AND {HOURS_TO_CLOSE} = x.hours
-          AND closed_after_days IS NOT NULL AND closed_at >= :s AND closed_at < :e""",
+          AND closed_after_days IS NOT NULL AND closed_at >= {{start}} AND closed_at < {{end}}""",
                     86400),
     RESPONSE_HOURS: ("""
         SELECT r.at - r.asked_at AS duration
         FROM metrics.transitions r
         WHERE r.agency = x.key AND r.answered_after_hours = x.hours
-          AND r.at >= :s AND r.at < :e""", 3600),
+          AND r.at >= {start} AND r.at < {end}""", 3600),
 }
 
 # The same figure the slow way, for a key whose histogram disagrees with the rows it sums up
@@ -125,24 +125,26 @@ async def add(session: AsyncSession, samples: Sequence[Sample]) -> None:
         """), params)
 
 
-def medians_sql(first: date, last: date, params: dict[str, object]) -> str:
+def medians_sql(first: date, last: date, start: datetime, end: datetime) -> str:
     """Rows ``(measure, key, hours, total, value)``: per measure and key, how many values the
     period has (``total``) and the exact value(s) at the middle rank(s), read from the one or
     two hours of delay the summed histogram puts them in (``value`` and ``hours`` null when
-    those rows are missing). ``:s`` and ``:e`` bound the period in UTC."""
+    those rows are missing). ``start`` and ``end`` bound the period in UTC; like the days,
+    they are written into the statement (``calendar.day_sql``)."""
     parts = []
-    for i, span in enumerate(spans(first, last)):
-        params.update({f"h_first{i}": span.first, f"h_last{i}": span.last})
+    for span in spans(first, last):
         parts.append(f"SELECT measure, key, bucket, n, sub_counts "
-                     f"FROM metrics.duration_histograms "
-                     f"WHERE grain = '{span.grain}' AND start BETWEEN :h_first{i} AND :h_last{i}")
+                     f"FROM metrics.duration_histograms WHERE grain = '{span.grain}' "
+                     f"AND start BETWEEN {day_sql(span.first)} AND {day_sql(span.last)}")
     if not parts:
         return ("SELECT NULL::text, NULL::text, NULL::integer, NULL::bigint, "
                 "NULL::double precision WHERE false")
     by_hour = ", ".join(f"sum(h.sub_counts[{i}])" for i in range(1, HOURS_PER_BUCKET + 1))
+    bounds = {"start": f"TIMESTAMPTZ '{start.isoformat()}'",
+              "end": f"TIMESTAMPTZ '{end.isoformat()}'"}
     values = " UNION ALL ".join(
         f"(SELECT extract(epoch FROM duration) / {unit}.0 AS value FROM ("
-        f"SELECT duration FROM ({sql}) v WHERE x.measure = '{measure}'"
+        f"SELECT duration FROM ({sql.format(**bounds)}) v WHERE x.measure = '{measure}'"
         f" ORDER BY duration OFFSET x.skip LIMIT x.take) d)"
         for measure, (sql, unit) in VALUES.items())
     return f"""
