@@ -6,10 +6,10 @@ import unicodedata
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, text
+from sqlalchemy import Table, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -70,15 +70,22 @@ async def record_contact(session: AsyncSession, data: dict[str, Any]) -> None:
     await record_contacts(session, [data])
 
 
+# Executed with a list of rows: compiled once and sent as multi-row statements by SQLAlchemy
+# (``insertmanyvalues``), where ``.values(rows)`` would compile a new statement for every batch.
+_CONTACTS = cast(Table, Contact.__table__)
+_INSERT_CONTACTS = (pg_insert(_CONTACTS).on_conflict_do_nothing()
+                    .returning(_CONTACTS.c.complaint_id))
+_OPENINGS = cast(Table, CaseFact.__table__)
+_INSERT_OPENINGS = pg_insert(_OPENINGS).on_conflict_do_nothing().returning(_OPENINGS.c.case_id)
+
+
 async def record_contacts(session: AsyncSession, contacts: Sequence[dict[str, Any]]) -> None:
     """The contacts of ``complaint.received`` events: one insert, then one addition to the
     counts for those not recorded before (a complaint under two event ids counts once)."""
     rows = [contact_values(data) for data in contacts]
     if not rows:
         return
-    new = set((await session.execute(
-        pg_insert(Contact).values(rows).on_conflict_do_nothing().returning(Contact.complaint_id)
-    )).scalars())
+    new = set((await session.execute(_INSERT_CONTACTS, rows)).scalars())
     increments: list[counts.Increment] = []
     for row in rows:
         if row["complaint_id"] not in new:
@@ -105,9 +112,7 @@ async def record_openings(session: AsyncSession, openings: Sequence[dict[str, An
     rows = [opening_values(data) for data in openings]
     if not rows:
         return
-    new = set((await session.execute(
-        pg_insert(CaseFact).values(rows).on_conflict_do_nothing().returning(CaseFact.case_id)
-    )).scalars())
+    new = set((await session.execute(_INSERT_OPENINGS, rows)).scalars())
     increments: list[counts.Increment] = []
     for row in rows:
         if row["case_id"] in new:
