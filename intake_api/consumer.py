@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -41,12 +43,44 @@ def case_change(event: Event) -> CaseChange:
     )
 
 
+def _known(value: str | None, before: str | None) -> str | None:
+    return before if value is None else value
+
+
+def complaint_id_of(event: Event) -> uuid.UUID:
+    return uuid.UUID(str(event.data.get("case_id") or event.subject))
+
+
 async def follow_case(session: AsyncSession, event: Event) -> None:
-    change = case_change(event)
-    complaint_id = uuid.UUID(str(event.data.get("case_id") or event.subject))
-    if await repository.get(session, complaint_id) is None:
-        raise RetryLater(f"complaint {complaint_id} is not known yet")
-    await repository.follow_case(session, complaint_id, change)
+    await follow_cases(session, [event])
 
 
-SUBSCRIPTION = Subscription(CONSUMER, (CASES_TOPIC,), follow_case, INTAKE_EVENTS)
+async def follow_cases(session: AsyncSession, events: Sequence[Event]) -> None:
+    """The case events of a batch in two statements: the complaints' case versions read (and
+    locked), each complaint's changes folded in order into the one its row ends with, written
+    in one update. A change older than what the complaint shows is passed over, as it would
+    be on its own; a complaint not known yet holds the batch back (``RetryLater``)."""
+    changes = [(complaint_id_of(event), case_change(event)) for event in events]
+    if not changes:
+        return
+    versions = await repository.case_versions(session, [c for c, _ in changes])
+    for complaint_id, _ in changes:
+        if complaint_id not in versions:
+            raise RetryLater(f"complaint {complaint_id} is not known yet")
+    final: dict[uuid.UUID, CaseChange] = {}
+    for complaint_id, change in changes:
+        if change.version <= versions[complaint_id]:
+            continue
+        versions[complaint_id] = change.version
+        before = final.get(complaint_id)
+        if before is not None:
+            # What a change leaves unsaid (None) stays as the change before left it.
+            change = dataclasses.replace(
+                change, resolution=_known(change.resolution, before.resolution),
+                transferred_to=_known(change.transferred_to, before.transferred_to))
+        final[complaint_id] = change
+    await repository.follow_cases(session, final)
+
+
+SUBSCRIPTION = Subscription(CONSUMER, (CASES_TOPIC,), follow_case, INTAKE_EVENTS,
+                            batch_handler=follow_cases)

@@ -10,7 +10,8 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from sqlalchemy import func, select, update
+from sqlalchemy import DateTime, Integer, String, cast, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -86,6 +87,12 @@ async def get(session: AsyncSession, complaint_id: uuid.UUID) -> Complaint | Non
     return await session.get(Complaint, complaint_id)
 
 
+async def get_many(session: AsyncSession,
+                   complaint_ids: Sequence[uuid.UUID]) -> Sequence[Complaint]:
+    query = select(Complaint).where(Complaint.id.in_(sorted(set(complaint_ids))))
+    return (await session.execute(query)).scalars().all()
+
+
 async def get_for_update(session: AsyncSession, complaint_id: uuid.UUID) -> Complaint | None:
     """The complaint, locked until the transaction ends (serialises its attachment uploads)."""
     query = select(Complaint).where(Complaint.id == complaint_id).with_for_update()
@@ -129,20 +136,50 @@ class CaseChange:
     closed_at: datetime | None = None
 
 
-async def follow_case(session: AsyncSession, complaint_id: uuid.UUID, change: CaseChange) -> bool:
-    """Takes the case's state from its event, unless a newer version was already applied."""
-    result = await session.execute(
-        update(Complaint)
-        .where(Complaint.id == complaint_id, Complaint.case_version < change.version)
-        .values(status=change.status, case_version=change.version,
-                case_updated_at=change.at, due_at=change.due_at,
-                closure_stage=change.closure_stage, closure_reason=change.closure_reason,
-                resolution=func.coalesce(change.resolution, Complaint.resolution),
-                transferred_to=func.coalesce(change.transferred_to, Complaint.transferred_to),
-                closed_at=change.closed_at)
-        .returning(Complaint.id)
+async def case_versions(session: AsyncSession,
+                        complaint_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """The case version each known complaint follows, locked until the transaction ends (in one
+    order, so two batches never wait on each other); a complaint not known yet is absent."""
+    rows = await session.execute(
+        select(Complaint.id, Complaint.case_version)
+        .where(Complaint.id.in_(sorted(set(complaint_ids))))
+        .order_by(Complaint.id)
+        .with_for_update(key_share=True)
     )
-    return result.first() is not None
+    return {complaint_id: int(version) for complaint_id, version in rows}
+
+
+async def follow_cases(session: AsyncSession, changes: dict[uuid.UUID, CaseChange]) -> None:
+    """Takes each case's state from its change in one statement, unless a newer version was
+    already applied; a ``None`` resolution or transfer keeps the one known."""
+    if not changes:
+        return
+    ids = sorted(changes)
+    rows = [changes[complaint_id] for complaint_id in ids]
+    given = func.unnest(
+        cast(ids, ARRAY(UUID(as_uuid=True))),
+        cast([c.status for c in rows], ARRAY(String)),
+        cast([c.version for c in rows], ARRAY(Integer)),
+        cast([c.at for c in rows], ARRAY(DateTime(timezone=True))),
+        cast([c.due_at for c in rows], ARRAY(DateTime(timezone=True))),
+        cast([c.closure_stage for c in rows], ARRAY(String)),
+        cast([c.closure_reason for c in rows], ARRAY(String)),
+        cast([c.resolution for c in rows], ARRAY(String)),
+        cast([c.transferred_to for c in rows], ARRAY(String)),
+        cast([c.closed_at for c in rows], ARRAY(DateTime(timezone=True))),
+    ).table_valued("id", "status", "version", "at", "due_at", "closure_stage",
+                   "closure_reason", "resolution", "transferred_to", "closed_at").render_derived()
+    await session.execute(
+        update(Complaint)
+        .where(Complaint.id == given.c.id, Complaint.case_version < given.c.version)
+        .values(status=given.c.status, case_version=given.c.version,
+                case_updated_at=given.c.at, due_at=given.c.due_at,
+                closure_stage=given.c.closure_stage, closure_reason=given.c.closure_reason,
+                resolution=func.coalesce(given.c.resolution, Complaint.resolution),
+                transferred_to=func.coalesce(given.c.transferred_to, Complaint.transferred_to),
+                closed_at=given.c.closed_at)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def claim_idempotency_key(session: AsyncSession, caller: str, key: str,

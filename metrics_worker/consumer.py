@@ -6,10 +6,11 @@ import unicodedata
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, select, text
+from sqlalchemy import Table, cast, func, select, text, tuple_, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,6 +31,11 @@ from shared.text import is_blank
 from shared.vocabulary import CASE_OPENING_KINDS, EXAMINATION_STATUSES
 
 CONSUMER = "aduan-metrics"
+CASES: Table = CaseFact.__table__  # type: ignore[assignment]
+CONTACTS: Table = Contact.__table__  # type: ignore[assignment]
+TRANSITIONS: Table = TransitionFact.__table__  # type: ignore[assignment]
+# Thirteen parameters a transition, well within the 32,767 a statement may carry.
+ROWS_PER_STATEMENT = 1000
 
 
 def _time(value: Any) -> datetime | None:
@@ -72,11 +78,9 @@ async def record_contact(session: AsyncSession, data: dict[str, Any]) -> None:
 
 # Executed with a list of rows: compiled once and sent as multi-row statements by SQLAlchemy
 # (``insertmanyvalues``), where ``.values(rows)`` would compile a new statement for every batch.
-_CONTACTS = cast(Table, Contact.__table__)
-_INSERT_CONTACTS = (pg_insert(_CONTACTS).on_conflict_do_nothing()
-                    .returning(_CONTACTS.c.complaint_id))
-_OPENINGS = cast(Table, CaseFact.__table__)
-_INSERT_OPENINGS = pg_insert(_OPENINGS).on_conflict_do_nothing().returning(_OPENINGS.c.case_id)
+_INSERT_CONTACTS = (pg_insert(CONTACTS).on_conflict_do_nothing()
+                    .returning(CONTACTS.c.complaint_id))
+_INSERT_OPENINGS = pg_insert(CASES).on_conflict_do_nothing().returning(CASES.c.case_id)
 
 
 async def record_contacts(session: AsyncSession, contacts: Sequence[dict[str, Any]]) -> None:
@@ -124,128 +128,159 @@ async def record_openings(session: AsyncSession, openings: Sequence[dict[str, An
 
 
 async def record_transition(session: AsyncSession, data: dict[str, Any], zone: str) -> None:
-    case_id = uuid.UUID(data["case_id"])
+    await record_transitions(session, [data], zone)
+
+
+async def record_transitions(session: AsyncSession, transitions: Sequence[dict[str, Any]],
+                             zone: str) -> None:
+    """The ``case.transitioned`` events of a batch, in order: their cases read (and locked) in
+    one query, the clarification requests their first steps may answer in another, each case's
+    steps folded in order, then one insert of the steps, one update of the cases and one
+    addition each to the counts and the histograms. A step already applied (under another event
+    id) is passed over; a case not known yet, or a version gap, holds the batch back."""
+    if not transitions:
+        return
+    case_ids = sorted({uuid.UUID(data["case_id"]) for data in transitions})
+    cases = {row["case_id"]: dict(row) for row in (await session.execute(
+        select(CASES).where(CASES.c.case_id.in_(case_ids))
+        .order_by(CASES.c.case_id).with_for_update())).mappings()}
+    # The step before each case's next one, when it asked the agency for a clarification.
+    asked: dict[uuid.UUID, dict[str, Any]] = {row["case_id"]: dict(row) for row in (
+        await session.execute(select(TRANSITIONS).where(
+            tuple_(TRANSITIONS.c.case_id, TRANSITIONS.c.version).in_(
+                [(case_id, case["version"]) for case_id, case in cases.items()]),
+            TRANSITIONS.c.action == "request_clarification"))).mappings()} if cases else {}
+    steps: list[dict[str, Any]] = []
+    increments: list[counts.Increment] = []
+    samples: list[histograms.Sample] = []
+    for data in transitions:
+        case_id = uuid.UUID(data["case_id"])
+        version = int(data["version"])
+        case = cases.get(case_id)
+        if case is None:
+            raise RetryLater(f"case {case_id} is not known yet")
+        if version <= case["version"]:
+            continue  # applied already under another event id: nothing to do
+        if version != case["version"] + 1:
+            raise RetryLater(f"case {case_id} is at version {case['version']}, "
+                             f"event is {version}")
+        step = _step(case, asked.pop(case_id, None), data, zone, increments, samples)
+        steps.append(step)
+        if step["action"] == "request_clarification":
+            asked[case_id] = step
+    await counts.add(session, increments)
+    await histograms.add(session, samples)
+    for start in range(0, len(steps), ROWS_PER_STATEMENT):
+        await session.execute(TRANSITIONS.insert().values(
+            steps[start:start + ROWS_PER_STATEMENT]))
+    await _update_cases(session, [cases[case_id] for case_id in
+                                  dict.fromkeys(step["case_id"] for step in steps)])
+
+
+def _step(case: dict[str, Any], asked: dict[str, Any] | None, data: dict[str, Any], zone: str,
+          increments: list[counts.Increment], samples: list[histograms.Sample]
+          ) -> dict[str, Any]:
+    """One step of ``case`` (its row, changed in place): the ``transitions`` row it adds, its
+    counts and samples appended. ``asked`` is the step before when it asked for a
+    clarification."""
     version = int(data["version"])
-    case = (await session.execute(
-        select(CaseFact).where(CaseFact.case_id == case_id).with_for_update()
-    )).scalar_one_or_none()
-    if case is None:
-        raise RetryLater(f"case {case_id} is not known yet")
-    if version <= case.version:
-        return  # applied already under another event id: nothing to do
-    if version != case.version + 1:
-        raise RetryLater(f"case {case_id} is at version {case.version}, event is {version}")
     at = datetime.fromisoformat(data["at"])
-    year = received_year(case.received_at, zone)
-    increments = [(at, counts.STATUS_OUT, data["from_status"])]
+    year = received_year(case["received_at"], zone)
+    increments.append((at, counts.STATUS_OUT, data["from_status"]))
     if data["to_status"] != "closed":
         increments.append((at, counts.STATUS_IN, data["to_status"]))
     if data["action"] == "register":
         increments.append((at, counts.REGISTERED, ""))
-    if data["to_status"] in EXAMINATION_STATUSES and case.examination_at is None:
+    if data["to_status"] in EXAMINATION_STATUSES and case["examination_at"] is None:
         increments.append((at, counts.EXAMINED, year))
-    samples: list[histograms.Sample] = []
     closed_after_days = None
     if data["to_status"] == "closed":
-        closed_after_days = (at - case.received_at) // timedelta(days=1)
+        closed_after_days = (at - case["received_at"]) // timedelta(days=1)
         if data.get("closure_stage"):
             samples.append((at, histograms.DAYS_TO_CLOSE, data["closure_stage"],
                             closed_after_days))
         increments += [(at, counts.CLOSED, year),
                        (at, counts.CLOSED_STAGE, data.get("closure_stage") or ""),
                        (at, counts.CLOSED_REASON, data.get("reason") or "")]
-        if case.examination_at is not None:
+        if case["examination_at"] is not None:
             increments.append((at, counts.CLOSED_EXAMINED, year))
-    agency = data.get("agency") or case.agency
+    agency = data.get("agency") or case["agency"]
     due_at = _time(data.get("due_at"))
     if data["action"] == "request_clarification":
         increments.append((at, counts.CLARIFICATION_REQUESTED, agency))
         if due_at is not None:
             increments.append((max(at, due_at), counts.OVERDUE_FROM, agency))
     answered_after_hours = asked_at = None
-    asked = await _clarification_answered(session, case, version) \
-        if data["action"] == "respond" or case.status == "awaiting_agency" else None
-    if asked is not None:
-        if asked.due_at is not None:
-            increments.append((max(asked.at, asked.due_at, at), counts.OVERDUE_ENDED,
-                               asked.agency))
+    if asked is not None and (data["action"] == "respond"
+                              or case["status"] == "awaiting_agency"):
+        if asked["due_at"] is not None:
+            increments.append((max(asked["at"], asked["due_at"], at), counts.OVERDUE_ENDED,
+                               asked["agency"]))
         if data["action"] == "respond":
-            answered_after_hours, asked_at = (at - asked.at) // timedelta(hours=1), asked.at
+            answered_after_hours, asked_at = (at - asked["at"]) // timedelta(hours=1), asked["at"]
             samples.append((at, histograms.RESPONSE_HOURS, agency,
                             answered_after_hours // histograms.RESPONSE_BUCKET_HOURS))
-    await counts.add(session, increments)
-    await histograms.add(session, samples)
-    session.add(TransitionFact(
-        case_id=case_id, version=version, action=data["action"],
-        from_status=data["from_status"], to_status=data["to_status"], at=at,
-        agency=agency, reason=data.get("reason"),
-        closure_stage=data.get("closure_stage"), due_at=due_at,
-        resolution=data.get("resolution"), answered_after_hours=answered_after_hours,
-        asked_at=asked_at,
-    ))
-    case.version = version
-    case.status = data["to_status"]
-    if data["action"] == "register" and case.registered_at is None:
-        case.registered_at = at
-    if data["to_status"] in EXAMINATION_STATUSES and case.examination_at is None:
-        case.examination_at = at
+    case["version"] = version
+    case["status"] = data["to_status"]
+    if data["action"] == "register" and case["registered_at"] is None:
+        case["registered_at"] = at
+    if data["to_status"] in EXAMINATION_STATUSES and case["examination_at"] is None:
+        case["examination_at"] = at
     if data["to_status"] == "closed":
-        case.closed_at = at
-        case.closed_after_days = closed_after_days
-        case.closure_stage = data.get("closure_stage")
-        case.closure_reason = data.get("reason")
+        case["closed_at"] = at
+        case["closed_after_days"] = closed_after_days
+        case["closure_stage"] = data.get("closure_stage")
+        case["closure_reason"] = data.get("reason")
+    return {"case_id": case["case_id"], "version": version, "action": data["action"],
+            "from_status": data["from_status"], "to_status": data["to_status"], "at": at,
+            "agency": agency, "reason": data.get("reason"),
+            "closure_stage": data.get("closure_stage"), "due_at": due_at,
+            "resolution": data.get("resolution"), "answered_after_hours": answered_after_hours,
+            "asked_at": asked_at}
 
 
-async def _clarification_answered(session: AsyncSession, case: CaseFact,
-                                  version: int) -> TransitionFact | None:
-    """The clarification request the step at ``version`` follows, if that is what came before."""
-    return (await session.execute(select(TransitionFact).where(
-        TransitionFact.case_id == case.case_id, TransitionFact.version == version - 1,
-        TransitionFact.action == "request_clarification"))).scalar_one_or_none()
+# What a step changes in its case's row.
+CASE_STEP_COLUMNS = ("version", "status", "registered_at", "examination_at", "closed_at",
+                     "closed_after_days", "closure_stage", "closure_reason")
+
+
+async def _update_cases(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """The cases' rows as their steps left them, in one update from arrays."""
+    if not rows:
+        return
+    columns = ("case_id", *CASE_STEP_COLUMNS)
+    given = func.unnest(*(cast([row[name] for row in rows], ARRAY(CASES.c[name].type))
+                          for name in columns)).table_valued(*columns).render_derived()
+    await session.execute(
+        update(CASES).where(CASES.c.case_id == given.c.case_id)
+        .values({name: given.c[name] for name in CASE_STEP_COLUMNS}))
 
 
 async def project(session: AsyncSession, event: Event) -> None:
-    if event.type == COMPLAINT_RECEIVED:
-        await record_contact(session, event.data)
-    elif event.type == CASE_OPENED:
-        await record_opened(session, event.data, await office_timezone(session))
-    elif event.type == CASE_TRANSITIONED:
-        await record_transition(session, event.data, await office_timezone(session))
-    elif event.type == COMPLAINT_ATTACHMENT_ADDED:
-        return  # evidence counts toward no published figure
-    else:
-        raise UnknownEventType(event.type)
+    await project_batch(session, [event])
 
 
 async def project_batch(session: AsyncSession, events: Sequence[Event]) -> None:
-    """``project`` for a batch: contacts and openings gathered into one insert each and one
-    addition to the counts, written before any transition (which may need its case) and at the
-    end; transitions one by one, in order."""
-    zone: str | None = None
+    """Projects a batch a statement or two per table: contacts, then openings (which a
+    transition may need), then transitions in order; evidence counts toward no published
+    figure."""
     contacts: list[dict[str, Any]] = []
     openings: list[dict[str, Any]] = []
-
-    async def gathered() -> None:
-        nonlocal zone
-        await record_contacts(session, contacts)
-        if openings:
-            zone = zone or await office_timezone(session)
-            await record_openings(session, openings, zone)
-        contacts.clear()
-        openings.clear()
-
+    transitions: list[dict[str, Any]] = []
     for event in events:
         if event.type == COMPLAINT_RECEIVED:
             contacts.append(event.data)
         elif event.type == CASE_OPENED:
             openings.append(event.data)
         elif event.type == CASE_TRANSITIONED:
-            await gathered()
-            zone = zone or await office_timezone(session)
-            await record_transition(session, event.data, zone)
+            transitions.append(event.data)
         elif event.type != COMPLAINT_ATTACHMENT_ADDED:
             raise UnknownEventType(event.type)
-    await gathered()
+    await record_contacts(session, contacts)
+    if openings or transitions:
+        zone = await office_timezone(session)
+        await record_openings(session, openings, zone)
+        await record_transitions(session, transitions, zone)
 
 
 async def office_timezone(session: AsyncSession) -> str:

@@ -88,6 +88,15 @@ async def database_url(server_url: str, template: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture
+async def second_database_url(server_url: str, template: str) -> AsyncIterator[str]:
+    """Another fresh, migrated database, to compare two ways of reaching one state."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    await server_command(server_url, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    yield database_named(server_url, name)
+    await server_command(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
 def services(database_url: str, tmp_path: Path) -> BackingServices:
     """The database of this test, without Kafka (the embedded event log)."""
     return BackingServices(database_url=database_url, kafka=None, workdir=tmp_path)

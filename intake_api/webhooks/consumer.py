@@ -8,51 +8,75 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from intake_api import repository as complaints
 from intake_api.webhooks import repository
-from intake_api.webhooks.events import TRIGGERS, complaint_id_of
+from intake_api.webhooks.events import TRIGGERS, Trigger, complaint_id_of
 from shared.auth import Role
 from shared.bus import RetryLater, Subscription
 from shared.events import CASES_TOPIC, COMPLAINTS_TOPIC, Event
 from shared.tables import INTAKE_EVENTS
-from shared.vocabulary import CASE_OPENING_KINDS, Kind, utc_text
+from shared.vocabulary import utc_text
 
 CONSUMER = "aduan-webhooks"
 
 
 async def create_deliveries(session: AsyncSession, event: Event) -> None:
-    triggers = TRIGGERS.get(event.type)
-    if not triggers:
-        return  # events no webhook carries (case.opened, ...) are passed over
-    try:
-        complaint_id = uuid.UUID(complaint_id_of(event))
-    except ValueError:
+    await create_batch_deliveries(session, [event])
+
+
+async def create_batch_deliveries(session: AsyncSession, events: Sequence[Event]) -> None:
+    """The deliveries of a batch: its complaints read in one query, their listeners in another,
+    the deliveries written a few hundred to a statement. A complaint not known yet holds the
+    batch back (``RetryLater``)."""
+    heard: list[tuple[Event, uuid.UUID, tuple[Trigger, ...]]] = []
+    for event in events:
+        triggers = TRIGGERS.get(event.type)
+        if not triggers:
+            continue  # events no webhook carries (case.opened, ...) are passed over
+        try:
+            heard.append((event, uuid.UUID(complaint_id_of(event)), triggers))
+        except ValueError:
+            continue
+    if not heard:
         return
-    complaint = await complaints.get(session, complaint_id)
-    if complaint is None:
-        raise RetryLater(f"complaint {complaint_id} is not known yet")
-    opens_case = Kind(complaint.kind) in CASE_OPENING_KINDS
+    known = {c.id: c for c in await complaints.get_many(session, [c for _, c, _ in heard])}
+    for _, complaint_id, _ in heard:
+        if complaint_id not in known:
+            raise RetryLater(f"complaint {complaint_id} is not known yet")
+    audience = await repository.listeners(
+        session, list(known.values()),
+        {trigger.webhook_type.value for _, _, triggers in heard for trigger in triggers})
     now = datetime.now(UTC)
-    for trigger in triggers:
-        for subscription in await repository.listeners(session, trigger.webhook_type.value,
-                                                       complaint, opens_case=opens_case):
-            data = trigger.render(event, complaint, Role(subscription.role))
-            if data is None:
-                continue
-            body = {"type": trigger.webhook_type.value, "timestamp": utc_text(event.time),
-                    "data": data}
-            await repository.add_delivery(session, {
-                "id": uuid.uuid4(), "subscription_id": subscription.id, "event_id": event.id,
-                "event_type": trigger.webhook_type.value,
-                "body": json.dumps(body, ensure_ascii=False, separators=(",", ":")),
-                "status": "pending", "attempts": 0, "next_attempt_at": now,
-                "retrying_since": now, "created_at": now,
-            })
+    deliveries: list[dict[str, Any]] = []
+    for n, (event, complaint_id, triggers) in enumerate(heard):
+        complaint = known[complaint_id]
+        # A microsecond apart, the deliveries fall due and are listed in the events' order,
+        # as when each event had a transaction (and a moment) of its own.
+        at = now + timedelta(microseconds=n)
+        for trigger in triggers:
+            webhook_type = trigger.webhook_type.value
+            for subscription in audience.get(complaint_id, ()):
+                if webhook_type not in subscription.events:
+                    continue
+                data = trigger.render(event, complaint, Role(subscription.role))
+                if data is None:
+                    continue
+                body = {"type": webhook_type, "timestamp": utc_text(event.time), "data": data}
+                deliveries.append({
+                    "id": uuid.uuid4(), "subscription_id": subscription.id,
+                    "event_id": event.id, "event_type": webhook_type,
+                    "body": json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+                    "status": "pending", "attempts": 0, "next_attempt_at": at,
+                    "retrying_since": at, "created_at": at,
+                })
+    await repository.add_deliveries(session, deliveries)
 
 
 SUBSCRIPTION = Subscription(CONSUMER, (COMPLAINTS_TOPIC, CASES_TOPIC), create_deliveries,
-                            INTAKE_EVENTS)
+                            INTAKE_EVENTS, batch_handler=create_batch_deliveries)
