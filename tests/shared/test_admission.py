@@ -208,3 +208,21 @@ async def test_a_server_driven_past_its_bound_answers_201_or_503_and_loses_nothi
                          "WHERE summary LIKE $1", f"{tag} %")
     assert {(c["id"], c["tracking_number"]) for c in created} == \
         {(row["id"], row["tracking_number"]) for row in stored}
+
+
+async def test_fewer_slots_are_used_while_requests_hold_them_long_and_more_once_quick() -> None:
+    app = Held()
+    admission = Admission(app, limit=4, queue=10, wait=1.0)
+    admission.held = 5.0  # requests have lately held their slot for seconds
+    app.release.set()
+    await _call(admission, "/slow")
+    assert admission.slots == 3
+    admission.held = 0.0  # and now they are quick
+    app.release.clear()
+    running = [asyncio.create_task(_call(admission, f"/{n}")) for n in range(3)]
+    await asyncio.sleep(0)
+    assert admission.running == 3  # every slot in use busy: room to grow
+    app.release.set()
+    await asyncio.gather(*running)
+    assert admission.slots == 4
+    assert admission.running == 0
