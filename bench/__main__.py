@@ -14,10 +14,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench import idle, intake, pipeline, replay, summary
+from bench import consumers, idle, intake, pipeline, replay, summary
 
 RESULTS = Path(__file__).with_name("results")
-NAMES = ("intake", "pipeline", "replay", "idle", "summary")
+NAMES = ("intake", "pipeline", "consumers", "replay", "idle", "summary")
 
 
 def _table(title: str, rows: list[tuple[str, str, str]]) -> Table:
@@ -81,6 +81,20 @@ def pipeline_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     return rows
 
 
+def consumers_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
+    return [(f"{c['consumer']}: {c['events']:,} events of {r['complaints']:,} complaints, "
+             f"batches of {r['batch']}",
+             f"{c['batches']['per_s']:,} events/s; CPU ms per event: consumer "
+             f"{c['batches']['cpu_ms_per_event']}, PostgreSQL "
+             f"{c['batches']['postgres_cpu_ms_per_event']} (x{c['cpu_ratio']} less consumer "
+             f"CPU); {'same' if c['same_result'] else 'NOT the same'} result; load "
+             f"{r['load_average']}",
+             f"the same batches event by event: {c['event_by_event']['per_s']:,} events/s; CPU "
+             f"ms per event: consumer {c['event_by_event']['cpu_ms_per_event']}, PostgreSQL "
+             f"{c['event_by_event']['postgres_cpu_ms_per_event']}")
+            for c in r["consumers"]]
+
+
 def replay_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     rebuilt, raw = r["rebuild"], r["raw_consumer"]
     missed = [name for name, ok in r["meets"].items() if not ok]
@@ -126,6 +140,7 @@ def main() -> None:
         "pipeline": (lambda: pipeline.run(seconds=10 if args.quick else 60,
                                           reference_seconds=5 if args.quick else 10),
                      pipeline_rows),
+        "consumers": (lambda: consumers.run(500 if args.quick else 2_000), consumers_rows),
         "replay": (lambda: replay.run(50_000 if args.quick else 200_000), replay_rows),
         "idle": (lambda: idle.run(seconds=5 if args.quick else 10), idle_rows),
         "summary": (lambda: summary.run(cases, 30, os.environ.get("ADUAN_BENCH_DATABASE_URL")),
