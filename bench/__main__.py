@@ -14,10 +14,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench import idle, intake, pipeline, replay, summary
+from bench import consumers, idle, intake, pipeline, replay, summary
 
 RESULTS = Path(__file__).with_name("results")
-NAMES = ("intake", "pipeline", "replay", "idle", "summary")
+NAMES = ("intake", "pipeline", "consumers", "replay", "idle", "summary")
 
 
 def _table(title: str, rows: list[tuple[str, str, str]]) -> Table:
@@ -46,10 +46,15 @@ def intake_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
          f"{r['intake_two_processes_per_s']}/s with two "
          f"(CPU {pair['cpu_ms_per_request']} ms/request)",
          f"{r['intake_one_process_per_s']}/s (CPU {single['cpu_ms_per_request']} ms/request)"),
-        (f"overload at {o['offered_per_s']}/s offered (2x sustained)",
-         f"201: {o['answered_201']} (p99 {o['p99_ms']} ms), 503+Retry-After: "
-         f"{o['refused_503_with_retry_after']} (p99 {o['p99_503_ms']} ms), "
-         f"other: {o['other_statuses']}",
+        (f"overload at {o['offered_per_s']}/s offered (2x sustained), open loop",
+         f"201: {o['answered_201']} (p99 {o['p99_201_ms']} ms); 503: {o['answered_503']}, "
+         f"{o['refused_503_with_retry_after']} problem JSON with Retry-After (p50 "
+         f"{o['p50_503_ms']} ms, p99 {o['p99_503_ms']} ms); other statuses "
+         f"{o['other_statuses'] or 0}, client errors {o['client_errors'] or 0}; lost "
+         f"{o['lost']}; server CPU {o['cpu_ms_per_request']} ms/request; load "
+         f"{o['load_average']}; "
+         + ("meets the targets" if all(o["meets"].values())
+            else "misses " + ", ".join(k for k, ok in o["meets"].items() if not ok)),
          f"stored {o['stored']} of {o['answered_201']} answered 201"),
         ("load average (1 min) before, after", str(r["load_average"]), "-"),
     ]
@@ -74,6 +79,20 @@ def pipeline_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
             f"(case.opened p99 = x{step.get('opened_p99_over_two_round_trips')} two round "
             "trips)"))
     return rows
+
+
+def consumers_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
+    return [(f"{c['consumer']}: {c['events']:,} events of {r['complaints']:,} complaints, "
+             f"batches of {r['batch']}",
+             f"{c['batches']['per_s']:,} events/s; CPU ms per event: consumer "
+             f"{c['batches']['cpu_ms_per_event']}, PostgreSQL "
+             f"{c['batches']['postgres_cpu_ms_per_event']} (x{c['cpu_ratio']} less consumer "
+             f"CPU); {'same' if c['same_result'] else 'NOT the same'} result; load "
+             f"{r['load_average']}",
+             f"the same batches event by event: {c['event_by_event']['per_s']:,} events/s; CPU "
+             f"ms per event: consumer {c['event_by_event']['cpu_ms_per_event']}, PostgreSQL "
+             f"{c['event_by_event']['postgres_cpu_ms_per_event']}")
+            for c in r["consumers"]]
 
 
 def replay_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -121,6 +140,7 @@ def main() -> None:
         "pipeline": (lambda: pipeline.run(seconds=10 if args.quick else 60,
                                           reference_seconds=5 if args.quick else 10),
                      pipeline_rows),
+        "consumers": (lambda: consumers.run(500 if args.quick else 2_000), consumers_rows),
         "replay": (lambda: replay.run(50_000 if args.quick else 200_000), replay_rows),
         "idle": (lambda: idle.run(seconds=5 if args.quick else 10), idle_rows),
         "summary": (lambda: summary.run(cases, 30, os.environ.get("ADUAN_BENCH_DATABASE_URL")),

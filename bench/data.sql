@@ -119,16 +119,4 @@ UPDATE metrics.cases
 SET closed_after_days = floor(extract(epoch FROM closed_at - received_at) / 86400)
 WHERE closed_at IS NOT NULL;
 
-INSERT INTO metrics.duration_histograms (grain, start, measure, key, bucket, n)
-SELECT g.grain, date_trunc(g.unit, (closed_at AT TIME ZONE 'Asia/Jakarta')::date)::date,
-       'days_to_close', closure_stage, closed_after_days, count(*)
-FROM metrics.cases CROSS JOIN (VALUES ('d', 'day'), ('m', 'month'), ('y', 'year')) AS g (grain, unit)
-WHERE closed_after_days IS NOT NULL AND closure_stage IS NOT NULL
-GROUP BY 1, 2, 3, 4, 5;
-
-INSERT INTO metrics.duration_histograms (grain, start, measure, key, bucket, n)
-SELECT g.grain, date_trunc(g.unit, (at AT TIME ZONE 'Asia/Jakarta')::date)::date,
-       'response_hours', agency, answered_after_hours / 12, count(*)
-FROM metrics.transitions CROSS JOIN (VALUES ('d', 'day'), ('m', 'month'), ('y', 'year')) AS g (grain, unit)
-WHERE answered_after_hours IS NOT NULL
-GROUP BY 1, 2, 3, 4, 5;
+-- The duration histograms, as metrics_worker.aggregates derives them (run by bench/summary.py).

@@ -88,7 +88,9 @@ class Connection:
 
 async def closed_loop(host: str, port: int, requests: list[bytes], *, clients: int,
                       seconds: float) -> Results:
-    """``clients`` connections, each sending its next request as soon as it has an answer."""
+    """``clients`` connections, each sending its next request as soon as it has an answer, or,
+    answered 503 with ``Retry-After``, once that time has passed, as the API asks of clients
+    (one retrying at once only adds refusals for the server to send)."""
     results = Results()
     deadline = time.perf_counter() + seconds
 
@@ -98,7 +100,11 @@ async def closed_loop(host: str, port: int, requests: list[bytes], *, clients: i
         try:
             while time.perf_counter() < deadline:
                 try:
-                    results.answers.append(await connection.exchange(requests[i % len(requests)]))
+                    answer = await connection.exchange(requests[i % len(requests)])
+                    results.answers.append(answer)
+                    if answer.status == 503 and answer.retry_after:
+                        await asyncio.sleep(min(float(answer.retry_after),
+                                                max(deadline - time.perf_counter(), 0)))
                 except (OSError, asyncio.IncompleteReadError) as exc:
                     results.errors[type(exc).__name__] += 1
                     connection.close()
@@ -124,6 +130,9 @@ async def open_loop(host: str, port: int, requests: list[bytes], *, rate: float,
 
     async def one(request: bytes) -> None:
         nonlocal opened
+        # A request's time counts from when it was to be sent: waiting for a new connection
+        # (the server's accept queue) is part of what its client sees.
+        began = time.perf_counter()
         # A connection left idle may have been closed by the server's keep-alive timeout
         # meanwhile (a client would not reuse it either): those are closed, not used.
         while idle and time.perf_counter() - idle[-1].used_at > IDLE_REUSE_SECONDS:
@@ -133,13 +142,21 @@ async def open_loop(host: str, port: int, requests: list[bytes], *, rate: float,
             connection = idle.pop()
         elif opened < max_connections:
             opened += 1
-            connection = await Connection.open(host, port)
+            try:
+                async with asyncio.timeout(timeout):
+                    connection = await Connection.open(host, port)
+            except (OSError, TimeoutError) as exc:
+                results.errors[f"connect: {type(exc).__name__}"] += 1
+                opened -= 1
+                return
         else:
             results.errors["client connections exhausted"] += 1
             return
         try:
             async with asyncio.timeout(timeout):
-                results.answers.append(await connection.exchange(request))
+                answer = await connection.exchange(request)
+            answer.seconds = answer.at - began
+            results.answers.append(answer)
             idle.append(connection)
         except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
             results.errors[type(exc).__name__] += 1

@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from metrics_worker import counts
+from metrics_worker import aggregates, counts
 from services.allinone import create_app
 from services.migrate import migrate_async
 from services.postgres import start_postgres
@@ -70,6 +70,7 @@ async def _load(url: str, cases: int) -> int:
     try:
         await connection.execute(DATA.read_text().replace(":contacts", str(contacts)).replace(
             "/*PLACE_AND_LIAISON_INCREMENTS*/", counts.PLACE_AND_LIAISON_INCREMENTS))
+        await connection.execute(aggregates.DURATION_HISTOGRAMS)
         # As autovacuum leaves a settled table: statistics, and pages marked all-visible.
         await connection.execute(f"VACUUM (ANALYZE) {', '.join(TABLES)}")
         return int(await connection.fetchval("SELECT count(*) FROM metrics.cases"))

@@ -56,3 +56,9 @@ def spans(first: date, last: date) -> list[Span]:
 def until(day: date) -> list[Span]:
     """Every day before ``day``."""
     return spans(BEGINNING, day - timedelta(days=1))
+
+
+def day_sql(day: date) -> str:
+    """``day`` as an SQL literal: the summary's statement carries its bounds as constants, so
+    the plan PostgreSQL keeps for a prepared statement is made for them."""
+    return f"DATE '{day.isoformat()}'"

@@ -198,7 +198,7 @@ def _step(case: dict[str, Any], asked: dict[str, Any] | None, data: dict[str, An
         closed_after_days = (at - case["received_at"]) // timedelta(days=1)
         if data.get("closure_stage"):
             samples.append((at, histograms.DAYS_TO_CLOSE, data["closure_stage"],
-                            closed_after_days))
+                            (at - case["received_at"]) // timedelta(hours=1)))
         increments += [(at, counts.CLOSED, year),
                        (at, counts.CLOSED_STAGE, data.get("closure_stage") or ""),
                        (at, counts.CLOSED_REASON, data.get("reason") or "")]
@@ -218,8 +218,7 @@ def _step(case: dict[str, Any], asked: dict[str, Any] | None, data: dict[str, An
                                asked["agency"]))
         if data["action"] == "respond":
             answered_after_hours, asked_at = (at - asked["at"]) // timedelta(hours=1), asked["at"]
-            samples.append((at, histograms.RESPONSE_HOURS, agency,
-                            answered_after_hours // histograms.RESPONSE_BUCKET_HOURS))
+            samples.append((at, histograms.RESPONSE_HOURS, agency, answered_after_hours))
     case["version"] = version
     case["status"] = data["to_status"]
     if data["action"] == "register" and case["registered_at"] is None:

@@ -18,7 +18,7 @@ from datetime import date, datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from metrics_worker.calendar import Span, spans, until
+from metrics_worker.calendar import Span, day_sql, spans, until
 
 CONTACTS = "contacts"                      # key: kind
 RECEIVED_CHANNEL = "received_channel"      # key: channel (received reports only)
@@ -97,47 +97,44 @@ async def add(session: AsyncSession, increments: Sequence[Increment]) -> None:
                                  "keys": list(keys)})
 
 
-def spans_sql(spans: Sequence[Span], name: str, params: dict[str, object]) -> str:
+def spans_sql(spans: Sequence[Span]) -> str:
     """One ``SELECT measure, key, n`` per span, from the table of its grain, UNION ALL'ed."""
     parts = []
-    for i, span in enumerate(spans):
-        first, last = f"{name}_first{i}", f"{name}_last{i}"
-        params.update({first: span.first, last: span.last})
+    for span in spans:
+        bounds = f"BETWEEN {day_sql(span.first)} AND {day_sql(span.last)}"
         if span.grain == "d":
-            parts.append(f"SELECT measure, key, n FROM metrics.daily_counts "
-                         f"WHERE day BETWEEN :{first} AND :{last}")
+            parts.append(f"SELECT measure, key, n FROM metrics.daily_counts WHERE day {bounds}")
         else:
             parts.append(f"SELECT measure, key, n FROM metrics.period_counts "
-                         f"WHERE grain = '{span.grain}' AND start BETWEEN :{first} AND :{last}")
+                         f"WHERE grain = '{span.grain}' AND start {bounds}")
     return " UNION ALL ".join(parts) or "SELECT NULL::text, NULL::text, 0::bigint WHERE false"
 
 
-def parts_sql(first: date, last: date, params: dict[str, object]) -> str:
+def parts_sql(first: date, last: date) -> str:
     """The counts a summary of ``[first, last]`` needs, as rows ``(part, measure, key, n)``:
     ``within`` the period (every measure but places), ``before`` its start (running measures
     only), ``month`` (per month in ``measure``: received reports in ``n``, the most frequent
     substance, alphabetically first on a tie, in ``key``) and ``places`` (how many distinct
     on-the-spot places, in ``n``). A bounded number of rows whatever the period's
     length (see ``metrics_worker.calendar``)."""
-    params.update({"running": list(RUNNING), "place_measure": ON_THE_SPOT_PLACE,
-                   "substance_measure": RECEIVED_SUBSTANCE})
-    within = spans_sql(spans(first, last), "w", params)
-    before = spans_sql(until(first), "b", params)
+    within = spans_sql(spans(first, last))
+    before = spans_sql(until(first))
+    running = ", ".join(f"'{measure}'" for measure in RUNNING)
     return f"""
         SELECT 'within' AS part, measure, key, sum(n) AS n FROM ({within}) w
-        WHERE measure <> :place_measure GROUP BY 1, 2, 3
+        WHERE measure <> '{ON_THE_SPOT_PLACE}' GROUP BY 1, 2, 3
         UNION ALL
         SELECT 'before', measure, key, sum(n) FROM ({before}) b
-        WHERE measure = ANY(:running) GROUP BY 1, 2, 3
+        WHERE measure IN ({running}) GROUP BY 1, 2, 3
         UNION ALL
         SELECT 'month', month, top, received FROM (
           SELECT DISTINCT ON (month) month, key AS top,
                  sum(sum(n)) OVER (PARTITION BY month) AS received
-          FROM ({_substances_by_month_sql(first, last, params)}) m
+          FROM ({_substances_by_month_sql(first, last)}) m
           GROUP BY month, key ORDER BY month, sum(n) DESC, key) m
         UNION ALL
         SELECT 'places', NULL, NULL, count(*) FROM (
-          SELECT key FROM ({within}) p WHERE measure = :place_measure
+          SELECT key FROM ({within}) p WHERE measure = '{ON_THE_SPOT_PLACE}'
           GROUP BY key HAVING sum(n) > 0) p"""
 
 
@@ -173,20 +170,19 @@ class Totals:
         return self
 
 
-def _substances_by_month_sql(first: date, last: date, params: dict[str, object]) -> str:
+def _substances_by_month_sql(first: date, last: date) -> str:
     """Received by month and substance: month rows, and days for a month cut by the period."""
     parts = []
-    for i, span in enumerate(spans(first, last)):
+    for span in spans(first, last):
         # Whole years are read as their months (kept too), since months are wanted here.
         final = date(span.last.year, 12, 1) if span.grain == "y" else span.last
-        params.update({f"m_first{i}": span.first, f"m_last{i}": final})
+        bounds = f"BETWEEN {day_sql(span.first)} AND {day_sql(final)}"
         if span.grain == "d":
             parts.append(f"SELECT to_char(day, 'YYYY-MM') AS month, key, n "
-                         f"FROM metrics.daily_counts WHERE measure = :substance_measure "
-                         f"AND day BETWEEN :m_first{i} AND :m_last{i}")
+                         f"FROM metrics.daily_counts WHERE measure = '{RECEIVED_SUBSTANCE}' "
+                         f"AND day {bounds}")
         else:
             parts.append(f"SELECT to_char(start, 'YYYY-MM') AS month, key, n "
                          f"FROM metrics.period_counts WHERE grain = 'm' "
-                         f"AND measure = :substance_measure "
-                         f"AND start BETWEEN :m_first{i} AND :m_last{i}")
+                         f"AND measure = '{RECEIVED_SUBSTANCE}' AND start {bounds}")
     return " UNION ALL ".join(parts) or "SELECT NULL::text, NULL::text, 0::bigint WHERE false"

@@ -28,15 +28,18 @@ class Figures:
 async def read(session: AsyncSession, period: Period, start: datetime,
                end: datetime) -> Figures:
     """``start`` and ``end``: the period's bounds in UTC."""
-    params: dict[str, object] = {"label": period.label, "s": start, "e": end}
     result = Figures()
+    # The period's bounds are written into the statement, not bound: the plan PostgreSQL keeps
+    # for the driver's prepared statement after a few runs would otherwise be a generic one,
+    # blind to whether the bounds select a day or eight years. Planned once per period and
+    # connection, then reused.
     rows = await session.execute(text(f"""
-        SELECT part, measure, key, NULL::integer AS bucket, n::bigint,
+        SELECT part, measure, key, NULL::integer AS hours, n::bigint,
                NULL::double precision AS value, NULL::timestamptz AS at
-        FROM ({counts.parts_sql(period.first, period.last, params)}) c
+        FROM ({counts.parts_sql(period.first, period.last)}) c
         UNION ALL
-        SELECT 'median', measure, key, bucket, total, value, NULL
-        FROM ({histograms.medians_sql(period.first, period.last, params)}) h
+        SELECT 'median', measure, key, hours, total, value, NULL
+        FROM ({histograms.medians_sql(period.first, period.last, start, end)}) h
         UNION ALL
         SELECT 'as_of', NULL, NULL, NULL, NULL, NULL,
                greatest((SELECT max(received_at) FROM metrics.contacts),
@@ -46,10 +49,10 @@ async def read(session: AsyncSession, period: Period, start: datetime,
         FROM metrics.targets, LATERAL (VALUES ('closures', closures),
                                               ('examination_closures', examination_closures))
              AS t (figure, n)
-        WHERE period = :label"""), params)
-    for part, measure, key, bucket, n, value, at in rows:
+        WHERE period = :label"""), {"label": period.label})
+    for part, measure, key, hours, n, value, at in rows:
         if part == "median":
-            result.middles.take(measure, key, bucket, n, value)
+            result.middles.take(measure, key, hours, n, value)
         elif part == "as_of":
             result.as_of = at
         elif part == "target":

@@ -1,12 +1,14 @@
-"""Exact medians from histograms: sum a few bucket rows, then read only the middle bucket.
+"""Exact medians from histograms: sum a few bucket rows, then read only the middle hour.
 
-The projection counts each duration in a bucket (days to close by closure stage, in whole days;
-hours to respond by agency, in half days) per local day, month and year
-(``metrics.duration_histograms``). A period's histogram is the sum of a bounded number of rows
-(``metrics_worker.calendar``); window sums over it say which bucket holds the middle value(s)
-and at which rank, and only that bucket's rows of the period are read, from an index that
-holds the values, to get them exactly. All in one statement (``medians_sql``); the result is
-what ``percentile_cont(0.5)`` over all the period's values gives.
+The projection counts each duration, in whole hours (days to close by closure stage, hours to
+respond by agency), in a bucket of one day of delay, per local day, month and year
+(``metrics.duration_histograms``), and each bucket row also counts its values by hour of the
+bucket (``sub_counts``, 24 of them). A period's histogram is the sum of a bounded number of
+rows (``metrics_worker.calendar``); window sums over it say which bucket holds the middle
+value(s) and at which rank, the summed ``sub_counts`` of that bucket say which hour, and only
+that hour's rows of the period are read, from an index that holds the values, to get them
+exactly. All in one statement (``medians_sql``); the result is what ``percentile_cont(0.5)``
+over all the period's values gives.
 """
 
 from __future__ import annotations
@@ -19,33 +21,60 @@ from datetime import date, datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from metrics_worker.calendar import spans
+from metrics_worker.calendar import day_sql, spans
 
 logger = logging.getLogger(__name__)
 
 DAYS_TO_CLOSE = "days_to_close"    # key: closure stage; value: (closed - received) in days
 RESPONSE_HOURS = "response_hours"  # key: agency; value: (respond - request) in hours
-# Responses are counted by half day of delay (``answered_after_hours`` in twelves): a period's
-# histogram over many agencies and years stays a few thousand rows, and the exact values of one
-# bucket are read from an index that holds them.
-RESPONSE_BUCKET_HOURS = 12
-# A response's bucket from its whole hours (floor, also below zero, as Python's ``//``).
-RESPONSE_BUCKET = f"floor(answered_after_hours / {RESPONSE_BUCKET_HOURS}.0)::integer"
+# A bucket is one day of delay, split into hours in ``sub_counts``: a period's histogram over
+# many agencies and years stays a few thousand rows, and the values read for a median are
+# those of one hour of delay, not of a whole day of it.
+HOURS_PER_BUCKET = 24
+# Whole hours of a closed case, as the index the values of one hour are read from holds them.
+HOURS_TO_CLOSE = "(floor(extract(epoch FROM closed_at - received_at) / 3600)::integer)"
 
-# The exact values of one bucket of the period, for each (key, bucket) asked in ``w``.
+
+def bucket_sql(hours: str) -> str:
+    """The bucket (day of delay) of a duration of ``hours`` whole hours (floor, also below
+    zero, as Python's ``//``)."""
+    return f"floor({hours} / {HOURS_PER_BUCKET}.0)::integer"
+
+
+def hour_sql(hours: str) -> str:
+    """The hour of its bucket (0 to 23) of a duration of ``hours`` whole hours."""
+    return f"({hours} - {HOURS_PER_BUCKET} * {bucket_sql(hours)})"
+
+
+def sub_counts_sql(weight: str, hour: str = "hour") -> str:
+    """The ``sub_counts`` of a group of rows: per hour of the bucket, the sum of ``weight``."""
+    return "ARRAY[{}]::integer[]".format(", ".join(
+        f"coalesce(sum({weight}) FILTER (WHERE {hour} = {i}), 0)"
+        for i in range(HOURS_PER_BUCKET)))
+
+
+def added_sub_counts_sql(table: str, other: str) -> str:
+    """``sub_counts`` of ``table`` plus those of ``other``, hour by hour."""
+    return "ARRAY[{}]::integer[]".format(", ".join(
+        f"{table}.sub_counts[{i}] + {other}.sub_counts[{i}]"
+        for i in range(1, HOURS_PER_BUCKET + 1)))
+
+
+# The exact durations of one hour of delay of the period (``{start}``, ``{end}``), for each
+# (key, hours) asked in ``x``, and the unit a median is given in: sorted as intervals, only
+# the one or two middle ones are turned into numbers.
 VALUES = {
-    DAYS_TO_CLOSE: """
-        SELECT extract(epoch FROM c.closed_at - c.received_at) / 86400.0 AS value
-        FROM metrics.cases c
-        WHERE c.closure_stage = w.key AND c.closed_after_days = w.bucket
-          AND c.closed_at >= :s AND c.closed_at < :e""",
-    RESPONSE_HOURS: f"""
-        SELECT extract(epoch FROM r.at - r.asked_at) / 3600.0 AS value
+    DAYS_TO_CLOSE: (f"""
+        SELECT closed_at - received_at AS duration
+        FROM metrics.cases
+        WHERE closure_stage = x.key AND {HOURS_TO_CLOSE} = x.hours
+          AND closed_after_days IS NOT NULL AND closed_at >= {{start}} AND closed_at < {{end}}""",
+                    86400),
+    RESPONSE_HOURS: ("""
+        SELECT r.at - r.asked_at AS duration
         FROM metrics.transitions r
-        WHERE r.agency = w.key
-          AND r.answered_after_hours BETWEEN w.bucket * {RESPONSE_BUCKET_HOURS}
-                                         AND (w.bucket + 1) * {RESPONSE_BUCKET_HOURS} - 1
-          AND r.at >= :s AND r.at < :e""",
+        WHERE r.agency = x.key AND r.answered_after_hours = x.hours
+          AND r.at >= {start} AND r.at < {end}""", 3600),
 }
 
 # The same figure the slow way, for a key whose histogram disagrees with the rows it sums up
@@ -65,64 +94,93 @@ DIRECT = {
         WHERE r.action = 'respond' AND r.agency = :key AND r.at >= :s AND r.at < :e""",
 }
 
-Sample = tuple[datetime, str, str, int]  # moment, measure, key, bucket
+Sample = tuple[datetime, str, str, int]  # moment, measure, key, whole hours of the duration
 
 
 async def add(session: AsyncSession, samples: Sequence[Sample]) -> None:
-    """Counts each sample in its bucket on the moment's local day, month and year."""
+    """Counts each sample in its bucket and hour on the moment's local day, month and year."""
     if not samples:
         return
     rows = ", ".join(
         f"((CAST(:at{i} AS timestamptz) AT TIME ZONE metrics.office_timezone())::date,"
-        f" CAST(:measure{i} AS varchar), CAST(:key{i} AS varchar), CAST(:bucket{i} AS integer))"
+        f" CAST(:measure{i} AS varchar), CAST(:key{i} AS varchar), CAST(:hours{i} AS integer))"
         for i in range(len(samples)))
     params: dict[str, object] = {}
-    for i, (at, measure, key, bucket) in enumerate(samples):
+    for i, (at, measure, key, hours) in enumerate(samples):
         params.update({f"at{i}": at, f"measure{i}": measure, f"key{i}": key,
-                       f"bucket{i}": bucket})
+                       f"hours{i}": hours})
     await session.execute(text(f"""
-        WITH samples (day, measure, key, bucket) AS (VALUES {rows})
-        INSERT INTO metrics.duration_histograms (grain, start, measure, key, bucket, n)
-        SELECT g.grain, date_trunc(g.unit, s.day)::date, s.measure, s.key, s.bucket, count(*)
-        FROM samples s CROSS JOIN (VALUES ('d', 'day'), ('m', 'month'), ('y', 'year'))
-             AS g (grain, unit)
+        WITH samples (day, measure, key, hours) AS (VALUES {rows})
+        INSERT INTO metrics.duration_histograms
+               (grain, start, measure, key, bucket, n, sub_counts)
+        SELECT g.grain, date_trunc(g.unit, s.day)::date, s.measure, s.key, s.bucket, count(*),
+               {sub_counts_sql("1")}
+        FROM (SELECT day, measure, key, {bucket_sql("hours")} AS bucket,
+                     {hour_sql("hours")} AS hour FROM samples) s
+        CROSS JOIN (VALUES ('d', 'day'), ('m', 'month'), ('y', 'year')) AS g (grain, unit)
         GROUP BY 1, 2, 3, 4, 5
         ON CONFLICT (grain, start, measure, key, bucket)
-        DO UPDATE SET n = duration_histograms.n + EXCLUDED.n"""), params)
+        DO UPDATE SET n = duration_histograms.n + EXCLUDED.n,
+                      sub_counts = {added_sub_counts_sql("duration_histograms", "EXCLUDED")}
+        """), params)
 
 
-def medians_sql(first: date, last: date, params: dict[str, object]) -> str:
-    """Rows ``(measure, key, bucket, total, value)``: per measure and key, how many values the
+def medians_sql(first: date, last: date, start: datetime, end: datetime) -> str:
+    """Rows ``(measure, key, hours, total, value)``: per measure and key, how many values the
     period has (``total``) and the exact value(s) at the middle rank(s), read from the one or
-    two buckets the summed histogram puts them in (``value`` null when the bucket's rows are
-    missing). ``:s`` and ``:e`` bound the period in UTC."""
+    two hours of delay the summed histogram puts them in (``value`` and ``hours`` null when
+    those rows are missing). ``start`` and ``end`` bound the period in UTC; like the days,
+    they are written into the statement (``calendar.day_sql``)."""
     parts = []
-    for i, span in enumerate(spans(first, last)):
-        params.update({f"h_first{i}": span.first, f"h_last{i}": span.last})
-        parts.append(f"SELECT measure, key, bucket, n FROM metrics.duration_histograms "
-                     f"WHERE grain = '{span.grain}' AND start BETWEEN :h_first{i} AND :h_last{i}")
+    for span in spans(first, last):
+        parts.append(f"SELECT measure, key, bucket, n, sub_counts "
+                     f"FROM metrics.duration_histograms WHERE grain = '{span.grain}' "
+                     f"AND start BETWEEN {day_sql(span.first)} AND {day_sql(span.last)}")
     if not parts:
         return ("SELECT NULL::text, NULL::text, NULL::integer, NULL::bigint, "
                 "NULL::double precision WHERE false")
+    by_hour = ", ".join(f"sum(h.sub_counts[{i}])" for i in range(1, HOURS_PER_BUCKET + 1))
+    bounds = {"start": f"TIMESTAMPTZ '{start.isoformat()}'",
+              "end": f"TIMESTAMPTZ '{end.isoformat()}'"}
     values = " UNION ALL ".join(
-        f"(SELECT value FROM ({sql}) v WHERE w.measure = '{measure}'"
-        f" ORDER BY value OFFSET w.skip LIMIT w.take)" for measure, sql in VALUES.items())
+        f"(SELECT extract(epoch FROM duration) / {unit}.0 AS value FROM ("
+        f"SELECT duration FROM ({sql.format(**bounds)}) v WHERE x.measure = '{measure}'"
+        f" ORDER BY duration OFFSET x.skip LIMIT x.take) d)"
+        for measure, (sql, unit) in VALUES.items())
     return f"""
-        WITH summed AS (
-          SELECT measure, key, bucket, sum(n)::bigint AS n FROM ({' UNION ALL '.join(parts)}) h
+        WITH h AS MATERIALIZED ({' UNION ALL '.join(parts)}),
+        summed AS (
+          SELECT measure, key, bucket, sum(n)::bigint AS n FROM h
           GROUP BY 1, 2, 3 HAVING sum(n) > 0),
         ranked AS (
           SELECT measure, key, bucket, n,
                  sum(n) OVER (PARTITION BY measure, key ORDER BY bucket)::bigint - n AS below,
                  sum(n) OVER (PARTITION BY measure, key)::bigint AS total
           FROM summed),
-        w AS (  -- the bucket(s) holding ranks (total - 1) / 2 and total / 2, counted from 0
+        w AS MATERIALIZED (
+          -- the bucket(s) holding ranks (total - 1) / 2 and total / 2, counted from 0; skip
+          -- and take count within the bucket
           SELECT measure, key, bucket, total,
                  greatest((total - 1) / 2 - below, 0) AS skip,
                  least(total / 2, below + n - 1) - greatest((total - 1) / 2, below) + 1 AS take
-          FROM ranked WHERE below <= total / 2 AND below + n > (total - 1) / 2)
-        SELECT w.measure, w.key, w.bucket, w.total, v.value
-        FROM w LEFT JOIN LATERAL ({values}) v ON true"""
+          FROM ranked WHERE below <= total / 2 AND below + n > (total - 1) / 2),
+        by_hour AS (  -- those buckets' values by hour
+          SELECT measure, key, bucket, ARRAY[{by_hour}] AS n
+          FROM w JOIN h USING (measure, key, bucket) GROUP BY 1, 2, 3),
+        x AS MATERIALIZED (
+          -- the hour(s) holding the ranks; skip and take count within the hour
+          SELECT w.measure, w.key, w.bucket, w.bucket * {HOURS_PER_BUCKET} + o.hour AS hours,
+                 greatest(w.skip - o.below, 0) AS skip,
+                 least(w.skip + w.take - 1, o.below + o.n - 1)
+                   - greatest(w.skip, o.below) + 1 AS take
+          FROM w JOIN by_hour b USING (measure, key, bucket), LATERAL (
+            SELECT u.hour - 1 AS hour, u.n, sum(u.n) OVER (ORDER BY u.hour) - u.n AS below
+            FROM unnest(b.n) WITH ORDINALITY AS u (n, hour)) o
+          WHERE o.n > 0 AND o.below <= w.skip + w.take - 1 AND o.below + o.n > w.skip)
+        SELECT w.measure, w.key, x.hours, w.total, v.value
+        FROM w
+        LEFT JOIN x USING (measure, key, bucket)
+        LEFT JOIN LATERAL ({values}) v ON true"""
 
 
 Medians = dict[str, dict[str, tuple[int, float]]]  # measure -> key -> (count, median)
@@ -135,11 +193,11 @@ class MiddleValues:
         self.totals: dict[tuple[str, str], int] = {}
         self.values: dict[tuple[str, str], list[tuple[int, float]]] = defaultdict(list)
 
-    def take(self, measure: str, key: str, bucket: int, total: int,
+    def take(self, measure: str, key: str, hours: int | None, total: int,
              value: float | None) -> None:
         self.totals[measure, key] = total
-        if value is not None:
-            self.values[measure, key].append((bucket, value))
+        if hours is not None and value is not None:
+            self.values[measure, key].append((hours, value))
 
     async def medians(self, session: AsyncSession, start: datetime, end: datetime) -> Medians:
         """``percentile_cont(0.5)`` per measure and key; computed the slow way for a key whose

@@ -18,9 +18,10 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
+from metrics_worker.histograms import HOURS_TO_CLOSE
 from shared.db import Base
 
 SCHEMA = "metrics"
@@ -56,9 +57,10 @@ class CaseFact(Base):
     __table_args__ = (
         Index("ix_metrics_cases_received_at", "received_at"),
         Index("ix_metrics_cases_closed_at", "closed_at"),
-        # received_at carried along: a median's one bucket is read from the index alone.
-        Index("ix_metrics_cases_days_to_close", "closure_stage", "closed_after_days", "closed_at",
-              postgresql_include=["received_at"],
+        # By whole hours to close: a median's one hour of delay is read from the index alone
+        # (received_at carried along).
+        Index("ix_metrics_cases_hours_to_close", "closure_stage", text(HOURS_TO_CLOSE),
+              "closed_at", postgresql_include=["received_at"],
               postgresql_where=text("closed_after_days IS NOT NULL")),
         {"schema": SCHEMA},
     )
@@ -77,7 +79,7 @@ class CaseFact(Base):
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     closure_stage: Mapped[str | None] = mapped_column(String(16))
     closure_reason: Mapped[str | None] = mapped_column(String(64))
-    # Whole days from received to closed: the bucket of the days-to-close histogram.
+    # Whole days from received to closed (the days-to-close histogram's bucket).
     closed_after_days: Mapped[int | None] = mapped_column(Integer)
 
 
@@ -108,8 +110,8 @@ class TransitionFact(Base):
     closure_stage: Mapped[str | None] = mapped_column(String(16))
     due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     resolution: Mapped[str | None] = mapped_column(String(16))
-    # On a ``respond`` that answers a clarification request: whole hours since the request,
-    # the bucket of the response-hours histogram.
+    # On a ``respond`` that answers a clarification request: whole hours since the request
+    # (its hour in the response-hours histogram, and the key of the values read for a median).
     answered_after_hours: Mapped[int | None] = mapped_column(Integer)
     # On that same ``respond``: when the request it answers was made.
     asked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -157,11 +159,11 @@ class PeriodCount(Base):
 
 
 class DurationHistogram(Base):
-    """How many durations fell in each whole-unit bucket, per day, month and year.
+    """How many durations fell in each bucket of one day of delay, per day, month and year.
 
     ``days_to_close`` (key: closure stage, by the local day of closing) and ``response_hours``
     (key: agency, by the local day of the response): a period's median is found by summing a
-    few rows and reading only the cases of the one bucket it falls in.
+    few rows and reading only the cases of the one hour of delay it falls in.
     """
 
     __tablename__ = "duration_histograms"
@@ -173,6 +175,8 @@ class DurationHistogram(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     bucket: Mapped[int] = mapped_column(Integer, primary_key=True)
     n: Mapped[int] = mapped_column(BigInteger)
+    # The bucket's n by hour of the bucket (24): which hour holds a median.
+    sub_counts: Mapped[list[int]] = mapped_column(ARRAY(Integer))
 
 
 class Office(Base):

@@ -32,6 +32,8 @@ from shared.events import (
     COMPLAINT_ATTACHMENT_ADDED,
     COMPLAINT_RECEIVED,
     Event,
+    MalformedEvent,
+    plain_envelope,
 )
 from shared.vocabulary import EXAMINATION_STATUSES
 
@@ -46,30 +48,26 @@ def _time(value: Any) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-def _columns(table: Any) -> list[str]:
-    return [c.name for c in table.__table__.columns]
+def _columns(table: Any) -> set[str]:
+    return {c.name for c in table.__table__.columns}
 
 
-CONTACT_COLUMNS = _columns(Contact)
-CASE_COLUMNS = _columns(CaseFact)
-TRANSITION_COLUMNS = _columns(TransitionFact)
-
-# What the fold writes: a column added to a fact table stops the import here until the fold
-# fills it, rather than a rebuild leaving it empty where the live projection fills it.
-_WRITTEN = {
-    "contacts": ["complaint_id", "kind", "channel", "substance", "agency", "received_at", "place"],
-    "cases": sorted(["case_id", "kind", "channel", "substance", "agency", "received_at",
-                     "opened_status", "status", "version", "registered_at", "examination_at",
-                     "closed_at", "closure_stage", "closure_reason", "closed_after_days"]),
-    "transitions": sorted(["case_id", "version", "action", "from_status", "to_status", "at",
-                           "agency", "reason", "closure_stage", "due_at", "resolution",
-                           "answered_after_hours", "asked_at"]),
-}
-if (_WRITTEN["contacts"] != CONTACT_COLUMNS or _WRITTEN["cases"] != sorted(CASE_COLUMNS)
-        or _WRITTEN["transitions"] != sorted(TRANSITION_COLUMNS)):
+# The columns of each fact table in the order the fold builds its rows (``COPY`` names them).
+# A column added to a fact table stops the import here until the fold fills it, rather than a
+# rebuild leaving it empty where the live projection fills it.
+CONTACT_COLUMNS = ["complaint_id", "kind", "channel", "substance", "agency", "received_at",
+                   "place"]
+CASE_COLUMNS = ["case_id", "kind", "channel", "substance", "agency", "received_at",
+                "opened_status", "status", "version", "registered_at", "examination_at",
+                "closed_at", "closure_stage", "closure_reason", "closed_after_days"]
+TRANSITION_COLUMNS = ["case_id", "version", "action", "from_status", "to_status", "at",
+                      "agency", "reason", "closure_stage", "due_at", "resolution",
+                      "answered_after_hours", "asked_at"]
+if (set(CONTACT_COLUMNS) != _columns(Contact) or set(CASE_COLUMNS) != _columns(CaseFact)
+        or set(TRANSITION_COLUMNS) != _columns(TransitionFact)):
     raise RuntimeError("a metrics fact table's columns changed: teach metrics_worker/replay.py "
                        "(the set-based rebuild) how the projection fills them")
-_transition_row = operator.itemgetter(*TRANSITION_COLUMNS)
+_contact_row = operator.itemgetter(*CONTACT_COLUMNS)
 
 
 def _length_check(table: Table, columns: list[str]) -> Callable[[tuple[Any, ...]], None]:
@@ -93,121 +91,201 @@ _check_case = _length_check(CaseFact.__table__, CASE_COLUMNS)  # type: ignore[ar
 _check_transition = _length_check(TransitionFact.__table__,  # type: ignore[arg-type]
                                   TRANSITION_COLUMNS)
 
+# A case in memory is its row (CASE_COLUMNS order) and, after it, the action and time of its
+# last step (what a ``respond`` needs to know whether it answers a clarification request).
+(_CASE_ID, _AGENCY, _RECEIVED_AT, _STATUS, _VERSION, _REGISTERED_AT, _EXAMINATION_AT,
+ _CLOSED_AT, _CLOSURE_STAGE, _CLOSURE_REASON, _CLOSED_AFTER_DAYS) = (
+    CASE_COLUMNS.index(name) for name in (
+        "case_id", "agency", "received_at", "status", "version", "registered_at",
+        "examination_at", "closed_at", "closure_stage", "closure_reason", "closed_after_days"))
+_PREVIOUS_ACTION, _PREVIOUS_AT = len(CASE_COLUMNS), len(CASE_COLUMNS) + 1
 
-@dataclass
-class _Case:
-    row: list[Any]  # in CASE_COLUMNS order
-    version: int
-    agency: str
-    received_at: datetime
-    previous: tuple[str, datetime] | None = None  # action and time of the last transition
+
+def _canonical(case_id: str) -> str:
+    """A uuid as ``str(uuid.UUID(...))`` spells it (as the services write it)."""
+    return str(uuid.UUID(case_id))
 
 
-_CASE = {name: i for i, name in enumerate(CASE_COLUMNS)}
+class _Deferred(Exception):
+    """A step of a case handed over: folded once the case is taken back (``revive``)."""
 
 
 @dataclass
 class Replay:
-    """The log folded, event by event in log order, into the read model's rows."""
+    """The log folded, event by event in log order, into the read model's rows.
+
+    A case is kept in memory while open; once closed it is handed over to be written (``take``)
+    and only its version is kept, which is all a later event needs: the workflow takes a closed
+    case nowhere, so what comes later is the same step again (a no-op) or a version gap (set
+    aside). Should a next step come all the same, it and every later event of its case wait
+    (``deferred``) until the case is read back from what was written (``revive``).
+    """
 
     # Rows not yet taken (``take``): contacts, transitions, and the ids of the events applied
-    # (or found to be no-ops), for the processed-event guard.
+    # (or found to be no-ops), for the processed-event guard; the open cases that closed.
     contacts: list[tuple[Any, ...]] = field(default_factory=list)
     transitions: list[tuple[Any, ...]] = field(default_factory=list)
     fresh: list[str] = field(default_factory=list)
+    closing: list[str] = field(default_factory=list)
     processed: set[str] = field(default_factory=set)
-    cases: dict[uuid.UUID, _Case] = field(default_factory=dict)  # final only at the log's end
-    complaints: set[uuid.UUID] = field(default_factory=set)
+    # The open cases by the case id as written (canonical), and the version of each case
+    # handed over once closed (by ``uuid.UUID.int``).
+    cases: dict[str, list[Any]] = field(default_factory=dict)
+    closed: dict[int, int] = field(default_factory=dict)
+    complaints: set[int] = field(default_factory=set)  # uuid.UUID.int
+    # Events of cases handed over and to be read back: each with what the caller gave with it.
+    deferred: list[tuple[str, str, dict[str, Any], bytes | str, Any]] = field(
+        default_factory=list)
+    reviving: set[int] = field(default_factory=set)
 
-    def apply(self, event: Event) -> None:
-        """Folds one event in; raises ``NotApplicable`` (nothing changed) where the live
-        consumer would dead-letter it."""
-        if event.id in self.processed:
+    def fold(self, value: bytes | str, origin: Any = None) -> tuple[Event | None, str] | None:
+        """Folds one record of the log in; the event (``None`` when the record is not one)
+        and the reason where the live consumer would dead-letter it. Nothing changes then.
+        An event deferred (see the class) is kept with ``origin``."""
+        attributes = plain_envelope(value)
+        if attributes is None:  # not as the services write it: the SDK decides
+            try:
+                event = Event.from_json(value)
+            except MalformedEvent as exc:
+                return None, str(exc)
+            event_id, event_type, data = event.id, event.type, event.data
+        else:
+            event_id, event_type, data = attributes["id"], attributes["type"], attributes["data"]
+        try:
+            self._apply(event_id, event_type, data)
+        except NotApplicable as exc:
+            return Event.read(value), str(exc)
+        except _Deferred:
+            self.deferred.append((event_id, event_type, data, value, origin))
+        return None
+
+    def revive(self, cases: list[list[Any]]) -> list[tuple[Any, Event | None, str]]:
+        """Folds the deferred events in, their cases read back from what was written (each a
+        row in CASE_COLUMNS order, then the action and time of its last step); those the live
+        consumer would dead-letter, with their origin."""
+        for case in cases:
+            case_id = str(case[_CASE_ID])
+            self.cases[case_id] = case
+            self.closed.pop(case[_CASE_ID].int, None)
+            self.closing.append(case_id)
+        self.reviving.clear()
+        deferred, self.deferred = self.deferred, []
+        rejected: list[tuple[Any, Event | None, str]] = []
+        for event_id, event_type, data, value, origin in deferred:
+            try:
+                self._apply(event_id, event_type, data)
+            except NotApplicable as exc:
+                rejected.append((origin, Event.read(value), str(exc)))
+        return rejected
+
+    def _apply(self, event_id: str, event_type: str, data: dict[str, Any]) -> None:
+        if event_id in self.processed:
             return  # redelivered: the processed-event table skips it
         try:
-            if event.type == COMPLAINT_RECEIVED:
-                self._contact(event.data)
-            elif event.type == CASE_OPENED:
-                self._opened(event.data)
-            elif event.type == CASE_TRANSITIONED:
-                self._transition(event.data)
-            elif event.type != COMPLAINT_ATTACHMENT_ADDED:
-                raise NotApplicable(f"unknown event type: {event.type}")
+            if event_type == CASE_TRANSITIONED:
+                self._transition(data)
+            elif event_type == COMPLAINT_RECEIVED:
+                self._contact(data)
+            elif event_type == CASE_OPENED:
+                self._opened(data)
+            elif event_type != COMPLAINT_ATTACHMENT_ADDED:
+                raise NotApplicable(f"unknown event type: {event_type}")
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise NotApplicable(f"{type(exc).__name__}: {exc}") from exc
-        self.processed.add(event.id)
-        self.fresh.append(event.id)
+        self.processed.add(event_id)
+        self.fresh.append(event_id)
 
-    def take(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[str]]:
-        """The contacts, transitions and processed event ids folded since the last take
-        (final already: later events never change them)."""
-        taken = self.contacts, self.transitions, self.fresh
-        self.contacts, self.transitions, self.fresh = [], [], []
+    def take(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[str],
+                            list[list[Any]]]:
+        """The contacts, transitions and processed event ids folded since the last take, and
+        the cases closed since (final already: later events never change them)."""
+        closed = []
+        for case_id in self.closing:
+            case = self.cases.get(case_id)
+            if case is not None and case[_STATUS] == "closed":
+                del self.cases[case_id]
+                self.closed[case[_CASE_ID].int] = case[_VERSION]
+                closed.append(case[:_PREVIOUS_ACTION])
+        taken = self.contacts, self.transitions, self.fresh, closed
+        self.contacts, self.transitions, self.fresh, self.closing = [], [], [], []
         return taken
 
     def case_rows(self) -> list[list[Any]]:
-        return [case.row for case in self.cases.values()]
+        return [case[:_PREVIOUS_ACTION] for case in self.cases.values()]
 
     def _contact(self, data: dict[str, Any]) -> None:
         values = contact_values(data)
-        complaint_id = values["complaint_id"]
-        row = tuple(values[name] for name in CONTACT_COLUMNS)
+        row: tuple[Any, ...] = _contact_row(values)
         _check_contact(row)
-        if complaint_id in self.complaints:
+        complaint = values["complaint_id"].int
+        if complaint in self.complaints:
             return  # the same complaint under another event id: counted already
-        self.complaints.add(complaint_id)
+        self.complaints.add(complaint)
         self.contacts.append(row)
 
     def _opened(self, data: dict[str, Any]) -> None:
         values = opening_values(data)
-        case_id, at = values["case_id"], values["received_at"]
         row = [values.get(name) for name in CASE_COLUMNS]
         _check_case(tuple(row))
-        if case_id in self.cases:
-            return
-        self.cases[case_id] = _Case(row, values["version"], data["agency"], at)
+        case_id = values["case_id"]
+        if case_id.int in self.reviving:
+            raise _Deferred
+        key = str(case_id)
+        if key not in self.cases and case_id.int not in self.closed:
+            self.cases[key] = [*row, None, None]
 
     def _transition(self, data: dict[str, Any]) -> None:
-        case_id = uuid.UUID(data["case_id"])
-        version = int(data["version"])
+        case_id = data["case_id"]
         case = self.cases.get(case_id)
+        if case is None:  # not known, or its id spelt otherwise (upper case, braces)
+            case_id = _canonical(case_id)
+            case = self.cases.get(case_id)
+        version = int(data["version"])
         if case is None:
-            raise NotApplicable(f"case {case_id} is not known")
-        if version <= case.version:
+            self._handed_over(case_id, version)
+            return
+        if version <= case[_VERSION]:
             return  # applied already under another event id
-        if version != case.version + 1:
-            raise NotApplicable(f"case {case_id} is at version {case.version}, "
+        if version != case[_VERSION] + 1:
+            raise NotApplicable(f"case {case_id} is at version {case[_VERSION]}, "
                                 f"event is {version}")
         at = datetime.fromisoformat(data["at"])
-        to_status = data["to_status"]
-        agency = data.get("agency") or case.agency
+        action, to_status = data["action"], data["to_status"]
         answered_after_hours = asked_at = None
-        if data["action"] == "respond" and case.previous is not None \
-                and case.previous[0] == "request_clarification":
-            asked_at = case.previous[1]
+        if action == "respond" and case[_PREVIOUS_ACTION] == "request_clarification":
+            asked_at = case[_PREVIOUS_AT]
             answered_after_hours = (at - asked_at) // HOUR
-        values = {"case_id": case_id, "version": version, "action": data["action"],
-                  "from_status": data["from_status"], "to_status": to_status, "at": at,
-                  "agency": agency, "reason": data.get("reason"),
-                  "closure_stage": data.get("closure_stage"),
-                  "due_at": _time(data.get("due_at")), "resolution": data.get("resolution"),
-                  "answered_after_hours": answered_after_hours, "asked_at": asked_at}
-        row: tuple[Any, ...] = _transition_row(values)
+        get = data.get
+        row = (case[_CASE_ID], version, action, data["from_status"], to_status, at,
+               get("agency") or case[_AGENCY], get("reason"), get("closure_stage"),
+               _time(get("due_at")), get("resolution"), answered_after_hours, asked_at)
         _check_transition(row)
         self.transitions.append(row)
-        self._advance(case, data, version, at)
-
-    def _advance(self, case: _Case, data: dict[str, Any], version: int, at: datetime) -> None:
-        row, to_status = case.row, data["to_status"]
-        case.version = row[_CASE["version"]] = version
-        case.previous = (data["action"], at)
-        row[_CASE["status"]] = to_status
-        if data["action"] == "register" and row[_CASE["registered_at"]] is None:
-            row[_CASE["registered_at"]] = at
-        if to_status in EXAMINATION_STATUSES and row[_CASE["examination_at"]] is None:
-            row[_CASE["examination_at"]] = at
+        case[_VERSION] = version
+        case[_PREVIOUS_ACTION], case[_PREVIOUS_AT] = action, at
+        case[_STATUS] = to_status
+        if action == "register" and case[_REGISTERED_AT] is None:
+            case[_REGISTERED_AT] = at
+        if to_status in EXAMINATION_STATUSES and case[_EXAMINATION_AT] is None:
+            case[_EXAMINATION_AT] = at
         if to_status == "closed":
-            row[_CASE["closed_at"]] = at
-            row[_CASE["closed_after_days"]] = (at - case.received_at) // DAY
-            row[_CASE["closure_stage"]] = data.get("closure_stage")
-            row[_CASE["closure_reason"]] = data.get("reason")
+            case[_CLOSED_AT] = at
+            case[_CLOSED_AFTER_DAYS] = (at - case[_RECEIVED_AT]) // DAY
+            case[_CLOSURE_STAGE] = get("closure_stage")
+            case[_CLOSURE_REASON] = get("reason")
+            self.closing.append(case_id)
+
+    def _handed_over(self, case_id: str, version: int) -> None:
+        """A step of a case not open in memory: of a case closed, or of none known."""
+        number = uuid.UUID(case_id).int
+        if number in self.reviving:
+            raise _Deferred
+        closed = self.closed.get(number)
+        if closed is None:
+            raise NotApplicable(f"case {case_id} is not known")
+        if version <= closed:
+            return  # applied already under another event id
+        if version != closed + 1:
+            raise NotApplicable(f"case {case_id} is at version {closed}, event is {version}")
+        self.reviving.add(number)
+        raise _Deferred

@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from shared.admission import ARRIVED
 from shared.problems import PROBLEM_JSON, Problem
 from shared.settings import Settings
 
@@ -140,6 +141,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        # When the request's first byte was read: admission counts a request's wait from here,
+        # the time it spent behind others in the event loop included.
+        self.scope[ARRIVED] = self.loop.time()  # type: ignore[literal-required]
         self._arm()
 
     def on_headers_complete(self) -> None:

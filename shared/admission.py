@@ -1,15 +1,28 @@
 """Bounded admission: a saturated service says so at once instead of queueing without end.
 
-At most ``limit`` requests run at a time; up to ``queue`` more wait for a slot, each for at most
-``wait`` seconds. Anything beyond is answered 503 problem JSON with ``Retry-After`` straight
-away, before it touches the database, so the requests already admitted keep their latency and a
-client is never held for tens of seconds. A request is refused only before it starts, so an
-answer of 201 still always means committed.
+At most ``limit`` requests run at a time; up to ``queue`` more wait for a slot, first come first
+served. Every request has a budget of ``wait`` seconds counted from its arrival, when the server
+read its first byte (``ARRIVED``, stamped by services/httpserver.py): time spent before it
+reached this middleware, while the event loop was busy with others, counts too. A request is
+answered 503 problem JSON with ``Retry-After`` as soon as it is clear it cannot be served within
+its budget: at once when it is already too old, when the queue is full, or when waiting for the
+requests ahead of it and then running itself would take longer than it has left (judged from
+how long requests have recently held a slot); otherwise when it has not started while there was
+still that long left. The refusal reads nothing, looks up nothing and touches no database, so
+the requests already admitted keep their pace. A request is refused only before it starts, so
+an answer of 201 still always means committed.
+
+When the processor is short (other work on the machine), every running request takes longer;
+running fewer at once then gets as much done, each sooner. So while requests hold their slot
+longer than half the budget, fewer slots are used (down to one), and more again, up to
+``limit``, once they are quick and all busy. An admitted request is thus answered within about
+the budget however slow the machine has become.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import math
 
@@ -21,6 +34,12 @@ logger = logging.getLogger(__name__)
 
 # Probes must answer while the service is busy: that is when they matter.
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz"})
+# The scope key holding the event loop's time (``loop.time()``) at which the server read the
+# request's first byte; absent (a server that does not stamp it), arrival is when it gets here.
+ARRIVED = "aduan.arrived"
+# How much each finished request moves the estimate of the time a request holds a slot.
+SMOOTHING = 0.1
+FIRST_ESTIMATE_SECONDS = 0.05
 
 
 class Admission:
@@ -29,8 +48,13 @@ class Admission:
         self.limit = limit
         self.queue = queue
         self.wait = wait
-        self.slots = asyncio.Semaphore(limit)
-        self.waiting = 0
+        self.running = 0
+        # Slots in use now: ``limit``, or fewer while requests hold their slot too long.
+        self.slots = limit
+        self._resized = 0.0
+        self.waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+        # Seconds a request holds a slot, smoothed.
+        self.held = FIRST_ESTIMATE_SECONDS
         self.refused = 0
 
     @property
@@ -41,31 +65,80 @@ class Admission:
         if scope["type"] != "http" or scope["path"] in EXEMPT_PATHS or self.limit <= 0:
             await self.app(scope, receive, send)
             return
-        if not await self._admit():
-            self.refused += 1
-            if self.refused % 1000 == 1:
-                logger.warning("saturated: %d requests refused so far (limit %d, queue %d)",
-                               self.refused, self.limit, self.queue)
-            await overloaded("The service is at capacity; retry after the time in Retry-After.",
-                             retry_after=self.retry_after).response()(scope, receive, send)
+        loop = asyncio.get_running_loop()
+        arrived = scope.get(ARRIVED)
+        deadline = (arrived if isinstance(arrived, float) else loop.time()) + self.wait
+        if not await self._admit(loop, deadline):
+            await self._refuse(scope, receive, send)
             return
+        began = loop.time()
         try:
             await self.app(scope, receive, send)
         finally:
-            self.slots.release()
+            now = loop.time()
+            self.held += SMOOTHING * (now - began - self.held)
+            self._resize(now)
+            self._release()
 
-    async def _admit(self) -> bool:
-        if not self.slots.locked():
-            await self.slots.acquire()  # free: returns at once
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.refused += 1
+        if self.refused % 1000 == 1:
+            logger.warning("saturated: %d requests refused so far (limit %d, queue %d)",
+                           self.refused, self.limit, self.queue)
+        await overloaded("The service is at capacity; retry after the time in Retry-After.",
+                         retry_after=self.retry_after).response()(scope, receive, send)
+
+    async def _admit(self, loop: asyncio.AbstractEventLoop, deadline: float) -> bool:
+        now = loop.time()
+        if now >= deadline:
+            return False  # it waited its whole budget before it got here
+        if self.running < self.slots and not self.waiting:
+            self.running += 1
             return True
-        if self.waiting >= self.queue:
+        # With every slot busy, one frees every ``held / slots`` seconds: a request would start
+        # after those ahead of it, and end about ``held`` later.
+        ahead = len(self.waiting)
+        if ahead >= self.queue or now + (ahead + 1) * self.held / self.slots + self.held > deadline:
             return False
-        self.waiting += 1
+        place: asyncio.Future[None] = loop.create_future()
+        self.waiting.append(place)
         try:
-            async with asyncio.timeout(self.wait):
-                await self.slots.acquire()
+            # Started any later, it would likely not be done within its budget.
+            async with asyncio.timeout_at(deadline - self.held):
+                await place
             return True
         except TimeoutError:
-            return False
+            # A slot handed over just as the budget ran out is taken all the same.
+            return place.done() and not place.cancelled()
+        except asyncio.CancelledError:
+            if place.done() and not place.cancelled():
+                self._release()  # handed over, but nobody will use it
+            raise
         finally:
-            self.waiting -= 1
+            if not place.done():
+                place.cancel()
+            if place in self.waiting:
+                self.waiting.remove(place)
+
+    def _resize(self, now: float) -> None:
+        """Fewer slots while requests hold theirs over half the budget; more once they are
+        quick and all busy. One step at a time, each given the time of a request to show."""
+        if now - self._resized < self.held:
+            return
+        if self.held > self.wait / 2 and self.slots > 1:
+            self.slots -= max(1, self.slots // 4)
+        elif self.held < self.wait / 4 and self.running >= self.slots < self.limit:
+            self.slots += 1
+        else:
+            return
+        self._resized = now
+
+    def _release(self) -> None:
+        """Hands the slot to the longest waiting request, or frees it (or gives it up, when
+        fewer slots are in use than are running)."""
+        while self.waiting and self.running <= self.slots:
+            place = self.waiting.popleft()
+            if not place.done():
+                place.set_result(None)
+                return
+        self.running -= 1

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+from starlette.types import Message, Receive, Scope, Send
 
-from tests.support import BackingServices, bearer, complaint, running_app
+from shared.admission import ARRIVED, Admission
+from tests.support import BackingServices, ServiceProcess, bearer, complaint, query, running_app
 
 
 async def _burst(client: httpx.AsyncClient, token: str, count: int) -> list[httpx.Response]:
@@ -73,3 +78,151 @@ async def test_an_exhausted_connection_pool_is_a_503_not_a_500(services: Backing
                 except AssertionError:
                     await asyncio.sleep(0.1)
         assert {c["id"] for c in created} == stored
+
+
+class Held:
+    """An app whose requests run until released, recording the order in which they started."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.release = asyncio.Event()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.started.append(scope["path"])
+        await self.release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"done"})
+
+
+async def _call(admission: Admission, path: str, *, age: float = 0.0) -> list[Message]:
+    """What ``admission`` sends for a request to ``path`` that arrived ``age`` seconds ago."""
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": path, "headers": [],
+             ARRIVED: asyncio.get_running_loop().time() - age}
+    await admission(scope, receive, send)
+    return sent
+
+
+def _refused(sent: list[Message]) -> bool:
+    start = sent[0]
+    headers = dict(start["headers"])
+    return bool(start["status"] == 503 and headers[b"retry-after"] == b"1"
+            and headers[b"content-type"] == b"application/problem+json")
+
+
+async def test_a_request_older_than_its_budget_is_refused_without_running() -> None:
+    app = Held()
+    admission = Admission(app, limit=4, queue=10, wait=1.0)
+    assert _refused(await _call(admission, "/v1/complaints", age=2.0))
+    assert app.started == []
+    assert admission.running == 0
+
+
+async def test_a_request_that_could_not_be_served_in_time_is_refused_before_a_slot_frees() -> None:
+    app = Held()
+    admission = Admission(app, limit=1, queue=10, wait=1.0)
+    first = asyncio.create_task(_call(admission, "/first"))
+    await asyncio.sleep(0)  # the task runs until the app holds it
+    assert app.started == ["/first"]
+    admission.held = 5.0  # requests have lately held their slot for seconds
+    # Refused while the first request still holds the only slot: not after waiting for it.
+    assert _refused(await _call(admission, "/second"))
+    probe = asyncio.create_task(_call(admission, "/healthz"))
+    await asyncio.sleep(0)
+    assert app.started == ["/first", "/healthz"]  # not held back by the busy slot
+    app.release.set()
+    assert (await first)[0]["status"] == 200
+    assert (await probe)[0]["status"] == 200
+    assert app.started == ["/first", "/healthz"]
+    assert admission.running == 0
+    assert not admission.waiting
+
+
+async def test_waiting_requests_take_the_freed_slots_in_their_order_of_arrival() -> None:
+    app = Held()
+    admission = Admission(app, limit=1, queue=10, wait=30.0)
+    first = asyncio.create_task(_call(admission, "/first"))
+    await asyncio.sleep(0)  # the task runs until the app holds it
+    assert app.started == ["/first"]
+    waiting = [asyncio.create_task(_call(admission, f"/{n}")) for n in range(3)]
+    await asyncio.sleep(0)
+    assert len(admission.waiting) == 3
+    app.release.set()
+    answers = await asyncio.gather(first, *waiting)
+    assert [sent[0]["status"] for sent in answers] == [200] * 4
+    assert app.started == ["/first", "/0", "/1", "/2"]
+    assert admission.running == 0
+    assert not admission.waiting
+
+
+@pytest.mark.timeout(120)
+async def test_a_server_driven_past_its_bound_answers_201_or_503_and_loses_nothing(
+        services: BackingServices, tmp_path: Path) -> None:
+    """``aduan serve`` as deployed (its HTTP server and admission), a burst over 64 connections
+    far beyond what it admits, probes asked meanwhile."""
+    token = await services.token("partner")
+    server = ServiceProcess("intake", services.env(
+        ADUAN_HTTP_WORKERS="1", ADUAN_MAX_REQUESTS_IN_FLIGHT="2", ADUAN_ADMISSION_QUEUE="4",
+        ADUAN_ADMISSION_WAIT_SECONDS="1"), tmp_path / "intake.log").start()
+    tag = uuid.uuid4().hex
+    try:
+        await server.wait_ready()
+        # Under the bound on connections per client address (its own 429 is not this test's);
+        # a connection each, so that no request races the server's keep-alive time-out on a
+        # connection left idle while the machine is busy.
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=0)
+        async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits) as client:
+            burst = asyncio.gather(*(
+                client.post("/v1/complaints", json=complaint(summary=f"{tag} {n}"),
+                            headers=bearer(token))
+                for n in range(160)))
+            probes = asyncio.gather(*(client.get(path) for path in ("/healthz", "/readyz")))
+            try:
+                responses, answered_probes = await asyncio.gather(burst, probes)
+            except httpx.TransportError as exc:  # a connection dropped: what did the server say?
+                raise AssertionError(f"{exc!r}; the server's log:\n"
+                                     f"{server.log_tail(200)}") from exc
+            # Served as the burst ends.
+            after = await client.post("/v1/complaints", json=complaint(summary=f"{tag} after"),
+                                      headers=bearer(token))
+    finally:
+        server.stop()
+    created = _check_answers(responses)
+    assert any(r.status_code == 503 for r in responses), "the bound was never reached"
+    assert created, "nothing was admitted"
+    assert [r.status_code for r in answered_probes] == [200, 200]
+    assert all(r.json()["type"].endswith("/overloaded") for r in responses
+               if r.status_code == 503)
+    assert after.status_code in (201, 503)
+    if after.status_code == 201:
+        created.append(after.json())
+    stored = await query(services.database_url,
+                         "SELECT id::text, tracking_number FROM intake.complaints "
+                         "WHERE summary LIKE $1", f"{tag} %")
+    assert {(c["id"], c["tracking_number"]) for c in created} == \
+        {(row["id"], row["tracking_number"]) for row in stored}
+
+
+async def test_fewer_slots_are_used_while_requests_hold_them_long_and_more_once_quick() -> None:
+    app = Held()
+    admission = Admission(app, limit=4, queue=10, wait=1.0)
+    admission.held = 5.0  # requests have lately held their slot for seconds
+    app.release.set()
+    await _call(admission, "/slow")
+    assert admission.slots == 3
+    admission.held = 0.0  # and now they are quick
+    app.release.clear()
+    running = [asyncio.create_task(_call(admission, f"/{n}")) for n in range(3)]
+    await asyncio.sleep(0)
+    assert admission.running == 3  # every slot in use busy: room to grow
+    app.release.set()
+    await asyncio.gather(*running)
+    assert admission.slots == 4
+    assert admission.running == 0

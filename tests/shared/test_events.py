@@ -146,6 +146,9 @@ def test_what_is_not_one_of_our_cloudevents_is_malformed(raw: bytes) -> None:
     pytest.param(envelope(datacontenttype=""), id="an empty content type"),
     pytest.param(envelope(source=7), id="a number as source"),
     pytest.param(envelope(data_base64="e30="), id="data in base64 too"),
+    pytest.param(envelope(data={"n": -(2**63) - 1, "m": [{"k": 2**70}]}),
+                 id="integers beyond 64 bits"),
+    pytest.param(envelope(data={"n": 1.5, "m": -0.0}), id="floats"),
 ])
 def test_the_fast_reader_reads_what_the_sdk_reads(raw: bytes) -> None:
     """``Event.read`` (used to replay whole logs) accepts and refuses exactly as ``from_json``."""
