@@ -7,11 +7,16 @@ reached this middleware, while the event loop was busy with others, counts too. 
 answered 503 problem JSON with ``Retry-After`` as soon as it is clear it cannot be served within
 its budget: at once when it is already too old, when the queue is full, or when waiting for the
 requests ahead of it and then running itself would take longer than it has left (judged from
-how long requests have recently held a slot); otherwise when its budget runs out before it
-starts. So an admitted request is answered within about the budget too, however slow the
-machine has become. The refusal reads nothing, looks up nothing and touches no database, so
+how long requests have recently held a slot); otherwise when it has not started while there was
+still that long left. The refusal reads nothing, looks up nothing and touches no database, so
 the requests already admitted keep their pace. A request is refused only before it starts, so
 an answer of 201 still always means committed.
+
+When the processor is short (other work on the machine), every running request takes longer;
+running fewer at once then gets as much done, each sooner. So while requests hold their slot
+longer than half the budget, fewer slots are used (down to one), and more again, up to
+``limit``, once they are quick and all busy. An admitted request is thus answered within about
+the budget however slow the machine has become.
 """
 
 from __future__ import annotations
@@ -44,6 +49,9 @@ class Admission:
         self.queue = queue
         self.wait = wait
         self.running = 0
+        # Slots in use now: ``limit``, or fewer while requests hold their slot too long.
+        self.slots = limit
+        self._resized = 0.0
         self.waiting: collections.deque[asyncio.Future[None]] = collections.deque()
         # Seconds a request holds a slot, smoothed.
         self.held = FIRST_ESTIMATE_SECONDS
@@ -67,7 +75,9 @@ class Admission:
         try:
             await self.app(scope, receive, send)
         finally:
-            self.held += SMOOTHING * (loop.time() - began - self.held)
+            now = loop.time()
+            self.held += SMOOTHING * (now - began - self.held)
+            self._resize(now)
             self._release()
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -82,18 +92,19 @@ class Admission:
         now = loop.time()
         if now >= deadline:
             return False  # it waited its whole budget before it got here
-        if self.running < self.limit and not self.waiting:
+        if self.running < self.slots and not self.waiting:
             self.running += 1
             return True
-        # With every slot busy, one frees every ``held / limit`` seconds: a request would start
+        # With every slot busy, one frees every ``held / slots`` seconds: a request would start
         # after those ahead of it, and end about ``held`` later.
         ahead = len(self.waiting)
-        if ahead >= self.queue or now + (ahead + 1) * self.held / self.limit + self.held > deadline:
+        if ahead >= self.queue or now + (ahead + 1) * self.held / self.slots + self.held > deadline:
             return False
         place: asyncio.Future[None] = loop.create_future()
         self.waiting.append(place)
         try:
-            async with asyncio.timeout_at(deadline):
+            # Started any later, it would likely not be done within its budget.
+            async with asyncio.timeout_at(deadline - self.held):
                 await place
             return True
         except TimeoutError:
@@ -109,9 +120,23 @@ class Admission:
             if place in self.waiting:
                 self.waiting.remove(place)
 
+    def _resize(self, now: float) -> None:
+        """Fewer slots while requests hold theirs over half the budget; more once they are
+        quick and all busy. One step at a time, each given the time of a request to show."""
+        if now - self._resized < self.held:
+            return
+        if self.held > self.wait / 2 and self.slots > 1:
+            self.slots -= max(1, self.slots // 4)
+        elif self.held < self.wait / 4 and self.running >= self.slots < self.limit:
+            self.slots += 1
+        else:
+            return
+        self._resized = now
+
     def _release(self) -> None:
-        """Hands the slot to the longest waiting request, or frees it."""
-        while self.waiting:
+        """Hands the slot to the longest waiting request, or frees it (or gives it up, when
+        fewer slots are in use than are running)."""
+        while self.waiting and self.running <= self.slots:
             place = self.waiting.popleft()
             if not place.done():
                 place.set_result(None)

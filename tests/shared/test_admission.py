@@ -174,8 +174,10 @@ async def test_a_server_driven_past_its_bound_answers_201_or_503_and_loses_nothi
     tag = uuid.uuid4().hex
     try:
         await server.wait_ready()
-        # Under the bound on connections per client address (its own 429 is not this test's).
-        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        # Under the bound on connections per client address (its own 429 is not this test's);
+        # a connection each, so that no request races the server's keep-alive time-out on a
+        # connection left idle while the machine is busy.
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=0)
         async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits) as client:
             burst = asyncio.gather(*(
                 client.post("/v1/complaints", json=complaint(summary=f"{tag} {n}"),
@@ -187,7 +189,7 @@ async def test_a_server_driven_past_its_bound_answers_201_or_503_and_loses_nothi
             except httpx.TransportError as exc:  # a connection dropped: what did the server say?
                 raise AssertionError(f"{exc!r}; the server's log:\n"
                                      f"{server.log_tail(200)}") from exc
-            # Served as the burst ends, the same connections kept alive after a refusal.
+            # Served as the burst ends.
             after = await client.post("/v1/complaints", json=complaint(summary=f"{tag} after"),
                                       headers=bearer(token))
     finally:
@@ -206,3 +208,21 @@ async def test_a_server_driven_past_its_bound_answers_201_or_503_and_loses_nothi
                          "WHERE summary LIKE $1", f"{tag} %")
     assert {(c["id"], c["tracking_number"]) for c in created} == \
         {(row["id"], row["tracking_number"]) for row in stored}
+
+
+async def test_fewer_slots_are_used_while_requests_hold_them_long_and_more_once_quick() -> None:
+    app = Held()
+    admission = Admission(app, limit=4, queue=10, wait=1.0)
+    admission.held = 5.0  # requests have lately held their slot for seconds
+    app.release.set()
+    await _call(admission, "/slow")
+    assert admission.slots == 3
+    admission.held = 0.0  # and now they are quick
+    app.release.clear()
+    running = [asyncio.create_task(_call(admission, f"/{n}")) for n in range(3)]
+    await asyncio.sleep(0)
+    assert admission.running == 3  # every slot in use busy: room to grow
+    app.release.set()
+    await asyncio.gather(*running)
+    assert admission.slots == 4
+    assert admission.running == 0
