@@ -44,7 +44,10 @@ def insert_selected(tables: EventTables, *, source: str, first: int) -> str:
 def row(topic: str, event: Event, carrier: Mapping[str, str] | None = None) -> OutboxRow:
     """The outbox row of ``event``, with the trace context it is written under (``carrier``,
     by default the current one); the envelope goes as the JSON text it was encoded to."""
-    carrier = carrier if carrier is not None else tracing.current_carrier()
+    return _row(topic, event, carrier if carrier is not None else tracing.current_carrier())
+
+
+def _row(topic: str, event: Event, carrier: Mapping[str, str] | None) -> OutboxRow:
     return (event.id, topic, event.key, event.to_json().decode(),
             json.dumps(carrier) if carrier else None)
 
@@ -75,11 +78,16 @@ async def append_many(session: AsyncSession, tables: EventTables, topic: str,
     (a consumer applying a batch writes one event per event it applied)."""
     if not events:
         return
-    await session.execute(tables.outbox.insert(), [
-        {"event_id": event.id, "topic": topic, "key": event.key, "envelope": event.envelope(),
-         "trace_context": dict(carrier) if carrier else None}
-        for event, carrier in events])
+    async with on_driver(session) as driver:
+        await driver.execute(_insert_many_sql(tables.schema), json_rows(
+            [_row(topic, event, carrier) for event, carrier in events]))
     announce_after_commit(session, tables.schema)
+
+
+@functools.cache
+def _insert_many_sql(schema: str) -> str:
+    return (f"INSERT INTO {schema}.outbox ({COLUMNS}) SELECT {COLUMNS} "
+            f"FROM jsonb_populate_recordset(NULL::{schema}.outbox, $1::jsonb)")
 
 
 async def sequence(session: AsyncSession, tables: EventTables, *, limit: int = 5000) -> int:
