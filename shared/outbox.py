@@ -23,23 +23,40 @@ from shared.wakeup import Wakeup
 logger = logging.getLogger(__name__)
 
 
+_COLUMNS = "event_id, topic, key, envelope, trace_context"
+OutboxRow = tuple[str, str, str, str, str | None]
+
+
 @functools.cache
 def _insert_sql(schema: str) -> str:
-    return (f"INSERT INTO {schema}.outbox (event_id, topic, key, envelope, trace_context) "
-            "VALUES ($1, $2, $3, $4, $5)")
+    return f"INSERT INTO {schema}.outbox ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"
+
+
+def insert_selected(tables: EventTables, *, source: str, first: int) -> str:
+    """SQL adding one outbox row, ``row()``'s values given as parameters ``$first`` onwards, for
+    each row of ``source`` (a CTE of the same statement): an event written together with the
+    change it describes in one statement, so in one round trip and without a transaction of
+    its own."""
+    values = ", ".join(f"${n}" for n in range(first, first + 5))
+    return f"INSERT INTO {tables.schema}.outbox ({_COLUMNS}) SELECT {values} FROM {source}"
+
+
+def row(topic: str, event: Event) -> OutboxRow:
+    """The outbox row of ``event``, with the trace context it is written under; the envelope
+    goes as the JSON text it was encoded to."""
+    carrier = tracing.current_carrier()
+    return (event.id, topic, event.key, event.to_json().decode(),
+            json.dumps(carrier) if carrier else None)
 
 
 async def append(session: AsyncSession, tables: EventTables, topic: str, event: Event) -> None:
     """Adds ``event`` to the outbox in the caller's transaction.
 
     It takes no lock: writers commit side by side. The row has no log position yet;
-    ``sequence`` gives it one once it is committed. Sent on the driver (``on_driver``):
-    every complaint posted writes one, and the envelope goes as the JSON text it was encoded to.
+    ``sequence`` gives it one once it is committed. Sent on the driver (``on_driver``).
     """
-    carrier = tracing.current_carrier()
     async with on_driver(session) as driver:
-        await driver.execute(_insert_sql(tables.schema), event.id, topic, event.key,
-                             event.to_json().decode(), json.dumps(carrier) if carrier else None)
+        await driver.execute(_insert_sql(tables.schema), *row(topic, event))
     announce_after_commit(session, tables.schema)
 
 

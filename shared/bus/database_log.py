@@ -117,7 +117,7 @@ class DatabaseLogRunner:
         events = [(int(r.position), r.envelope, r.trace_context) for r in rows]
         try:
             await self.applier.apply_batch(
-                [dataclasses.replace(Event.from_json(json.dumps(envelope)), trace=trace)
+                [dataclasses.replace(Event.from_envelope(envelope), trace=trace)
                  for _, envelope, trace in events],
                 self._mover(topic, events[-1][0]),
             )
