@@ -8,13 +8,13 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from intake_api import idempotency, repository, service
+from intake_api.group_commit import GroupCommitDep
 from intake_api.schemas import ComplaintCreate, ComplaintCreated, ComplaintOut, ComplaintPage
 from shared.auth import Actor, Role, require
 from shared.db import DatabaseDep, SessionDep
 from shared.pagination import PagingDep
 from shared.problems import documented, parse_id
 from shared.runtime import ClockDep, ZoneDep
-from shared.tables import INTAKE_EVENTS
 from shared.vocabulary import Kind
 
 router = APIRouter(prefix="/v1/complaints", tags=["complaints"])
@@ -31,18 +31,16 @@ PROBLEMS = documented(400, 401, 403, 413, 415, 422, 429, saying={
 @router.post("", status_code=201, response_model=ComplaintCreated, responses=PROBLEMS,
              summary="Record a complaint")
 async def submit_complaint(
-    payload: ComplaintCreate, request: Request, database: DatabaseDep,
+    payload: ComplaintCreate, request: Request, database: DatabaseDep, group: GroupCommitDep,
     actor: Submitter, clock: ClockDep, zone: ZoneDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> Response:
     now = clock.now()
     if idempotency_key is None:
-        # The busiest path: the complaint and its event are one statement, committed on its own
-        # before the answer leaves (no transaction to begin and end around it).
-        async with database.autocommit() as driver:
-            created = await service.record(driver, actor, payload, now=now, zone=zone)
-        database.announce(INTAKE_EVENTS.schema)
-        return _created(created)
+        # The busiest path: written with the complaints posted at the same time, by one
+        # statement committed before the answer leaves (intake_api/group_commit.py).
+        return _created(await service.record_together(group, database, actor, payload,
+                                                      now=now, zone=zone))
     # The answer is kept under the key in the same transaction as the complaint.
     async with database.transaction() as session:
 

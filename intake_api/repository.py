@@ -6,7 +6,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import asyncpg
@@ -65,6 +65,58 @@ async def record_complaint(driver: asyncpg.Connection, values: dict[str, Any],
         json.dumps(values[c]) if c in _JSON_COLUMNS and values[c] is not None else values[c]
         for c in COMPLAINT_COLUMNS), *event)
     return row is not None
+
+
+async def next_tracking_numbers(driver: asyncpg.Connection, years: Sequence[int]) -> list[str]:
+    """The next numbers of the registers of ``years``, one for each, in one round trip; within
+    a year, ascending in the order of ``years``."""
+    rows = await driver.fetch(
+        "SELECT y.year, intake.next_tracking_number(y.year) AS number "
+        "FROM unnest($1::integer[]) AS y (year)", list(years))
+    drawn: dict[int, list[int]] = {}
+    for row in rows:
+        drawn.setdefault(row["year"], []).append(row["number"])
+    for numbers in drawn.values():
+        numbers.sort(reverse=True)
+    return [f"ADU-{year}-{drawn[year].pop():06d}" for year in years]
+
+
+# Many complaints and their events in one statement (group commit): the rows go as two JSON
+# arrays read as the tables' own row types, so no column's type is written twice.
+_RECORD_COMPLAINTS = f"""
+    WITH complaint AS (
+      INSERT INTO intake.complaints ({', '.join(COMPLAINT_COLUMNS)})
+      SELECT {', '.join(COMPLAINT_COLUMNS)}
+      FROM jsonb_populate_recordset(NULL::intake.complaints, $1::jsonb)
+      ON CONFLICT (submitted_by, external_reference) WHERE external_reference IS NOT NULL
+      DO NOTHING RETURNING id),
+    event AS (
+      INSERT INTO intake.outbox ({outbox.COLUMNS})
+      SELECT {', '.join(f"e.{c}" for c in outbox.COLUMNS.split(', '))}
+      FROM jsonb_populate_recordset(NULL::intake.outbox, $2::jsonb) e
+      JOIN complaint c ON c.id::text = e.key)
+    SELECT id FROM complaint"""
+
+
+async def record_complaints(driver: asyncpg.Connection, complaints: Sequence[dict[str, Any]],
+                            events: Sequence[outbox.OutboxRow]) -> set[uuid.UUID]:
+    """Inserts complaint rows, each with its outbox row (whose key is the complaint's id), in
+    one statement; returns the ids inserted (not those whose external reference was used)."""
+    rows = await driver.fetch(_RECORD_COMPLAINTS, _json_rows(complaints),
+                              outbox.json_rows(events))
+    return {row["id"] for row in rows}
+
+
+def _json_rows(complaints: Sequence[dict[str, Any]]) -> str:
+    return json.dumps([{c: _json_value(row[c]) for c in COMPLAINT_COLUMNS} for row in complaints])
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, date):  # and datetime: ISO 8601 with its offset
+        return value.isoformat()
+    return value
 
 
 @dataclass(frozen=True)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import NoReturn
 from zoneinfo import ZoneInfo
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from intake_api import access, repository
+from intake_api.group_commit import GroupCommit, Write, Written
 from intake_api.models import Complaint
 from intake_api.schemas import (
     ComplaintCreate,
@@ -22,7 +25,7 @@ from intake_api.schemas import (
 )
 from shared import outbox
 from shared.auth import Actor, Role
-from shared.db import announce_after_commit, on_driver
+from shared.db import Database, announce_after_commit, on_driver
 from shared.events import COMPLAINT_RECEIVED, COMPLAINTS_TOPIC, new_event
 from shared.problems import Problem, invalid, not_found
 from shared.tables import INTAKE_EVENTS
@@ -134,12 +137,11 @@ async def submit(session: AsyncSession, actor: Actor, payload: ComplaintCreate, 
 
 async def record(driver: asyncpg.Connection, actor: Actor, payload: ComplaintCreate, *,
                  now: datetime, zone: ZoneInfo) -> ComplaintCreated:
-    """Records the complaint and its event; the answer alone carries the new access code.
+    """Records the complaint and its event alone; the answer alone carries the new access code.
 
-    Two statements: the year's next number, then the complaint row with its outbox row. On a
-    connection outside a transaction (``Database.autocommit``) the second commits on its own; the
-    caller announces it. A duplicate ``external_reference`` that slips past the first look-up
-    (two posts at once) is caught by the insert's ``ON CONFLICT``.
+    Two statements: the year's next number, then the complaint row with its outbox row. A
+    duplicate ``external_reference`` that slips past the first look-up (two posts at once) is
+    caught by the insert's ``ON CONFLICT``.
     """
     check_rules(payload, actor, now=now, zone=zone)
     reference = payload.external_reference
@@ -148,43 +150,82 @@ async def record(driver: asyncpg.Connection, actor: Actor, payload: ComplaintCre
         if holder is not None:
             raise _duplicate(reference, holder)
     received_at = payload.received_at or now
-    tracking_number = await repository.next_tracking_number(driver,
-                                                            received_at.astimezone(zone).year)
     code = access.new_code()
+    write = _writer(actor, payload, code=code, received_at=received_at)
+    number = await repository.next_tracking_number(driver, received_at.astimezone(zone).year)
+    values, event, out = write(number, None)
+    if not await repository.record_complaint(driver, values, event):
+        await _refuse_duplicate(driver, actor, payload)
+    return ComplaintCreated.model_construct(**dict(out), access_code=code)
+
+
+async def record_together(group: GroupCommit, database: Database, actor: Actor,
+                          payload: ComplaintCreate, *, now: datetime,
+                          zone: ZoneInfo) -> ComplaintCreated:
+    """``record``, with the complaints posted at the same time (``group_commit``): the same
+    rules and answers, committed when its group is."""
+    check_rules(payload, actor, now=now, zone=zone)
+    reference = payload.external_reference
+    if reference is not None:  # a partner's retry draws no number it would not use
+        async with database.autocommit() as driver:
+            holder = await repository.holder_of_reference(driver, actor.name, reference)
+        if holder is not None:
+            raise _duplicate(reference, holder)
+    received_at = payload.received_at or now
+    code = access.new_code()
+    out, recorded = await group.record(received_at.astimezone(zone).year,
+                                       _writer(actor, payload, code=code, received_at=received_at))
+    if not recorded:
+        async with database.autocommit() as driver:
+            await _refuse_duplicate(driver, actor, payload)
+    return ComplaintCreated.model_construct(**dict(out), access_code=code)
+
+
+async def _refuse_duplicate(driver: asyncpg.Connection, actor: Actor,
+                            payload: ComplaintCreate) -> NoReturn:
+    reference = payload.external_reference
+    assert reference is not None  # the only unique key a caller chooses
+    holder = await repository.holder_of_reference(driver, actor.name, reference)
+    if holder is None:  # pragma: no cover - the conflicting row cannot vanish
+        raise Problem(409, "The complaint conflicts with one being recorded; send it again.")
+    raise _duplicate(reference, holder)
+
+
+def _writer(actor: Actor, payload: ComplaintCreate, *, code: str,
+            received_at: datetime) -> Write:
+    """The complaint's row, event and answer, once its tracking number is known."""
     complaint_id = uuid.uuid4()
     status = opening_status(payload.kind) or RECORDED
-    out = _created_out(complaint_id, tracking_number, payload, actor=actor,
-                       received_at=received_at, status=status)
-    data = out.model_dump(mode="json")
-    event = new_event(COMPLAINT_RECEIVED, source=SOURCE, subject=str(complaint_id),
-                      data=data, time=received_at)
-    inserted = await repository.record_complaint(driver, {
-        "id": complaint_id,
-        "tracking_number": tracking_number,
-        "access_code_hash": access.hash_code(tracking_number, code),
-        "kind": payload.kind.value,
-        "channel": payload.channel.value,
-        "substance": payload.substance.value,
-        "reporter": data["reporter"],
-        "reported_agency_code": payload.reported_agency.code,
-        "reported_agency_name": payload.reported_agency.name,
-        "summary": payload.summary,
-        "description": payload.description,
-        "incident_date": payload.incident_date,
-        "reported_to_agency_first": payload.reported_to_agency_first,
-        "location": data["location"],
-        "external_reference": reference,
-        "received_at": received_at,
-        "submitted_by": actor.name,
-        "status": status,
-    }, outbox.row(COMPLAINTS_TOPIC, event))
-    if not inserted:
-        assert reference is not None  # the only unique key a caller chooses
-        holder = await repository.holder_of_reference(driver, actor.name, reference)
-        if holder is None:  # pragma: no cover - the conflicting row cannot vanish
-            raise Problem(409, "The complaint conflicts with one being recorded; send it again.")
-        raise _duplicate(reference, holder)
-    return ComplaintCreated.model_construct(**dict(out), access_code=code)
+
+    def write(tracking_number: str, carrier: Mapping[str, str] | None) -> Written:
+        out = _created_out(complaint_id, tracking_number, payload, actor=actor,
+                           received_at=received_at, status=status)
+        data = out.model_dump(mode="json")
+        event = new_event(COMPLAINT_RECEIVED, source=SOURCE, subject=str(complaint_id),
+                          data=data, time=received_at)
+        values = {
+            "id": complaint_id,
+            "tracking_number": tracking_number,
+            "access_code_hash": access.hash_code(tracking_number, code),
+            "kind": payload.kind.value,
+            "channel": payload.channel.value,
+            "substance": payload.substance.value,
+            "reporter": data["reporter"],
+            "reported_agency_code": payload.reported_agency.code,
+            "reported_agency_name": payload.reported_agency.name,
+            "summary": payload.summary,
+            "description": payload.description,
+            "incident_date": payload.incident_date,
+            "reported_to_agency_first": payload.reported_to_agency_first,
+            "location": data["location"],
+            "external_reference": payload.external_reference,
+            "received_at": received_at,
+            "submitted_by": actor.name,
+            "status": status,
+        }
+        return values, outbox.row(COMPLAINTS_TOPIC, event, carrier), out
+
+    return write
 
 
 async def visible_complaint(session: AsyncSession, actor: Actor,

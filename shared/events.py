@@ -137,14 +137,6 @@ class Event:
         return cls._of(attributes)
 
     @classmethod
-    def from_envelope(cls, envelope: Any) -> Event:
-        """``read`` for an envelope already decoded from JSON (an outbox row's ``jsonb``)."""
-        attributes = _as_services_write(dict(envelope)) if isinstance(envelope, dict) else None
-        if attributes is None:
-            return cls.from_json(json.dumps(envelope, ensure_ascii=False))
-        return cls._of(attributes)
-
-    @classmethod
     def _of(cls, attributes: dict[str, Any]) -> Event:
         return cls(id=attributes["id"], type=attributes["type"], source=attributes["source"],
                    subject=attributes["subject"], time=attributes["time"].astimezone(UTC),

@@ -23,13 +23,13 @@ from shared.wakeup import Wakeup
 logger = logging.getLogger(__name__)
 
 
-_COLUMNS = "event_id, topic, key, envelope, trace_context"
+COLUMNS = "event_id, topic, key, envelope, trace_context"
 OutboxRow = tuple[str, str, str, str, str | None]
 
 
 @functools.cache
 def _insert_sql(schema: str) -> str:
-    return f"INSERT INTO {schema}.outbox ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"
+    return f"INSERT INTO {schema}.outbox ({COLUMNS}) VALUES ($1, $2, $3, $4, $5)"
 
 
 def insert_selected(tables: EventTables, *, source: str, first: int) -> str:
@@ -38,15 +38,27 @@ def insert_selected(tables: EventTables, *, source: str, first: int) -> str:
     change it describes in one statement, so in one round trip and without a transaction of
     its own."""
     values = ", ".join(f"${n}" for n in range(first, first + 5))
-    return f"INSERT INTO {tables.schema}.outbox ({_COLUMNS}) SELECT {values} FROM {source}"
+    return f"INSERT INTO {tables.schema}.outbox ({COLUMNS}) SELECT {values} FROM {source}"
 
 
-def row(topic: str, event: Event) -> OutboxRow:
-    """The outbox row of ``event``, with the trace context it is written under; the envelope
-    goes as the JSON text it was encoded to."""
-    carrier = tracing.current_carrier()
+def row(topic: str, event: Event, carrier: Mapping[str, str] | None = None) -> OutboxRow:
+    """The outbox row of ``event``, with the trace context it is written under (``carrier``,
+    by default the current one); the envelope goes as the JSON text it was encoded to."""
+    return _row(topic, event, carrier if carrier is not None else tracing.current_carrier())
+
+
+def _row(topic: str, event: Event, carrier: Mapping[str, str] | None) -> OutboxRow:
     return (event.id, topic, event.key, event.to_json().decode(),
             json.dumps(carrier) if carrier else None)
+
+
+def json_rows(rows: Sequence[OutboxRow]) -> str:
+    """``rows`` as one JSON array of objects (for ``jsonb_populate_recordset``), the envelopes
+    and trace contexts embedded as the JSON they already are."""
+    return "[" + ",".join(
+        f'{{"event_id":{json.dumps(event_id)},"topic":{json.dumps(topic)},'
+        f'"key":{json.dumps(key)},"envelope":{envelope},"trace_context":{carrier or "null"}}}'
+        for event_id, topic, key, envelope, carrier in rows) + "]"
 
 
 async def append(session: AsyncSession, tables: EventTables, topic: str, event: Event) -> None:
@@ -66,11 +78,16 @@ async def append_many(session: AsyncSession, tables: EventTables, topic: str,
     (a consumer applying a batch writes one event per event it applied)."""
     if not events:
         return
-    await session.execute(tables.outbox.insert(), [
-        {"event_id": event.id, "topic": topic, "key": event.key, "envelope": event.envelope(),
-         "trace_context": dict(carrier) if carrier else None}
-        for event, carrier in events])
+    async with on_driver(session) as driver:
+        await driver.execute(_insert_many_sql(tables.schema), json_rows(
+            [_row(topic, event, carrier) for event, carrier in events]))
     announce_after_commit(session, tables.schema)
+
+
+@functools.cache
+def _insert_many_sql(schema: str) -> str:
+    return (f"INSERT INTO {schema}.outbox ({COLUMNS}) SELECT {COLUMNS} "
+            f"FROM jsonb_populate_recordset(NULL::{schema}.outbox, $1::jsonb)")
 
 
 async def sequence(session: AsyncSession, tables: EventTables, *, limit: int = 5000) -> int:
