@@ -26,12 +26,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import insert, text
 
 from bench.idle import TICKS, _postgres_pids, _ticks
 from bench.server import Backing, backing
 from intake_api import consumer as case_status
-from intake_api import repository
+from intake_api.models import Complaint
 from intake_api.webhooks import consumer as webhooks
 from intake_api.webhooks.models import WebhookSubscription
 from metrics_worker import consumer as metrics
@@ -80,7 +80,7 @@ async def _seed(database: Database, events: Sequence[Event]) -> None:
             if event.type != COMPLAINT_RECEIVED or data["id"] in seen:
                 continue
             seen.add(data["id"])
-            await repository.insert_complaint(session, {
+            await session.execute(insert(Complaint), [{
                 "id": uuid.UUID(data["id"]), "tracking_number": f"ADU-2026-{len(seen):06d}",
                 "access_code_hash": None, "kind": data["kind"], "channel": data["channel"],
                 "substance": data["substance"], "reporter": None,
@@ -90,7 +90,7 @@ async def _seed(database: Database, events: Sequence[Event]) -> None:
                 "reported_to_agency_first": None, "location": data.get("location"),
                 "external_reference": None,
                 "received_at": datetime.fromisoformat(data["received_at"]),
-                "submitted_by": f"partner-{len(seen) % PARTNERS}", "status": "received"})
+                "submitted_by": f"partner-{len(seen) % PARTNERS}", "status": "received"}])
         for n in range(PARTNERS):
             session.add(WebhookSubscription(
                 id=uuid.uuid4(), owner=f"partner-{n}", role="partner", agency_code=None,

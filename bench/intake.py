@@ -76,12 +76,15 @@ def scripts(workdir: Path) -> dict[str, Path]:
               f"{_literal(envelope)}::jsonb);")
     # The caller's token is not looked up: the app keeps the callers of tokens it saw
     # (shared/token_cache.py), so a steady client costs no look-up.
+    # A complaint written alone, as the app writes it: the year's next number, then the
+    # complaint and its event in one statement that commits on its own (no BEGIN/COMMIT).
     app = "\n".join([
-        "BEGIN;",
         "SELECT intake.next_tracking_number(2026) AS number \\gset",
-        f"INSERT INTO intake.complaints (id, tracking_number, {columns}) VALUES "
-        f"(gen_random_uuid(), 'PGB-2026-' || :number, {values});",
-        outbox, "COMMIT;", ""])
+        f"WITH complaint AS (INSERT INTO intake.complaints (id, tracking_number, {columns}) "
+        f"VALUES (gen_random_uuid(), 'PGB-2026-' || :number, {values}) RETURNING id) "
+        "INSERT INTO intake.outbox (event_id, topic, key, envelope) "
+        "SELECT gen_random_uuid()::text, 'aduan.complaints.v1', id::text, "
+        f"{_literal(envelope)}::jsonb FROM complaint;", ""])
     ceiling = "\n".join([
         "BEGIN;",
         f"INSERT INTO intake.complaints (id, tracking_number, {columns}) VALUES "

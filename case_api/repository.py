@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, Select, Table, and_, func, literal_column, not_, select
+from sqlalchemy.dialects.postgresql import Insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -39,6 +40,19 @@ async def insert_cases(session: AsyncSession, rows: Sequence[dict[str, Any]]) ->
     return set(result.scalars())
 
 
+def _count_agencies() -> Insert:
+    table = Agency.__table__
+    assert isinstance(table, Table)
+    insert = pg_insert(table)
+    return insert.on_conflict_do_update(
+        index_elements=[table.c.code],
+        set_={"complaints": table.c.complaints + insert.excluded.complaints})
+
+
+# Executed with a list of rows: compiled once (``.values(rows)`` would compile every batch).
+_COUNT_AGENCIES = _count_agencies()
+
+
 async def see_agencies(session: AsyncSession,
                        sightings: Sequence[tuple[str, str, datetime]]) -> None:
     """Counts a complaint against its agency for each (code, name, at); an agency's name is
@@ -51,12 +65,9 @@ async def see_agencies(session: AsyncSession,
         counted[code] = (name, at, 1) if first is None else (first[0], first[1], first[2] + 1)
     if not counted:
         return
-    insert = pg_insert(Agency).values([
+    await session.execute(_COUNT_AGENCIES, [
         {"code": code, "name": name, "first_seen_at": at, "complaints": n}
         for code, (name, at, n) in sorted(counted.items())])
-    await session.execute(insert.on_conflict_do_update(
-        index_elements=[Agency.code],
-        set_={"complaints": Agency.complaints + insert.excluded.complaints}))
 
 
 async def name_agency(session: AsyncSession, code: str, name: str, at: datetime) -> bool:

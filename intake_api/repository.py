@@ -6,30 +6,28 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Integer, String, bindparam, cast, func, select, update
+import asyncpg
+from sqlalchemy import DateTime, Integer, String, cast, func, select, update
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from intake_api.models import Attachment, Complaint, IdempotencyKey, Open311Request
-from shared.db import on_driver
+from shared import outbox
+from shared.tables import INTAKE_EVENTS
 
 
-async def next_tracking_number(session: AsyncSession, year: int) -> str:
+async def next_tracking_number(driver: asyncpg.Connection, year: int) -> str:
     """The next number of ``year``'s register, from a sequence of its own (see docs/intake.md).
 
     A sequence holds no lock until the commit, so concurrent submissions do not queue behind one
     another; a number drawn by a transaction that then fails is not reused.
     """
-    connection = await session.connection()
-    number = (await connection.execute(_NEXT_NUMBER, {"year": year})).scalar_one()
+    number: int = await driver.fetchval("SELECT intake.next_tracking_number($1)", year)
     return f"ADU-{year}-{number:06d}"
-
-
-_NEXT_NUMBER = select(func.intake.next_tracking_number(bindparam("year", type_=Integer)))
 
 
 # The only unique key a caller chooses is (submitter, external reference): a second post of
@@ -47,17 +45,94 @@ _INSERT_COMPLAINT = (
 _JSON_COLUMNS = frozenset({"reporter", "location"})
 
 
-async def insert_complaint(session: AsyncSession, values: dict[str, Any]) -> bool:
-    """Inserts one complaint row; False when its submitter already used its external reference.
+# The complaint and the event that says it was received, in one statement: no event without
+# its complaint, no complaint without its event, and no transaction around them to begin and end.
+_RECORD_COMPLAINT = (
+    f"WITH complaint AS ({_INSERT_COMPLAINT}) "
+    + outbox.insert_selected(INTAKE_EVENTS, source="complaint", first=len(COMPLAINT_COLUMNS) + 1)
+    + " RETURNING true")
 
-    On the driver, in the session's transaction (``shared.db.on_driver``): nothing about
-    the new row needs the unit of work, and this runs for every complaint posted.
+
+async def record_complaint(driver: asyncpg.Connection, values: dict[str, Any],
+                           event: outbox.OutboxRow) -> bool:
+    """Inserts one complaint row with its outbox row; False (and nothing written) when its
+    submitter already used its external reference.
+
+    One statement: on a connection outside a transaction (``Database.autocommit``) it commits
+    on its own; inside one (``on_driver``) it is part of it.
     """
-    async with on_driver(session) as driver:
-        row = await driver.fetchrow(_INSERT_COMPLAINT, *(
-            json.dumps(values[c]) if c in _JSON_COLUMNS and values[c] is not None else values[c]
-            for c in COMPLAINT_COLUMNS))
+    row = await driver.fetchrow(_RECORD_COMPLAINT, *(
+        json.dumps(values[c]) if c in _JSON_COLUMNS and values[c] is not None else values[c]
+        for c in COMPLAINT_COLUMNS), *event)
     return row is not None
+
+
+async def next_tracking_numbers(driver: asyncpg.Connection, years: Sequence[int]) -> list[str]:
+    """The next numbers of the registers of ``years``, one for each, in one round trip; within
+    a year, ascending in the order of ``years``."""
+    rows = await driver.fetch(
+        "SELECT y.year, intake.next_tracking_number(y.year) AS number "
+        "FROM unnest($1::integer[]) AS y (year)", list(years))
+    drawn: dict[int, list[int]] = {}
+    for row in rows:
+        drawn.setdefault(row["year"], []).append(row["number"])
+    for numbers in drawn.values():
+        numbers.sort(reverse=True)
+    return [f"ADU-{year}-{drawn[year].pop():06d}" for year in years]
+
+
+# Many complaints and their events in one statement (group commit): the rows go as two JSON
+# arrays read as the tables' own row types, so no column's type is written twice.
+_RECORD_COMPLAINTS = f"""
+    WITH complaint AS (
+      INSERT INTO intake.complaints ({', '.join(COMPLAINT_COLUMNS)})
+      SELECT {', '.join(COMPLAINT_COLUMNS)}
+      FROM jsonb_populate_recordset(NULL::intake.complaints, $1::jsonb)
+      ON CONFLICT (submitted_by, external_reference) WHERE external_reference IS NOT NULL
+      DO NOTHING RETURNING id),
+    event AS (
+      INSERT INTO intake.outbox ({outbox.COLUMNS})
+      SELECT {', '.join(f"e.{c}" for c in outbox.COLUMNS.split(', '))}
+      FROM jsonb_populate_recordset(NULL::intake.outbox, $2::jsonb) e
+      JOIN complaint c ON c.id::text = e.key)
+    SELECT id FROM complaint"""
+
+
+async def record_complaints(driver: asyncpg.Connection, complaints: Sequence[dict[str, Any]],
+                            events: Sequence[outbox.OutboxRow]) -> set[uuid.UUID]:
+    """Inserts complaint rows, each with its outbox row (whose key is the complaint's id), in
+    one statement; returns the ids inserted (not those whose external reference was used)."""
+    rows = await driver.fetch(_RECORD_COMPLAINTS, _json_rows(complaints),
+                              outbox.json_rows(events))
+    return {row["id"] for row in rows}
+
+
+def _json_rows(complaints: Sequence[dict[str, Any]]) -> str:
+    return json.dumps([{c: _json_value(row[c]) for c in COMPLAINT_COLUMNS} for row in complaints])
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, date):  # and datetime: ISO 8601 with its offset
+        return value.isoformat()
+    return value
+
+
+@dataclass(frozen=True)
+class Holder:
+    """The complaint that already has an external reference."""
+
+    id: uuid.UUID
+    tracking_number: str
+
+
+async def holder_of_reference(driver: asyncpg.Connection, submitted_by: str,
+                              reference: str) -> Holder | None:
+    row = await driver.fetchrow(
+        "SELECT id, tracking_number FROM intake.complaints "
+        "WHERE submitted_by = $1 AND external_reference = $2", submitted_by, reference)
+    return Holder(row["id"], row["tracking_number"]) if row is not None else None
 
 
 async def get(session: AsyncSession, complaint_id: uuid.UUID) -> Complaint | None:
@@ -73,13 +148,6 @@ async def get_many(session: AsyncSession,
 async def get_for_update(session: AsyncSession, complaint_id: uuid.UUID) -> Complaint | None:
     """The complaint, locked until the transaction ends (serialises its attachment uploads)."""
     query = select(Complaint).where(Complaint.id == complaint_id).with_for_update()
-    return (await session.execute(query)).scalar_one_or_none()
-
-
-async def by_external_reference(session: AsyncSession, submitted_by: str,
-                                reference: str) -> Complaint | None:
-    query = select(Complaint).where(Complaint.submitted_by == submitted_by,
-                                    Complaint.external_reference == reference)
     return (await session.execute(query)).scalar_one_or_none()
 
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import NoReturn
 from zoneinfo import ZoneInfo
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from intake_api import access, repository
+from intake_api.group_commit import GroupCommit, Write, Written
 from intake_api.models import Complaint
 from intake_api.schemas import (
     ComplaintCreate,
@@ -21,6 +25,7 @@ from intake_api.schemas import (
 )
 from shared import outbox
 from shared.auth import Actor, Role
+from shared.db import Database, announce_after_commit, on_driver
 from shared.events import COMPLAINT_RECEIVED, COMPLAINTS_TOPIC, new_event
 from shared.problems import Problem, invalid, not_found
 from shared.tables import INTAKE_EVENTS
@@ -94,10 +99,10 @@ def to_out(complaint: Complaint) -> ComplaintOut:
     )
 
 
-def _duplicate(existing: Complaint) -> Problem:
-    return Problem(409, f"external_reference {existing.external_reference!r} was already "
-                        f"submitted as {existing.tracking_number}.",
-                   complaint_id=str(existing.id))
+def _duplicate(reference: str, holder: repository.Holder) -> Problem:
+    return Problem(409, f"external_reference {reference!r} was already "
+                        f"submitted as {holder.tracking_number}.",
+                   complaint_id=str(holder.id))
 
 
 def _created_out(complaint_id: uuid.UUID, tracking_number: str, payload: ComplaintCreate,
@@ -122,60 +127,105 @@ def _created_out(complaint_id: uuid.UUID, tracking_number: str, payload: Complai
 
 async def submit(session: AsyncSession, actor: Actor, payload: ComplaintCreate, *,
                  now: datetime, zone: ZoneInfo) -> ComplaintCreated:
-    """Records the complaint and its event; the answer alone carries the new access code.
+    """``record`` in ``session``'s transaction (a request that keeps its answer under an
+    idempotency key, an Open311 request), announced to readers once it commits."""
+    async with on_driver(session) as driver:
+        created = await record(driver, actor, payload, now=now, zone=zone)
+    announce_after_commit(session, INTAKE_EVENTS.schema)
+    return created
 
-    Three statements: the year's next number, the complaint row, the outbox row. A duplicate
-    ``external_reference`` that slips past the first look-up (two posts at once) is caught by
-    the insert's ``ON CONFLICT``, not by a savepoint.
+
+async def record(driver: asyncpg.Connection, actor: Actor, payload: ComplaintCreate, *,
+                 now: datetime, zone: ZoneInfo) -> ComplaintCreated:
+    """Records the complaint and its event alone; the answer alone carries the new access code.
+
+    Two statements: the year's next number, then the complaint row with its outbox row. A
+    duplicate ``external_reference`` that slips past the first look-up (two posts at once) is
+    caught by the insert's ``ON CONFLICT``.
     """
     check_rules(payload, actor, now=now, zone=zone)
-    if payload.external_reference is not None:
-        existing = await repository.by_external_reference(session, actor.name,
-                                                          payload.external_reference)
-        if existing is not None:
-            raise _duplicate(existing)
+    reference = payload.external_reference
+    if reference is not None:
+        holder = await repository.holder_of_reference(driver, actor.name, reference)
+        if holder is not None:
+            raise _duplicate(reference, holder)
     received_at = payload.received_at or now
-    tracking_number = await repository.next_tracking_number(session,
-                                                            received_at.astimezone(zone).year)
     code = access.new_code()
+    write = _writer(actor, payload, code=code, received_at=received_at)
+    number = await repository.next_tracking_number(driver, received_at.astimezone(zone).year)
+    values, event, out = write(number, None)
+    if not await repository.record_complaint(driver, values, event):
+        await _refuse_duplicate(driver, actor, payload)
+    return ComplaintCreated.model_construct(**dict(out), access_code=code)
+
+
+async def record_together(group: GroupCommit, database: Database, actor: Actor,
+                          payload: ComplaintCreate, *, now: datetime,
+                          zone: ZoneInfo) -> ComplaintCreated:
+    """``record``, with the complaints posted at the same time (``group_commit``): the same
+    rules and answers, committed when its group is."""
+    check_rules(payload, actor, now=now, zone=zone)
+    reference = payload.external_reference
+    if reference is not None:  # a partner's retry draws no number it would not use
+        async with database.autocommit() as driver:
+            holder = await repository.holder_of_reference(driver, actor.name, reference)
+        if holder is not None:
+            raise _duplicate(reference, holder)
+    received_at = payload.received_at or now
+    code = access.new_code()
+    out, recorded = await group.record(received_at.astimezone(zone).year,
+                                       _writer(actor, payload, code=code, received_at=received_at))
+    if not recorded:
+        async with database.autocommit() as driver:
+            await _refuse_duplicate(driver, actor, payload)
+    return ComplaintCreated.model_construct(**dict(out), access_code=code)
+
+
+async def _refuse_duplicate(driver: asyncpg.Connection, actor: Actor,
+                            payload: ComplaintCreate) -> NoReturn:
+    reference = payload.external_reference
+    assert reference is not None  # the only unique key a caller chooses
+    holder = await repository.holder_of_reference(driver, actor.name, reference)
+    if holder is None:  # pragma: no cover - the conflicting row cannot vanish
+        raise Problem(409, "The complaint conflicts with one being recorded; send it again.")
+    raise _duplicate(reference, holder)
+
+
+def _writer(actor: Actor, payload: ComplaintCreate, *, code: str,
+            received_at: datetime) -> Write:
+    """The complaint's row, event and answer, once its tracking number is known."""
     complaint_id = uuid.uuid4()
     status = opening_status(payload.kind) or RECORDED
-    reporter = payload.reporter.model_dump(mode="json") if payload.reporter else None
-    location = payload.location.model_dump(mode="json") if payload.location else None
-    inserted = await repository.insert_complaint(session, {
-        "id": complaint_id,
-        "tracking_number": tracking_number,
-        "access_code_hash": access.hash_code(tracking_number, code),
-        "kind": payload.kind.value,
-        "channel": payload.channel.value,
-        "substance": payload.substance.value,
-        "reporter": reporter,
-        "reported_agency_code": payload.reported_agency.code,
-        "reported_agency_name": payload.reported_agency.name,
-        "summary": payload.summary,
-        "description": payload.description,
-        "incident_date": payload.incident_date,
-        "reported_to_agency_first": payload.reported_to_agency_first,
-        "location": location,
-        "external_reference": payload.external_reference,
-        "received_at": received_at,
-        "submitted_by": actor.name,
-        "status": status,
-    })
-    if not inserted:
-        assert payload.external_reference is not None  # the only unique key a caller chooses
-        existing = await repository.by_external_reference(session, actor.name,
-                                                          payload.external_reference)
-        if existing is None:  # pragma: no cover - the conflicting row cannot vanish
-            raise Problem(409, "The complaint conflicts with one being recorded; send it again.")
-        raise _duplicate(existing)
-    out = _created_out(complaint_id, tracking_number, payload, actor=actor,
-                       received_at=received_at, status=status)
-    data = out.model_dump(mode="json")
-    event = new_event(COMPLAINT_RECEIVED, source=SOURCE, subject=str(complaint_id),
-                      data=data, time=received_at)
-    await outbox.append(session, INTAKE_EVENTS, COMPLAINTS_TOPIC, event)
-    return ComplaintCreated.model_construct(**dict(out), access_code=code)
+
+    def write(tracking_number: str, carrier: Mapping[str, str] | None) -> Written:
+        out = _created_out(complaint_id, tracking_number, payload, actor=actor,
+                           received_at=received_at, status=status)
+        data = out.model_dump(mode="json")
+        event = new_event(COMPLAINT_RECEIVED, source=SOURCE, subject=str(complaint_id),
+                          data=data, time=received_at)
+        values = {
+            "id": complaint_id,
+            "tracking_number": tracking_number,
+            "access_code_hash": access.hash_code(tracking_number, code),
+            "kind": payload.kind.value,
+            "channel": payload.channel.value,
+            "substance": payload.substance.value,
+            "reporter": data["reporter"],
+            "reported_agency_code": payload.reported_agency.code,
+            "reported_agency_name": payload.reported_agency.name,
+            "summary": payload.summary,
+            "description": payload.description,
+            "incident_date": payload.incident_date,
+            "reported_to_agency_first": payload.reported_to_agency_first,
+            "location": data["location"],
+            "external_reference": payload.external_reference,
+            "received_at": received_at,
+            "submitted_by": actor.name,
+            "status": status,
+        }
+        return values, outbox.row(COMPLAINTS_TOPIC, event, carrier), out
+
+    return write
 
 
 async def visible_complaint(session: AsyncSession, actor: Actor,

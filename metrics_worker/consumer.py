@@ -32,6 +32,7 @@ from shared.vocabulary import CASE_OPENING_KINDS, EXAMINATION_STATUSES
 
 CONSUMER = "aduan-metrics"
 CASES: Table = CaseFact.__table__  # type: ignore[assignment]
+CONTACTS: Table = Contact.__table__  # type: ignore[assignment]
 TRANSITIONS: Table = TransitionFact.__table__  # type: ignore[assignment]
 # Thirteen parameters a transition, well within the 32,767 a statement may carry.
 ROWS_PER_STATEMENT = 1000
@@ -75,15 +76,20 @@ async def record_contact(session: AsyncSession, data: dict[str, Any]) -> None:
     await record_contacts(session, [data])
 
 
+# Executed with a list of rows: compiled once and sent as multi-row statements by SQLAlchemy
+# (``insertmanyvalues``), where ``.values(rows)`` would compile a new statement for every batch.
+_INSERT_CONTACTS = (pg_insert(CONTACTS).on_conflict_do_nothing()
+                    .returning(CONTACTS.c.complaint_id))
+_INSERT_OPENINGS = pg_insert(CASES).on_conflict_do_nothing().returning(CASES.c.case_id)
+
+
 async def record_contacts(session: AsyncSession, contacts: Sequence[dict[str, Any]]) -> None:
     """The contacts of ``complaint.received`` events: one insert, then one addition to the
     counts for those not recorded before (a complaint under two event ids counts once)."""
     rows = [contact_values(data) for data in contacts]
     if not rows:
         return
-    new = set((await session.execute(
-        pg_insert(Contact).values(rows).on_conflict_do_nothing().returning(Contact.complaint_id)
-    )).scalars())
+    new = set((await session.execute(_INSERT_CONTACTS, rows)).scalars())
     increments: list[counts.Increment] = []
     for row in rows:
         if row["complaint_id"] not in new:
@@ -110,9 +116,7 @@ async def record_openings(session: AsyncSession, openings: Sequence[dict[str, An
     rows = [opening_values(data) for data in openings]
     if not rows:
         return
-    new = set((await session.execute(
-        pg_insert(CaseFact).values(rows).on_conflict_do_nothing().returning(CaseFact.case_id)
-    )).scalars())
+    new = set((await session.execute(_INSERT_OPENINGS, rows)).scalars())
     increments: list[counts.Increment] = []
     for row in rows:
         if row["case_id"] in new:

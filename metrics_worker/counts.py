@@ -69,29 +69,32 @@ PLACE_AND_LIAISON_INCREMENTS = f"""
   WHERE q.action = 'request_clarification' AND q.due_at IS NOT NULL"""
 
 
+# One statement whatever the number of increments (three arrays as its parameters): compiled
+# and prepared once, where a row of parameters per increment would be compiled every time.
+_ADD = text("""
+    WITH increments (day, measure, key) AS (
+      SELECT (at AT TIME ZONE metrics.office_timezone())::date, measure, key
+      FROM unnest(CAST(:ats AS timestamptz[]), CAST(:measures AS varchar[]),
+                  CAST(:keys AS varchar[])) AS i (at, measure, key)),
+    daily AS (
+      INSERT INTO metrics.daily_counts (day, measure, key, n)
+      SELECT day, measure, key, count(*) FROM increments GROUP BY 1, 2, 3
+      ON CONFLICT (day, measure, key) DO UPDATE SET n = daily_counts.n + EXCLUDED.n)
+    INSERT INTO metrics.period_counts (grain, start, measure, key, n)
+    SELECT g.grain, date_trunc(g.unit, i.day)::date, i.measure, i.key, count(*)
+    FROM increments i CROSS JOIN (VALUES ('m', 'month'), ('y', 'year')) AS g (grain, unit)
+    GROUP BY 1, 2, 3, 4
+    ON CONFLICT (grain, start, measure, key) DO UPDATE SET n = period_counts.n + EXCLUDED.n
+    """)
+
+
 async def add(session: AsyncSession, increments: Sequence[Increment]) -> None:
     """Adds one to each (moment, measure, key), on the moment's local day, month and year."""
     if not increments:
         return
-    rows = ", ".join(
-        f"((CAST(:at{i} AS timestamptz) AT TIME ZONE metrics.office_timezone())::date,"
-        f" CAST(:measure{i} AS varchar), CAST(:key{i} AS varchar))"
-        for i in range(len(increments)))
-    params: dict[str, object] = {}
-    for i, (at, measure, key) in enumerate(increments):
-        params.update({f"at{i}": at, f"measure{i}": measure, f"key{i}": key})
-    await session.execute(text(f"""
-        WITH increments (day, measure, key) AS (VALUES {rows}),
-        daily AS (
-          INSERT INTO metrics.daily_counts (day, measure, key, n)
-          SELECT day, measure, key, count(*) FROM increments GROUP BY 1, 2, 3
-          ON CONFLICT (day, measure, key) DO UPDATE SET n = daily_counts.n + EXCLUDED.n)
-        INSERT INTO metrics.period_counts (grain, start, measure, key, n)
-        SELECT g.grain, date_trunc(g.unit, i.day)::date, i.measure, i.key, count(*)
-        FROM increments i CROSS JOIN (VALUES ('m', 'month'), ('y', 'year')) AS g (grain, unit)
-        GROUP BY 1, 2, 3, 4
-        ON CONFLICT (grain, start, measure, key) DO UPDATE SET n = period_counts.n + EXCLUDED.n
-        """), params)
+    ats, measures, keys = zip(*increments, strict=True)
+    await session.execute(_ADD, {"ats": list(ats), "measures": list(measures),
+                                 "keys": list(keys)})
 
 
 def spans_sql(spans: Sequence[Span]) -> str:

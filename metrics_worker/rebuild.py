@@ -34,6 +34,7 @@ import contextlib
 import gc
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -206,9 +207,9 @@ async def rebuild(settings: Settings, *, progress: ProgressReport | None = None,
 
 @contextlib.contextmanager
 def _without_cycle_collection() -> Iterator[None]:
-    """The fold keeps every case and event id in memory and makes no reference cycles: the
-    cyclic garbage collector would walk that growing heap again and again for nothing (a third
-    of the reading time when measured)."""
+    """The fold keeps the open cases, every event id and complaint in memory and makes no
+    reference cycles: the cyclic garbage collector would walk that growing heap again and again
+    for nothing (a third of the reading time when measured)."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -224,9 +225,9 @@ class Writer:
     """Writes the read model in the rebuild's one transaction while the log is still read.
 
     The read model is emptied first; then each ``flush`` hands the rows folded since the last
-    one to ``COPY`` in the background, so the server stores a batch while the next is folded.
-    ``finish`` writes the cases (final only at the end), derives the aggregate tables from the
-    facts in SQL.
+    one (cases once closed) to ``COPY`` in the background, so the server stores a batch while
+    the next is folded. ``finish`` writes the cases still open and derives the aggregate tables
+    from the facts in SQL.
     """
 
     def __init__(self, session: AsyncSession, connection: asyncpg.Connection,
@@ -260,8 +261,28 @@ class Writer:
             await self.copying
         self.copying = asyncio.create_task(self._copy(*self.replay.take()))
 
+    async def settle(self) -> list[tuple[Any, Event | None, str]]:
+        """Folds the events ``Replay`` deferred (the next step of a case closed and written),
+        its cases read back from the rows written; those the live consumer would
+        dead-letter, with the origin given to ``Replay.fold``."""
+        if not self.replay.deferred:
+            return []
+        if self.copying is not None:
+            await self.copying
+            self.copying = None
+        columns = ", ".join(f"r.{name}" for name in CASE_COLUMNS)
+        cases = [[*row] for row in await self.connection.fetch(
+            f"WITH recalled AS (DELETE FROM {SCHEMA}.cases WHERE case_id = ANY($1::uuid[]) "
+            f"RETURNING *) SELECT {columns}, t.action, t.at FROM recalled r "
+            f"LEFT JOIN {SCHEMA}.transitions t ON t.case_id = r.case_id "
+            "AND t.version = r.version",
+            [uuid.UUID(int=number) for number in self.replay.reviving])]
+        rejected = self.replay.revive(cases)
+        await self.flush()
+        return rejected
+
     async def _copy(self, contacts: list[tuple[Any, ...]], transitions: list[tuple[Any, ...]],
-                    processed: list[str]) -> None:
+                    processed: list[str], cases: list[list[Any]]) -> None:
         copy = self.connection.copy_records_to_table
         if contacts:
             await copy("contacts", schema_name=SCHEMA, columns=CONTACT_COLUMNS,
@@ -269,6 +290,8 @@ class Writer:
         if transitions:
             await copy("transitions", schema_name=SCHEMA, columns=TRANSITION_COLUMNS,
                        records=transitions)
+        if cases:  # closed, handed over by the fold
+            await copy("cases", schema_name=SCHEMA, columns=CASE_COLUMNS, records=cases)
         if processed:
             # The guard of every event folded: the live consumer skips any delivered again.
             await copy(METRICS_EVENTS.processed_events.name, schema_name=SCHEMA,
@@ -299,6 +322,7 @@ async def _rebuild_from_database(database: Database, progress: ProgressReport,
     replay = Replay()
     ends: dict[str, int] = {}
     dead: list[dict[str, object]] = []
+    rejected: list[tuple[Any, Event | None, str]] = []
     async with database.transaction() as session:
         await check_tables(session)
         total = 0
@@ -327,15 +351,18 @@ async def _rebuild_from_database(database: Database, progress: ProgressReport,
                 if not rows:
                     break
                 for _, envelope in rows:
-                    error = replay.fold(envelope)
+                    error = replay.fold(envelope, (topic, envelope))
                     if error is not None:
-                        event_id = error[0].id if error[0] is not None else None
-                        dead.append({"consumer": CONSUMER, "log": topic, "event_id": event_id,
-                                     "record": envelope, "error": error[1]})
+                        rejected.append(((topic, envelope), *error))
                 await writer.flush()
                 position = int(rows[-1][0])
                 done += len(rows)
                 progress.update(done)
+        rejected += await writer.settle()
+        for (topic, envelope), event, reason in rejected:
+            dead.append({"consumer": CONSUMER, "log": topic,
+                         "event_id": event.id if event is not None else None,
+                         "record": envelope, "error": reason})
         read = time.monotonic() - started
         await writer.finish()
         positions = METRICS_EVENTS.log_positions
@@ -435,7 +462,8 @@ async def _read_kafka(bootstrap: str, ends: dict[TopicPartition, int], replay: R
                     if record.offset >= end:
                         break  # written after the rebuild started: the live consumer's
                     done += 1
-                    error = replay.fold(record.value if record.value is not None else b"")
+                    error = replay.fold(record.value if record.value is not None else b"",
+                                        record)
                     if error is not None:
                         rejected.append((record, *error))
             await writer.flush()
@@ -446,7 +474,7 @@ async def _read_kafka(bootstrap: str, ends: dict[TopicPartition, int], replay: R
             progress.update(done)
     finally:
         await consumer.stop()
-    return rejected
+    return rejected + await writer.settle()
 
 
 async def refuse_if_active(admin: AIOKafkaAdminClient, group: str) -> None:

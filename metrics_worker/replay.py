@@ -106,23 +106,42 @@ def _canonical(case_id: str) -> str:
     return str(uuid.UUID(case_id))
 
 
+class _Deferred(Exception):
+    """A step of a case handed over: folded once the case is taken back (``revive``)."""
+
+
 @dataclass
 class Replay:
-    """The log folded, event by event in log order, into the read model's rows."""
+    """The log folded, event by event in log order, into the read model's rows.
+
+    A case is kept in memory while open; once closed it is handed over to be written (``take``)
+    and only its version is kept, which is all a later event needs: the workflow takes a closed
+    case nowhere, so what comes later is the same step again (a no-op) or a version gap (set
+    aside). Should a next step come all the same, it and every later event of its case wait
+    (``deferred``) until the case is read back from what was written (``revive``).
+    """
 
     # Rows not yet taken (``take``): contacts, transitions, and the ids of the events applied
-    # (or found to be no-ops), for the processed-event guard.
+    # (or found to be no-ops), for the processed-event guard; the open cases that closed.
     contacts: list[tuple[Any, ...]] = field(default_factory=list)
     transitions: list[tuple[Any, ...]] = field(default_factory=list)
     fresh: list[str] = field(default_factory=list)
+    closing: list[str] = field(default_factory=list)
     processed: set[str] = field(default_factory=set)
-    # By the case id as written (canonical); final only at the log's end.
+    # The open cases by the case id as written (canonical), and the version of each case
+    # handed over once closed (by ``uuid.UUID.int``).
     cases: dict[str, list[Any]] = field(default_factory=dict)
+    closed: dict[int, int] = field(default_factory=dict)
     complaints: set[int] = field(default_factory=set)  # uuid.UUID.int
+    # Events of cases handed over and to be read back: each with what the caller gave with it.
+    deferred: list[tuple[str, str, dict[str, Any], bytes | str, Any]] = field(
+        default_factory=list)
+    reviving: set[int] = field(default_factory=set)
 
-    def fold(self, value: bytes | str) -> tuple[Event | None, str] | None:
+    def fold(self, value: bytes | str, origin: Any = None) -> tuple[Event | None, str] | None:
         """Folds one record of the log in; the event (``None`` when the record is not one)
-        and the reason where the live consumer would dead-letter it. Nothing changes then."""
+        and the reason where the live consumer would dead-letter it. Nothing changes then.
+        An event deferred (see the class) is kept with ``origin``."""
         attributes = plain_envelope(value)
         if attributes is None:  # not as the services write it: the SDK decides
             try:
@@ -136,7 +155,28 @@ class Replay:
             self._apply(event_id, event_type, data)
         except NotApplicable as exc:
             return Event.read(value), str(exc)
+        except _Deferred:
+            self.deferred.append((event_id, event_type, data, value, origin))
         return None
+
+    def revive(self, cases: list[list[Any]]) -> list[tuple[Any, Event | None, str]]:
+        """Folds the deferred events in, their cases read back from what was written (each a
+        row in CASE_COLUMNS order, then the action and time of its last step); those the live
+        consumer would dead-letter, with their origin."""
+        for case in cases:
+            case_id = str(case[_CASE_ID])
+            self.cases[case_id] = case
+            self.closed.pop(case[_CASE_ID].int, None)
+            self.closing.append(case_id)
+        self.reviving.clear()
+        deferred, self.deferred = self.deferred, []
+        rejected: list[tuple[Any, Event | None, str]] = []
+        for event_id, event_type, data, value, origin in deferred:
+            try:
+                self._apply(event_id, event_type, data)
+            except NotApplicable as exc:
+                rejected.append((origin, Event.read(value), str(exc)))
+        return rejected
 
     def _apply(self, event_id: str, event_type: str, data: dict[str, Any]) -> None:
         if event_id in self.processed:
@@ -155,11 +195,19 @@ class Replay:
         self.processed.add(event_id)
         self.fresh.append(event_id)
 
-    def take(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[str]]:
-        """The contacts, transitions and processed event ids folded since the last take
-        (final already: later events never change them)."""
-        taken = self.contacts, self.transitions, self.fresh
-        self.contacts, self.transitions, self.fresh = [], [], []
+    def take(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[str],
+                            list[list[Any]]]:
+        """The contacts, transitions and processed event ids folded since the last take, and
+        the cases closed since (final already: later events never change them)."""
+        closed = []
+        for case_id in self.closing:
+            case = self.cases.get(case_id)
+            if case is not None and case[_STATUS] == "closed":
+                del self.cases[case_id]
+                self.closed[case[_CASE_ID].int] = case[_VERSION]
+                closed.append(case[:_PREVIOUS_ACTION])
+        taken = self.contacts, self.transitions, self.fresh, closed
+        self.contacts, self.transitions, self.fresh, self.closing = [], [], [], []
         return taken
 
     def case_rows(self) -> list[list[Any]]:
@@ -179,8 +227,11 @@ class Replay:
         values = opening_values(data)
         row = [values.get(name) for name in CASE_COLUMNS]
         _check_case(tuple(row))
-        key = str(values["case_id"])
-        if key not in self.cases:
+        case_id = values["case_id"]
+        if case_id.int in self.reviving:
+            raise _Deferred
+        key = str(case_id)
+        if key not in self.cases and case_id.int not in self.closed:
             self.cases[key] = [*row, None, None]
 
     def _transition(self, data: dict[str, Any]) -> None:
@@ -191,7 +242,8 @@ class Replay:
             case = self.cases.get(case_id)
         version = int(data["version"])
         if case is None:
-            raise NotApplicable(f"case {case_id} is not known")
+            self._handed_over(case_id, version)
+            return
         if version <= case[_VERSION]:
             return  # applied already under another event id
         if version != case[_VERSION] + 1:
@@ -221,3 +273,19 @@ class Replay:
             case[_CLOSED_AFTER_DAYS] = (at - case[_RECEIVED_AT]) // DAY
             case[_CLOSURE_STAGE] = get("closure_stage")
             case[_CLOSURE_REASON] = get("reason")
+            self.closing.append(case_id)
+
+    def _handed_over(self, case_id: str, version: int) -> None:
+        """A step of a case not open in memory: of a case closed, or of none known."""
+        number = uuid.UUID(case_id).int
+        if number in self.reviving:
+            raise _Deferred
+        closed = self.closed.get(number)
+        if closed is None:
+            raise NotApplicable(f"case {case_id} is not known")
+        if version <= closed:
+            return  # applied already under another event id
+        if version != closed + 1:
+            raise NotApplicable(f"case {case_id} is at version {closed}, event is {version}")
+        self.reviving.add(number)
+        raise _Deferred

@@ -6,17 +6,20 @@ The request (or message) edge owns the transaction: it opens a session, the serv
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import asyncpg
 from fastapi import Depends, Request
-from sqlalchemy import DateTime, MetaData, func, make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy import DateTime, MetaData, event, func, make_url
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -62,6 +65,35 @@ def announce_after_commit(session: AsyncSession, name: str) -> None:
     session.info.setdefault(OUTBOX_APPENDED, set()).add(name)
 
 
+# A pooled connection idle longer than this is pinged before it is lent out again.
+PING_AFTER_IDLE_SECONDS = 10.0
+_CHECKED_IN_AT = "checked_in_at"
+
+
+def _lend(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    """Checks a pooled connection before it is lent out, without a round trip when it is busy.
+
+    SQLAlchemy's ``pool_pre_ping`` costs three round trips on every check-out (BEGIN, an empty
+    statement, ROLLBACK): more than the statements of a complaint posted. A connection the
+    server closed (a restart, an administrator) is known closed to the driver as soon as the
+    event loop saw its socket end; one that sat idle long enough to have been cut off silently
+    is pinged. Either way the pool replaces it with a new one (``DisconnectionError``).
+    """
+    driver: asyncpg.Connection = dbapi_connection.driver_connection
+    if driver.is_closed():
+        raise DisconnectionError("the server closed this connection")
+    idle_since: float | None = record.info.get(_CHECKED_IN_AT)
+    if idle_since is not None and time.monotonic() - idle_since > PING_AFTER_IDLE_SECONDS:
+        try:
+            dbapi_connection.ping()
+        except Exception as exc:
+            raise DisconnectionError("this connection no longer answers") from exc
+
+
+def _returned(_dbapi_connection: Any, record: Any) -> None:
+    record.info[_CHECKED_IN_AT] = time.monotonic()
+
+
 @dataclass
 class Database:
     engine: AsyncEngine
@@ -76,12 +108,14 @@ class Database:
             url,
             pool_size=pool_size,
             max_overflow=pool_size if max_overflow is None else max_overflow,
-            pool_pre_ping=True,
+            # Checked when lent out by ``_lend`` instead of ``pool_pre_ping``.
             # Statement parameters hold reporters' personal data: keep them out of errors/logs.
             hide_parameters=True,
             pool_timeout=pool_timeout,
             connect_args={"timeout": 5, "command_timeout": 30},
         )
+        event.listen(engine.sync_engine.pool, "checkout", _lend)
+        event.listen(engine.sync_engine.pool, "checkin", _returned)
         return cls(engine, async_sessionmaker(engine, expire_on_commit=False))
 
     @classmethod
@@ -103,6 +137,25 @@ class Database:
             appended: set[str] | None = session.info.pop(OUTBOX_APPENDED, None)
             if appended and self.after_outbox_commit is not None:
                 self.after_outbox_commit(appended)
+
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection's driver outside any transaction: each statement sent on it
+        commits on its own, in one round trip.
+
+        For the busiest path (a complaint posted), whose effect is one statement: no BEGIN and
+        no COMMIT of their own. The driver's errors leave as ``on_driver``'s do.
+        """
+        async with self.engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            async with _driver_errors(connection):
+                yield raw.driver_connection
+
+    def announce(self, *names: str) -> None:
+        """Readers waiting on ``names`` are told now: what they wait for was committed by a
+        statement sent outside a session (``autocommit``)."""
+        if self.after_outbox_commit is not None:
+            self.after_outbox_commit(set(names))
 
     async def ping(self) -> None:
         """A round trip on a connection of its own: never cancels a pooled connection."""
@@ -130,22 +183,37 @@ async def on_driver(session: AsyncSession) -> AsyncIterator[asyncpg.Connection]:
     adapter begins the server's transaction with its first statement; should none have run yet,
     one is run here, since a statement sent on the driver outside a transaction would commit
     on its own. The driver's errors leave as SQLAlchemy's would, so that the edge answers them
-    (503 for a lost server) and consumers retry them, as any other statement's; a connection
-    broken meanwhile is found by the pool's ping before its next use.
+    (503 for a lost server) and consumers retry them, as any other statement's.
     """
     connection = await session.connection()
     driver: asyncpg.Connection = (await connection.get_raw_connection()).driver_connection
     if not driver.is_in_transaction():
         await connection.exec_driver_sql("SELECT 1")
-    try:
+    async with _driver_errors(connection):
         yield driver
+
+
+@asynccontextmanager
+async def _driver_errors(connection: AsyncConnection) -> AsyncIterator[None]:
+    """The driver's errors as SQLAlchemy raises them, so that callers handle both alike.
+
+    A connection left in an unknown state (lost, or a statement cancelled half-way) is
+    invalidated, so the pool never lends it out again; the server's refusals (a constraint, a
+    bad value) leave it usable, and the caller's own exceptions pass through untouched.
+    """
+    try:
+        yield
     except asyncpg.IntegrityConstraintViolationError as exc:
         raise IntegrityError(None, None, exc, hide_parameters=True) from exc
     except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError) as exc:
+        await connection.invalidate()
         raise OperationalError(None, None, exc, hide_parameters=True,
                                connection_invalidated=True) from exc
     except asyncpg.PostgresError as exc:
         raise DBAPIError(None, None, exc, hide_parameters=True) from exc
+    except asyncio.CancelledError:
+        await asyncio.shield(connection.invalidate())
+        raise
 
 
 def database_of(request: Request) -> Database:

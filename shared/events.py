@@ -134,6 +134,10 @@ class Event:
         attributes = plain_envelope(value)
         if attributes is None:
             return cls.from_json(value)
+        return cls._of(attributes)
+
+    @classmethod
+    def _of(cls, attributes: dict[str, Any]) -> Event:
         return cls(id=attributes["id"], type=attributes["type"], source=attributes["source"],
                    subject=attributes["subject"], time=attributes["time"].astimezone(UTC),
                    data=attributes["data"])
@@ -168,13 +172,20 @@ def plain_envelope(value: bytes | str) -> dict[str, Any] | None:
         attributes = orjson.loads(value)
     except ValueError:  # orjson.JSONDecodeError, and text not UTF-8
         return None
-    if not (isinstance(attributes, dict) and attributes.keys() <= _PLAIN_ATTRIBUTES
+    if not isinstance(attributes, dict):
+        return None
+    if isinstance(attributes.get("data"), dict) and _holds_float(attributes["data"]):
+        attributes["data"] = json.loads(value.decode() if isinstance(value, bytes)
+                                        else value)["data"]
+    return _as_services_write(attributes)
+
+
+def _as_services_write(attributes: dict[str, Any]) -> dict[str, Any] | None:
+    """``attributes``, ``time`` parsed, when they are those of ``to_cloudevent``."""
+    if not (attributes.keys() <= _PLAIN_ATTRIBUTES
             and attributes.get("specversion") == "1.0"
             and isinstance(attributes.get("data"), dict) and _plain_text(attributes)):
         return None
-    if _holds_float(attributes["data"]):
-        attributes["data"] = json.loads(value.decode() if isinstance(value, bytes)
-                                        else value)["data"]
     try:
         time = datetime.fromisoformat(attributes["time"])
     except ValueError:

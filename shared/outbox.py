@@ -23,23 +23,52 @@ from shared.wakeup import Wakeup
 logger = logging.getLogger(__name__)
 
 
+COLUMNS = "event_id, topic, key, envelope, trace_context"
+OutboxRow = tuple[str, str, str, str, str | None]
+
+
 @functools.cache
 def _insert_sql(schema: str) -> str:
-    return (f"INSERT INTO {schema}.outbox (event_id, topic, key, envelope, trace_context) "
-            "VALUES ($1, $2, $3, $4, $5)")
+    return f"INSERT INTO {schema}.outbox ({COLUMNS}) VALUES ($1, $2, $3, $4, $5)"
+
+
+def insert_selected(tables: EventTables, *, source: str, first: int) -> str:
+    """SQL adding one outbox row, ``row()``'s values given as parameters ``$first`` onwards, for
+    each row of ``source`` (a CTE of the same statement): an event written together with the
+    change it describes in one statement, so in one round trip and without a transaction of
+    its own."""
+    values = ", ".join(f"${n}" for n in range(first, first + 5))
+    return f"INSERT INTO {tables.schema}.outbox ({COLUMNS}) SELECT {values} FROM {source}"
+
+
+def row(topic: str, event: Event, carrier: Mapping[str, str] | None = None) -> OutboxRow:
+    """The outbox row of ``event``, with the trace context it is written under (``carrier``,
+    by default the current one); the envelope goes as the JSON text it was encoded to."""
+    return _row(topic, event, carrier if carrier is not None else tracing.current_carrier())
+
+
+def _row(topic: str, event: Event, carrier: Mapping[str, str] | None) -> OutboxRow:
+    return (event.id, topic, event.key, event.to_json().decode(),
+            json.dumps(carrier) if carrier else None)
+
+
+def json_rows(rows: Sequence[OutboxRow]) -> str:
+    """``rows`` as one JSON array of objects (for ``jsonb_populate_recordset``), the envelopes
+    and trace contexts embedded as the JSON they already are."""
+    return "[" + ",".join(
+        f'{{"event_id":{json.dumps(event_id)},"topic":{json.dumps(topic)},'
+        f'"key":{json.dumps(key)},"envelope":{envelope},"trace_context":{carrier or "null"}}}'
+        for event_id, topic, key, envelope, carrier in rows) + "]"
 
 
 async def append(session: AsyncSession, tables: EventTables, topic: str, event: Event) -> None:
     """Adds ``event`` to the outbox in the caller's transaction.
 
     It takes no lock: writers commit side by side. The row has no log position yet;
-    ``sequence`` gives it one once it is committed. Sent on the driver (``on_driver``):
-    every complaint posted writes one, and the envelope goes as the JSON text it was encoded to.
+    ``sequence`` gives it one once it is committed. Sent on the driver (``on_driver``).
     """
-    carrier = tracing.current_carrier()
     async with on_driver(session) as driver:
-        await driver.execute(_insert_sql(tables.schema), event.id, topic, event.key,
-                             event.to_json().decode(), json.dumps(carrier) if carrier else None)
+        await driver.execute(_insert_sql(tables.schema), *row(topic, event))
     announce_after_commit(session, tables.schema)
 
 
@@ -49,11 +78,16 @@ async def append_many(session: AsyncSession, tables: EventTables, topic: str,
     (a consumer applying a batch writes one event per event it applied)."""
     if not events:
         return
-    await session.execute(tables.outbox.insert(), [
-        {"event_id": event.id, "topic": topic, "key": event.key, "envelope": event.envelope(),
-         "trace_context": dict(carrier) if carrier else None}
-        for event, carrier in events])
+    async with on_driver(session) as driver:
+        await driver.execute(_insert_many_sql(tables.schema), json_rows(
+            [_row(topic, event, carrier) for event, carrier in events]))
     announce_after_commit(session, tables.schema)
+
+
+@functools.cache
+def _insert_many_sql(schema: str) -> str:
+    return (f"INSERT INTO {schema}.outbox ({COLUMNS}) SELECT {COLUMNS} "
+            f"FROM jsonb_populate_recordset(NULL::{schema}.outbox, $1::jsonb)")
 
 
 async def sequence(session: AsyncSession, tables: EventTables, *, limit: int = 5000) -> int:

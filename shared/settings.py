@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     max_requests_in_flight: int = Field(default=24, ge=0, le=10_000)
     admission_queue: int = Field(default=256, ge=0, le=100_000)
     admission_wait_seconds: float = Field(default=1.0, gt=0, le=30)
+    # Group commit (intake_api/group_commit.py): at most this many complaints posted at the
+    # same time are written by one statement; 1 writes each alone.
+    intake_group_largest: int = Field(default=100, ge=1, le=1000)
     # HTTP worker processes of `aduan serve` (services/workers.py); 0: one per core (at most 8),
     # 1: a single process answering requests and running the background work.
     http_workers: int = Field(default=0, ge=0, le=64)

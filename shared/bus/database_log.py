@@ -9,11 +9,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
-import json
 import logging
 from collections.abc import Mapping
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Text, cast, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -107,17 +106,18 @@ class DatabaseLogRunner:
             await outbox_sequence(session, self.logs[topic])
             start = await self.position(session, topic)
             rows = (await session.execute(
-                select(outbox.c.position, outbox.c.envelope, outbox.c.trace_context)
+                # As text: read by ``Event.read`` once, not decoded by the driver first.
+                select(outbox.c.position, cast(outbox.c.envelope, Text), outbox.c.trace_context)
                 .where(outbox.c.position > start)
                 .order_by(outbox.c.position)
                 .limit(self.batch_size)
             )).all()
         if not rows:
             return 0
-        events = [(int(r.position), r.envelope, r.trace_context) for r in rows]
+        events = [(int(position), envelope, trace) for position, envelope, trace in rows]
         try:
             await self.applier.apply_batch(
-                [dataclasses.replace(Event.from_json(json.dumps(envelope)), trace=trace)
+                [dataclasses.replace(Event.read(envelope), trace=trace)
                  for _, envelope, trace in events],
                 self._mover(topic, events[-1][0]),
             )
@@ -126,9 +126,8 @@ class DatabaseLogRunner:
                 await self._apply_one(topic, position, envelope, trace)
         return len(events)
 
-    async def _apply_one(self, topic: str, position: int, envelope: object,
+    async def _apply_one(self, topic: str, position: int, record: str,
                          trace: dict[str, str] | None = None) -> None:
-        record = json.dumps(envelope, ensure_ascii=False)
         move = self._mover(topic, position)
 
         async def dead_letter(event: Event | None, error: str) -> None:

@@ -181,7 +181,7 @@ class KafkaConsumerRunner:
                 if record.value is None:
                     raise MalformedEvent("empty record")
                 parsed.append((record, dataclasses.replace(
-                    Event.from_json(record.value),
+                    Event.read(record.value),
                     trace=tracing.from_kafka_headers(record.headers))))
             except MalformedEvent as exc:
                 parsed.append((record, exc))

@@ -7,7 +7,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from intake_api import repository
+from sqlalchemy import insert
+
+from intake_api.models import Complaint
 from shared.db import Database
 from shared.events import COMPLAINT_RECEIVED, Event
 
@@ -38,5 +40,6 @@ async def record_complaints(database_url: str, events: Sequence[Event]) -> int:
         for event in events:
             if event.type == COMPLAINT_RECEIVED and event.data["id"] not in seen:
                 seen.add(event.data["id"])
-                await repository.insert_complaint(session, complaint_row(event.data, len(seen)))
+                await session.execute(insert(Complaint),
+                                      [complaint_row(event.data, len(seen))])
     return len(seen)
