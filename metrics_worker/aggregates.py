@@ -82,18 +82,22 @@ SAMPLES = f"""
 
 _ZONE = "zone (tz) AS (SELECT metrics.office_timezone())"
 
-# The duration histograms from the samples (also how the benchmarks' data gets them).
+# The duration histograms from the samples (also how the benchmarks' data gets them). Summed by
+# hour for every grain first, so each row's ``sub_counts`` are built from a few hour rows.
 DURATION_HISTOGRAMS = f"""WITH {_ZONE}, days AS (
       SELECT (s.at AT TIME ZONE z.tz)::date AS day, s.measure, s.key,
              {histograms.bucket_sql("s.hours")} AS bucket, {histograms.hour_sql("s.hours")} AS hour,
              count(*) AS n
-      FROM ({SAMPLES}) s, zone z GROUP BY 1, 2, 3, 4, 5)
+      FROM ({SAMPLES}) s, zone z GROUP BY 1, 2, 3, 4, 5),
+    hours AS (
+      SELECT g.grain, date_trunc(g.unit, d.day)::date AS start, d.measure, d.key, d.bucket,
+             d.hour, sum(d.n) AS n
+      FROM days d
+      CROSS JOIN (VALUES ('d', 'day'), ('m', 'month'), ('y', 'year')) AS g (grain, unit)
+      GROUP BY 1, 2, 3, 4, 5, 6)
     INSERT INTO metrics.duration_histograms (grain, start, measure, key, bucket, n, sub_counts)
-    SELECT g.grain, date_trunc(g.unit, d.day)::date, d.measure, d.key, d.bucket, sum(d.n),
-           {histograms.sub_counts_sql("d.n", "d.hour")}
-    FROM days d
-    CROSS JOIN (VALUES ('d', 'day'), ('m', 'month'), ('y', 'year')) AS g (grain, unit)
-    GROUP BY 1, 2, 3, 4, 5"""
+    SELECT grain, start, measure, key, bucket, sum(n), {histograms.sub_counts_sql("n")}
+    FROM hours GROUP BY 1, 2, 3, 4, 5"""
 
 STATEMENTS = (
     f"""WITH {_ZONE}, {_MILESTONES}

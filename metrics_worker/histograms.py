@@ -97,32 +97,33 @@ DIRECT = {
 Sample = tuple[datetime, str, str, int]  # moment, measure, key, whole hours of the duration
 
 
+# One statement whatever the number of samples (four arrays as its parameters), prepared once.
+_ADD = text(f"""
+    WITH samples (day, measure, key, hours) AS (
+      SELECT (at AT TIME ZONE metrics.office_timezone())::date, measure, key, hours
+      FROM unnest(CAST(:ats AS timestamptz[]), CAST(:measures AS varchar[]),
+                  CAST(:keys AS varchar[]), CAST(:hours AS integer[]))
+           AS s (at, measure, key, hours))
+    INSERT INTO metrics.duration_histograms (grain, start, measure, key, bucket, n, sub_counts)
+    SELECT g.grain, date_trunc(g.unit, s.day)::date, s.measure, s.key, s.bucket, count(*),
+           {sub_counts_sql("1")}
+    FROM (SELECT day, measure, key, {bucket_sql("hours")} AS bucket,
+                 {hour_sql("hours")} AS hour FROM samples) s
+    CROSS JOIN (VALUES ('d', 'day'), ('m', 'month'), ('y', 'year')) AS g (grain, unit)
+    GROUP BY 1, 2, 3, 4, 5
+    ON CONFLICT (grain, start, measure, key, bucket)
+    DO UPDATE SET n = duration_histograms.n + EXCLUDED.n,
+                  sub_counts = {added_sub_counts_sql("duration_histograms", "EXCLUDED")}
+    """)
+
+
 async def add(session: AsyncSession, samples: Sequence[Sample]) -> None:
     """Counts each sample in its bucket and hour on the moment's local day, month and year."""
     if not samples:
         return
-    rows = ", ".join(
-        f"((CAST(:at{i} AS timestamptz) AT TIME ZONE metrics.office_timezone())::date,"
-        f" CAST(:measure{i} AS varchar), CAST(:key{i} AS varchar), CAST(:hours{i} AS integer))"
-        for i in range(len(samples)))
-    params: dict[str, object] = {}
-    for i, (at, measure, key, hours) in enumerate(samples):
-        params.update({f"at{i}": at, f"measure{i}": measure, f"key{i}": key,
-                       f"hours{i}": hours})
-    await session.execute(text(f"""
-        WITH samples (day, measure, key, hours) AS (VALUES {rows})
-        INSERT INTO metrics.duration_histograms
-               (grain, start, measure, key, bucket, n, sub_counts)
-        SELECT g.grain, date_trunc(g.unit, s.day)::date, s.measure, s.key, s.bucket, count(*),
-               {sub_counts_sql("1")}
-        FROM (SELECT day, measure, key, {bucket_sql("hours")} AS bucket,
-                     {hour_sql("hours")} AS hour FROM samples) s
-        CROSS JOIN (VALUES ('d', 'day'), ('m', 'month'), ('y', 'year')) AS g (grain, unit)
-        GROUP BY 1, 2, 3, 4, 5
-        ON CONFLICT (grain, start, measure, key, bucket)
-        DO UPDATE SET n = duration_histograms.n + EXCLUDED.n,
-                      sub_counts = {added_sub_counts_sql("duration_histograms", "EXCLUDED")}
-        """), params)
+    ats, measures, keys, hours = zip(*samples, strict=True)
+    await session.execute(_ADD, {"ats": list(ats), "measures": list(measures),
+                                 "keys": list(keys), "hours": list(hours)})
 
 
 def medians_sql(first: date, last: date, start: datetime, end: datetime) -> str:

@@ -37,18 +37,21 @@ def upgrade() -> None:
                   sa.Column("sub_counts", postgresql.ARRAY(sa.Integer()), nullable=True),
                   schema="metrics")
     op.execute("DELETE FROM metrics.duration_histograms")
-    hours = ", ".join(f"coalesce(sum(d.n) FILTER (WHERE d.hour = {i}), 0)" for i in range(24))
+    by_hour = ", ".join(f"coalesce(sum(n) FILTER (WHERE hour = {i}), 0)" for i in range(24))
     op.execute(f"""
         WITH days AS (
           SELECT {LOCAL_DAY} AS day, s.measure, s.key,
                  floor(s.hours / 24.0)::integer AS bucket,
                  s.hours - 24 * floor(s.hours / 24.0)::integer AS hour, count(*) AS n
-          FROM ({SAMPLES}) s GROUP BY 1, 2, 3, 4, 5)
+          FROM ({SAMPLES}) s GROUP BY 1, 2, 3, 4, 5),
+        hours AS (
+          SELECT g.grain, date_trunc(g.unit, d.day)::date AS start, d.measure, d.key, d.bucket,
+                 d.hour, sum(d.n) AS n
+          FROM days d CROSS JOIN {GRAINS}
+          GROUP BY 1, 2, 3, 4, 5, 6)
         INSERT INTO metrics.duration_histograms (grain, start, measure, key, bucket, n, sub_counts)
-        SELECT g.grain, date_trunc(g.unit, d.day)::date, d.measure, d.key, d.bucket, sum(d.n),
-               ARRAY[{hours}]::integer[]
-        FROM days d CROSS JOIN {GRAINS}
-        GROUP BY 1, 2, 3, 4, 5""")
+        SELECT grain, start, measure, key, bucket, sum(n), ARRAY[{by_hour}]::integer[]
+        FROM hours GROUP BY 1, 2, 3, 4, 5""")
     op.alter_column("duration_histograms", "sub_counts", nullable=False, schema="metrics")
     op.drop_index("ix_metrics_cases_days_to_close", "cases", schema="metrics")
     op.create_index("ix_metrics_cases_hours_to_close", "cases",
