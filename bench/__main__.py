@@ -101,11 +101,13 @@ def replay_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     return [(f"aduan metrics rebuild from Kafka, {r['events']:,} events",
              f"{rebuilt['per_s']:,} events/s ({rebuilt['seconds']} s: reading and folding "
              f"{rebuilt['reading_s']} s, then writing {rebuilt['writing_s']} s; the command "
-             f"{rebuilt['command_wall_seconds']} s); x{r['ratio_to_raw']} the raw consumer; "
+             f"{rebuilt['command_wall_seconds']} s, {rebuilt['command_cpu_seconds']} s of CPU, "
+             f"{rebuilt['cpu_us_per_event']} us/event); x{r['ratio_to_raw']} the raw consumer; "
              + ("meets the targets" if not missed else "misses " + ", ".join(missed))
              + f"; load {r['load_average']}",
              f"aiokafka consumer + json.loads: {r['raw_consumer_per_s']:,} records/s ("
-             + ", ".join(f"{run['per_s']:,}" for run in raw) + ")")]
+             + ", ".join(f"{run['per_s']:,}" for run in raw) + "; CPU us/record "
+             + ", ".join(f"{run['cpu_us_per_record']}" for run in raw) + ")")]
 
 
 def idle_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:

@@ -76,10 +76,10 @@ class Settings(BaseSettings):
     database_pool_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
     # Admission (shared/admission.py): requests running at once per process, how many more
     # may wait for a slot, and how long a request may wait from its arrival before it starts;
-    # beyond that, 503 with Retry-After. 0 turns it off. One process's event loop is busy with
-    # a few requests at once (each waits on the database only briefly): more run no faster,
-    # each only takes longer.
-    max_requests_in_flight: int = Field(default=8, ge=0, le=10_000)
+    # beyond that, 503 with Retry-After. 0 turns it off. A request spends much of its time
+    # waiting on PostgreSQL, the more so when the processor is shared: one process needs a few
+    # dozen at once to keep busy (8 gave a third of the throughput of 24 in docs/benchmarks.md).
+    max_requests_in_flight: int = Field(default=24, ge=0, le=10_000)
     admission_queue: int = Field(default=256, ge=0, le=100_000)
     admission_wait_seconds: float = Field(default=1.0, gt=0, le=30)
     # Group commit (intake_api/group_commit.py): at most this many complaints posted at the

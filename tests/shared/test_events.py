@@ -91,9 +91,12 @@ json_values = st.recursive(
     max_leaves=8)
 
 
+# Jakarta's clocks last changed in 1964: a time in a half hour they repeated before compares
+# unequal to the same instant in UTC (PEP 495), though the event kept its instant.
 @settings(max_examples=40, deadline=None)
 @given(subject=st.text(min_size=1), data=st.dictionaries(st.text(), json_values, max_size=6),
-       time=st.datetimes(timezones=st.sampled_from([UTC, JAKARTA])))
+       time=st.datetimes(min_value=datetime(1965, 1, 1),
+                         timezones=st.sampled_from([UTC, JAKARTA])))
 def test_any_event_survives_the_sdk_and_back(subject: str, data: dict[str, Any],
                                              time: datetime) -> None:
     event = new_event(CASE_TRANSITIONED, source="/aduan/case", subject=subject, data=data,
