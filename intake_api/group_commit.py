@@ -73,18 +73,27 @@ class GroupCommit:
         while self.waiting:
             group, self.waiting = self.waiting[:self.largest], self.waiting[self.largest:]
             try:
-                await self._write(group)
-            except Exception as exc:
-                if len(group) == 1:
-                    _fail(group[0], exc)
-                    continue
-                logger.warning("a group of %d complaints was refused (%s); writing each alone",
-                               len(group), type(exc).__name__)
+                await self._write_group(group)
+            except BaseException as exc:  # stopped half-way: nobody is left waiting for ever
                 for entry in group:
-                    try:
-                        await self._write([entry])
-                    except Exception as alone:
-                        _fail(entry, alone)
+                    _fail(entry, exc if isinstance(exc, Exception)
+                          else RuntimeError("the service is stopping"))
+                raise
+
+    async def _write_group(self, group: list[_Entry]) -> None:
+        try:
+            await self._write(group)
+        except Exception as exc:
+            if len(group) == 1:
+                _fail(group[0], exc)
+                return
+            logger.warning("a group of %d complaints was refused (%s); writing each alone",
+                           len(group), type(exc).__name__)
+            for entry in group:
+                try:
+                    await self._write([entry])
+                except Exception as alone:
+                    _fail(entry, alone)
 
     async def _write(self, group: list[_Entry]) -> None:
         async with self.database.autocommit() as driver:
