@@ -38,8 +38,9 @@ from metrics_worker import consumer as metrics
 from services.postgres import DATABASE
 from shared.bus import Applier, RetryPolicy, Subscription
 from shared.db import Database
-from shared.events import CASES_TOPIC, COMPLAINT_RECEIVED, Event, MalformedEvent
-from tests.fixtures.event_log import Log, generate
+from shared.events import CASES_TOPIC, COMPLAINT_RECEIVED, Event
+from tests.fixtures.event_log import generate
+from tests.shared.batches import events_of
 from tests.support import database_named, server_command
 
 BATCH = 500
@@ -56,18 +57,6 @@ LEFT = {
     webhooks.CONSUMER: ["SELECT subscription_id, event_id, event_type, md5(body) "
                         "FROM intake.webhook_deliveries ORDER BY 1, 2, 3"],
 }
-
-
-def _events(log: Log, *topics: str) -> list[Event]:
-    events = []
-    for record in log.records:
-        if topics and record.topic not in topics:
-            continue
-        try:
-            events.append(Event.from_json(record.value))
-        except MalformedEvent:
-            continue
-    return events
 
 
 async def _seed(database: Database, events: Sequence[Event]) -> None:
@@ -136,7 +125,7 @@ async def _apply(back: Backing, url: str, subscription: Subscription,
 
 async def run(complaints: int) -> dict[str, Any]:
     log = generate(complaints, seed=17, faults=False)
-    every = _events(log)
+    every = events_of(log)
     load = [round(os.getloadavg()[0], 2)]
     results: list[dict[str, Any]] = []
     async with backing() as back:
@@ -145,7 +134,7 @@ async def run(complaints: int) -> dict[str, Any]:
         copy = f"batches_{uuid.uuid4().hex[:8]}"
         await server_command(back.url, f'CREATE DATABASE "{copy}" TEMPLATE "{DATABASE}"')
         for subscription, events in ((metrics.SUBSCRIPTION, every),
-                                     (case_status.SUBSCRIPTION, _events(log, CASES_TOPIC)),
+                                     (case_status.SUBSCRIPTION, events_of(log, CASES_TOPIC)),
                                      (webhooks.SUBSCRIPTION, every)):
             single = await _apply(back, back.url,
                                   dataclasses.replace(subscription, batch_handler=None), events)

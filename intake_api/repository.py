@@ -17,18 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from intake_api.models import Attachment, Complaint, IdempotencyKey, Open311Request
 from shared import outbox
-from shared.tables import INTAKE_EVENTS
-
-
-async def next_tracking_number(driver: asyncpg.Connection, year: int) -> str:
-    """The next number of ``year``'s register, from a sequence of its own (see docs/intake.md).
-
-    A sequence holds no lock until the commit, so concurrent submissions do not queue behind one
-    another; a number drawn by a transaction that then fails is not reused.
-    """
-    number: int = await driver.fetchval("SELECT intake.next_tracking_number($1)", year)
-    return f"ADU-{year}-{number:06d}"
-
 
 # The only unique key a caller chooses is (submitter, external reference): a second post of
 # one reference inserts nothing, and the caller is told which complaint has it.
@@ -37,36 +25,6 @@ COMPLAINT_COLUMNS = (
     "reported_agency_code", "reported_agency_name", "summary", "description", "incident_date",
     "reported_to_agency_first", "location", "external_reference", "received_at", "submitted_by",
     "status")
-_INSERT_COMPLAINT = (
-    f"INSERT INTO intake.complaints ({', '.join(COMPLAINT_COLUMNS)}) "
-    f"VALUES ({', '.join(f'${n}' for n in range(1, len(COMPLAINT_COLUMNS) + 1))}) "
-    "ON CONFLICT (submitted_by, external_reference) WHERE external_reference IS NOT NULL "
-    "DO NOTHING RETURNING id")
-_JSON_COLUMNS = frozenset({"reporter", "location"})
-
-
-# The complaint and the event that says it was received, in one statement: no event without
-# its complaint, no complaint without its event, and no transaction around them to begin and end.
-_RECORD_COMPLAINT = (
-    f"WITH complaint AS ({_INSERT_COMPLAINT}) "
-    + outbox.insert_selected(INTAKE_EVENTS, source="complaint", first=len(COMPLAINT_COLUMNS) + 1)
-    + " RETURNING true")
-
-
-async def record_complaint(driver: asyncpg.Connection, values: dict[str, Any],
-                           event: outbox.OutboxRow) -> bool:
-    """Inserts one complaint row with its outbox row; False (and nothing written) when its
-    submitter already used its external reference.
-
-    One statement: on a connection outside a transaction (``Database.autocommit``) it commits
-    on its own; inside one (``on_driver``) it is part of it.
-    """
-    row = await driver.fetchrow(_RECORD_COMPLAINT, *(
-        json.dumps(values[c]) if c in _JSON_COLUMNS and values[c] is not None else values[c]
-        for c in COMPLAINT_COLUMNS), *event)
-    return row is not None
-
-
 async def next_tracking_numbers(driver: asyncpg.Connection, years: Sequence[int]) -> list[str]:
     """The next numbers of the registers of ``years``, one for each, in one round trip; within
     a year, ascending in the order of ``years``."""
@@ -81,8 +39,10 @@ async def next_tracking_numbers(driver: asyncpg.Connection, years: Sequence[int]
     return [f"ADU-{year}-{drawn[year].pop():06d}" for year in years]
 
 
-# Many complaints and their events in one statement (group commit): the rows go as two JSON
-# arrays read as the tables' own row types, so no column's type is written twice.
+# Complaints and their events in one statement (a group of one or more, group_commit.py): no
+# event without its complaint, no complaint without its event; on a connection outside a
+# transaction it commits on its own. The rows go as two JSON arrays read as the tables' own row
+# types, so no column's type is written twice.
 _RECORD_COMPLAINTS = f"""
     WITH complaint AS (
       INSERT INTO intake.complaints ({', '.join(COMPLAINT_COLUMNS)})

@@ -139,7 +139,8 @@ async def record(driver: asyncpg.Connection, actor: Actor, payload: ComplaintCre
                  now: datetime, zone: ZoneInfo) -> ComplaintCreated:
     """Records the complaint and its event alone; the answer alone carries the new access code.
 
-    Two statements: the year's next number, then the complaint row with its outbox row. A
+    Two statements, those of a group of one: the year's next number, then the complaint row
+    with its outbox row. A
     duplicate ``external_reference`` that slips past the first look-up (two posts at once) is
     caught by the insert's ``ON CONFLICT``.
     """
@@ -152,9 +153,9 @@ async def record(driver: asyncpg.Connection, actor: Actor, payload: ComplaintCre
     received_at = payload.received_at or now
     code = access.new_code()
     write = _writer(actor, payload, code=code, received_at=received_at)
-    number = await repository.next_tracking_number(driver, received_at.astimezone(zone).year)
+    [number] = await repository.next_tracking_numbers(driver, [received_at.astimezone(zone).year])
     values, event, out = write(number, None)
-    if not await repository.record_complaint(driver, values, event):
+    if not await repository.record_complaints(driver, [values], [event]):
         await _refuse_duplicate(driver, actor, payload)
     return ComplaintCreated.model_construct(**dict(out), access_code=code)
 

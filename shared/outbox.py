@@ -27,20 +27,6 @@ COLUMNS = "event_id, topic, key, envelope, trace_context"
 OutboxRow = tuple[str, str, str, str, str | None]
 
 
-@functools.cache
-def _insert_sql(schema: str) -> str:
-    return f"INSERT INTO {schema}.outbox ({COLUMNS}) VALUES ($1, $2, $3, $4, $5)"
-
-
-def insert_selected(tables: EventTables, *, source: str, first: int) -> str:
-    """SQL adding one outbox row, ``row()``'s values given as parameters ``$first`` onwards, for
-    each row of ``source`` (a CTE of the same statement): an event written together with the
-    change it describes in one statement, so in one round trip and without a transaction of
-    its own."""
-    values = ", ".join(f"${n}" for n in range(first, first + 5))
-    return f"INSERT INTO {tables.schema}.outbox ({COLUMNS}) SELECT {values} FROM {source}"
-
-
 def row(topic: str, event: Event, carrier: Mapping[str, str] | None = None) -> OutboxRow:
     """The outbox row of ``event``, with the trace context it is written under (``carrier``,
     by default the current one); the envelope goes as the JSON text it was encoded to."""
@@ -67,9 +53,7 @@ async def append(session: AsyncSession, tables: EventTables, topic: str, event: 
     It takes no lock: writers commit side by side. The row has no log position yet;
     ``sequence`` gives it one once it is committed. Sent on the driver (``on_driver``).
     """
-    async with on_driver(session) as driver:
-        await driver.execute(_insert_sql(tables.schema), *row(topic, event))
-    announce_after_commit(session, tables.schema)
+    await append_many(session, tables, topic, [(event, tracing.current_carrier())])
 
 
 async def append_many(session: AsyncSession, tables: EventTables, topic: str,

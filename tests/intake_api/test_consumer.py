@@ -29,7 +29,7 @@ from shared.events import (
 from shared.runtime import DATABASE_LOGS
 from tests.fixtures.event_log import Log, Record, generate, to_database
 from tests.intake_api.recorded import record_complaints
-from tests.shared.batches import POLICY, Applied, events_of
+from tests.shared.batches import POLICY, Applied, applied_one_by_one, events_of, processed_ids
 from tests.support import BackingServices
 
 AT = datetime(2026, 11, 2, 3, 0, tzinfo=UTC)
@@ -43,9 +43,7 @@ async def snapshot(database_url: str) -> dict[str, list[Any]]:
         return {
             "complaints": list(await session.execute(text(
                 f"SELECT id, {FOLLOWED} FROM intake.complaints ORDER BY id"))),
-            "processed": list((await session.execute(text(
-                "SELECT event_id FROM intake.processed_events WHERE consumer = :c ORDER BY 1"),
-                {"c": CONSUMER})).scalars()),
+            "processed": await processed_ids(session, SUBSCRIPTION),
         }
 
 
@@ -56,9 +54,7 @@ async def test_case_events_in_batches_leave_each_complaint_as_one_at_a_time(
     events = events_of(log, CASES_TOPIC)
     for url in (services.database_url, second_database_url):
         await record_complaints(url, complaints)
-    async with Database.opened(services.database_url, pool_size=2) as database:
-        single = Applied(database, SUBSCRIPTION)
-        await single.one_by_one(events)
+    single = await applied_one_by_one(services.database_url, SUBSCRIPTION, events)
     async with Database.opened(second_database_url, pool_size=2) as database:
         batched = Applied(database, SUBSCRIPTION)
         await batched.in_batches(events, 100)

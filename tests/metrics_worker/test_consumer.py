@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from metrics_worker.consumer import CONSUMER, SUBSCRIPTION
+from metrics_worker.consumer import SUBSCRIPTION
 from metrics_worker.rebuild import read_model_tables
 from shared.db import Base, Database
 from shared.events import (
@@ -26,7 +26,7 @@ from shared.events import (
     new_event,
 )
 from tests.fixtures.event_log import generate
-from tests.shared.batches import Applied, events_of
+from tests.shared.batches import Applied, applied_one_by_one, events_of, processed_ids
 from tests.support import BackingServices
 
 RECEIVED = datetime(2026, 10, 5, 2, 0, tzinfo=UTC)
@@ -42,9 +42,7 @@ async def snapshot(database_url: str) -> dict[str, list[Any]]:
             order = ", ".join(str(i + 1) for i in range(columns))
             result[table] = list(await session.execute(
                 text(f"SELECT * FROM metrics.{table} ORDER BY {order}")))
-        result["processed_events"] = list((await session.execute(text(
-            "SELECT event_id FROM metrics.processed_events WHERE consumer = :c ORDER BY 1"),
-            {"c": CONSUMER})).scalars())
+        result["processed_events"] = await processed_ids(session, SUBSCRIPTION)
     return result
 
 
@@ -52,9 +50,7 @@ async def test_a_log_applied_in_batches_gives_the_figures_one_at_a_time_gives(
         services: BackingServices, second_database_url: str) -> None:
     log = generate(120, seed=11)
     events = events_of(log)
-    async with Database.opened(services.database_url, pool_size=2) as database:
-        single = Applied(database, SUBSCRIPTION)
-        await single.one_by_one(events)
+    single = await applied_one_by_one(services.database_url, SUBSCRIPTION, events)
     async with Database.opened(second_database_url, pool_size=2) as database:
         batched = Applied(database, SUBSCRIPTION)
         await batched.in_batches(events, 120)
@@ -115,9 +111,7 @@ async def test_steps_of_one_case_in_one_batch_redeliveries_and_a_poison_event(
     respond_again = dataclasses.replace(ours[5], id=str(uuid.uuid4()))  # another event id
     batch = [*ours[:4], register, ours[4], ours[5], poison, respond_again, *theirs, ours[6],
              register]
-    async with Database.opened(services.database_url, pool_size=2) as database:
-        single = Applied(database, SUBSCRIPTION)
-        await single.one_by_one(batch)
+    single = await applied_one_by_one(services.database_url, SUBSCRIPTION, batch)
     async with Database.opened(second_database_url, pool_size=2) as database:
         batched = Applied(database, SUBSCRIPTION)
         await batched.in_batches(ours[:2], 10)  # delivered before: redelivered in the batch

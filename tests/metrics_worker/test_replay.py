@@ -31,6 +31,7 @@ from shared.db import Base, Database
 from shared.kafka_client import KafkaPublisher
 from shared.runtime import DATABASE_LOGS
 from tests.fixtures.event_log import Log, Record, generate, to_database, to_kafka
+from tests.shared.batches import processed_ids
 from tests.support import BackingServices
 
 pytestmark = pytest.mark.timeout(240)
@@ -49,9 +50,7 @@ async def snapshot(database_url: str) -> dict[str, list[Any]]:
             order = ", ".join(str(i + 1) for i in range(columns))
             result[table] = [tuple(row) for row in await session.execute(
                 text(f"SELECT * FROM metrics.{table} ORDER BY {order}"))]
-        result["processed_events"] = list((await session.execute(text(
-            "SELECT event_id FROM metrics.processed_events WHERE consumer = :c ORDER BY 1"),
-            {"c": CONSUMER})).scalars())
+        result["processed_events"] = await processed_ids(session, SUBSCRIPTION)
         result["log_positions"] = [tuple(row) for row in await session.execute(text(
             "SELECT log, position FROM metrics.log_positions WHERE consumer = :c ORDER BY 1"),
             {"c": CONSUMER})]

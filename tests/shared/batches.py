@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from shared.bus import Applier, RetryPolicy, Subscription
 from shared.db import Database
 from shared.events import Event, MalformedEvent
@@ -60,3 +63,20 @@ class Applied:
 
     def dead_ids(self) -> list[str]:
         return sorted(event_id or "" for event_id, _ in self.dead)
+
+
+async def processed_ids(session: AsyncSession, subscription: Subscription) -> list[str]:
+    """The ids of the events the subscription's consumer marked processed, in order."""
+    table = subscription.tables.processed_events
+    return list((await session.execute(
+        select(table.c.event_id).where(table.c.consumer == subscription.consumer)
+        .order_by(table.c.event_id))).scalars())
+
+
+async def applied_one_by_one(database_url: str, subscription: Subscription,
+                             events: Sequence[Event]) -> Applied:
+    """``events`` applied one at a time to the database at ``database_url``."""
+    async with Database.opened(database_url, pool_size=2) as database:
+        single = Applied(database, subscription)
+        await single.one_by_one(events)
+    return single

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from intake_api.webhooks.consumer import CONSUMER, SUBSCRIPTION
+from intake_api.webhooks.consumer import SUBSCRIPTION
 from intake_api.webhooks.events import EventType
 from intake_api.webhooks.models import WebhookSubscription
 from shared.auth import Role
@@ -21,7 +21,7 @@ from shared.db import Database
 from shared.events import CASE_TRANSITIONED, COMPLAINT_RECEIVED, new_event
 from tests.fixtures.event_log import generate
 from tests.intake_api.recorded import PARTNERS, record_complaints
-from tests.shared.batches import Applied, events_of
+from tests.shared.batches import Applied, applied_one_by_one, events_of, processed_ids
 from tests.support import BackingServices
 
 EVERYTHING = [t.value for t in EventType]
@@ -51,9 +51,7 @@ async def deliveries(database_url: str) -> dict[str, list[Any]]:
             "deliveries": list(await session.execute(text(
                 "SELECT subscription_id, event_id, event_type, body, status, attempts "
                 "FROM intake.webhook_deliveries ORDER BY 1, 2, 3"))),
-            "processed": list((await session.execute(text(
-                "SELECT event_id FROM intake.processed_events WHERE consumer = :c ORDER BY 1"),
-                {"c": CONSUMER})).scalars()),
+            "processed": await processed_ids(session, SUBSCRIPTION),
         }
 
 
@@ -70,9 +68,7 @@ async def test_a_log_delivered_in_batches_makes_the_deliveries_one_at_a_time_mak
     for url in (services.database_url, second_database_url):
         await record_complaints(url, events)
         await subscribe(url)
-    async with Database.opened(services.database_url, pool_size=2) as database:
-        single = Applied(database, SUBSCRIPTION)
-        await single.one_by_one(events)
+    single = await applied_one_by_one(services.database_url, SUBSCRIPTION, events)
     async with Database.opened(second_database_url, pool_size=2) as database:
         batched = Applied(database, SUBSCRIPTION)
         await batched.in_batches(events, 100)
