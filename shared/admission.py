@@ -31,6 +31,7 @@ import asyncio
 import collections
 import logging
 import math
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -58,6 +59,9 @@ class Gate:
 
     def __init__(self) -> None:
         self.admission: Admission | None = None
+        # Told of each answer the server gives without the app (method, status, seconds from
+        # arrival): the access log records itself here, so its figures count those answers.
+        self.answered_before_app: Callable[[str, int, float], None] | None = None
 
 
 class Admission:
@@ -117,8 +121,9 @@ class Admission:
     def count_refusal(self) -> None:
         self.refused += 1
         if self.refused % 1000 == 1:
-            logger.warning("saturated: %d requests refused so far (limit %d, queue %d)",
-                           self.refused, self.limit, self.queue)
+            logger.warning("saturated: %d requests refused so far (%d of %d slots in use, "
+                           "queue %d; a request holds its slot %.3f s)", self.refused,
+                           self.slots, self.limit, self.queue, self.held)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.count_refusal()
