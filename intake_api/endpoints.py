@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
-from fastapi.responses import JSONResponse
 
 from intake_api import idempotency, repository, service
 from intake_api.group_commit import GroupCommitDep
@@ -56,9 +55,11 @@ def _location(out: ComplaintOut) -> str:
     return f"/v1/complaints/{out.id}"
 
 
-def _created(out: ComplaintOut) -> JSONResponse:
-    return JSONResponse(out.model_dump(mode="json"), status_code=201,
-                        headers={"Location": _location(out)})
+def _created(out: ComplaintOut) -> Response:
+    # Written by pydantic straight to JSON text: the document JSONResponse would send, without
+    # building it as Python objects first.
+    return Response(out.model_dump_json(), status_code=201, media_type="application/json",
+                    headers={"Location": _location(out)})
 
 
 @router.get("/{complaint_id}", response_model=ComplaintOut, responses=PROBLEMS,
