@@ -29,6 +29,7 @@ _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # Open311 clients put a partner's token in ``api_key``.
 REDACTED_PARAMETERS = frozenset({"api_key", "token", "access_token"})
 UNMATCHED = "<unmatched>"
+_TRACE_HEADERS = frozenset(name.encode() for name in tracing.HEADERS)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -84,8 +85,7 @@ class AccessLog:
         scope.setdefault("state", {})  # shared with request.state, where auth puts the caller
         status = 500
         carrier = {name.decode("latin-1"): value.decode("latin-1")
-                   for name, value in scope.get("headers", ())
-                   if name.decode("latin-1") in tracing.HEADERS}
+                   for name, value in scope.get("headers", ()) if name in _TRACE_HEADERS}
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
