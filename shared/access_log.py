@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 import time
-import uuid
 from urllib.parse import parse_qsl, urlencode
 
 import structlog
@@ -41,6 +41,18 @@ class RequestMetrics:
         self.latency = Histogram("aduan_http_request_duration_seconds",
                                  "Time from the request's arrival to the end of the answer",
                                  labels, registry=registry, buckets=LATENCY_BUCKETS)
+        # The series of each label set, found once: ``labels()`` locks and checks its values
+        # on every call. As many as ``labels()`` itself keeps.
+        self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def answered(self, method: str, route: str, status: int, seconds: float) -> None:
+        series = self._series.get((method, route, status))
+        if series is None:
+            series = self._series[method, route, status] = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route, str(status)))
+        series[0].inc()
+        series[1].observe(seconds)
 
 
 def redacted_query(query: bytes) -> str:
@@ -56,7 +68,7 @@ def _request_id(scope: Scope) -> str:
             if _SAFE_REQUEST_ID.fullmatch(text):
                 return text
             break
-    return uuid.uuid4().hex
+    return secrets.token_hex(16)
 
 
 def _route_template(scope: Scope) -> str:
@@ -95,11 +107,13 @@ class AccessLog:
                                       (REQUEST_ID_HEADER, request_id.encode())]
             await send(message)
 
-        with (tracing.continued(carrier) as span,
-              structlog.contextvars.bound_contextvars(request_id=request_id)):
+        with tracing.continued(carrier) as span:
+            # bind/reset rather than ``bound_contextvars``, which reads every context variable.
+            bound = structlog.contextvars.bind_contextvars(request_id=request_id)
             try:
                 await self.app(scope, receive, send_with_id)
             finally:
+                structlog.contextvars.reset_contextvars(**bound)
                 self._record(scope, status, time.perf_counter() - started, request_id,
                              tracing.trace_id_hex(span))
 
@@ -107,8 +121,7 @@ class AccessLog:
                 trace_id: str) -> None:
         route = _route_template(scope)
         method = str(scope["method"])
-        self.metrics.requests.labels(method, route, str(status)).inc()
-        self.metrics.latency.labels(method, route, str(status)).observe(seconds)
+        self.metrics.answered(method, route, status, seconds)
         fields: dict[str, object] = {
             "method": method, "route": route, "status": status,
             "duration_ms": round(seconds * 1000, 1), "caller": _caller(scope),
