@@ -125,8 +125,7 @@ class AccessLog:
 
     def answered_before_app(self, method: str, status: int, seconds: float) -> None:
         """Counts an answer the HTTP server gave itself, before routing, like admission's own."""
-        self.metrics.requests.labels(method, UNMATCHED, str(status)).inc()
-        self.metrics.latency.labels(method, UNMATCHED, str(status)).observe(seconds)
+        self.metrics.answered(method, UNMATCHED, status, seconds)
 
     def _record(self, scope: Scope, status: int, seconds: float, request_id: str,
                 trace_id: str) -> None:
