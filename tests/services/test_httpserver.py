@@ -255,6 +255,15 @@ def test_a_request_admission_would_refuse_is_answered_503_before_the_app_and_kee
         assert problem["type"].endswith("/overloaded")
         assert held.seen == ["/hold"]  # refused before the app, admission included
 
+        # A client that asked to close is answered so, and the connection closed.
+        with closing(connect(address)) as closing_client:
+            closing_client.sendall(b"GET /v1/complaints HTTP/1.1\r\nHost: a\r\n"
+                                   b"Connection: close\r\n\r\n")
+            raw = read_all(closing_client)
+        assert raw.startswith(b"HTTP/1.1 503 ")
+        assert b"\r\nconnection: close\r\n" in raw.partition(b"\r\n\r\n")[0]
+        assert status_and_body(raw)[1]["status"] == 503
+
         # The probes pass, on the same connection: its refused body was read and dropped.
         other.sendall(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
         head, _ = read_response(other)
@@ -269,10 +278,11 @@ def test_a_request_admission_would_refuse_is_answered_503_before_the_app_and_kee
         assert head.startswith(b"HTTP/1.1 200 ")
         assert answer == {"received": 2}
     assert held.seen == ["/hold", "/healthz", "/v1/complaints"]
-    assert admission.refused == 1
+    assert admission.refused == 2
     # Counted in the request figures like admission's own refusals, without reaching them.
     labels = {"method": "POST", "route": UNMATCHED, "status": "503"}
     assert registry.get_sample_value("aduan_http_requests_total", labels) == 1
+    assert registry.get_sample_value("aduan_http_requests_total", {**labels, "method": "GET"}) == 1
     assert registry.get_sample_value("aduan_http_request_duration_seconds_count", labels) == 1
 
 
