@@ -182,6 +182,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self._shedding = True
             self._shed_keep_alive = (self.parser.get_http_version() != "1.0"
                                      and self.parser.should_keep_alive())
+            self.scope["method"] = self.parser.get_method().decode("ascii")
             return
         super().on_headers_complete()
 
@@ -211,8 +212,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if self.url.partition(b"?")[0] in _EXEMPT_RAW_PATHS:
             return False
         # A task done a moment ago may still be in the set: counted again only when it matters.
-        if not admission.full(len(self.tasks)) or not admission.full(
-                sum(not task.done() for task in self.tasks)):
+        now = self.loop.time()
+        if not admission.full(len(self.tasks), now) or not admission.full(
+                sum(not task.done() for task in self.tasks), now):
             return False
         admission.count_refusal()
         return True
@@ -225,6 +227,11 @@ class GuardedHttpProtocol(HttpToolsProtocol):
                                                in self.server_state.default_headers),
                                        b"\r\n", body]))
         self.server_state.total_requests += 1
+        counted = self.gate.answered_before_app
+        if counted is not None:
+            arrived = self.scope.get(ARRIVED)
+            counted(self.scope["method"], 503,
+                    self.loop.time() - arrived if isinstance(arrived, float) else 0.0)
         if not self._shed_keep_alive:
             self.transport.close()
             return

@@ -1,9 +1,11 @@
 """One log line and one set of request metrics per HTTP request, a request id, a trace hop.
 
 The outermost ASGI layer, so it also sees answers the guards give before routing (413, 415, 422)
-and those of unknown paths. What it logs is chosen so no token or reporter's data can appear:
-the route template (``/v1/complaints/{complaint_id}``), never the path; the caller's token name,
-never the token; query parameters that carry credentials redacted.
+and those of unknown paths; the refusals the HTTP server answers itself, before any app runs
+(services/httpserver.py), are counted in its figures through the server's ``Gate``, without a
+log line each (admission logs them in bulk). What it logs is chosen so no token or reporter's
+data can appear: the route template (``/v1/complaints/{complaint_id}``), never the path; the
+caller's token name, never the token; query parameters that carry credentials redacted.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import tracing
+from shared.admission import GATE, Gate
 
 logger = logging.getLogger("aduan.access")
 
@@ -92,6 +95,9 @@ class AccessLog:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        gate = scope.get(GATE)
+        if isinstance(gate, Gate):
+            gate.answered_before_app = self.answered_before_app
         started = time.perf_counter()
         request_id = _request_id(scope)
         scope.setdefault("state", {})  # shared with request.state, where auth puts the caller
@@ -116,6 +122,10 @@ class AccessLog:
                 structlog.contextvars.reset_contextvars(**bound)
                 self._record(scope, status, time.perf_counter() - started, request_id,
                              tracing.trace_id_hex(span))
+
+    def answered_before_app(self, method: str, status: int, seconds: float) -> None:
+        """Counts an answer the HTTP server gave itself, before routing, like admission's own."""
+        self.metrics.answered(method, UNMATCHED, status, seconds)
 
     def _record(self, scope: Scope, status: int, seconds: float, request_id: str,
                 trace_id: str) -> None:

@@ -13,9 +13,11 @@ from typing import Any
 
 import httpx
 import uvicorn
+from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.httpserver import MAX_HEAD_BYTES, server_config
+from shared.access_log import UNMATCHED, AccessLog, RequestMetrics
 from shared.admission import Admission
 from shared.settings import Settings
 from tests.support import BackingServices, ServiceProcess
@@ -230,7 +232,9 @@ def post(path: str, body: bytes) -> bytes:
 def test_a_request_admission_would_refuse_is_answered_503_before_the_app_and_keeps_its_connection(
         ) -> None:
     held = HeldApp()
-    app = Admission(held, limit=1, queue=0, wait=30)
+    admission = Admission(held, limit=1, queue=0, wait=30)
+    registry = CollectorRegistry()
+    app = AccessLog(admission, metrics=RequestMetrics(registry))
     with (served(app) as address, closing(connect(address)) as holding,
           closing(connect(address)) as other):
         holding.sendall(b"GET /hold HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -251,6 +255,15 @@ def test_a_request_admission_would_refuse_is_answered_503_before_the_app_and_kee
         assert problem["type"].endswith("/overloaded")
         assert held.seen == ["/hold"]  # refused before the app, admission included
 
+        # A client that asked to close is answered so, and the connection closed.
+        with closing(connect(address)) as closing_client:
+            closing_client.sendall(b"GET /v1/complaints HTTP/1.1\r\nHost: a\r\n"
+                                   b"Connection: close\r\n\r\n")
+            raw = read_all(closing_client)
+        assert raw.startswith(b"HTTP/1.1 503 ")
+        assert b"\r\nconnection: close\r\n" in raw.partition(b"\r\n\r\n")[0]
+        assert status_and_body(raw)[1]["status"] == 503
+
         # The probes pass, on the same connection: its refused body was read and dropped.
         other.sendall(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
         head, _ = read_response(other)
@@ -265,7 +278,12 @@ def test_a_request_admission_would_refuse_is_answered_503_before_the_app_and_kee
         assert head.startswith(b"HTTP/1.1 200 ")
         assert answer == {"received": 2}
     assert held.seen == ["/hold", "/healthz", "/v1/complaints"]
-    assert app.refused == 1
+    assert admission.refused == 2
+    # Counted in the request figures like admission's own refusals, without reaching them.
+    labels = {"method": "POST", "route": UNMATCHED, "status": "503"}
+    assert registry.get_sample_value("aduan_http_requests_total", labels) == 1
+    assert registry.get_sample_value("aduan_http_requests_total", {**labels, "method": "GET"}) == 1
+    assert registry.get_sample_value("aduan_http_request_duration_seconds_count", labels) == 1
 
 
 async def test_aduan_serve_refuses_a_100_mib_header_and_keeps_serving(
