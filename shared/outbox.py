@@ -9,7 +9,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import tracing
@@ -89,24 +89,22 @@ async def sequence(session: AsyncSession, tables: EventTables, *, limit: int = 5
     """
     # Waiting for the turn (rather than skipping it) matters: a reader that skipped would read
     # before the other sequencer committed, find nothing, and sleep through the only wake-up.
-    await session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtext(:name))"),
-        {"name": f"aduan.sequencer.{tables.schema}"},
-    )
-    outbox = tables.outbox
-    before = outbox.alias("before")
-    last = select(func.coalesce(func.max(before.c.position), 0)).scalar_subquery()
-    pending = (
-        select(outbox.c.id, func.row_number().over(order_by=outbox.c.id).label("n"))
-        .where(outbox.c.position.is_(None))
-        .order_by(outbox.c.id)
-        .limit(limit)
-        .cte("pending")
-    )
-    result = await session.execute(
-        update(outbox).where(outbox.c.id == pending.c.id).values(position=last + pending.c.n)
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    # On the driver: every reader runs this for every log it reads, most often finding nothing.
+    async with on_driver(session) as driver:
+        await driver.execute(_SEQUENCER_TURN_SQL, f"aduan.sequencer.{tables.schema}")
+        status = await driver.execute(_sequence_sql(tables.schema), limit)
+    return int(status.rsplit(" ", 1)[-1])
+
+
+_SEQUENCER_TURN_SQL = "SELECT pg_advisory_xact_lock(hashtext($1))"
+
+
+@functools.cache
+def _sequence_sql(schema: str) -> str:
+    return (f"WITH pending AS (SELECT id, row_number() OVER (ORDER BY id) AS n "
+            f"FROM {schema}.outbox WHERE position IS NULL ORDER BY id LIMIT $1) "
+            f"UPDATE {schema}.outbox AS o SET position = (SELECT coalesce(max(position), 0) "
+            f"FROM {schema}.outbox) + pending.n FROM pending WHERE o.id = pending.id")
 
 
 async def unpublished_count(session: AsyncSession, tables: EventTables) -> int:
