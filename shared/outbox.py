@@ -9,6 +9,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
+import asyncpg
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -91,8 +92,14 @@ async def sequence(session: AsyncSession, tables: EventTables, *, limit: int = 5
     # before the other sequencer committed, find nothing, and sleep through the only wake-up.
     # On the driver: every reader runs this for every log it reads, most often finding nothing.
     async with on_driver(session) as driver:
-        await driver.execute(_SEQUENCER_TURN_SQL, f"aduan.sequencer.{tables.schema}")
-        status = await driver.execute(_sequence_sql(tables.schema), limit)
+        return await sequence_on_driver(driver, tables, limit=limit)
+
+
+async def sequence_on_driver(driver: asyncpg.Connection, tables: EventTables, *,
+                             limit: int = 5000) -> int:
+    """``sequence`` in a transaction begun on the driver."""
+    await driver.execute(_SEQUENCER_TURN_SQL, f"aduan.sequencer.{tables.schema}")
+    status = await driver.execute(_sequence_sql(tables.schema), limit)
     return int(status.rsplit(" ", 1)[-1])
 
 
@@ -150,11 +157,12 @@ class OutboxRelay:
         self.poll_seconds = poll_seconds
 
     async def publish_batch(self) -> int:
-        """Publishes the next batch of unsent rows and stamps them, in one short transaction:
-        four statements on the driver, whatever the batch's size. The envelopes are read as the
-        JSON text they are stored as and sent as such, never decoded and encoded again."""
+        """Publishes the next batch of unsent rows and stamps them, in one short transaction
+        begun on the driver: three statements, whatever the batch's size. The envelopes are
+        read as the JSON text they are stored as and sent as such, never decoded and encoded
+        again."""
         schema = self.tables.schema
-        async with self.database.transaction() as session, on_driver(session) as driver:
+        async with self.database.autocommit() as driver, driver.transaction():
             if not await driver.fetchval(_TURN_SQL, f"aduan.relay.{schema}"):
                 return 0
             rows = await driver.fetch(_unsent_sql(schema), self.batch_size)

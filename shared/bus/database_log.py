@@ -13,7 +13,7 @@ import json
 import logging
 from collections.abc import Mapping
 
-from sqlalchemy import func, update
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.bus.applier import (
@@ -25,7 +25,7 @@ from shared.bus.applier import (
 )
 from shared.db import Database, on_driver
 from shared.events import Event, MalformedEvent
-from shared.outbox import sequence as outbox_sequence
+from shared.outbox import sequence_on_driver
 from shared.retry import forever
 from shared.tables import EventTables
 from shared.wakeup import Wakeup
@@ -50,6 +50,12 @@ def _read_sql(consumer_schema: str, log_schema: str) -> str:
 def _start_sql(consumer_schema: str) -> str:
     return (f"INSERT INTO {consumer_schema}.log_positions (consumer, log, position) "
             f"VALUES ($1, $2, 0) ON CONFLICT DO NOTHING")
+
+
+@functools.cache
+def _move_sql(consumer_schema: str) -> str:
+    return (f"UPDATE {consumer_schema}.log_positions SET position = greatest(position, $3) "
+            f"WHERE consumer = $1 AND log = $2")
 
 
 class DatabaseLogRunner:
@@ -87,7 +93,7 @@ class DatabaseLogRunner:
                 # few at a time, each few costing two transactions; a moment's wait gathers them.
                 await asyncio.sleep(BATCH_LINGER_SECONDS)
 
-    async def _read(self, session: AsyncSession, topic: str
+    async def _read(self, driver: asyncpg.Connection, topic: str
                     ) -> list[tuple[int, str, Mapping[str, str] | None]]:
         """The next events of ``topic``'s log past this consumer's position, in one statement
         on the driver (the position's row made first, when there is none yet).
@@ -98,31 +104,28 @@ class DatabaseLogRunner:
         """
         read = _read_sql(self.subscription.tables.log_positions.schema, self.logs[topic].schema)
         key = (self.subscription.consumer, topic)
-        async with on_driver(session) as driver:
+        rows = await driver.fetch(read, *key, self.batch_size)
+        if not rows:  # this consumer's first read of the log
+            await driver.execute(_start_sql(self.subscription.tables.log_positions.schema),
+                                 *key)
             rows = await driver.fetch(read, *key, self.batch_size)
-            if not rows:  # this consumer's first read of the log
-                await driver.execute(_start_sql(self.subscription.tables.log_positions.schema),
-                                     *key)
-                rows = await driver.fetch(read, *key, self.batch_size)
         return [(int(position), envelope, json.loads(trace) if trace else None)
                 for position, envelope, trace in rows if position is not None]
 
     def _mover(self, topic: str, position: int) -> AlsoInTransaction:
-        positions = self.subscription.tables.log_positions
+        sql = _move_sql(self.subscription.tables.log_positions.schema)
 
         async def move(session: AsyncSession) -> None:
-            await session.execute(
-                update(positions)
-                .where(positions.c.consumer == self.subscription.consumer,
-                       positions.c.log == topic)
-                .values(position=func.greatest(positions.c.position, position))
-            )
+            async with on_driver(session) as driver:
+                await driver.execute(sql, self.subscription.consumer, topic, position)
         return move
 
     async def step(self, topic: str) -> int:
-        async with self.database.transaction() as session:
-            await outbox_sequence(session, self.logs[topic])
-            events = await self._read(session, topic)
+        # A transaction of the driver's own: no session is needed to read, and it costs a
+        # fraction of one (most reads are of a log that has nothing new).
+        async with self.database.autocommit() as driver, driver.transaction():
+            await sequence_on_driver(driver, self.logs[topic])
+            events = await self._read(driver, topic)
         if not events:
             return 0
         try:
