@@ -122,6 +122,7 @@ async def unpublished_count(session: AsyncSession, tables: EventTables) -> int:
 
 
 _TURN_SQL = "SELECT pg_try_advisory_xact_lock(hashtext($1))"
+RELAY_LINGER_SECONDS = 0.02
 
 
 @functools.cache
@@ -182,8 +183,13 @@ class OutboxRelay:
                 self.woken.clear()
             sent = await forever(self.publish_batch,
                                  what=f"outbox relay for {self.tables.schema}")
-            if sent < self.batch_size:
+            if not sent:
                 await self._idle()
+            elif sent < self.batch_size:
+                # Under a steady stream of commits, going again at once would send rows a few
+                # at a time, each few costing a transaction and a produce request; a moment's
+                # wait gathers them (what came meanwhile is sent without waiting for a wake-up).
+                await asyncio.sleep(RELAY_LINGER_SECONDS)
 
     async def _idle(self) -> None:
         if self.wakeup is not None and self.woken is not None:
