@@ -51,8 +51,11 @@ def intake_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
          f"{o['refused_503_with_retry_after']} problem JSON with Retry-After (p50 "
          f"{o['p50_503_ms']} ms, p99 {o['p99_503_ms']} ms); other statuses "
          f"{o['other_statuses'] or 0}, client errors {o['client_errors'] or 0}; lost "
-         f"{o['lost']}; server CPU {o['cpu_ms_per_request']} ms/request; load "
-         f"{o['load_average']}; "
+         f"{o['lost']}; server CPU {o['cpu_ms_per_request']} ms/request; "
+         f"{o['new_connections']} new connections (set-up p99 {o['p99_connecting_ms']} ms); "
+         f"load generator: requests started late p50/p99 "
+         f"{o['client_started_late_p50_p99_ms']} ms, its loop lag p50/p99 "
+         f"{o['client_loop_lag_p50_p99_ms']} ms; load {o['load_average']}; "
          + ("meets the targets" if all(o["meets"].values())
             else "misses " + ", ".join(k for k, ok in o["meets"].items() if not ok)),
          f"stored {o['stored']} of {o['answered_201']} answered 201"),

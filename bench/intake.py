@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.idle import TICKS, _ticks
-from bench.load import Results, closed_loop, open_loop, post_request
+from bench.load import Results, closed_loop, open_loop, percentile_ms, post_request
 from bench.server import Backing, Server, backing
 from services.postgres import wheel_binaries
 
@@ -170,6 +170,15 @@ def overload_figures(results: Results, cpu_ticks: int, *, offered: float, stored
         "p50_503_ms": results.percentile_ms(0.50, 503),
         "p99_503_ms": results.percentile_ms(0.99, 503),
         "other_statuses": other,
+        # Where a request's time went outside the server, and the generator's own lag (see
+        # bench/load.py ``Results``): not subtracted from anything, shown beside it.
+        "new_connections": sum(1 for a in results.answers if a.connecting),
+        "p99_connecting_ms": percentile_ms(
+            [a.connecting for a in results.answers if a.connecting], 0.99),
+        "client_started_late_p50_p99_ms": [percentile_ms(results.late, 0.5),
+                                           percentile_ms(results.late, 0.99)],
+        "client_loop_lag_p50_p99_ms": [percentile_ms(results.loop_lag, 0.5),
+                                       percentile_ms(results.loop_lag, 0.99)],
         "stored": stored,
         "lost": lost,
         "meets": {

@@ -17,6 +17,7 @@ from typing import Any
 
 # Well under the servers' keep-alive timeout (uvicorn's default: 5 s).
 IDLE_REUSE_SECONDS = 2.0
+TICK_SECONDS = 0.01
 
 
 def post_request(host: str, port: int, path: str, token: str, body: dict[str, Any]) -> bytes:
@@ -34,6 +35,9 @@ class Answer:
     retry_after: str | None
     body: bytes
     at: float = 0.0  # ``time.perf_counter()`` when the answer was read
+    # Of ``seconds``: opening a new connection (0 on one reused), the server's accept queue
+    # included.
+    connecting: float = 0.0
 
 
 @dataclass
@@ -41,6 +45,12 @@ class Results:
     answers: list[Answer] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
+    # The load generator's own delays, on a processor it shares with the server (open loop):
+    # how late each request started against its schedule, and how late a 10 ms timer of the
+    # generator's event loop fired. A request's time counts from its start, so a generator
+    # falling behind sends fewer requests at once rather than adding its lag to theirs.
+    late: list[float] = field(default_factory=list)
+    loop_lag: list[float] = field(default_factory=list)
 
     @property
     def statuses(self) -> Counter[int]:
@@ -53,10 +63,14 @@ class Results:
         return self.statuses[status] / self.seconds if self.seconds else 0.0
 
     def percentile_ms(self, fraction: float, status: int = 201) -> float | None:
-        times = sorted(a.seconds for a in self.answers if a.status == status)
-        if not times:
-            return None
-        return round(times[min(len(times) - 1, int(fraction * len(times)))] * 1000, 1)
+        return percentile_ms([a.seconds for a in self.answers if a.status == status], fraction)
+
+
+def percentile_ms(seconds: list[float], fraction: float) -> float | None:
+    if not seconds:
+        return None
+    times = sorted(seconds)
+    return round(times[min(len(times) - 1, int(fraction * len(times)))] * 1000, 1)
 
 
 class Connection:
@@ -128,16 +142,18 @@ async def open_loop(host: str, port: int, requests: list[bytes], *, rate: float,
     opened = 0
     tasks: list[asyncio.Task[None]] = []
 
-    async def one(request: bytes) -> None:
+    async def one(request: bytes, due: float) -> None:
         nonlocal opened
-        # A request's time counts from when it was to be sent: waiting for a new connection
-        # (the server's accept queue) is part of what its client sees.
+        # A request's time counts from when it was sent: waiting for a new connection (the
+        # server's accept queue) is part of what its client sees.
         began = time.perf_counter()
+        results.late.append(began - due)
         # A connection left idle may have been closed by the server's keep-alive timeout
         # meanwhile (a client would not reuse it either): those are closed, not used.
         while idle and time.perf_counter() - idle[-1].used_at > IDLE_REUSE_SECONDS:
             idle.pop().close()
             opened -= 1
+        connected = began
         if idle:
             connection = idle.pop()
         elif opened < max_connections:
@@ -149,6 +165,7 @@ async def open_loop(host: str, port: int, requests: list[bytes], *, rate: float,
                 results.errors[f"connect: {type(exc).__name__}"] += 1
                 opened -= 1
                 return
+            connected = time.perf_counter()
         else:
             results.errors["client connections exhausted"] += 1
             return
@@ -156,6 +173,7 @@ async def open_loop(host: str, port: int, requests: list[bytes], *, rate: float,
             async with asyncio.timeout(timeout):
                 answer = await connection.exchange(request)
             answer.seconds = answer.at - began
+            answer.connecting = connected - began
             results.answers.append(answer)
             idle.append(connection)
         except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
@@ -163,15 +181,24 @@ async def open_loop(host: str, port: int, requests: list[bytes], *, rate: float,
             connection.close()
             opened -= 1
 
+    async def timer() -> None:
+        while True:
+            ticked = time.perf_counter()
+            await asyncio.sleep(TICK_SECONDS)
+            results.loop_lag.append(time.perf_counter() - ticked - TICK_SECONDS)
+
+    ticking = asyncio.create_task(timer())
     began = time.perf_counter()
     total = int(rate * seconds)
     for n in range(total):
-        delay = began + n / rate - time.perf_counter()
+        due = began + n / rate
+        delay = due - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(requests[n % len(requests)])))
+        tasks.append(asyncio.create_task(one(requests[n % len(requests)], due)))
     await asyncio.gather(*tasks)
     results.seconds = time.perf_counter() - began
+    ticking.cancel()
     for connection in idle:
         with contextlib.suppress(Exception):
             connection.close()

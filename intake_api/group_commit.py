@@ -25,7 +25,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from intake_api import repository
-from intake_api.schemas import ComplaintOut
+from intake_api.schemas import ComplaintCreated
 from shared import outbox, tracing
 from shared.db import Database, database_of
 from shared.runtime import runtime_of
@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 WRITERS = 2
 
 # What a complaint is, once its number is known: its row, its event, the answer.
-Written = tuple[dict[str, Any], outbox.OutboxRow, ComplaintOut]
+Written = tuple[dict[str, Any], outbox.OutboxRow, ComplaintCreated]
 Write = Callable[[str, Mapping[str, str] | None], Written]
 
 
@@ -47,7 +47,7 @@ class _Entry:
     year: int
     write: Write
     carrier: Mapping[str, str] | None
-    answer: asyncio.Future[tuple[ComplaintOut, bool]] = field(
+    answer: asyncio.Future[tuple[ComplaintCreated, bool]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -58,7 +58,7 @@ class GroupCommit:
         self.waiting: list[_Entry] = []
         self.writers: set[asyncio.Task[None]] = set()
 
-    async def record(self, year: int, write: Write) -> tuple[ComplaintOut, bool]:
+    async def record(self, year: int, write: Write) -> tuple[ComplaintCreated, bool]:
         """Records the complaint ``write`` makes of its tracking number (drawn in ``year``'s
         register); the answer, and False when its external reference was used already."""
         entry = _Entry(year, write, tracing.current_carrier())

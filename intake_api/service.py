@@ -33,6 +33,8 @@ from shared.text import is_blank
 from shared.vocabulary import CASE_OPENING_KINDS, RECORDED, Channel, Kind, opening_status
 
 SOURCE = "/aduan/intake"
+# The complainant's secret is in the answer alone, never in the event.
+_UNPUBLISHED = {"access_code"}
 # The Ombudsman of the Republic of Indonesia was established in 2000: no record is older.
 EARLIEST_RECORD = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -106,23 +108,24 @@ def _duplicate(reference: str, holder: repository.Holder) -> Problem:
 
 
 def _created_out(complaint_id: uuid.UUID, tracking_number: str, payload: ComplaintCreate,
-                 *, actor: Actor, received_at: datetime, status: str) -> ComplaintOut:
-    """The new complaint as answered and published, from what was just stored (already
-    validated: built without validating it again)."""
+                 *, actor: Actor, received_at: datetime, status: str,
+                 code: str) -> ComplaintCreated:
+    """The new complaint as answered (and, without its access code, published), from what was
+    just stored (already validated: built without validating it again)."""
     kind = payload.kind
     outcome = None
     if kind in CASE_OPENING_KINDS:
         outcome = Outcome.model_construct(
             status=status, updated_at=received_at, due_at=None, closure_stage=None,
             closure_reason=None, resolution=None, transferred_to=None, closed_at=None)
-    return ComplaintOut.model_construct(
+    return ComplaintCreated.model_construct(
         id=complaint_id, tracking_number=tracking_number, kind=kind, channel=payload.channel,
         substance=payload.substance, reporter=payload.reporter,
         reported_agency=payload.reported_agency, summary=payload.summary,
         description=payload.description, incident_date=payload.incident_date,
         reported_to_agency_first=payload.reported_to_agency_first, location=payload.location,
         external_reference=payload.external_reference, status=status,
-        received_at=received_at, submitted_by=actor.name, outcome=outcome)
+        received_at=received_at, submitted_by=actor.name, outcome=outcome, access_code=code)
 
 
 async def submit(session: AsyncSession, actor: Actor, payload: ComplaintCreate, *,
@@ -154,10 +157,10 @@ async def record(driver: asyncpg.Connection, actor: Actor, payload: ComplaintCre
     code = access.new_code()
     write = _writer(actor, payload, code=code, received_at=received_at)
     [number] = await repository.next_tracking_numbers(driver, [received_at.astimezone(zone).year])
-    values, event, out = write(number, None)
+    values, event, created = write(number, None)
     if not await repository.record_complaints(driver, [values], [event]):
         await _refuse_duplicate(driver, actor, payload)
-    return ComplaintCreated.model_construct(**dict(out), access_code=code)
+    return created
 
 
 async def record_together(group: GroupCommit, database: Database, actor: Actor,
@@ -174,12 +177,12 @@ async def record_together(group: GroupCommit, database: Database, actor: Actor,
             raise _duplicate(reference, holder)
     received_at = payload.received_at or now
     code = access.new_code()
-    out, recorded = await group.record(received_at.astimezone(zone).year,
+    created, recorded = await group.record(received_at.astimezone(zone).year,
                                        _writer(actor, payload, code=code, received_at=received_at))
     if not recorded:
         async with database.autocommit() as driver:
             await _refuse_duplicate(driver, actor, payload)
-    return ComplaintCreated.model_construct(**dict(out), access_code=code)
+    return created
 
 
 async def _refuse_duplicate(driver: asyncpg.Connection, actor: Actor,
@@ -199,9 +202,9 @@ def _writer(actor: Actor, payload: ComplaintCreate, *, code: str,
     status = opening_status(payload.kind) or RECORDED
 
     def write(tracking_number: str, carrier: Mapping[str, str] | None) -> Written:
-        out = _created_out(complaint_id, tracking_number, payload, actor=actor,
-                           received_at=received_at, status=status)
-        data = out.model_dump(mode="json")
+        created = _created_out(complaint_id, tracking_number, payload, actor=actor,
+                               received_at=received_at, status=status, code=code)
+        data = created.model_dump(mode="json", exclude=_UNPUBLISHED)
         event = new_event(COMPLAINT_RECEIVED, source=SOURCE, subject=str(complaint_id),
                           data=data, time=received_at)
         values = {
@@ -224,7 +227,7 @@ def _writer(actor: Actor, payload: ComplaintCreate, *, code: str,
             "submitted_by": actor.name,
             "status": status,
         }
-        return values, outbox.row(COMPLAINTS_TOPIC, event, carrier), out
+        return values, outbox.row(COMPLAINTS_TOPIC, event, carrier), created
 
     return write
 

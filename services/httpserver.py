@@ -9,7 +9,10 @@ protocol is kept and guarded here, per connection:
 - the request line and headers together may take at most ``MAX_HEAD_BYTES``: 431 beyond;
 - a request must arrive whole, head and body, within the deadline counted from its first byte
   (from the connection itself for the first request): 408 and disconnection beyond;
-- one client address may hold a bounded number of open connections: 429 beyond.
+- one client address may hold a bounded number of open connections: 429 beyond;
+- a request that admission (shared/admission.py) would refuse is answered 503 with
+  ``Retry-After`` here, before a task or any middleware runs, and the connection is kept: under
+  overload a refusal costs little, and the processor stays with the requests admitted.
 
 The responses are problem JSON written straight to the socket: the request never reached an app.
 """
@@ -17,6 +20,7 @@ The responses are problem JSON written straight to the socket: the request never
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import socket
@@ -29,8 +33,8 @@ from typing import Any, ClassVar
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from shared.admission import ARRIVED
-from shared.problems import PROBLEM_JSON, Problem
+from shared.admission import ARRIVED, AT_CAPACITY, EXEMPT_PATHS, GATE, Gate
+from shared.problems import PROBLEM_JSON, Problem, overloaded
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -39,7 +43,8 @@ MAX_HEAD_BYTES = 16 * 1024  # API.md: "Request headers over 16 KiB: 431"
 
 # The status line's reason phrases; the problem body takes its title from the catalogue.
 _REASONS = {408: "Request Timeout", 429: "Too Many Requests",
-            431: "Request Header Fields Too Large"}
+            431: "Request Header Fields Too Large", 503: "Service Unavailable"}
+_EXEMPT_RAW_PATHS = frozenset(path.encode() for path in EXEMPT_PATHS)
 
 
 @dataclass(frozen=True)
@@ -58,12 +63,28 @@ def refusal(status: int, detail: str, *, retry_after: int | None = None) -> byte
     """A whole HTTP/1.1 response carrying a problem, ending the connection."""
     # Too many connections is not the per-token rate limit: its own type says so.
     slug = "too-many-connections" if status == 429 else None
-    body = json.dumps(Problem(status, detail, slug=slug).body()).encode()
-    head = [f"HTTP/1.1 {status} {_REASONS[status]}", f"content-type: {PROBLEM_JSON}",
-            f"content-length: {len(body)}", "connection: close"]
+    head, body = _problem_response(Problem(status, detail, slug=slug), retry_after=retry_after,
+                                   keep_alive=False)
+    return head + b"\r\n" + body
+
+
+def _problem_response(problem: Problem, *, retry_after: int | None,
+                      keep_alive: bool) -> tuple[bytes, bytes]:
+    """A problem's response head (without the blank line that ends it) and body."""
+    body = json.dumps(problem.body()).encode()
+    head = [f"HTTP/1.1 {problem.status} {_REASONS[problem.status]}",
+            f"content-type: {PROBLEM_JSON}", f"content-length: {len(body)}"]
+    if not keep_alive:
+        head.append("connection: close")
     if retry_after is not None:
         head.append(f"retry-after: {retry_after}")
-    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+    return "".join(line + "\r\n" for line in head).encode(), body
+
+
+@functools.cache
+def _overloaded(retry_after: int, keep_alive: bool) -> tuple[bytes, bytes]:
+    return _problem_response(overloaded(AT_CAPACITY, retry_after=retry_after),
+                             retry_after=retry_after, keep_alive=keep_alive)
 
 
 def _peer_host(transport: asyncio.BaseTransport) -> str | None:
@@ -74,11 +95,13 @@ def _peer_host(transport: asyncio.BaseTransport) -> str | None:
 
 
 class GuardedHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a bounded head, a request deadline and a bound on
-    connections per client address (see the module's docstring)."""
+    """uvicorn's httptools protocol with a bounded head, a request deadline, a bound on
+    connections per client address and admission's refusals answered before the app (see the
+    module's docstring)."""
 
     limits: ClassVar[Limits] = Limits()
     open_per_client: ClassVar[Counter[str]] = Counter()
+    gate: ClassVar[Gate] = Gate()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -87,6 +110,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._reading_head = True
         self._head_bytes = 0
         self._deadline: asyncio.TimerHandle | None = None
+        # The request being read is refused without reaching the app: its body is dropped.
+        self._shedding = False
+        self._shed_keep_alive = True
 
     # Connections per client address
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -140,22 +166,77 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.data_received(data[room:])
 
     def on_message_begin(self) -> None:
+        # A request following a refusal in the same read: the keep-alive wait is over.
+        self._unset_keepalive_if_required()
         super().on_message_begin()
         # When the request's first byte was read: admission counts a request's wait from here,
         # the time it spent behind others in the event loop included.
         self.scope[ARRIVED] = self.loop.time()  # type: ignore[literal-required]
+        self.scope[GATE] = self.gate  # type: ignore[literal-required]
         self._arm()
 
     def on_headers_complete(self) -> None:
         self._reading_head = False
         self._head_bytes = 0
+        if self._refused_by_admission():
+            self._shedding = True
+            self._shed_keep_alive = (self.parser.get_http_version() != "1.0"
+                                     and self.parser.should_keep_alive())
+            self.scope["method"] = self.parser.get_method().decode("ascii")
+            return
         super().on_headers_complete()
 
+    def on_body(self, body: bytes) -> None:
+        if not self._shedding:
+            super().on_body(body)
+
     def on_message_complete(self) -> None:
-        super().on_message_complete()
+        if self._shedding:
+            self._shedding = False
+            self._answer_overloaded()
+        else:
+            super().on_message_complete()
         self._disarm()
         self._reading_head = True
         self._head_bytes = 0
+
+    # Admission's refusals
+    def _refused_by_admission(self) -> bool:
+        """Whether admission would refuse this request, asked before the app sees it (by the
+        requests the server has handed to the app and not yet seen answered)."""
+        admission = self.gate.admission
+        if admission is None or self.expect_100_continue:
+            return False  # no request reached admission yet; or one waiting to be told to send
+        if self.cycle is not None and not self.cycle.response_complete:
+            return False  # pipelined behind an answer still on its way: answers keep their order
+        if self.url.partition(b"?")[0] in _EXEMPT_RAW_PATHS:
+            return False
+        # A task done a moment ago may still be in the set: counted again only when it matters.
+        if not admission.full(len(self.tasks)) or not admission.full(
+                sum(not task.done() for task in self.tasks)):
+            return False
+        admission.count_refusal()
+        return True
+
+    def _answer_overloaded(self) -> None:
+        admission = self.gate.admission
+        assert admission is not None
+        head, body = _overloaded(admission.retry_after, self._shed_keep_alive)
+        self.transport.write(b"".join([head, *(name + b": " + value + b"\r\n" for name, value
+                                               in self.server_state.default_headers),
+                                       b"\r\n", body]))
+        self.server_state.total_requests += 1
+        counted = self.gate.answered_before_app
+        if counted is not None:
+            arrived = self.scope.get(ARRIVED)
+            counted(self.scope["method"], 503,
+                    self.loop.time() - arrived if isinstance(arrived, float) else 0.0)
+        if not self._shed_keep_alive:
+            self.transport.close()
+            return
+        self._unset_keepalive_if_required()
+        self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive,
+                                                            self.timeout_keep_alive_handler)
 
     # The whole-request deadline
     def _arm(self) -> None:
@@ -177,7 +258,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             return
         logger.warning("request refused (%d): %s", status, detail)
         cycle = self.cycle
-        if cycle is None:
+        if cycle is None or self._shedding:
             answer = True
         elif self._reading_head:  # a response to the previous request may still be on its way
             answer = cycle.response_complete
@@ -200,6 +281,7 @@ def guarded_protocol(limits: Limits) -> type[GuardedHttpProtocol]:
 
     Guarded.limits = limits
     Guarded.open_per_client = Counter()
+    Guarded.gate = Gate()
     return Guarded
 
 

@@ -1,17 +1,19 @@
 """One log line and one set of request metrics per HTTP request, a request id, a trace hop.
 
 The outermost ASGI layer, so it also sees answers the guards give before routing (413, 415, 422)
-and those of unknown paths. What it logs is chosen so no token or reporter's data can appear:
-the route template (``/v1/complaints/{complaint_id}``), never the path; the caller's token name,
-never the token; query parameters that carry credentials redacted.
+and those of unknown paths; the refusals the HTTP server answers itself, before any app runs
+(services/httpserver.py), are counted in its figures through the server's ``Gate``, without a
+log line each (admission logs them in bulk). What it logs is chosen so no token or reporter's
+data can appear: the route template (``/v1/complaints/{complaint_id}``), never the path; the
+caller's token name, never the token; query parameters that carry credentials redacted.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import secrets
 import time
-import uuid
 from urllib.parse import parse_qsl, urlencode
 
 import structlog
@@ -20,6 +22,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import tracing
+from shared.admission import GATE, Gate
 
 logger = logging.getLogger("aduan.access")
 
@@ -29,6 +32,7 @@ _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # Open311 clients put a partner's token in ``api_key``.
 REDACTED_PARAMETERS = frozenset({"api_key", "token", "access_token"})
 UNMATCHED = "<unmatched>"
+_TRACE_HEADERS = frozenset(name.encode() for name in tracing.HEADERS)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -40,6 +44,18 @@ class RequestMetrics:
         self.latency = Histogram("aduan_http_request_duration_seconds",
                                  "Time from the request's arrival to the end of the answer",
                                  labels, registry=registry, buckets=LATENCY_BUCKETS)
+        # The series of each label set, found once: ``labels()`` locks and checks its values
+        # on every call. As many as ``labels()`` itself keeps.
+        self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def answered(self, method: str, route: str, status: int, seconds: float) -> None:
+        series = self._series.get((method, route, status))
+        if series is None:
+            series = self._series[method, route, status] = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route, str(status)))
+        series[0].inc()
+        series[1].observe(seconds)
 
 
 def redacted_query(query: bytes) -> str:
@@ -55,7 +71,7 @@ def _request_id(scope: Scope) -> str:
             if _SAFE_REQUEST_ID.fullmatch(text):
                 return text
             break
-    return uuid.uuid4().hex
+    return secrets.token_hex(16)
 
 
 def _route_template(scope: Scope) -> str:
@@ -79,13 +95,15 @@ class AccessLog:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        gate = scope.get(GATE)
+        if isinstance(gate, Gate):
+            gate.answered_before_app = self.answered_before_app
         started = time.perf_counter()
         request_id = _request_id(scope)
         scope.setdefault("state", {})  # shared with request.state, where auth puts the caller
         status = 500
         carrier = {name.decode("latin-1"): value.decode("latin-1")
-                   for name, value in scope.get("headers", ())
-                   if name.decode("latin-1") in tracing.HEADERS}
+                   for name, value in scope.get("headers", ()) if name in _TRACE_HEADERS}
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -95,20 +113,25 @@ class AccessLog:
                                       (REQUEST_ID_HEADER, request_id.encode())]
             await send(message)
 
-        with (tracing.continued(carrier) as span,
-              structlog.contextvars.bound_contextvars(request_id=request_id)):
+        with tracing.continued(carrier) as span:
+            # bind/reset rather than ``bound_contextvars``, which reads every context variable.
+            bound = structlog.contextvars.bind_contextvars(request_id=request_id)
             try:
                 await self.app(scope, receive, send_with_id)
             finally:
+                structlog.contextvars.reset_contextvars(**bound)
                 self._record(scope, status, time.perf_counter() - started, request_id,
                              tracing.trace_id_hex(span))
+
+    def answered_before_app(self, method: str, status: int, seconds: float) -> None:
+        """Counts an answer the HTTP server gave itself, before routing, like admission's own."""
+        self.metrics.answered(method, UNMATCHED, status, seconds)
 
     def _record(self, scope: Scope, status: int, seconds: float, request_id: str,
                 trace_id: str) -> None:
         route = _route_template(scope)
         method = str(scope["method"])
-        self.metrics.requests.labels(method, route, str(status)).inc()
-        self.metrics.latency.labels(method, route, str(status)).observe(seconds)
+        self.metrics.answered(method, route, status, seconds)
         fields: dict[str, object] = {
             "method": method, "route": route, "status": status,
             "duration_ms": round(seconds * 1000, 1), "caller": _caller(scope),

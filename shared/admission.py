@@ -17,6 +17,12 @@ running fewer at once then gets as much done, each sooner. So while requests hol
 longer than half the budget, fewer slots are used (down to one), and more again, up to
 ``limit``, once they are quick and all busy. An admitted request is thus answered within about
 the budget however slow the machine has become.
+
+The HTTP server applies the same rule before a request reaches the app (``Gate``): a request
+that would be refused here is answered there, straight from the protocol, before a task, the
+access log or any middleware runs. A refusal then costs a small fraction of a request served,
+so a server offered twice what it can do keeps its processor for the requests it admits, and
+its event loop reads the next requests soon instead of leaving them unread in the socket.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import asyncio
 import collections
 import logging
 import math
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -37,9 +44,24 @@ EXEMPT_PATHS = frozenset({"/healthz", "/readyz"})
 # The scope key holding the event loop's time (``loop.time()``) at which the server read the
 # request's first byte; absent (a server that does not stamp it), arrival is when it gets here.
 ARRIVED = "aduan.arrived"
+# The scope key under which the HTTP server hands admission its ``Gate``.
+GATE = "aduan.gate"
 # How much each finished request moves the estimate of the time a request holds a slot.
 SMOOTHING = 0.1
 FIRST_ESTIMATE_SECONDS = 0.05
+AT_CAPACITY = "The service is at capacity; retry after the time in Retry-After."
+
+
+class Gate:
+    """Where admission and the HTTP server in front of it meet (services/httpserver.py): the
+    server puts its gate in every request's scope, admission records itself in it, and the
+    server then asks ``Admission.full`` before it hands the next request to the app."""
+
+    def __init__(self) -> None:
+        self.admission: Admission | None = None
+        # Told of each answer the server gives without the app (method, status, seconds from
+        # arrival): the access log records itself here, so its figures count those answers.
+        self.answered_before_app: Callable[[str, int, float], None] | None = None
 
 
 class Admission:
@@ -65,6 +87,9 @@ class Admission:
         if scope["type"] != "http" or scope["path"] in EXEMPT_PATHS or self.limit <= 0:
             await self.app(scope, receive, send)
             return
+        gate = scope.get(GATE)
+        if isinstance(gate, Gate):
+            gate.admission = self
         loop = asyncio.get_running_loop()
         arrived = scope.get(ARRIVED)
         deadline = (arrived if isinstance(arrived, float) else loop.time()) + self.wait
@@ -80,13 +105,30 @@ class Admission:
             self._resize(now)
             self._release()
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def full(self, in_flight: int) -> bool:
+        """Whether a request arriving now would be refused, ``in_flight`` requests having been
+        handed to the app before it (running, waiting for a slot, or on their way here): the
+        rule of ``_admit``, those beyond the slots in use being the ones it would wait behind.
+        """
+        if self.limit <= 0:
+            return False
+        ahead = in_flight - self.slots
+        if ahead < 0:
+            return False
+        return (ahead >= self.queue
+                or (ahead + 1) * self.held / self.slots + self.held > self.wait)
+
+    def count_refusal(self) -> None:
         self.refused += 1
         if self.refused % 1000 == 1:
-            logger.warning("saturated: %d requests refused so far (limit %d, queue %d)",
-                           self.refused, self.limit, self.queue)
-        await overloaded("The service is at capacity; retry after the time in Retry-After.",
-                         retry_after=self.retry_after).response()(scope, receive, send)
+            logger.warning("saturated: %d requests refused so far (%d of %d slots in use, "
+                           "queue %d; a request holds its slot %.3f s)", self.refused,
+                           self.slots, self.limit, self.queue, self.held)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.count_refusal()
+        await overloaded(AT_CAPACITY, retry_after=self.retry_after).response()(
+            scope, receive, send)
 
     async def _admit(self, loop: asyncio.AbstractEventLoop, deadline: float) -> bool:
         now = loop.time()

@@ -94,7 +94,15 @@ class Event:
         )
 
     def to_json(self) -> bytes:
-        return bytes(_FORMAT.write(self.to_cloudevent()))
+        """The structured envelope, byte for byte what the SDK's ``JSONFormat`` writes of
+        ``to_cloudevent()``, written without building the SDK's event first: that took
+        longer than encoding the JSON itself, once for every complaint posted."""
+        return json.dumps({
+            "specversion": "1.0", "id": self.id, "source": self.source, "type": self.type,
+            "subject": self.subject, "time": _rfc3339(self.time.astimezone(UTC)),
+            "datacontenttype": "application/json", "partitionkey": self.subject,
+            "data": self.data,
+        }, default=_sdk_json).encode()
 
     def envelope(self) -> dict[str, Any]:
         result: dict[str, Any] = json.loads(self.to_json())
@@ -154,6 +162,19 @@ class Event:
             raise
         except Exception as exc:
             raise MalformedEvent(f"not a CloudEvent: {type(exc).__name__}: {exc}") from exc
+
+
+def _rfc3339(time: datetime) -> str:
+    """A time as the SDK writes it: ISO 8601, UTC as ``Z``."""
+    text = time.isoformat()
+    return text.removesuffix("+00:00") + "Z" if text.endswith("+00:00") else text
+
+
+def _sdk_json(value: Any) -> Any:
+    """What the SDK's JSON encoder makes of values JSON has no type for (times in ``data``)."""
+    if isinstance(value, datetime):
+        return _rfc3339(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def new_event(type_: str, *, source: str, subject: str, data: dict[str, Any],

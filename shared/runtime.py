@@ -143,12 +143,14 @@ async def _runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(_runtime)]
 
 
-async def clock_of(runtime: RuntimeDep) -> Clock:
-    return runtime.clock
+# Read from the request rather than through ``RuntimeDep``: a dependency of a dependency costs
+# each request another resolution by FastAPI, for a look-up of one attribute.
+async def clock_of(request: Request) -> Clock:
+    return runtime_of(request).clock
 
 
-async def zone_of(runtime: RuntimeDep) -> ZoneInfo:
-    return runtime.settings.zone
+async def zone_of(request: Request) -> ZoneInfo:
+    return runtime_of(request).settings.zone
 
 
 # What endpoints take instead of reaching into ``request.app.state``: tests give the app a

@@ -21,20 +21,25 @@ HEADERS = ("traceparent", "tracestate")
 
 def _hop(parent: trace.SpanContext | None) -> trace.Span:
     """A span of this hop: the parent's trace under a new span id, or a new trace."""
+    # A new trace id and span id from one read of the system's randomness (every request).
+    drawn = int.from_bytes(secrets.token_bytes(24))
+    span_id = (drawn & 0xFFFF_FFFF_FFFF_FFFF) or 1
     trace_id = parent.trace_id if parent is not None and parent.is_valid else (
-        secrets.randbits(128) or 1)
+        (drawn >> 64) or 1)
     flags = parent.trace_flags if parent is not None and parent.is_valid else (
         trace.TraceFlags(trace.TraceFlags.SAMPLED))
     state = parent.trace_state if parent is not None and parent.is_valid else None
     return trace.NonRecordingSpan(trace.SpanContext(
-        trace_id=trace_id, span_id=secrets.randbits(64) or 1, is_remote=False,
+        trace_id=trace_id, span_id=span_id, is_remote=False,
         trace_flags=flags, trace_state=state))
 
 
 @contextlib.contextmanager
 def continued(carrier: Mapping[str, str] | None) -> Iterator[trace.SpanContext]:
     """Runs the block as a hop of the trace in ``carrier`` (a new trace when there is none)."""
-    parent = trace.get_current_span(_PROPAGATOR.extract(dict(carrier or {}))).get_span_context()
+    # Without a carrier, extracting would give the current context back: skipped.
+    parent = trace.get_current_span(
+        _PROPAGATOR.extract(dict(carrier)) if carrier else None).get_span_context()
     span = _hop(parent)
     token = context.attach(trace.set_span_in_context(span))
     try:

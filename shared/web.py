@@ -113,6 +113,9 @@ def build_app(services: Sequence[Service], *, title: str, settings: Settings | N
         docs_url=None,
         redoc_url=None,
         openapi_tags=[tag for s in services for tag in s.tags],
+        # The services carry the W3C trace context themselves (shared/tracing.py, no SDK):
+        # FastAPI's own telemetry would only look for an SDK's providers on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_problem_handlers(app)
     install_openapi(app, {key: guide for s in services for key, guide in s.guides.items()})

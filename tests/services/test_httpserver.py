@@ -13,9 +13,12 @@ from typing import Any
 
 import httpx
 import uvicorn
-from starlette.types import Receive, Scope, Send
+from prometheus_client import CollectorRegistry
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.httpserver import MAX_HEAD_BYTES, server_config
+from shared.access_log import UNMATCHED, AccessLog, RequestMetrics
+from shared.admission import Admission
 from shared.settings import Settings
 from tests.support import BackingServices, ServiceProcess
 
@@ -39,12 +42,12 @@ async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 @contextmanager
-def served(**settings: Any) -> Iterator[tuple[str, int]]:
+def served(app: ASGIApp = echo_app, **settings: Any) -> Iterator[tuple[str, int]]:
     """The app behind the server ``aduan serve`` uses, in a thread, on a free port."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     address = sock.getsockname()
-    config = server_config(echo_app, host="127.0.0.1", port=address[1],
+    config = server_config(app, host="127.0.0.1", port=address[1],
                            settings=Settings(**settings), lifespan="off",
                            timeout_graceful_shutdown=1)
     server = uvicorn.Server(config)
@@ -78,6 +81,23 @@ def read_all(conn: socket.socket) -> bytes:
             break
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def read_response(conn: socket.socket) -> tuple[bytes, dict[str, Any]]:
+    """One response (head, JSON body) from a connection that stays open."""
+    raw = b""
+    while b"\r\n\r\n" not in raw:
+        chunk = conn.recv(65536)
+        assert chunk, f"closed after {raw!r}"
+        raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":", 1)[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:")))
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        assert chunk, "closed within the body"
+        body += chunk
+    return head, json.loads(body)
 
 
 def status_and_body(raw: bytes) -> tuple[int, dict[str, Any]]:
@@ -187,6 +207,83 @@ def test_connections_per_client_address_are_bounded() -> None:
         finally:
             for conn in held:
                 conn.close()
+
+
+class HeldApp:
+    """``/hold`` answers once released; every other path at once. Records what reached it."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.release = threading.Event()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            self.seen.append(scope["path"])
+            if scope["path"] == "/hold":
+                await asyncio.to_thread(self.release.wait, 30)
+        await echo_app(scope, receive, send)
+
+
+def post(path: str, body: bytes) -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def test_a_request_admission_would_refuse_is_answered_503_before_the_app_and_keeps_its_connection(
+        ) -> None:
+    held = HeldApp()
+    admission = Admission(held, limit=1, queue=0, wait=30)
+    registry = CollectorRegistry()
+    app = AccessLog(admission, metrics=RequestMetrics(registry))
+    with (served(app) as address, closing(connect(address)) as holding,
+          closing(connect(address)) as other):
+        holding.sendall(b"GET /hold HTTP/1.1\r\nHost: a\r\n\r\n")
+        deadline = time.monotonic() + 10
+        while "/hold" not in held.seen:  # the one slot is taken
+            assert time.monotonic() < deadline, "the first request never reached the app"
+            time.sleep(0.01)
+
+        other.sendall(post("/v1/complaints", b'{"summary": "' + b"x" * 4000 + b'"}'))
+        head, problem = read_response(other)
+        assert head.startswith(b"HTTP/1.1 503 ")
+        headers = {line.split(b":", 1)[0].lower(): line.split(b":", 1)[1].strip()
+                   for line in head.split(b"\r\n")[1:]}
+        assert headers[b"content-type"] == b"application/problem+json"
+        assert headers[b"retry-after"] == b"30"
+        assert b"connection" not in headers  # kept open for the client's next request
+        assert problem["status"] == 503
+        assert problem["type"].endswith("/overloaded")
+        assert held.seen == ["/hold"]  # refused before the app, admission included
+
+        # A client that asked to close is answered so, and the connection closed.
+        with closing(connect(address)) as closing_client:
+            closing_client.sendall(b"GET /v1/complaints HTTP/1.1\r\nHost: a\r\n"
+                                   b"Connection: close\r\n\r\n")
+            raw = read_all(closing_client)
+        assert raw.startswith(b"HTTP/1.1 503 ")
+        assert b"\r\nconnection: close\r\n" in raw.partition(b"\r\n\r\n")[0]
+        assert status_and_body(raw)[1]["status"] == 503
+
+        # The probes pass, on the same connection: its refused body was read and dropped.
+        other.sendall(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+        head, _ = read_response(other)
+        assert head.startswith(b"HTTP/1.1 200 ")
+
+        held.release.set()
+        head, _ = read_response(holding)
+        assert head.startswith(b"HTTP/1.1 200 ")
+        # With the slot free again, the next request is served.
+        other.sendall(post("/v1/complaints", b"{}"))
+        head, answer = read_response(other)
+        assert head.startswith(b"HTTP/1.1 200 ")
+        assert answer == {"received": 2}
+    assert held.seen == ["/hold", "/healthz", "/v1/complaints"]
+    assert admission.refused == 2
+    # Counted in the request figures like admission's own refusals, without reaching them.
+    labels = {"method": "POST", "route": UNMATCHED, "status": "503"}
+    assert registry.get_sample_value("aduan_http_requests_total", labels) == 1
+    assert registry.get_sample_value("aduan_http_requests_total", {**labels, "method": "GET"}) == 1
+    assert registry.get_sample_value("aduan_http_request_duration_seconds_count", labels) == 1
 
 
 async def test_aduan_serve_refuses_a_100_mib_header_and_keeps_serving(
