@@ -1,10 +1,11 @@
-"""The pre-aggregated tables derived in SQL from the fact tables (used by ``metrics rebuild``).
+"""The pre-aggregated tables derived in SQL from the fact tables.
 
 The live projection (``metrics_worker.consumer``) adds to ``metrics.daily_counts``,
 ``metrics.period_counts`` and ``metrics.duration_histograms`` event by event; this module states
 each measure once as a query over ``metrics.contacts``, ``metrics.cases`` and
-``metrics.transitions``, so a rebuild fills those tables with a few set-based statements.
-``tests/metrics_worker/test_replay.py`` compares both, row by row, after the same log.
+``metrics.transitions``: how the benchmarks' data gets its aggregates, and the definition a
+rebuild's counts (``metrics_worker.tally``, counted while the log is folded) are checked against
+in ``tests/metrics_worker/test_replay.py``.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 The read model is derived from events only, so it can be dropped and replayed. A replay is
 set-based, not the live projection run once per event: the log is read in large batches and
 folded in memory into the rows of the fact tables (``metrics_worker.replay``, the projection's
-rules over a whole log), which are written with ``COPY``; the aggregate tables are then derived
-from them by a few SQL statements (``metrics_worker.aggregates``), all in one transaction.
+rules over a whole log), which are written with ``COPY`` while the next batches are read; the
+aggregate tables are counted by local day during the same fold (``metrics_worker.tally``) and
+written with ``COPY`` at the end, all in one transaction.
 
 - **Kafka** (``ADUAN_KAFKA_BOOTSTRAP_SERVERS`` set): every partition of the two topics is read
   from offset 0 up to the end offsets measured at the start; after the commit, the group
@@ -35,9 +36,10 @@ import gc
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import stamina
@@ -64,15 +66,17 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.schema import CreateIndex, DropIndex
 
-from metrics_worker import aggregates
-from metrics_worker.consumer import CONSUMER, SUBSCRIPTION
+from metrics_worker import tally
+from metrics_worker.consumer import CONSUMER, SUBSCRIPTION, office_timezone
 from metrics_worker.models import SCHEMA
 from metrics_worker.replay import (
     CASE_COLUMNS,
     CONTACT_COLUMNS,
+    PREVIOUS_STEP_COLUMNS,
     TRANSITION_COLUMNS,
     Replay,
 )
+from metrics_worker.tally import Tally
 from shared.bus import KafkaConsumerRunner
 from shared.db import Base, Database
 from shared.events import Event
@@ -168,11 +172,11 @@ async def check_tables(session: AsyncSession) -> list[str]:
         raise RebuildRefused(
             f"{', '.join(f'{SCHEMA}.{t}' for t in sorted(unknown))}: not known as derived "
             "from events nor as kept; classify it in metrics_worker/rebuild.py first")
-    unfilled = set(derived) - set(FACT_TABLES) - set(aggregates.TABLES)
+    unfilled = set(derived) - set(FACT_TABLES) - set(tally.TABLES)
     if unfilled:
         raise RebuildRefused(
             f"{', '.join(f'{SCHEMA}.{t}' for t in sorted(unfilled))}: derived from events, but "
-            "the rebuild does not fill it; derive it in metrics_worker/aggregates.py first")
+            "the rebuild does not fill it; count it in metrics_worker/tally.py first")
     return [t for t in derived if t in present]
 
 
@@ -226,8 +230,8 @@ class Writer:
 
     The read model is emptied first; then each ``flush`` hands the rows folded since the last
     one (cases once closed) to ``COPY`` in the background, so the server stores a batch while
-    the next is folded. ``finish`` writes the cases still open and derives the aggregate tables
-    from the facts in SQL.
+    the next is folded. ``finish`` writes the cases still open and the aggregate tables as
+    the fold counted them.
     """
 
     def __init__(self, session: AsyncSession, connection: asyncpg.Connection,
@@ -270,10 +274,11 @@ class Writer:
         if self.copying is not None:
             await self.copying
             self.copying = None
-        columns = ", ".join(f"r.{name}" for name in CASE_COLUMNS)
+        columns = ", ".join([*(f"r.{name}" for name in CASE_COLUMNS),
+                             *(f"t.{name}" for name in PREVIOUS_STEP_COLUMNS)])
         cases = [[*row] for row in await self.connection.fetch(
             f"WITH recalled AS (DELETE FROM {SCHEMA}.cases WHERE case_id = ANY($1::uuid[]) "
-            f"RETURNING *) SELECT {columns}, t.action, t.at FROM recalled r "
+            f"RETURNING *) SELECT {columns} FROM recalled r "
             f"LEFT JOIN {SCHEMA}.transitions t ON t.case_id = r.case_id "
             "AND t.version = r.version",
             [uuid.UUID(int=number) for number in self.replay.reviving])]
@@ -302,12 +307,28 @@ class Writer:
         await self.flush()
         assert self.copying is not None
         await self.copying
-        await self.connection.copy_records_to_table(
-            "cases", schema_name=SCHEMA, columns=CASE_COLUMNS, records=self.replay.case_rows())
-        # The aggregates group every increment of the log at once: in memory, not spilled.
-        await self.session.execute(text("SET LOCAL work_mem = '128MB'"))
-        await aggregates.derive(self.session)
-        for index in _secondary_indexes():
+        copy, counted = self.connection.copy_records_to_table, self.replay.tally
+        await copy("cases", schema_name=SCHEMA, columns=CASE_COLUMNS,
+                   records=self.replay.case_rows())
+        # The server builds the facts' indexes (sent as one script) while the aggregate rows
+        # are made here; those of the aggregate tables follow their rows.
+        indexes = _secondary_indexes()
+        aggregated = [i for i in indexes if str(i.table) in {f"{SCHEMA}.{t}" for t in tally.TABLES}]
+        script: Callable[[str], Coroutine[Any, Any, str]] = self.connection.execute
+        building = asyncio.create_task(script(";\n".join(
+            str(CreateIndex(i).compile(dialect=self.session.get_bind().dialect))
+            for i in indexes if i not in aggregated)))
+        await asyncio.sleep(0)  # the script is sent
+        daily = list(counted.daily_rows())
+        periods, histograms = counted.period_rows(), counted.histogram_rows()
+        await building
+        await copy("daily_counts", schema_name=SCHEMA, columns=tally.DAILY_COLUMNS,
+                   records=daily)
+        await copy("period_counts", schema_name=SCHEMA, columns=tally.PERIOD_COLUMNS,
+                   records=periods)
+        await copy("duration_histograms", schema_name=SCHEMA, columns=tally.HISTOGRAM_COLUMNS,
+                   records=histograms)
+        for index in aggregated:
             await self.session.execute(CreateIndex(index))
         # No ANALYZE here (a tenth of the rebuild's time): the emptied tables' statistics say
         # "unknown", so the planner reads their sizes from the files until autovacuum, counting
@@ -319,12 +340,12 @@ class Writer:
 async def _rebuild_from_database(database: Database, progress: ProgressReport,
                                  batch_size: int) -> RebuildResult:
     started = time.monotonic()
-    replay = Replay()
     ends: dict[str, int] = {}
     dead: list[dict[str, object]] = []
     rejected: list[tuple[Any, Event | None, str]] = []
     async with database.transaction() as session:
         await check_tables(session)
+        replay = Replay(Tally(ZoneInfo(await office_timezone(session))))
         total = 0
         for topic in SUBSCRIPTION.topics:
             tables = DATABASE_LOGS[topic]
@@ -390,6 +411,7 @@ async def _rebuild_from_kafka(settings: Settings, bootstrap: str, database: Data
     try:
         async with database.transaction() as session:
             await check_tables(session)
+            zone = ZoneInfo(await office_timezone(session))
         await refuse_if_active(admin, group)
         _, starts, ends = await _extent(admin, bootstrap, topics)
         cut = {tp: offset for tp, offset in starts.items() if offset > 0}
@@ -400,7 +422,7 @@ async def _rebuild_from_kafka(settings: Settings, bootstrap: str, database: Data
                                           for tp, offset in sorted(cut.items())))
         total = sum(ends.values())
         progress.start(total)
-        replay = Replay()
+        replay = Replay(Tally(zone))
         async with database.transaction() as session, \
                 Writer.opened(session, replay) as writer:
             rejected = await _read_kafka(bootstrap, ends, replay, progress, batch_size, writer)

@@ -3,8 +3,8 @@
 ``metrics_worker.consumer`` applies one event at a time against the database; a rebuild has
 every event in log order in hand, so it keeps the cases in memory and folds the log into the
 rows of ``metrics.contacts``, ``metrics.cases`` and ``metrics.transitions`` exactly as the
-projection would leave them, to be written with ``COPY``. The aggregate tables are then
-derived from those rows in SQL (``metrics_worker.aggregates``).
+projection would leave them, to be written with ``COPY``. The increments of the aggregate
+tables are counted at the same time, as the projection adds them (``metrics_worker.tally``).
 
 What the live consumer would not apply is set aside with the reason its dead letter would
 carry: an unknown event type, an event of a case not known (yet), a version gap, a record that
@@ -24,8 +24,10 @@ from typing import Any
 
 from sqlalchemy import String, Table
 
+from metrics_worker import counts, histograms
 from metrics_worker.consumer import contact_values, opening_values
 from metrics_worker.models import CaseFact, Contact, TransitionFact
+from metrics_worker.tally import Tally
 from shared.events import (
     CASE_OPENED,
     CASE_TRANSITIONED,
@@ -35,7 +37,7 @@ from shared.events import (
     MalformedEvent,
     plain_envelope,
 )
-from shared.vocabulary import EXAMINATION_STATUSES
+from shared.vocabulary import CASE_OPENING_KINDS, EXAMINATION_STATUSES
 
 DAY, HOUR = timedelta(days=1), timedelta(hours=1)
 
@@ -91,14 +93,17 @@ _check_case = _length_check(CaseFact.__table__, CASE_COLUMNS)  # type: ignore[ar
 _check_transition = _length_check(TransitionFact.__table__,  # type: ignore[arg-type]
                                   TRANSITION_COLUMNS)
 
-# A case in memory is its row (CASE_COLUMNS order) and, after it, the action and time of its
-# last step (what a ``respond`` needs to know whether it answers a clarification request).
+# A case in memory is its row (CASE_COLUMNS order) and, after it, the action, time, due time and
+# agency of its last step (what the next step needs when that one asked for a clarification).
 (_CASE_ID, _AGENCY, _RECEIVED_AT, _STATUS, _VERSION, _REGISTERED_AT, _EXAMINATION_AT,
  _CLOSED_AT, _CLOSURE_STAGE, _CLOSURE_REASON, _CLOSED_AFTER_DAYS) = (
     CASE_COLUMNS.index(name) for name in (
         "case_id", "agency", "received_at", "status", "version", "registered_at",
         "examination_at", "closed_at", "closure_stage", "closure_reason", "closed_after_days"))
-_PREVIOUS_ACTION, _PREVIOUS_AT = len(CASE_COLUMNS), len(CASE_COLUMNS) + 1
+_PREVIOUS_ACTION, _PREVIOUS_AT, _PREVIOUS_DUE_AT, _PREVIOUS_AGENCY = (
+    len(CASE_COLUMNS) + i for i in range(4))
+# The columns of ``metrics.transitions`` that say what a case's last step was, in that order.
+PREVIOUS_STEP_COLUMNS = ["action", "at", "due_at", "agency"]
 
 
 def _canonical(case_id: str) -> str:
@@ -112,7 +117,8 @@ class _Deferred(Exception):
 
 @dataclass
 class Replay:
-    """The log folded, event by event in log order, into the read model's rows.
+    """The log folded, event by event in log order, into the read model's rows; the
+    increments of the aggregate tables counted in ``tally`` (days of the office's time zone).
 
     A case is kept in memory while open; once closed it is handed over to be written (``take``)
     and only its version is kept, which is all a later event needs: the workflow takes a closed
@@ -121,6 +127,7 @@ class Replay:
     (``deferred``) until the case is read back from what was written (``revive``).
     """
 
+    tally: Tally
     # Rows not yet taken (``take``): contacts, transitions, and the ids of the events applied
     # (or found to be no-ops), for the processed-event guard; the open cases that closed.
     contacts: list[tuple[Any, ...]] = field(default_factory=list)
@@ -161,8 +168,8 @@ class Replay:
 
     def revive(self, cases: list[list[Any]]) -> list[tuple[Any, Event | None, str]]:
         """Folds the deferred events in, their cases read back from what was written (each a
-        row in CASE_COLUMNS order, then the action and time of its last step); those the live
-        consumer would dead-letter, with their origin."""
+        row in CASE_COLUMNS order, then PREVIOUS_STEP_COLUMNS of its last step); those the
+        live consumer would dead-letter, with their origin."""
         for case in cases:
             case_id = str(case[_CASE_ID])
             self.cases[case_id] = case
@@ -206,6 +213,7 @@ class Replay:
                 del self.cases[case_id]
                 self.closed[case[_CASE_ID].int] = case[_VERSION]
                 closed.append(case[:_PREVIOUS_ACTION])
+        self.tally.settle()
         taken = self.contacts, self.transitions, self.fresh, closed
         self.contacts, self.transitions, self.fresh, self.closing = [], [], [], []
         return taken
@@ -222,6 +230,15 @@ class Replay:
             return  # the same complaint under another event id: counted already
         self.complaints.add(complaint)
         self.contacts.append(row)
+        add, day, kind = (self.tally.increments.append, self.tally.day(values["received_at"]),
+                          values["kind"])
+        add((day, counts.CONTACTS, kind))
+        if values["place"] is not None:
+            add((day, counts.ON_THE_SPOT_PLACE, values["place"]))
+        if kind in CASE_OPENING_KINDS:
+            add((day, counts.RECEIVED_CHANNEL, values["channel"]))
+            add((day, counts.RECEIVED_SUBSTANCE, values["substance"]))
+            add((day, counts.RECEIVED_AGENCY, values["agency"]))
 
     def _opened(self, data: dict[str, Any]) -> None:
         values = opening_values(data)
@@ -232,7 +249,11 @@ class Replay:
             raise _Deferred
         key = str(case_id)
         if key not in self.cases and case_id.int not in self.closed:
-            self.cases[key] = [*row, None, None]
+            self.cases[key] = [*row, None, None, None, None]
+            at, tally = values["received_at"], self.tally
+            day = tally.day(at)
+            tally.increments += [(day, counts.OPENED, tally.year(at)),
+                                 (day, counts.STATUS_IN, values["status"])]
 
     def _transition(self, data: dict[str, Any]) -> None:
         case_id = data["case_id"]
@@ -261,8 +282,10 @@ class Replay:
                _time(get("due_at")), get("resolution"), answered_after_hours, asked_at)
         _check_transition(row)
         self.transitions.append(row)
+        self._count_step(case, row)
         case[_VERSION] = version
         case[_PREVIOUS_ACTION], case[_PREVIOUS_AT] = action, at
+        case[_PREVIOUS_DUE_AT], case[_PREVIOUS_AGENCY] = row[9], row[6]
         case[_STATUS] = to_status
         if action == "register" and case[_REGISTERED_AT] is None:
             case[_REGISTERED_AT] = at
@@ -274,6 +297,43 @@ class Replay:
             case[_CLOSURE_STAGE] = get("closure_stage")
             case[_CLOSURE_REASON] = get("reason")
             self.closing.append(case_id)
+
+    def _count_step(self, case: list[Any], row: tuple[Any, ...]) -> None:
+        """The increments and durations of a step (a TRANSITION_COLUMNS row) of ``case`` (as
+        before the step), as ``consumer._step`` adds them."""
+        (_, _, action, from_status, to_status, at, agency, reason, closure_stage, due_at, _,
+         answered_after_hours, _) = row
+        tally = self.tally
+        add, day = tally.increments.append, tally.day(at)
+        add((day, counts.STATUS_OUT, from_status))
+        if to_status != "closed":
+            add((day, counts.STATUS_IN, to_status))
+        if action == "register":
+            add((day, counts.REGISTERED, ""))
+        if to_status in EXAMINATION_STATUSES and case[_EXAMINATION_AT] is None:
+            add((day, counts.EXAMINED, tally.year(case[_RECEIVED_AT])))
+        if to_status == "closed":
+            year = tally.year(case[_RECEIVED_AT])
+            if closure_stage:
+                tally.sample(at, histograms.DAYS_TO_CLOSE, closure_stage,
+                             (at - case[_RECEIVED_AT]) // HOUR)
+            add((day, counts.CLOSED, year))
+            add((day, counts.CLOSED_STAGE, closure_stage or ""))
+            add((day, counts.CLOSED_REASON, reason or ""))
+            if case[_EXAMINATION_AT] is not None:
+                add((day, counts.CLOSED_EXAMINED, year))
+        if action == "request_clarification":
+            add((day, counts.CLARIFICATION_REQUESTED, agency))
+            if due_at is not None:
+                add((tally.day(max(at, due_at)), counts.OVERDUE_FROM, agency))
+        if case[_PREVIOUS_ACTION] == "request_clarification" and (
+                action == "respond" or case[_STATUS] == "awaiting_agency"):
+            asked_due_at = case[_PREVIOUS_DUE_AT]
+            if asked_due_at is not None:
+                add((tally.day(max(case[_PREVIOUS_AT], asked_due_at, at)),
+                     counts.OVERDUE_ENDED, case[_PREVIOUS_AGENCY]))
+            if answered_after_hours is not None:
+                tally.sample(at, histograms.RESPONSE_HOURS, agency, answered_after_hours)
 
     def _handed_over(self, case_id: str, version: int) -> None:
         """A step of a case not open in memory: of a case closed, or of none known."""

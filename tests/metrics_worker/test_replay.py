@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import uuid
+from datetime import UTC
 from typing import Any
 
 import pytest
@@ -23,9 +24,11 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from sqlalchemy import text
 
+from metrics_worker import aggregates, tally
 from metrics_worker.consumer import CONSUMER, SUBSCRIPTION
 from metrics_worker.rebuild import read_model_tables, rebuild
 from metrics_worker.replay import CASE_COLUMNS, Replay
+from metrics_worker.tally import Tally
 from shared.bus import DatabaseLogRunner, KafkaConsumerRunner, RetryPolicy
 from shared.db import Base, Database
 from shared.kafka_client import KafkaPublisher
@@ -215,7 +218,7 @@ async def rebuild_equals_live_and_the_consumer_goes_on(services: BackingServices
 def test_the_fold_keeps_only_open_cases_in_memory() -> None:
     """A closed case is handed over with its batch's rows; only its version stays behind."""
     log = generate(300, seed=5, faults=False)
-    replay = Replay()
+    replay = Replay(Tally(UTC))
     handed_over: list[list[Any]] = []
     for start in range(0, len(log.records), 50):
         for record in log.records[start:start + 50]:
@@ -229,3 +232,30 @@ def test_the_fold_keeps_only_open_cases_in_memory() -> None:
     assert all(case[status] == "closed" for case in handed_over)
     assert all(case[status] != "closed" for case in open_cases)
     assert replay.closed == {case[0].int: case[version] for case in handed_over}
+
+
+async def test_the_counts_follow_the_office_time_zone_through_daylight_saving(
+    services: BackingServices,
+) -> None:
+    """In a zone whose offset changes twice a year, the counts the fold keeps by local day are
+    those of the live projection (days computed by PostgreSQL) and those the SQL definitions of
+    ``metrics_worker.aggregates`` derive from the rebuilt facts."""
+    async with Database.opened(services.database_url) as database, \
+            database.transaction() as session:
+        await session.execute(text("UPDATE metrics.office SET timezone = 'America/New_York'"))
+    log = generate(150, seed=17, faults=False)
+    await to_database(log, services.database_url)
+    await consume_database_log(services.database_url)
+    live = await snapshot(services.database_url)
+    assert live["duration_histograms"]
+    await rebuild(services.settings(), batch_size=40)
+    rebuilt = await snapshot(services.database_url)
+    for table in tally.TABLES:
+        assert rebuilt[table] == live[table], table
+    async with Database.opened(services.database_url) as database, \
+            database.transaction() as session:
+        await session.execute(text(f"TRUNCATE {', '.join(f'metrics.{t}' for t in tally.TABLES)}"))
+        await aggregates.derive(session)
+    derived = await snapshot(services.database_url)
+    for table in tally.TABLES:
+        assert derived[table] == rebuilt[table], table
