@@ -24,9 +24,12 @@ def new_code() -> str:
                     for i in range(0, GROUPS * GROUP_LENGTH, GROUP_LENGTH))
 
 
+_IGNORED = str.maketrans("", "", " -\t")
+
+
 def normalize(code: str) -> str:
     """What the complainant typed, without case, spaces or dashes."""
-    return "".join(c for c in code.upper() if c not in " -\t")
+    return code.upper().translate(_IGNORED)
 
 
 def hash_code(tracking_number: str, code: str) -> str:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 import asyncpg
+import orjson
 from sqlalchemy import DateTime, Integer, String, cast, func, select, update
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -68,15 +68,9 @@ async def record_complaints(driver: asyncpg.Connection, complaints: Sequence[dic
 
 
 def _json_rows(complaints: Sequence[dict[str, Any]]) -> str:
-    return json.dumps([{c: _json_value(row[c]) for c in COMPLAINT_COLUMNS} for row in complaints])
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, date):  # and datetime: ISO 8601 with its offset
-        return value.isoformat()
-    return value
+    # orjson writes ids, dates and times (with their offset) as the ISO 8601 text PostgreSQL
+    # reads back, in a fraction of the time of json and a conversion of each value.
+    return orjson.dumps([{c: row[c] for c in COMPLAINT_COLUMNS} for row in complaints]).decode()
 
 
 @dataclass(frozen=True)
