@@ -212,9 +212,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if self.url.partition(b"?")[0] in _EXEMPT_RAW_PATHS:
             return False
         # A task done a moment ago may still be in the set: counted again only when it matters.
-        now = self.loop.time()
-        if not admission.full(len(self.tasks), now) or not admission.full(
-                sum(not task.done() for task in self.tasks), now):
+        if not admission.full(len(self.tasks)) or not admission.full(
+                sum(not task.done() for task in self.tasks)):
             return False
         admission.count_refusal()
         return True

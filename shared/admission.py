@@ -12,13 +12,6 @@ still that long left. The refusal reads nothing, looks up nothing and touches no
 the requests already admitted keep their pace. A request is refused only before it starts, so
 an answer of 201 still always means committed.
 
-Under sustained overload (requests have been waiting for a slot, without the queue ever
-emptying, for longer than the budget) a request may wait only a tenth of the budget for its
-slot: the queue still keeps every slot busy, so as much gets done, but the requests admitted are
-answered in about the time they hold a slot instead of most of the budget, which leaves the rest
-of it for what the server cannot see (time unread in the socket, the network). CoDel's idea, as
-"Fail at Scale" (Maurer, ACM Queue 2015) describes it for servers.
-
 When the processor is short (other work on the machine), every running request takes longer;
 running fewer at once then gets as much done, each sooner. So while requests hold their slot
 longer than half the budget, fewer slots are used (down to one), and more again, up to
@@ -56,8 +49,6 @@ GATE = "aduan.gate"
 # How much each finished request moves the estimate of the time a request holds a slot.
 SMOOTHING = 0.1
 FIRST_ESTIMATE_SECONDS = 0.05
-# The share of its budget a request may wait for a slot under sustained overload.
-OVERLOADED_WAIT_SHARE = 0.1
 AT_CAPACITY = "The service is at capacity; retry after the time in Retry-After."
 
 
@@ -84,8 +75,6 @@ class Admission:
         self.slots = limit
         self._resized = 0.0
         self.waiting: collections.deque[asyncio.Future[None]] = collections.deque()
-        # Since when requests have been waiting for a slot without the queue emptying.
-        self._queued_since: float | None = None
         # Seconds a request holds a slot, smoothed.
         self.held = FIRST_ESTIMATE_SECONDS
         self.refused = 0
@@ -116,30 +105,18 @@ class Admission:
             self._resize(now)
             self._release()
 
-    def full(self, in_flight: int, now: float) -> bool:
-        """Whether a request arriving at ``now`` (the event loop's time) would be refused,
-        ``in_flight`` requests having been handed to the app before it (running, waiting for a
-        slot, or on their way here): the rule of ``_admit``, those beyond the slots in use being
-        the ones it would wait behind."""
+    def full(self, in_flight: int) -> bool:
+        """Whether a request arriving now would be refused, ``in_flight`` requests having been
+        handed to the app before it (running, waiting for a slot, or on their way here): the
+        rule of ``_admit``, those beyond the slots in use being the ones it would wait behind.
+        """
         if self.limit <= 0:
             return False
         ahead = in_flight - self.slots
-        return ahead >= 0 and not self._could_wait(ahead, now, now + self.wait)
-
-    def _could_wait(self, ahead: int, now: float, deadline: float) -> bool:
-        """Whether a request behind ``ahead`` others may wait for a slot: it would start after
-        them (with every slot busy, one frees every ``held / slots`` seconds), within the wait
-        allowed now, and end about ``held`` later, within its budget."""
-        starts_in = (ahead + 1) * self.held / self.slots
-        return (ahead < self.queue and starts_in <= self._longest_wait(now)
-                and now + starts_in + self.held <= deadline)
-
-    def _longest_wait(self, now: float) -> float:
-        """How long a request may wait for a slot: its budget, or a share of it under sustained
-        overload."""
-        if self._queued_since is not None and now - self._queued_since > self.wait:
-            return self.wait * OVERLOADED_WAIT_SHARE
-        return self.wait
+        if ahead < 0:
+            return False
+        return (ahead >= self.queue
+                or (ahead + 1) * self.held / self.slots + self.held > self.wait)
 
     def count_refusal(self) -> None:
         self.refused += 1
@@ -160,17 +137,16 @@ class Admission:
         if self.running < self.slots and not self.waiting:
             self.running += 1
             return True
-        if not self._could_wait(len(self.waiting), now, deadline):
+        # With every slot busy, one frees every ``held / slots`` seconds: a request would start
+        # after those ahead of it, and end about ``held`` later.
+        ahead = len(self.waiting)
+        if ahead >= self.queue or now + (ahead + 1) * self.held / self.slots + self.held > deadline:
             return False
         place: asyncio.Future[None] = loop.create_future()
-        if not self.waiting:
-            self._queued_since = now
         self.waiting.append(place)
         try:
-            # Started any later, it would likely not be done within its budget (or it would
-            # have waited longer than allowed).
-            async with asyncio.timeout_at(min(deadline - self.held,
-                                              now + self._longest_wait(now))):
+            # Started any later, it would likely not be done within its budget.
+            async with asyncio.timeout_at(deadline - self.held):
                 await place
             return True
         except TimeoutError:
@@ -185,8 +161,6 @@ class Admission:
                 place.cancel()
             if place in self.waiting:
                 self.waiting.remove(place)
-            if not self.waiting:
-                self._queued_since = None
 
     def _resize(self, now: float) -> None:
         """Fewer slots while requests hold theirs over half the budget; more once they are
@@ -206,8 +180,6 @@ class Admission:
         fewer slots are in use than are running)."""
         while self.waiting and self.running <= self.slots:
             place = self.waiting.popleft()
-            if not self.waiting:
-                self._queued_since = None
             if not place.done():
                 place.set_result(None)
                 return

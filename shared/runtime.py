@@ -83,6 +83,7 @@ class Runtime:
                 publisher=self.publisher,
                 group_prefix=self.settings.group_prefix,
                 fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
+                fetch_min_bytes=self.settings.kafka_fetch_min_bytes,
             )
         else:
             runner = DatabaseLogRunner(subscription, self.database, DATABASE_LOGS,

@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     # asks: six idle consumers cost the broker ~11 % of a core at 500 ms, ~17 % at 100 ms and
     # ~24 % at 50 ms (docs/benchmarks.md).
     kafka_fetch_max_wait_ms: int = Field(default=100, ge=1, le=10_000)
+    # ... unless this many bytes arrived sooner. Under load a fetch then hands over a batch
+    # rather than the one or two records that came in since the last: each batch costs a
+    # transaction, an offset commit and a fetch round trip whatever its size (~15 records of
+    # a complaint's size; idle, or under a light load, the wait above bounds the delay).
+    kafka_fetch_min_bytes: int = Field(default=16_384, ge=1, le=52_428_800)
     # The producer waits this long to fill a batch: fewer, larger requests under load.
     kafka_linger_ms: int = Field(default=5, ge=0, le=1000)
     # Connections per process: requests, consumers and relays share them.

@@ -45,13 +45,14 @@ async def create_batch_deliveries(session: AsyncSession, events: Sequence[Event]
             continue
     if not heard:
         return
+    types = {trigger.webhook_type.value for _, _, triggers in heard for trigger in triggers}
+    if not await repository.anyone_listening(session, types):
+        return  # nothing to deliver, whether or not the complaints are known here
     known = {c.id: c for c in await complaints.get_many(session, [c for _, c, _ in heard])}
     for _, complaint_id, _ in heard:
         if complaint_id not in known:
             raise RetryLater(f"complaint {complaint_id} is not known yet")
-    audience = await repository.listeners(
-        session, list(known.values()),
-        {trigger.webhook_type.value for _, _, triggers in heard for trigger in triggers})
+    audience = await repository.listeners(session, list(known.values()), types)
     now = datetime.now(UTC)
     deliveries: list[dict[str, Any]] = []
     for n, (event, complaint_id, triggers) in enumerate(heard):

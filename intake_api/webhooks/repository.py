@@ -7,7 +7,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, and_, cast, func, or_, select, true, update
+from sqlalchemy import Select, String, and_, bindparam, exists, func, or_, select, true, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -64,6 +64,42 @@ async def delete_subscription(session: AsyncSession, subscription: WebhookSubscr
     await session.flush()
 
 
+def _listeners_query() -> Select[uuid.UUID, WebhookSubscription]:
+    liaison = and_(WebhookSubscription.role == Role.liaison.value,
+                   WebhookSubscription.agency_code == Complaint.reported_agency_code,
+                   Complaint.kind.in_([kind.value for kind in CASE_OPENING_KINDS]))
+    return (
+        select(Complaint.id, WebhookSubscription)
+        .join(WebhookSubscription, or_(
+            WebhookSubscription.role == Role.admin.value,
+            and_(WebhookSubscription.role == Role.partner.value,
+                 WebhookSubscription.owner == Complaint.submitted_by),
+            liaison))
+        .where(Complaint.id.in_(bindparam("complaint_ids", expanding=True)),
+               WebhookSubscription.active.is_(True),
+               WebhookSubscription.events.overlap(
+                   bindparam("event_types", type_=ARRAY(String(64)))))
+        .order_by(WebhookSubscription.created_at, WebhookSubscription.id)
+    )
+
+
+# Built once: the consumer asks for every batch, and building the statement cost more than
+# running it.
+_LISTENERS = _listeners_query()
+_ANYONE_LISTENING = select(exists().where(
+    WebhookSubscription.active.is_(True),
+    WebhookSubscription.events.overlap(bindparam("event_types", type_=ARRAY(String(64))))))
+
+
+async def anyone_listening(session: AsyncSession, event_types: Collection[str]) -> bool:
+    """Whether any active subscription is to one of ``event_types`` (one index-sized query,
+    where finding who hears each complaint reads the complaints too)."""
+    if not event_types:
+        return False
+    found = await session.scalar(_ANYONE_LISTENING, {"event_types": sorted(event_types)})
+    return bool(found)
+
+
 async def listeners(session: AsyncSession, complaints: Sequence[Complaint],
                     event_types: Collection[str]
                     ) -> dict[uuid.UUID, list[WebhookSubscription]]:
@@ -72,23 +108,10 @@ async def listeners(session: AsyncSession, complaints: Sequence[Complaint],
     complaint opens a case), in one query."""
     if not complaints or not event_types:
         return {}
-    liaison = and_(WebhookSubscription.role == Role.liaison.value,
-                   WebhookSubscription.agency_code == Complaint.reported_agency_code,
-                   Complaint.kind.in_([kind.value for kind in CASE_OPENING_KINDS]))
-    query = (
-        select(Complaint.id, WebhookSubscription)
-        .join(WebhookSubscription, or_(
-            WebhookSubscription.role == Role.admin.value,
-            and_(WebhookSubscription.role == Role.partner.value,
-                 WebhookSubscription.owner == Complaint.submitted_by),
-            liaison))
-        .where(Complaint.id.in_([complaint.id for complaint in complaints]),
-               WebhookSubscription.active.is_(True),
-               WebhookSubscription.events.overlap(cast(sorted(event_types), ARRAY(String(64)))))
-        .order_by(WebhookSubscription.created_at, WebhookSubscription.id)
-    )
     heard: dict[uuid.UUID, list[WebhookSubscription]] = {}
-    for complaint_id, subscription in await session.execute(query):
+    for complaint_id, subscription in await session.execute(_LISTENERS, {
+            "complaint_ids": [complaint.id for complaint in complaints],
+            "event_types": sorted(event_types)}):
         heard.setdefault(complaint_id, []).append(subscription)
     return heard
 

@@ -7,19 +7,17 @@ never will to the runner's dead letter.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import String, cast, func, literal, select
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import tracing
-from shared.db import Database
+from shared.db import Database, on_driver
 from shared.events import Event
 from shared.problems import is_connection_loss
 from shared.retry import forever, retried
@@ -78,14 +76,7 @@ class RetryPolicy:
 
 async def apply_once(session: AsyncSession, subscription: Subscription, event: Event) -> bool:
     """Applies ``event`` unless this consumer already did; True when it was applied now."""
-    processed = subscription.tables.processed_events
-    claimed = await session.execute(
-        pg_insert(processed)
-        .values(consumer=subscription.consumer, event_id=event.id)
-        .on_conflict_do_nothing()
-        .returning(processed.c.event_id)
-    )
-    if claimed.first() is None:
+    if not await claim(session, subscription, [event]):
         return False
     # What the handler writes to its own outbox continues the trace of the event.
     with tracing.continued(event.trace):
@@ -96,23 +87,27 @@ async def apply_once(session: AsyncSession, subscription: Subscription, event: E
 async def claim(session: AsyncSession, subscription: Subscription,
                 events: Sequence[Event]) -> list[Event]:
     """Marks ``events`` processed by this consumer in one statement; returns those not marked
-    before, in order, each once (a batch may hold one event twice after a relay's retry)."""
-    processed = subscription.tables.processed_events
+    before, in order, each once (a batch may hold one event twice after a relay's retry).
+
+    Sent on the driver (``on_driver``): once per batch of every consumer, it is among the
+    busiest statements there are."""
     ids = sorted({event.id for event in events})  # one lock order for concurrent claimers
-    rows = select(literal(subscription.consumer, String), func.unnest(
-        cast(ids, ARRAY(String))))
-    claimed = set((await session.execute(
-        pg_insert(processed)
-        .from_select(["consumer", "event_id"], rows)
-        .on_conflict_do_nothing()
-        .returning(processed.c.event_id)
-    )).scalars())
+    async with on_driver(session) as driver:
+        claimed = {row[0] for row in await driver.fetch(
+            _claim_sql(subscription.tables.processed_events.schema),
+            subscription.consumer, ids)}
     fresh = []
     for event in events:
         if event.id in claimed:
             claimed.discard(event.id)
             fresh.append(event)
     return fresh
+
+
+@functools.cache
+def _claim_sql(schema: str) -> str:
+    return (f"INSERT INTO {schema}.processed_events (consumer, event_id) "
+            "SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING RETURNING event_id")
 
 
 @dataclass

@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import json
 import logging
 from collections.abc import Mapping
 
-from sqlalchemy import Text, cast, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.bus.applier import (
@@ -23,9 +23,9 @@ from shared.bus.applier import (
     RetryPolicy,
     Subscription,
 )
-from shared.db import Database
+from shared.db import Database, on_driver
 from shared.events import Event, MalformedEvent
-from shared.outbox import sequence as outbox_sequence
+from shared.outbox import sequence_on_driver
 from shared.retry import forever
 from shared.tables import EventTables
 from shared.wakeup import Wakeup
@@ -33,6 +33,29 @@ from shared.wakeup import Wakeup
 logger = logging.getLogger(__name__)
 
 BATCH_LINGER_SECONDS = 0.05
+
+
+@functools.cache
+def _read_sql(consumer_schema: str, log_schema: str) -> str:
+    # No row when the consumer has no position yet; one of NULLs when nothing is new. The
+    # envelopes as text: read by ``Event.read`` once, not decoded by the driver first.
+    return (f"SELECT o.position, o.envelope::text, o.trace_context::text "
+            f"FROM {consumer_schema}.log_positions AS p LEFT JOIN LATERAL ("
+            f"SELECT position, envelope, trace_context FROM {log_schema}.outbox "
+            f"WHERE position > p.position ORDER BY position LIMIT $3) AS o ON true "
+            f"WHERE p.consumer = $1 AND p.log = $2 ORDER BY o.position")
+
+
+@functools.cache
+def _start_sql(consumer_schema: str) -> str:
+    return (f"INSERT INTO {consumer_schema}.log_positions (consumer, log, position) "
+            f"VALUES ($1, $2, 0) ON CONFLICT DO NOTHING")
+
+
+@functools.cache
+def _move_sql(consumer_schema: str) -> str:
+    return (f"UPDATE {consumer_schema}.log_positions SET position = greatest(position, $3) "
+            f"WHERE consumer = $1 AND log = $2")
 
 
 class DatabaseLogRunner:
@@ -70,55 +93,44 @@ class DatabaseLogRunner:
                 # few at a time, each few costing two transactions; a moment's wait gathers them.
                 await asyncio.sleep(BATCH_LINGER_SECONDS)
 
-    async def position(self, session: AsyncSession, topic: str) -> int:
-        """Where this consumer stands in ``topic``'s log.
+    async def _read(self, driver: asyncpg.Connection, topic: str
+                    ) -> list[tuple[int, str, Mapping[str, str] | None]]:
+        """The next events of ``topic``'s log past this consumer's position, in one statement
+        on the driver (the position's row made first, when there is none yet).
 
         No row lock: the read's transaction ends before the batch is applied. Two runners of one
         consumer reading the same position both try the batch; the processed-event table lets
         only one apply each event, and ``greatest`` keeps the position from moving back.
         """
-        positions = self.subscription.tables.log_positions
-        key = {"consumer": self.subscription.consumer, "log": topic}
-        await session.execute(
-            pg_insert(positions).values(**key, position=0).on_conflict_do_nothing()
-        )
-        row = await session.execute(
-            select(positions.c.position)
-            .where(positions.c.consumer == key["consumer"], positions.c.log == topic)
-        )
-        return int(row.scalar_one())
+        read = _read_sql(self.subscription.tables.log_positions.schema, self.logs[topic].schema)
+        key = (self.subscription.consumer, topic)
+        rows = await driver.fetch(read, *key, self.batch_size)
+        if not rows:  # this consumer's first read of the log
+            await driver.execute(_start_sql(self.subscription.tables.log_positions.schema),
+                                 *key)
+            rows = await driver.fetch(read, *key, self.batch_size)
+        return [(int(position), envelope, json.loads(trace) if trace else None)
+                for position, envelope, trace in rows if position is not None]
 
     def _mover(self, topic: str, position: int) -> AlsoInTransaction:
-        positions = self.subscription.tables.log_positions
+        sql = _move_sql(self.subscription.tables.log_positions.schema)
 
         async def move(session: AsyncSession) -> None:
-            await session.execute(
-                update(positions)
-                .where(positions.c.consumer == self.subscription.consumer,
-                       positions.c.log == topic)
-                .values(position=func.greatest(positions.c.position, position))
-            )
+            async with on_driver(session) as driver:
+                await driver.execute(sql, self.subscription.consumer, topic, position)
         return move
 
     async def step(self, topic: str) -> int:
-        outbox = self.logs[topic].outbox
-        async with self.database.transaction() as session:
-            await outbox_sequence(session, self.logs[topic])
-            start = await self.position(session, topic)
-            rows = (await session.execute(
-                # As text: read by ``Event.read`` once, not decoded by the driver first.
-                select(outbox.c.position, cast(outbox.c.envelope, Text), outbox.c.trace_context)
-                .where(outbox.c.position > start)
-                .order_by(outbox.c.position)
-                .limit(self.batch_size)
-            )).all()
-        if not rows:
+        # A transaction of the driver's own: no session is needed to read, and it costs a
+        # fraction of one (most reads are of a log that has nothing new).
+        async with self.database.autocommit() as driver, driver.transaction():
+            await sequence_on_driver(driver, self.logs[topic])
+            events = await self._read(driver, topic)
+        if not events:
             return 0
-        events = [(int(position), envelope, trace) for position, envelope, trace in rows]
         try:
             await self.applier.apply_batch(
-                [dataclasses.replace(Event.read(envelope), trace=trace)
-                 for _, envelope, trace in events],
+                [Event.read(envelope, trace) for _, envelope, trace in events],
                 self._mover(topic, events[-1][0]),
             )
         except Exception:
@@ -127,7 +139,7 @@ class DatabaseLogRunner:
         return len(events)
 
     async def _apply_one(self, topic: str, position: int, record: str,
-                         trace: dict[str, str] | None = None) -> None:
+                         trace: Mapping[str, str] | None = None) -> None:
         move = self._mover(topic, position)
 
         async def dead_letter(event: Event | None, error: str) -> None:

@@ -43,7 +43,8 @@ class KafkaConsumerRunner:
     def __init__(self, subscription: Subscription, database: Database, *,
                  bootstrap_servers: str, publisher: KafkaPublisher,
                  policy: RetryPolicy | None = None, max_records: int = 500,
-                 group_prefix: str = "", fetch_max_wait_ms: int = 100) -> None:
+                 group_prefix: str = "", fetch_max_wait_ms: int = 100,
+                 fetch_min_bytes: int = 1) -> None:
         self.subscription = subscription
         self.group_prefix = group_prefix
         self.database = database
@@ -52,6 +53,7 @@ class KafkaConsumerRunner:
         self.applier = Applier(database, subscription, policy or RetryPolicy())
         self.max_records = max_records
         self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.fetch_min_bytes = fetch_min_bytes
         self.consumer: AIOKafkaConsumer | None = None
         # A partition whose next event cannot be applied yet is paused and read again later,
         # so other partitions (where the event it waits for may be) keep flowing.
@@ -85,6 +87,7 @@ class KafkaConsumerRunner:
                 auto_offset_reset="earliest",
                 max_poll_records=self.max_records,
                 fetch_max_wait_ms=self.fetch_max_wait_ms,
+                fetch_min_bytes=self.fetch_min_bytes,
             )
             consumer.subscribe([self.publisher.topic(t) for t in self.subscription.topics],
                                listener=_ForgetRevoked(self))

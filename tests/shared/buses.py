@@ -24,6 +24,7 @@ from shared.bus import (
 from shared.events import CONTENT_TYPE
 from shared.kafka_client import Headers, KafkaPublisher
 from shared.outbox import OutboxRelay
+from shared.settings import Settings
 from tests.shared.kafka_topics import commit_offsets, group_offsets, read_topic
 from tests.shared.probe import (
     BATCH,
@@ -36,6 +37,10 @@ from tests.shared.probe import (
     Probe,
 )
 from tests.support import eventually
+
+# As the services fetch: a fetch waits for this many bytes (or ``fetch_max_wait_ms``), so the
+# contract holds with batches gathered by the broker, and a lone event still arrives.
+FETCH_MIN_BYTES: int = Settings.model_fields["kafka_fetch_min_bytes"].default
 
 
 class Bus(Protocol):
@@ -165,7 +170,7 @@ class KafkaBus:
         return KafkaConsumerRunner(self.probe.subscription, self.probe.database,
                                    bootstrap_servers=self.bootstrap_servers,
                                    publisher=self.publisher, policy=POLICY, max_records=BATCH,
-                                   group_prefix=self.prefix)
+                                   group_prefix=self.prefix, fetch_min_bytes=FETCH_MIN_BYTES)
 
     async def start(self) -> None:
         self.background.spawn("relay", self.relay.run)

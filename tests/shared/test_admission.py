@@ -226,31 +226,3 @@ async def test_fewer_slots_are_used_while_requests_hold_them_long_and_more_once_
     await asyncio.gather(*running)
     assert admission.slots == 4
     assert admission.running == 0
-
-
-async def test_under_sustained_overload_a_request_waits_for_a_slot_a_tenth_of_its_budget(
-        ) -> None:
-    app = Held()
-    admission = Admission(app, limit=1, queue=100, wait=30.0)
-    admission.held = 0.1  # requests have lately held their slot for a tenth of a second
-    first = asyncio.create_task(_call(admission, "/first"))
-    await asyncio.sleep(0)
-    queued = asyncio.create_task(_call(admission, "/queued"))
-    await asyncio.sleep(0)
-    assert len(admission.waiting) == 1
-    now = asyncio.get_running_loop().time()
-    # Behind 20 others a request would start in about 2.1 s: it may wait, within its 30 s.
-    assert not admission.full(21, now)
-    # The queue has not emptied for two budgets: waits are held to 3 s, so behind 40 it may
-    # not wait, behind 20 it still may.
-    admission._queued_since = now - 60
-    assert admission.full(41, now)
-    assert not admission.full(21, now)
-    # One that waits is refused once it has waited its 3 s, not its whole budget.
-    late = await asyncio.wait_for(_call(admission, "/late"), 20)
-    assert late[0]["status"] == 503
-    assert app.started == ["/first"]
-    app.release.set()
-    assert [(await task)[0]["status"] for task in (first, queued)] == [200, 200]
-    assert admission._queued_since is None  # the queue emptied: waits are the budget again
-    assert admission.running == 0

@@ -18,7 +18,12 @@ from intake_api.webhooks.events import EventType
 from intake_api.webhooks.models import WebhookSubscription
 from shared.auth import Role
 from shared.db import Database
-from shared.events import CASE_TRANSITIONED, COMPLAINT_RECEIVED, new_event
+from shared.events import (
+    CASE_TRANSITIONED,
+    COMPLAINT_ATTACHMENT_ADDED,
+    COMPLAINT_RECEIVED,
+    new_event,
+)
 from tests.fixtures.event_log import generate
 from tests.intake_api.recorded import PARTNERS, record_complaints
 from tests.shared.batches import Applied, applied_one_by_one, events_of, processed_ids
@@ -106,3 +111,29 @@ async def test_a_batch_keeps_the_order_of_its_events(services: BackingServices) 
                 {"s": uuid.UUID(int=1)})).scalars())
     expected = list(dict.fromkeys(e.id for e in events if e.type == CASE_TRANSITIONED))
     assert listed == expected
+
+
+async def test_events_no_one_listens_to_make_nothing_and_wait_for_nothing(
+        services: BackingServices, second_database_url: str) -> None:
+    """Only evidence is listened to: the other events make no deliveries, and complaints not
+    recorded here hold nothing back, in batches as one at a time."""
+    events = [e for e in events_of(generate(40, seed=6, faults=False))
+              if e.type != COMPLAINT_ATTACHMENT_ADDED]
+    for url in (services.database_url, second_database_url):
+        async with Database.opened(url, pool_size=1) as database, \
+                database.transaction() as session:
+            session.add(WebhookSubscription(
+                id=uuid.uuid4(), owner=PARTNERS[0], role=Role.partner.value, agency_code=None,
+                url="https://hooks.example.org/evidence", events=["attachment.added"],
+                secret="whsec_x", created_at=datetime(2026, 1, 1, tzinfo=UTC)))
+    single = await applied_one_by_one(services.database_url, SUBSCRIPTION, events)
+    async with Database.opened(second_database_url, pool_size=2) as database:
+        batched = Applied(database, SUBSCRIPTION)
+        await batched.in_batches(events, 100)
+
+    left = await deliveries(second_database_url)
+    assert left == await deliveries(services.database_url)
+    assert left["deliveries"] == []
+    assert left["processed"] == sorted({e.id for e in events})
+    assert single.dead == batched.dead == []
+    assert batched.batches_failed == 0
