@@ -15,6 +15,7 @@ day is computed once per event and the counts stay a few tens of thousands of ro
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Iterator
 from datetime import date, datetime, tzinfo
@@ -28,6 +29,7 @@ PERIOD_COLUMNS = ["grain", "start", "measure", "key", "n"]
 HISTOGRAM_COLUMNS = ["grain", "start", "measure", "key", "bucket", "n", "sub_counts"]
 
 
+@functools.cache  # a history has a few thousand days, each met many times
 def _starts(day: date) -> tuple[tuple[str, date], ...]:
     """The day, month and year a local day falls in, each as (grain, first day)."""
     return ("d", day), ("m", day.replace(day=1)), ("y", day.replace(month=1, day=1))
@@ -73,12 +75,16 @@ class Tally:
         """``metrics.period_counts`` (PERIOD_COLUMNS): the daily counts summed by month and
         by year."""
         self.settle()
-        sums: dict[tuple[str, date, str, str], int] = {}
+        months: dict[tuple[date, str, str], int] = {}
         for (day, measure, key), n in self.counts.items():
-            for grain, start in _starts(day)[1:]:
-                summed = (grain, start, measure, key)
-                sums[summed] = sums.get(summed, 0) + n
-        return [(*summed, n) for summed, n in sums.items()]
+            month = (_starts(day)[1][1], measure, key)
+            months[month] = months.get(month, 0) + n
+        years: dict[tuple[date, str, str], int] = {}
+        for (start, measure, key), n in months.items():
+            year = (start.replace(month=1), measure, key)
+            years[year] = years.get(year, 0) + n
+        return [*(("m", *month, n) for month, n in months.items()),
+                *(("y", *year, n) for year, n in years.items())]
 
     def histogram_rows(self) -> list[tuple[Any, ...]]:
         """``metrics.duration_histograms`` (HISTOGRAM_COLUMNS): by day, month and year, each
