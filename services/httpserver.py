@@ -28,9 +28,10 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import uvicorn
+from starlette.types import Scope
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from shared.admission import ARRIVED, AT_CAPACITY, EXEMPT_PATHS, GATE, Gate
@@ -178,7 +179,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._reading_head = False
         self._head_bytes = 0
-        if self._refused_by_admission():
+        # A request read after its connection began to close (pipelined behind one that asked
+        # to close) is dropped unanswered, as uvicorn drops it: it must not reach the app.
+        if self.transport.is_closing() or self._refused_by_admission():
             self._shedding = True
             self._shed_keep_alive = (self.parser.get_http_version() != "1.0"
                                      and self.parser.should_keep_alive())
@@ -202,8 +205,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     # Admission's refusals
     def _refused_by_admission(self) -> bool:
-        """Whether admission would refuse this request, asked before the app sees it (by the
-        requests the server has handed to the app and not yet seen answered)."""
+        """Whether admission would refuse this request, asked before the app sees it."""
         admission = self.gate.admission
         if admission is None or self.expect_100_continue:
             return False  # no request reached admission yet; or one waiting to be told to send
@@ -211,26 +213,32 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             return False  # pipelined behind an answer still on its way: answers keep their order
         if self.url.partition(b"?")[0] in _EXEMPT_RAW_PATHS:
             return False
-        # A task done a moment ago may still be in the set: counted again only when it matters.
-        if not admission.full(len(self.tasks)) or not admission.full(
-                sum(not task.done() for task in self.tasks)):
+        if not admission.full():
             return False
         admission.count_refusal()
         return True
 
     def _answer_overloaded(self) -> None:
+        if self.transport.is_closing():
+            return
         admission = self.gate.admission
         assert admission is not None
         head, body = _overloaded(admission.retry_after, self._shed_keep_alive)
-        self.transport.write(b"".join([head, *(name + b": " + value + b"\r\n" for name, value
-                                               in self.server_state.default_headers),
-                                       b"\r\n", body]))
-        self.server_state.total_requests += 1
+        # Logged and counted like any request (RUNNING.md's access log), its request id returned.
         counted = self.gate.answered_before_app
+        extra = b""
         if counted is not None:
             arrived = self.scope.get(ARRIVED)
-            counted(self.scope["method"], 503,
-                    self.loop.time() - arrived if isinstance(arrived, float) else 0.0)
+            request_id = counted(cast(Scope, self.scope), 503, self.loop.time() - arrived
+                                 if isinstance(arrived, float) else 0.0)
+            extra = b"x-request-id: " + request_id.encode() + b"\r\n"
+        if self.scope["method"] == "HEAD":
+            body = b""  # the head says the body's length; a HEAD answer carries none
+        self.transport.write(b"".join([head, extra, *(name + b": " + value + b"\r\n"
+                                                      for name, value
+                                                      in self.server_state.default_headers),
+                                       b"\r\n", body]))
+        self.server_state.total_requests += 1
         if not self._shed_keep_alive:
             self.transport.close()
             return

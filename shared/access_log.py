@@ -2,8 +2,8 @@
 
 The outermost ASGI layer, so it also sees answers the guards give before routing (413, 415, 422)
 and those of unknown paths; the refusals the HTTP server answers itself, before any app runs
-(services/httpserver.py), are counted in its figures through the server's ``Gate``, without a
-log line each (admission logs them in bulk). What it logs is chosen so no token or reporter's
+(services/httpserver.py), are logged and counted through the server's ``Gate``, their request
+id returned. What it logs is chosen so no token or reporter's
 data can appear: the route template (``/v1/complaints/{complaint_id}``), never the path; the
 caller's token name, never the token; query parameters that carry credentials redacted.
 """
@@ -123,9 +123,12 @@ class AccessLog:
                 self._record(scope, status, time.perf_counter() - started, request_id,
                              tracing.trace_id_hex(span))
 
-    def answered_before_app(self, method: str, status: int, seconds: float) -> None:
-        """Counts an answer the HTTP server gave itself, before routing, like admission's own."""
-        self.metrics.answered(method, UNMATCHED, status, seconds)
+    def answered_before_app(self, scope: Scope, status: int, seconds: float) -> str:
+        """Logs and counts an answer the HTTP server gave itself, before routing, like
+        admission's own; returns the request id the answer carries."""
+        request_id = _request_id(scope)
+        self._record(scope, status, seconds, request_id, "")
+        return request_id
 
     def _record(self, scope: Scope, status: int, seconds: float, request_id: str,
                 trace_id: str) -> None:

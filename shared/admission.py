@@ -20,7 +20,8 @@ the budget however slow the machine has become.
 
 The HTTP server applies the same rule before a request reaches the app (``Gate``): a request
 that would be refused here is answered there, straight from the protocol, before a task, the
-access log or any middleware runs. A refusal then costs a small fraction of a request served,
+other middleware runs (the access log is told, for its line and figures). A refusal then costs
+a small fraction of a request served,
 so a server offered twice what it can do keeps its processor for the requests it admits, and
 its event loop reads the next requests soon instead of leaving them unread in the socket.
 """
@@ -59,9 +60,10 @@ class Gate:
 
     def __init__(self) -> None:
         self.admission: Admission | None = None
-        # Told of each answer the server gives without the app (method, status, seconds from
-        # arrival): the access log records itself here, so its figures count those answers.
-        self.answered_before_app: Callable[[str, int, float], None] | None = None
+        # Told of each answer the server gives without the app (the request's scope, status,
+        # seconds from arrival), it answers with the request id to return: the access log
+        # records itself here, so its lines and figures include those answers.
+        self.answered_before_app: Callable[[Scope, int, float], str] | None = None
 
 
 class Admission:
@@ -105,14 +107,15 @@ class Admission:
             self._resize(now)
             self._release()
 
-    def full(self, in_flight: int) -> bool:
-        """Whether a request arriving now would be refused, ``in_flight`` requests having been
-        handed to the app before it (running, waiting for a slot, or on their way here): the
-        rule of ``_admit``, those beyond the slots in use being the ones it would wait behind.
+    def full(self) -> bool:
+        """Whether a request arriving now would be refused: the rule of ``_admit``, applied to
+        the requests admission holds (running, or waiting for a slot). Requests still on their
+        way to it (a body being read, by a slow client perhaps) are not counted: they may never
+        come, and admission refuses them itself if they do when it is full.
         """
         if self.limit <= 0:
             return False
-        ahead = in_flight - self.slots
+        ahead = self.running + len(self.waiting) - self.slots
         if ahead < 0:
             return False
         return (ahead >= self.queue

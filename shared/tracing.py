@@ -16,6 +16,7 @@ from opentelemetry import context, trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 _PROPAGATOR = TraceContextTextMapPropagator()
+_EMPTY = context.Context()
 HEADERS = ("traceparent", "tracestate")
 
 
@@ -37,9 +38,9 @@ def _hop(parent: trace.SpanContext | None) -> trace.Span:
 @contextlib.contextmanager
 def continued(carrier: Mapping[str, str] | None) -> Iterator[trace.SpanContext]:
     """Runs the block as a hop of the trace in ``carrier`` (a new trace when there is none)."""
-    # Without a carrier, extracting would give the current context back: skipped.
+    # Without a carrier there is no parent: an empty context, not the current one.
     parent = trace.get_current_span(
-        _PROPAGATOR.extract(dict(carrier)) if carrier else None).get_span_context()
+        _PROPAGATOR.extract(dict(carrier)) if carrier else _EMPTY).get_span_context()
     span = _hop(parent)
     token = context.attach(trace.set_span_in_context(span))
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import threading
 import time
@@ -12,6 +13,7 @@ from contextlib import closing, contextmanager
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
 from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -19,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from services.httpserver import MAX_HEAD_BYTES, server_config
 from shared.access_log import UNMATCHED, AccessLog, RequestMetrics
 from shared.admission import Admission
+from shared.middleware import BodyGuard
 from shared.settings import Settings
 from tests.support import BackingServices, ServiceProcess
 
@@ -230,7 +233,8 @@ def post(path: str, body: bytes) -> bytes:
 
 
 def test_a_request_admission_would_refuse_is_answered_503_before_the_app_and_keeps_its_connection(
-        ) -> None:
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="aduan.access")
     held = HeldApp()
     admission = Admission(held, limit=1, queue=0, wait=30)
     registry = CollectorRegistry()
@@ -255,14 +259,35 @@ def test_a_request_admission_would_refuse_is_answered_503_before_the_app_and_kee
         assert problem["type"].endswith("/overloaded")
         assert held.seen == ["/hold"]  # refused before the app, admission included
 
-        # A client that asked to close is answered so, and the connection closed.
+        # A client that asked to close is answered so, and the connection closed; a request it
+        # pipelined behind is dropped unanswered (never refused, never run).
         with closing(connect(address)) as closing_client:
             closing_client.sendall(b"GET /v1/complaints HTTP/1.1\r\nHost: a\r\n"
-                                   b"Connection: close\r\n\r\n")
+                                   b"Connection: close\r\n\r\n" + post("/v1/complaints", b"{}"))
             raw = read_all(closing_client)
         assert raw.startswith(b"HTTP/1.1 503 ")
+        assert raw.count(b"HTTP/1.1 ") == 1
         assert b"\r\nconnection: close\r\n" in raw.partition(b"\r\n\r\n")[0]
         assert status_and_body(raw)[1]["status"] == 503
+
+        # Its request id returned and its access-log line written, as for any request.
+        other.sendall(b"GET /v1/complaints HTTP/1.1\r\nHost: a\r\nX-Request-ID: shed-1\r\n\r\n")
+        head, _ = read_response(other)
+        assert head.startswith(b"HTTP/1.1 503 ")
+        assert b"\r\nx-request-id: shed-1\r\n" in head + b"\r\n"
+        logged = [r for r in caplog.records if getattr(r, "request_id", None) == "shed-1"]
+        assert [(r.status, r.route) for r in logged] == [(503, UNMATCHED)]  # type: ignore[attr-defined]
+
+        # A HEAD request is answered without a body, so the connection stays in step.
+        other.sendall(b"HEAD /v1/complaints HTTP/1.1\r\nHost: a\r\n\r\n")
+        raw = b""
+        while b"\r\n\r\n" not in raw:
+            chunk = other.recv(65536)
+            assert chunk, "closed"
+            raw += chunk
+        assert raw.startswith(b"HTTP/1.1 503 ")
+        assert raw.endswith(b"\r\n\r\n")
+        assert int(raw.split(b"content-length: ")[1].split(b"\r\n")[0]) > 0
 
         # The probes pass, on the same connection: its refused body was read and dropped.
         other.sendall(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -278,12 +303,34 @@ def test_a_request_admission_would_refuse_is_answered_503_before_the_app_and_kee
         assert head.startswith(b"HTTP/1.1 200 ")
         assert answer == {"received": 2}
     assert held.seen == ["/hold", "/healthz", "/v1/complaints"]
-    assert admission.refused == 2
+    assert admission.refused == 4
     # Counted in the request figures like admission's own refusals, without reaching them.
     labels = {"method": "POST", "route": UNMATCHED, "status": "503"}
     assert registry.get_sample_value("aduan_http_requests_total", labels) == 1
-    assert registry.get_sample_value("aduan_http_requests_total", {**labels, "method": "GET"}) == 1
+    assert registry.get_sample_value("aduan_http_requests_total", {**labels, "method": "GET"}) == 2
+    assert registry.get_sample_value("aduan_http_requests_total", {**labels, "method": "HEAD"}) == 1
     assert registry.get_sample_value("aduan_http_request_duration_seconds_count", labels) == 1
+
+
+def test_a_body_still_arriving_holds_no_place_in_admission() -> None:
+    """A slow client's upload, read before admission, does not make the server refuse others."""
+    held = HeldApp()
+    app = AccessLog(BodyGuard(Admission(held, limit=1, queue=0, wait=30)),
+                    metrics=RequestMetrics(CollectorRegistry()))
+    with (served(app) as address, closing(connect(address)) as slow,
+          closing(connect(address)) as other):
+        other.sendall(b"GET /v1/complaints HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert read_response(other)[0].startswith(b"HTTP/1.1 200 ")  # admission is known
+        request = post("/v1/complaints", b'{"summary": "slow"}')
+        slow.sendall(request[:-4])  # all but the body's last bytes
+        time.sleep(0.3)  # handed to the app, its body still being read
+        other.sendall(b"GET /v1/complaints HTTP/1.1\r\nHost: a\r\n\r\n")
+        head, _ = read_response(other)
+        assert head.startswith(b"HTTP/1.1 200 ")
+        slow.sendall(request[-4:])
+        head, _ = read_response(slow)
+        assert head.startswith(b"HTTP/1.1 200 ")
+    assert held.seen == ["/v1/complaints"] * 3
 
 
 async def test_aduan_serve_refuses_a_100_mib_header_and_keeps_serving(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from shared import tracing
 from shared.events import CASES_TOPIC, COMPLAINTS_TOPIC
 from tests.shared.kafka_topics import read_topic
 from tests.support import BackingServices, bearer, complaint, eventually, query, running_app
@@ -76,3 +77,13 @@ async def test_the_request_trace_travels_in_kafka_headers(
         spans.add(span_id)
     assert len(spans) == 2
     assert CALLER_SPAN not in spans
+
+
+def test_a_hop_without_a_carrier_starts_a_trace_of_its_own_even_inside_another() -> None:
+    outer_carrier = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+    with tracing.continued(outer_carrier) as outer:
+        with tracing.continued(None) as inner:
+            assert inner.trace_id != outer.trace_id
+        with tracing.continued({}) as empty:
+            assert empty.trace_id != outer.trace_id
+    assert format(outer.trace_id, "032x") == "0af7651916cd43dd8448eb211c80319c"
