@@ -205,7 +205,10 @@ async def _driver_errors(connection: AsyncConnection) -> AsyncIterator[None]:
         yield
     except asyncpg.IntegrityConstraintViolationError as exc:
         raise IntegrityError(None, None, exc, hide_parameters=True) from exc
-    except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError) as exc:
+    except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
+            asyncpg.InternalClientError, OSError) as exc:
+        # InternalClientError: the driver found the connection still busy with an operation
+        # that never finished (its server stopped answering mid-way): as unusable as a lost one.
         await connection.invalidate()
         raise OperationalError(None, None, exc, hide_parameters=True,
                                connection_invalidated=True) from exc
