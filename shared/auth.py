@@ -1,7 +1,7 @@
 """Tokens (bearer, or the password of HTTP Basic): five roles, stored as SHA-256 hashes.
 
-Endpoints take the caller as a typed dependency: ``CurrentActor``, or ``require(*roles)`` for
-the roles an operation admits. Both schemes come from ``fastapi.security``, so the OpenAPI
+Endpoints take the caller as a typed dependency, ``require(*roles)``, naming the roles an
+operation admits. Both schemes come from ``fastapi.security``, so the OpenAPI
 document declares them for every operation that needs a token.
 """
 
@@ -33,8 +33,8 @@ from starlette.requests import HTTPConnection
 
 from shared.db import Base, WrittenAt
 from shared.problems import Problem
-from shared.ratelimit import RateLimiterDep, rate_limiter_of
-from shared.runtime import Runtime, RuntimeDep, runtime_of
+from shared.ratelimit import rate_limiter_of
+from shared.runtime import Runtime, runtime_of
 from shared.text import is_blank, is_storable, printable
 from shared.token_cache import REVOCATIONS, RevocableCache, forget_everywhere
 from shared.vocabulary import AGENCY_CODE
@@ -212,10 +212,6 @@ Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
 Basic = Annotated[HTTPBasicCredentials | None, Depends(BASIC)]
 
 
-async def presented_token(bearer: Bearer, basic: Basic) -> str:
-    return _token(bearer, basic)
-
-
 async def _known_caller(runtime: Runtime, presented: str) -> Actor:
     """The caller the token names. A token presented lately is known without a session; any
     other is looked up on a short session of its own: the request's transaction should not
@@ -230,32 +226,13 @@ async def _known_caller(runtime: Runtime, presented: str) -> Actor:
     return actor
 
 
-async def current_actor(request: Request, runtime: RuntimeDep,
-                        presented: Annotated[str, Depends(presented_token)]) -> Actor:
-    actor = await _known_caller(runtime, presented)
-    request.state.actor = actor  # for the access log
-    return actor
-
-
-Authenticated = Annotated[Actor, Depends(current_actor)]
-
-
-async def within_rate_limit(actor: Authenticated, limiter: RateLimiterDep) -> Actor:
-    """The caller, once its token's bucket had room (429 with Retry-After otherwise); counted
-    before the role check, so refused calls cost the caller as much as admitted ones."""
-    limiter.check(actor.name)
-    return actor
-
-
-# What an endpoint takes to know who calls it: authenticated and within the token's rate.
-CurrentActor = Annotated[Actor, Depends(within_rate_limit)]
-
-
 def require(*roles: Role) -> Callable[..., Awaitable[Actor]]:
-    """A dependency admitting only the given roles (admin always).
+    """A dependency admitting only the given roles (admin always): the caller the token names
+    (401), within its token's rate (429 with Retry-After), then its role (403). The rate is
+    counted before the role check, so refused calls cost the caller as much as admitted ones.
 
-    ``CurrentActor`` and the role check in one dependency: each dependency FastAPI resolves
-    costs a request about as much as the work it does here, and this one runs on every call.
+    One dependency for all three: each dependency FastAPI resolves costs a request about as
+    much as the work it does here, and this one runs on every call.
     """
     allowed = {*roles, Role.admin}
 
