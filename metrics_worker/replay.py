@@ -268,7 +268,6 @@ class Replay:
                 del self.cases[case_id]
                 self.closed[case[_CASE_ID].int] = case[_VERSION]
                 closed.append(case[:_PREVIOUS_ACTION])
-        self.tally.settle()
         taken = self.contacts, self.transitions, self.fresh, closed
         self.contacts, self.transitions, self.fresh, self.closing = [], [], [], []
         return taken
@@ -285,15 +284,14 @@ class Replay:
             return  # the same complaint under another event id: counted already
         self.complaints.add(complaint)
         self.contacts.append(row)
-        add, day, kind = (self.tally.increments.append, self.tally.day(values["received_at"]),
-                          values["kind"])
-        add((day, counts.CONTACTS, kind))
+        add, day, kind = self.tally.add, self.tally.day(values["received_at"]), values["kind"]
+        add(day, counts.CONTACTS, kind)
         if values["place"] is not None:
-            add((day, counts.ON_THE_SPOT_PLACE, values["place"]))
+            add(day, counts.ON_THE_SPOT_PLACE, values["place"])
         if kind in CASE_OPENING_KINDS:
-            add((day, counts.RECEIVED_CHANNEL, values["channel"]))
-            add((day, counts.RECEIVED_SUBSTANCE, values["substance"]))
-            add((day, counts.RECEIVED_AGENCY, values["agency"]))
+            add(day, counts.RECEIVED_CHANNEL, values["channel"])
+            add(day, counts.RECEIVED_SUBSTANCE, values["substance"])
+            add(day, counts.RECEIVED_AGENCY, values["agency"])
 
     def _opened(self, data: dict[str, Any]) -> None:
         values = opening_values(data)
@@ -307,8 +305,8 @@ class Replay:
             self.cases[key] = [*row, None, None, None, None]
             at, tally = values["received_at"], self.tally
             day = tally.day(at)
-            tally.increments += [(day, counts.OPENED, tally.year(at)),
-                                 (day, counts.STATUS_IN, values["status"])]
+            tally.add(day, counts.OPENED, tally.year(at))
+            tally.add(day, counts.STATUS_IN, values["status"])
 
     def _transition(self, data: dict[str, Any]) -> None:
         case_id = data["case_id"]
@@ -361,34 +359,34 @@ class Replay:
         (_, _, action, from_status, to_status, at, agency, reason, closure_stage, due_at, _,
          answered_after_hours, _) = row
         tally = self.tally
-        add, day = tally.increments.append, tally.day(at)
-        add((day, counts.STATUS_OUT, from_status))
+        add, day = tally.add, tally.day(at)
+        add(day, counts.STATUS_OUT, from_status)
         if to_status != "closed":
-            add((day, counts.STATUS_IN, to_status))
+            add(day, counts.STATUS_IN, to_status)
         if action == "register":
-            add((day, counts.REGISTERED, ""))
+            add(day, counts.REGISTERED, "")
         if to_status in EXAMINATION_STATUSES and case[_EXAMINATION_AT] is None:
-            add((day, counts.EXAMINED, tally.year(case[_RECEIVED_AT])))
+            add(day, counts.EXAMINED, tally.year(case[_RECEIVED_AT]))
         if to_status == "closed":
             year = tally.year(case[_RECEIVED_AT])
             if closure_stage:
                 tally.sample(at, histograms.DAYS_TO_CLOSE, closure_stage,
                              (at - case[_RECEIVED_AT]) // HOUR)
-            add((day, counts.CLOSED, year))
-            add((day, counts.CLOSED_STAGE, closure_stage or ""))
-            add((day, counts.CLOSED_REASON, reason or ""))
+            add(day, counts.CLOSED, year)
+            add(day, counts.CLOSED_STAGE, closure_stage or "")
+            add(day, counts.CLOSED_REASON, reason or "")
             if case[_EXAMINATION_AT] is not None:
-                add((day, counts.CLOSED_EXAMINED, year))
+                add(day, counts.CLOSED_EXAMINED, year)
         if action == "request_clarification":
-            add((day, counts.CLARIFICATION_REQUESTED, agency))
+            add(day, counts.CLARIFICATION_REQUESTED, agency)
             if due_at is not None:
-                add((tally.day(max(at, due_at)), counts.OVERDUE_FROM, agency))
+                add(tally.day(max(at, due_at)), counts.OVERDUE_FROM, agency)
         if case[_PREVIOUS_ACTION] == "request_clarification" and (
                 action == "respond" or case[_STATUS] == "awaiting_agency"):
             asked_due_at = case[_PREVIOUS_DUE_AT]
             if asked_due_at is not None:
-                add((tally.day(max(case[_PREVIOUS_AT], asked_due_at, at)),
-                     counts.OVERDUE_ENDED, case[_PREVIOUS_AGENCY]))
+                add(tally.day(max(case[_PREVIOUS_AT], asked_due_at, at)),
+                    counts.OVERDUE_ENDED, case[_PREVIOUS_AGENCY])
             if answered_after_hours is not None:
                 tally.sample(at, histograms.RESPONSE_HOURS, agency, answered_after_hours)
 
