@@ -80,4 +80,5 @@ async def create_batch_deliveries(session: AsyncSession, events: Sequence[Event]
 
 
 SUBSCRIPTION = Subscription(CONSUMER, (COMPLAINTS_TOPIC, CASES_TOPIC), create_deliveries,
-                            INTAKE_EVENTS, batch_handler=create_batch_deliveries)
+                            INTAKE_EVENTS, batch_handler=create_batch_deliveries,
+                            patient=True)
