@@ -49,9 +49,8 @@ class Load:
                 self.retried.append(f"{type(exc).__name__}: {exc}")
                 await asyncio.sleep(1)
                 continue
-            retry = response.status_code == 503 or (
-                response.status_code == 409 and "complaint_id" not in response.json())
-            if not patient or not retry or time.monotonic() - started > PATIENCE_SECONDS:
+            if not patient or not _not_final(response) \
+                    or time.monotonic() - started > PATIENCE_SECONDS:
                 break
             self.retried.append(f"{response.status_code}: {response.text}")
             await asyncio.sleep(float(response.headers.get("retry-after", "1")))
@@ -108,3 +107,11 @@ async def cases_opened(client: httpx.AsyncClient, case_url: str, token: str,
         assert seen == expected, (seen, expected)
 
     await eventually(check, timeout=timeout, interval=0.5)
+
+
+def _not_final(response: httpx.Response) -> bool:
+    """503, or 409 while the same Idempotency-Key's first post is still in flight (a 409 for a
+    duplicate ``external_reference`` names the first complaint, and is final)."""
+    if response.status_code == 503:
+        return True
+    return response.status_code == 409 and "complaint_id" not in response.json()
