@@ -83,4 +83,4 @@ async def follow_cases(session: AsyncSession, events: Sequence[Event]) -> None:
 
 
 SUBSCRIPTION = Subscription(CONSUMER, (CASES_TOPIC,), follow_case, INTAKE_EVENTS,
-                            batch_handler=follow_cases)
+                            batch_handler=follow_cases, patient=True)

@@ -293,4 +293,4 @@ def received_year(at: datetime, zone: str) -> str:
 
 
 SUBSCRIPTION = Subscription(CONSUMER, (COMPLAINTS_TOPIC, CASES_TOPIC), project, METRICS_EVENTS,
-                            batch_handler=project_batch)
+                            batch_handler=project_batch, patient=True)

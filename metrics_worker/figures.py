@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+import asyncpg
 
 from metrics_worker import counts, histograms
 from metrics_worker.periods import Period
@@ -25,15 +24,16 @@ class Figures:
     targets: dict[str, int | None] | None = None  # None: no target set for the period
 
 
-async def read(session: AsyncSession, period: Period, start: datetime,
+async def read(connection: asyncpg.Connection, period: Period, start: datetime,
                end: datetime) -> Figures:
-    """``start`` and ``end``: the period's bounds in UTC."""
+    """``start`` and ``end``: the period's bounds in UTC. On the driver: one statement, so
+    one snapshot even outside a transaction, and its few hundred rows cost little to take."""
     result = Figures()
     # The period's bounds are written into the statement, not bound: the plan PostgreSQL keeps
     # for the driver's prepared statement after a few runs would otherwise be a generic one,
     # blind to whether the bounds select a day or eight years. Planned once per period and
     # connection, then reused.
-    rows = await session.execute(text(f"""
+    rows = await connection.fetch(f"""
         SELECT part, measure, key, NULL::integer AS hours, n::bigint,
                NULL::double precision AS value, NULL::timestamptz AS at
         FROM ({counts.parts_sql(period.first, period.last)}) c
@@ -49,7 +49,7 @@ async def read(session: AsyncSession, period: Period, start: datetime,
         FROM metrics.targets, LATERAL (VALUES ('closures', closures),
                                               ('examination_closures', examination_closures))
              AS t (figure, n)
-        WHERE period = :label"""), {"label": period.label})
+        WHERE period = $1""", period.label)
     for part, measure, key, hours, n, value, at in rows:
         if part == "median":
             result.middles.take(measure, key, hours, n, value)

@@ -18,6 +18,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import date, datetime
 
+import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -84,14 +85,14 @@ DIRECT = {
         SELECT count(*) AS n, percentile_cont(0.5) WITHIN GROUP (
                  ORDER BY extract(epoch FROM closed_at - received_at) / 86400.0) AS median
         FROM metrics.cases
-        WHERE closure_stage = :key AND closed_at >= :s AND closed_at < :e""",
+        WHERE closure_stage = $1 AND closed_at >= $2 AND closed_at < $3""",
     RESPONSE_HOURS: """
         SELECT count(*) AS n, percentile_cont(0.5) WITHIN GROUP (
                  ORDER BY extract(epoch FROM r.at - q.at) / 3600.0) AS median
         FROM metrics.transitions r
         JOIN metrics.transitions q ON q.case_id = r.case_id AND q.version = r.version - 1
                                   AND q.action = 'request_clarification'
-        WHERE r.action = 'respond' AND r.agency = :key AND r.at >= :s AND r.at < :e""",
+        WHERE r.action = 'respond' AND r.agency = $1 AND r.at >= $2 AND r.at < $3""",
 }
 
 Sample = tuple[datetime, str, str, int]  # moment, measure, key, whole hours of the duration
@@ -200,7 +201,8 @@ class MiddleValues:
         if hours is not None and value is not None:
             self.values[measure, key].append((hours, value))
 
-    async def medians(self, session: AsyncSession, start: datetime, end: datetime) -> Medians:
+    async def medians(self, connection: asyncpg.Connection, start: datetime,
+                      end: datetime) -> Medians:
         """``percentile_cont(0.5)`` per measure and key; computed the slow way for a key whose
         histogram disagrees with the rows it sums up (a read model damaged by hand, or being
         rebuilt): a wrong figure would be worse than a slow one."""
@@ -210,10 +212,9 @@ class MiddleValues:
             if len(middle) != 2 - total % 2:
                 logger.warning("%s histogram of %r disagrees with its rows; computed directly",
                                measure, key)
-                direct = (await session.execute(text(DIRECT[measure]),
-                                                {"key": key, "s": start, "e": end})).one()
-                if direct.n:
-                    result[measure][key] = (int(direct.n), float(direct.median))
+                direct = await connection.fetchrow(DIRECT[measure], key, start, end)
+                if direct is not None and direct["n"]:
+                    result[measure][key] = (int(direct["n"]), float(direct["median"]))
                 continue
             # percentile_cont: the middle value, or halfway between the two middle ones.
             result[measure][key] = (total, (middle[0] + middle[-1]) / 2)

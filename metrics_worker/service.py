@@ -3,35 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 from zoneinfo import ZoneInfo
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from metrics_worker import counts, figures, histograms, repository
 from metrics_worker.periods import Period
-from metrics_worker.schemas import (
-    ExaminationOut,
-    LiaisonFigures,
-    PeakMonth,
-    PeriodOut,
-    Summary,
-    TargetFigure,
-    TargetsOut,
-)
+from metrics_worker.schemas import Summary
+from shared.db import on_driver
 from shared.problems import invalid
-from shared.vocabulary import Kind
+from shared.vocabulary import Kind, utc_text
 
 
 def rate(part: int, whole: int) -> float:
     return round(part / whole, 4) if whole else 0.0
 
 
-def peak_month(by_month: dict[str, int], top_substance: dict[str, str]) -> PeakMonth | None:
+def peak_month(by_month: dict[str, int],
+               top_substance: dict[str, str]) -> dict[str, Any] | None:
     if not any(by_month.values()):
         return None
     month = min(by_month, key=lambda m: (-by_month[m], m))  # most; earliest on a tie
-    return PeakMonth(month=month, received=by_month[month],
-                     top_substance=top_substance.get(month))
+    return {"month": month, "received": by_month[month],
+            "top_substance": top_substance.get(month)}
 
 
 def _nonzero(values: dict[str, int]) -> dict[str, int]:
@@ -43,9 +39,19 @@ def _difference(plus: dict[str, int], minus: dict[str, int]) -> dict[str, int]:
 
 
 async def summary(session: AsyncSession, period: Period, zone: ZoneInfo) -> Summary:
+    """The figures as a ``Summary``, read in ``session``'s transaction (pages, reports)."""
+    async with on_driver(session) as connection:
+        return Summary.model_validate(await document(connection, period, zone))
+
+
+async def document(connection: asyncpg.Connection, period: Period,
+                   zone: ZoneInfo) -> dict[str, Any]:
+    """The figures as the JSON document of ``Summary`` (its fields, in its order, with its
+    aliases and its JSON values), built straight from the rows: the summary endpoint answers
+    it as it is, without a model built and checked for each of its few hundred values."""
     start, end = period.bounds(zone)
-    found = await figures.read(session, period, start, end)
-    medians = await found.middles.medians(session, start, end)
+    found = await figures.read(connection, period, start, end)
+    medians = await found.middles.medians(connection, start, end)
     responses = medians.get(histograms.RESPONSE_HOURS, {})
     totals = found.totals
     within, before, through = totals.within, totals.before_start, totals.through_end
@@ -63,52 +69,54 @@ async def summary(session: AsyncSession, period: Period, zone: ZoneInfo) -> Summ
     overdue = _difference(through.get(counts.OVERDUE_FROM, {}),
                           through.get(counts.OVERDUE_ENDED, {}))
     targets = found.targets or {}
+    kinds = within.get(counts.CONTACTS, {})
 
-    def figure(goal: int | None, actual: int) -> TargetFigure | None:
-        return None if goal is None else TargetFigure(target=goal, actual=actual,
-                                                      rate=rate(actual, goal))
+    def figure(goal: int | None, actual: int) -> dict[str, Any] | None:
+        return None if goal is None else {"target": goal, "actual": actual,
+                                          "rate": rate(actual, goal)}
 
-    return Summary(
-        period=PeriodOut(from_=period.first, to=period.last),
-        as_of=found.as_of,
-        contacts=totals.total(within, counts.CONTACTS),
-        contacts_by_kind={k: within.get(counts.CONTACTS, {}).get(k.value, 0) for k in Kind},
-        received=sum(by_month.values()),
-        received_by_month=by_month,
-        received_by_channel=_nonzero(within.get(counts.RECEIVED_CHANNEL, {})),
-        received_by_substance=_nonzero(within.get(counts.RECEIVED_SUBSTANCE, {})),
-        received_by_agency=_nonzero(within.get(counts.RECEIVED_AGENCY, {})),
-        peak_month=peak_month(by_month, totals.top_substance),
-        on_the_spot_locations=totals.places,
-        registered=totals.total(within, counts.REGISTERED),
-        handled=handled,
-        carried_over=sum(carried.values()),
-        carried_over_by_year=carried,
-        closed=closed,
-        closed_by_stage=stages,
-        closed_by_reason=_nonzero(within.get(counts.CLOSED_REASON, {})),
-        examination=ExaminationOut(handled=sum(examined.values()),
-                                   handled_by_received_year=examined,
-                                   closed=examination_closed),
-        closure_rate=rate(closed, handled),
-        targets=TargetsOut(
-            closures=figure(targets.get("closures"), closed),
-            examination_closures=figure(targets.get("examination_closures"),
-                                        examination_closed),
-        ),
-        backlog_at_end=_difference(through.get(counts.STATUS_IN, {}),
-                                   through.get(counts.STATUS_OUT, {})),
-        liaison={agency: LiaisonFigures(
-            requests=requests, responses=responses.get(agency, (0, 0.0))[0],
-            median_response_hours=(round(responses[agency][1], 2)
-                                   if agency in responses else None),
-            overdue_at_end=overdue.get(agency, 0))
-            for agency, requests in _nonzero(
-                within.get(counts.CLARIFICATION_REQUESTED, {})).items()},
-        median_days_to_close={
+    def liaison(agency: str, requests: int) -> dict[str, Any]:
+        answered = responses.get(agency)
+        return {"requests": requests, "responses": answered[0] if answered else 0,
+                "median_response_hours": round(answered[1], 2) if answered else None,
+                "overdue_at_end": overdue.get(agency, 0)}
+
+    return {
+        "period": {"from": period.first.isoformat(), "to": period.last.isoformat()},
+        "as_of": None if found.as_of is None else utc_text(found.as_of),
+        "contacts": totals.total(within, counts.CONTACTS),
+        "contacts_by_kind": {k.value: kinds.get(k.value, 0) for k in Kind},
+        "received": sum(by_month.values()),
+        "received_by_month": by_month,
+        "received_by_channel": _nonzero(within.get(counts.RECEIVED_CHANNEL, {})),
+        "received_by_substance": _nonzero(within.get(counts.RECEIVED_SUBSTANCE, {})),
+        "received_by_agency": _nonzero(within.get(counts.RECEIVED_AGENCY, {})),
+        "peak_month": peak_month(by_month, totals.top_substance),
+        "on_the_spot_locations": totals.places,
+        "registered": totals.total(within, counts.REGISTERED),
+        "handled": handled,
+        "carried_over": sum(carried.values()),
+        "carried_over_by_year": carried,
+        "closed": closed,
+        "closed_by_stage": stages,
+        "closed_by_reason": _nonzero(within.get(counts.CLOSED_REASON, {})),
+        "examination": {"handled": sum(examined.values()),
+                        "handled_by_received_year": examined,
+                        "closed": examination_closed},
+        "closure_rate": rate(closed, handled),
+        "targets": {
+            "closures": figure(targets.get("closures"), closed),
+            "examination_closures": figure(targets.get("examination_closures"),
+                                           examination_closed),
+        },
+        "backlog_at_end": _difference(through.get(counts.STATUS_IN, {}),
+                                      through.get(counts.STATUS_OUT, {})),
+        "liaison": {agency: liaison(agency, requests) for agency, requests in _nonzero(
+            within.get(counts.CLARIFICATION_REQUESTED, {})).items()},
+        "median_days_to_close": {
             stage: round(median, 2) for stage, (_, median)
             in sorted(medians.get(histograms.DAYS_TO_CLOSE, {}).items())},
-    )
+    }
 
 
 # The most rows one monthly answer may have (months x groups): 50 years by 166 agencies, or

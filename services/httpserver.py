@@ -34,6 +34,7 @@ import uvicorn
 from starlette.types import Scope
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from services.acceptor import EagerAcceptor
 from shared.admission import ARRIVED, AT_CAPACITY, EXEMPT_PATHS, GATE, Gate
 from shared.problems import PROBLEM_JSON, Problem, overloaded
 from shared.settings import Settings
@@ -302,12 +303,35 @@ def server_config(app: Any, *, host: str, port: int, settings: Settings,
                           **options)
 
 
-class _Server(uvicorn.Server):
-    """uvicorn's server, telling ``on_exit`` of a stop signal the moment it comes."""
+class Server(uvicorn.Server):
+    """uvicorn's server, accepting connections as soon as its event loop is free
+    (services/acceptor.py) and telling ``on_exit`` of a stop signal the moment it comes."""
 
-    def __init__(self, config: uvicorn.Config, on_exit: Callable[[int], None] | None) -> None:
+    def __init__(self, config: uvicorn.Config,
+                 on_exit: Callable[[int], None] | None = None) -> None:
         super().__init__(config)
         self.on_exit = on_exit
+        self._acceptors: list[EagerAcceptor] = []
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.should_exit:
+            return
+        config, loop = self.config, asyncio.get_running_loop()
+
+        def protocol() -> asyncio.Protocol:  # as uvicorn makes them for its own listeners
+            made: asyncio.Protocol = config.http_protocol_class(  # type: ignore[call-arg]
+                config=config, server_state=self.server_state, app_state=self.lifespan.state)
+            return made
+
+        self._acceptors = [EagerAcceptor(loop, listener, protocol)
+                           for server in self.servers for listener in server.sockets]
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for acceptor in self._acceptors:
+            acceptor.close()
+        self._acceptors = []
+        await super().shutdown(sockets=sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.on_exit is not None:
@@ -319,5 +343,5 @@ def serve(app: Any, *, host: str, port: int, settings: Settings,
           sockets: list[socket.socket] | None = None,
           on_exit: Callable[[int], None] | None = None) -> None:
     """Runs the server until it is stopped (uvicorn's own signal handling)."""
-    _Server(server_config(app, host=host, port=port, settings=settings), on_exit).run(
+    Server(server_config(app, host=host, port=port, settings=settings), on_exit).run(
         sockets=sockets)

@@ -19,11 +19,12 @@ longer than half the budget, fewer slots are used (down to one), and more again,
 the budget however slow the machine has become.
 
 The HTTP server applies the same rule before a request reaches the app (``Gate``): a request
-that would be refused here is answered there, straight from the protocol, before a task, the
-other middleware runs (the access log is told, for its line and figures). A refusal then costs
-a small fraction of a request served,
-so a server offered twice what it can do keeps its processor for the requests it admits, and
-its event loop reads the next requests soon instead of leaving them unread in the socket.
+that would be refused here is answered there, straight from the protocol, before any task is
+created for it and before any other middleware runs; the access log is still told, so the
+refusal gets its log line and is counted. Such a refusal costs a small fraction of a request
+served, so a server offered twice what it can do keeps its processor for the requests it
+admits, and its event loop reads the next requests soon instead of leaving them unread in the
+socket.
 """
 
 from __future__ import annotations

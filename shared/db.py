@@ -181,16 +181,40 @@ async def on_driver(session: AsyncSession) -> AsyncIterator[asyncpg.Connection]:
     cost a fraction of the CPU they cost through SQLAlchemy's async adaptation, and they stay in
     the session's transaction, committed or rolled back by the edge with everything else. The
     adapter begins the server's transaction with its first statement; should none have run yet,
-    one is run here, since a statement sent on the driver outside a transaction would commit
+    it is begun here, since a statement sent on the driver outside a transaction would commit
     on its own. The driver's errors leave as SQLAlchemy's would, so that the edge answers them
     (503 for a lost server) and consumers retry them, as any other statement's.
     """
     connection = await session.connection()
-    driver: asyncpg.Connection = (await connection.get_raw_connection()).driver_connection
+    raw = await connection.get_raw_connection()
+    driver: asyncpg.Connection = raw.driver_connection
     if not driver.is_in_transaction():
-        await connection.exec_driver_sql("SELECT 1")
+        await _begin(connection, raw.dbapi_connection)
     async with _driver_errors(connection):
         yield driver
+
+
+async def _begin(connection: AsyncConnection, adapted: Any) -> None:
+    """Begins the adapter's transaction on the server, as its first statement would.
+
+    Through the adapter's own ``_start_transaction`` (one BEGIN, which the adapter then commits
+    or rolls back) rather than a statement run for the purpose: that would cost a round trip
+    and SQLAlchemy's handling of a statement besides the BEGIN, on every batch a consumer
+    applies. Should a later SQLAlchemy drop that method, a statement still does it.
+    """
+    start = getattr(adapted, "_start_transaction", None)
+    mutex = getattr(adapted, "_execute_mutex", None)
+    if start is None or mutex is None or getattr(adapted, "_transaction", False) is not None:
+        await connection.exec_driver_sql("SELECT 1")
+        return
+    async with _driver_errors(connection), mutex:
+        try:
+            await start()
+        except Exception as exc:
+            # The adapter raised its own translation of the driver's error; the driver's
+            # own is answered as any other statement's (a lost server invalidates).
+            cause = exc.__cause__
+            raise (cause if isinstance(cause, Exception) else exc) from None
 
 
 @asynccontextmanager

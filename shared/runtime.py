@@ -82,8 +82,12 @@ class Runtime:
                 bootstrap_servers=self.settings.kafka_bootstrap_servers,
                 publisher=self.publisher,
                 group_prefix=self.settings.group_prefix,
-                fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
-                fetch_min_bytes=self.settings.kafka_fetch_min_bytes,
+                fetch_max_wait_ms=(self.settings.kafka_patient_fetch_max_wait_ms
+                                   if subscription.patient
+                                   else self.settings.kafka_fetch_max_wait_ms),
+                fetch_min_bytes=(self.settings.kafka_patient_fetch_min_bytes
+                                 if subscription.patient
+                                 else self.settings.kafka_fetch_min_bytes),
             )
         else:
             runner = DatabaseLogRunner(subscription, self.database, DATABASE_LOGS,

@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     # transaction, an offset commit and a fetch round trip whatever its size (~15 records of
     # a complaint's size; idle, or under a light load, the wait above bounds the delay).
     kafka_fetch_min_bytes: int = Field(default=16_384, ge=1, le=52_428_800)
+    # The same for consumers whose effects may lag a moment (``Subscription.patient``: the
+    # figures, webhook deliveries, a complaint's status): at 300 complaints a second, batches
+    # of ~50 rather than ~15, and idle, a fifth of the fetches.
+    kafka_patient_fetch_max_wait_ms: int = Field(default=500, ge=1, le=10_000)
+    kafka_patient_fetch_min_bytes: int = Field(default=65_536, ge=1, le=52_428_800)
     # The producer waits this long to fill a batch: fewer, larger requests under load.
     kafka_linger_ms: int = Field(default=5, ge=0, le=1000)
     # Connections per process: requests, consumers and relays share them.

@@ -13,6 +13,9 @@ import httpx
 from tests.scenario import period_params
 from tests.support import bearer, complaint, eventually
 
+# How long a patient partner keeps posting one complaint again before it gives up.
+PATIENCE_SECONDS = 120
+
 
 @dataclass
 class Load:
@@ -23,29 +26,48 @@ class Load:
     answers: list[tuple[int, float]] = field(default_factory=list)
     accepted: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    # Answers a patient partner did not take as final (503 or no answer), then posted again.
+    retried: list[str] = field(default_factory=list)
 
-    async def post(self, client: httpx.AsyncClient, index: int) -> None:
+    async def post(self, client: httpx.AsyncClient, index: int, *,
+                   patient: bool = False) -> None:
+        """``patient``: as a partner that sends an ``Idempotency-Key`` would, posts again after
+        a 503 (once its ``Retry-After`` has passed) or no answer, until a final answer; a
+        complaint an unanswered attempt did store is then answered again, not stored twice."""
         started = time.monotonic()
-        try:
-            response = await client.post(f"{self.url}/v1/complaints",
-                                         json=complaint(external_reference=f"L-{index}"),
-                                         headers=bearer(self.token), timeout=30)
-        except httpx.HTTPError as exc:
-            self.errors.append(f"{type(exc).__name__}: {exc}")
-            return
+        body = complaint(external_reference=f"L-{index}")
+        headers = {**bearer(self.token), "Idempotency-Key": f"load-{index}"} if patient \
+            else bearer(self.token)
+        while True:
+            try:
+                response = await client.post(f"{self.url}/v1/complaints", json=body,
+                                             headers=headers, timeout=30)
+            except httpx.HTTPError as exc:
+                if not patient or time.monotonic() - started > PATIENCE_SECONDS:
+                    self.errors.append(f"{type(exc).__name__}: {exc}")
+                    return
+                self.retried.append(f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(1)
+                continue
+            if not patient or not _not_final(response) \
+                    or time.monotonic() - started > PATIENCE_SECONDS:
+                break
+            self.retried.append(f"{response.status_code}: {response.text}")
+            await asyncio.sleep(float(response.headers.get("retry-after", "1")))
         self.answers.append((response.status_code, time.monotonic() - started))
         if response.status_code == 201:
             self.accepted.append(response.json()["id"])
         else:
             assert response.headers["content-type"] == "application/problem+json", response.text
 
-    async def burst(self, client: httpx.AsyncClient, count: int, *, concurrency: int = 8) -> None:
+    async def burst(self, client: httpx.AsyncClient, count: int, *, concurrency: int = 8,
+                    patient: bool = False) -> None:
         semaphore = asyncio.Semaphore(concurrency)
         start = len(self.answers) + len(self.errors)
 
         async def one(i: int) -> None:
             async with semaphore:
-                await self.post(client, start + i)
+                await self.post(client, start + i, patient=patient)
 
         await asyncio.gather(*(one(i) for i in range(count)))
 
@@ -85,3 +107,11 @@ async def cases_opened(client: httpx.AsyncClient, case_url: str, token: str,
         assert seen == expected, (seen, expected)
 
     await eventually(check, timeout=timeout, interval=0.5)
+
+
+def _not_final(response: httpx.Response) -> bool:
+    """503, or 409 while the same Idempotency-Key's first post is still in flight (a 409 for a
+    duplicate ``external_reference`` names the first complaint, and is final)."""
+    if response.status_code == 503:
+        return True
+    return response.status_code == 409 and "complaint_id" not in response.json()

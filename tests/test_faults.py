@@ -110,19 +110,25 @@ async def test_broker_down_keeps_accepting_and_delivers_later(
 async def test_killed_metrics_worker_counts_nothing_twice(
     kafka_services: BackingServices, tmp_path: Path,
 ) -> None:
+    # On a machine busy with other work, intake may answer some posts 503 (a new database
+    # connection slow to open): the partner posts those again with their Idempotency-Key, so
+    # all 300 complaints are stored, once each, whatever the load. Nothing here is about intake.
     async with pipeline(kafka_services, tmp_path) as run:
         load, client = run.load, run.client
-        await load.burst(client, 150, concurrency=16)
-        posting = asyncio.create_task(load.burst(client, 150, concurrency=16))
+        await load.burst(client, 150, concurrency=16, patient=True)
+        posting = asyncio.create_task(load.burst(client, 150, concurrency=16, patient=True))
         await asyncio.sleep(0.5)
         run.processes["metrics"].stop(kill=True)
         await posting
         await run.restart("metrics", "m2.log")
-        assert load.codes() == {201: 300}
+        assert load.codes() == {201: 300}, (load.codes(), load.retried[:3])
+        assert not load.errors, load.errors[:3]
+        assert len(set(load.accepted)) == 300
         summary = await run.counted(300)
         assert summary["received"] == 300
         assert sum(summary["received_by_month"].values()) == 300
-    print(f"\nworker killed: sent 300, accepted 300, counted {summary['contacts']}")
+    print(f"\nworker killed: sent 300, accepted 300 ({len(load.retried)} posted again), "
+          f"counted {summary['contacts']}")
 
 
 async def test_database_restart_under_load(kafka: str, tmp_path: Path) -> None:

@@ -65,6 +65,11 @@ class Subscription:
     tables: ConsumerTables
     # Set when a batch is cheaper applied as a whole (a statement per table, not per event).
     batch_handler: BatchHandler | None = None
+    # Its effects may lag a moment (figures, webhook deliveries, a complaint's status): over
+    # Kafka it waits longer for larger batches (``kafka_patient_fetch_*``), since each batch
+    # costs a transaction, an offset commit and a fetch whatever its size. Off the path of a
+    # complaint to its case, which waits for no batch.
+    patient: bool = False
 
 
 @dataclass

@@ -23,7 +23,7 @@ from sqlalchemy import text
 from metrics_worker import aggregates, figures, histograms
 from metrics_worker.periods import Period
 from services.migrate import alembic_config
-from shared.db import Database
+from shared.db import Database, on_driver
 from shared.settings import Settings
 
 PREVIOUS = "20261129_response_half_days"
@@ -144,11 +144,11 @@ async def test_upgrade_counts_the_histograms_by_hour(
 
         caplog.set_level(logging.WARNING, logger=histograms.__name__)
         compared = 0
-        async with database.transaction() as session:
+        async with database.transaction() as session, on_driver(session) as connection:
             for period in PERIODS:
                 start, end = period.bounds(Settings().zone)
-                found = await figures.read(session, period, start, end)
-                medians = await found.middles.medians(session, start, end)
+                found = await figures.read(connection, period, start, end)
+                medians = await found.middles.medians(connection, start, end)
                 for measure, sql in DIRECT.items():
                     direct = {key: (n, round(median, 9)) for key, n, median
                               in await session.execute(text(sql), {"s": start, "e": end})}

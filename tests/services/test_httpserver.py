@@ -14,11 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from services.httpserver import MAX_HEAD_BYTES, server_config
+from services.httpserver import MAX_HEAD_BYTES, Server, server_config
 from shared.access_log import UNMATCHED, AccessLog, RequestMetrics
 from shared.admission import Admission
 from shared.middleware import BodyGuard
@@ -53,7 +52,7 @@ def served(app: ASGIApp = echo_app, **settings: Any) -> Iterator[tuple[str, int]
     config = server_config(app, host="127.0.0.1", port=address[1],
                            settings=Settings(**settings), lifespan="off",
                            timeout_graceful_shutdown=1)
-    server = uvicorn.Server(config)
+    server = Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -193,6 +192,58 @@ def test_dribbled_headers_and_silent_connections_are_closed() -> None:
             time.sleep(0.1)
         assert len(sent) < 60
         assert status_and_body(read_all(silent))[0] == 408
+
+
+class BusyLoop:
+    """An app whose every answer says how many slow turns its event loop has left; asked for
+    ``/busy``, it makes each of the next ``TURNS`` turns take ``TURN_SECONDS`` (a callback that
+    blocks, then runs again on the next turn), as a loop busy with other requests does."""
+
+    TURNS = 150
+    TURN_SECONDS = 0.02
+
+    def __init__(self) -> None:
+        self.left = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/busy":
+            self.left = self.TURNS
+            asyncio.get_running_loop().call_soon(self._turn)
+        body = json.dumps({"turns_left": self.left}).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    def _turn(self) -> None:
+        time.sleep(self.TURN_SECONDS)
+        self.left -= 1
+        if self.left > 0:
+            asyncio.get_running_loop().call_soon(self._turn)
+
+
+def test_connections_waiting_to_be_accepted_are_taken_all_at_once_by_a_busy_loop() -> None:
+    app = BusyLoop()
+    with served(app) as address, closing(connect(address)) as first:
+        first.sendall(b"GET /busy HTTP/1.1\r\nHost: a\r\n\r\n")
+        read_response(first)
+        conns, sent_at = [], []
+        try:
+            for _ in range(40):
+                conn = connect(address)
+                conns.append(conn)
+                conn.sendall(b"GET /n HTTP/1.1\r\nHost: a\r\n\r\n")
+                sent_at.append(app.left)
+            answered_at = [read_response(conn)[1]["turns_left"] for conn in conns]
+        finally:
+            app.left = 0
+            for conn in conns:
+                conn.close()
+    assert all(left > 0 for left in answered_at), "the loop was not busy all along"
+    # Accepted one per turn, the 40th connection would wait 40 turns before it is even read.
+    turns_waited = [sent - answered for sent, answered in zip(sent_at, answered_at, strict=True)]
+    assert max(turns_waited) <= 15, turns_waited
 
 
 def test_connections_per_client_address_are_bounded() -> None:

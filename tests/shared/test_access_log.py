@@ -4,13 +4,35 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from typing import Any
 
 import httpx
 
+from shared.access_log import new_request_id
 from tests.support import BackingServices, ServiceProcess, bearer, complaint
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+def assert_uuid4_hex(request_id: str) -> None:
+    """32 lowercase hex digits that read as a random (version 4, RFC variant) UUID."""
+    parsed = uuid.UUID(hex=request_id)
+    assert parsed.hex == request_id, request_id  # no dashes, no braces, lowercase
+    assert parsed.version == 4, request_id
+    assert parsed.variant == uuid.RFC_4122, request_id
+
+
+def test_generated_request_ids_are_random_uuid4_hex() -> None:
+    generated = [new_request_id() for _ in range(2000)]
+    for request_id in generated:
+        assert_uuid4_hex(request_id)
+    assert len(set(generated)) == len(generated)
+    # The 122 random bits vary: every hex digit but the version's (fixed) and the variant's
+    # (two random bits) takes many values, as a constant or counter-like id would not.
+    for position in (*range(12), *range(13, 16), *range(17, 32)):
+        assert len({r[position] for r in generated}) > 8, position
+    assert {r[16] for r in generated} == set("89ab")
 
 
 def access_lines(log: str) -> dict[str, dict[str, Any]]:
@@ -44,10 +66,10 @@ async def test_one_json_line_per_request_with_its_request_id(services: BackingSe
                                     headers=bearer(token))
             assert read.status_code == 200
             generated = read.headers["x-request-id"]
-            assert re.fullmatch(r"[0-9a-f]{32}", generated)
+            assert_uuid4_hex(generated)
             hostile = await client.get("/nowhere", headers={"X-Request-ID": "a\tb" * 100})
             assert hostile.status_code == 404
-            assert re.fullmatch(r"[0-9a-f]{32}", hostile.headers["x-request-id"])
+            assert_uuid4_hex(hostile.headers["x-request-id"])
 
             refused = await client.get("/metrics")
             assert refused.status_code == 401

@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from shared.db import Database
+from shared.db import Database, on_driver
 from tests.support import eventually, query
 
 
@@ -69,3 +70,29 @@ async def test_a_connection_the_server_ended_is_replaced(database_url: str) -> N
         async with database.autocommit() as driver:
             assert driver.get_server_pid() != ended_pid
             assert await driver.fetchval("SELECT 1") == 1
+
+
+async def test_a_statement_on_the_driver_stays_in_the_sessions_transaction(
+        database_url: str) -> None:
+    async with Database.opened(database_url) as database:
+        async with database.autocommit() as driver:
+            await driver.execute("CREATE TABLE public.notes (note text PRIMARY KEY)")
+        # The first statement of the session goes on the driver: the transaction is begun for
+        # it, so that it is rolled back with the session's work...
+        async def fails_after_it() -> None:
+            async with database.transaction() as session:
+                async with on_driver(session) as driver:
+                    await driver.execute("INSERT INTO public.notes VALUES ('undone')")
+                    assert driver.is_in_transaction()
+                raise RuntimeError("the edge fails after it")
+
+        with pytest.raises(RuntimeError):
+            await fails_after_it()
+        assert await query(database_url, "SELECT note FROM public.notes") == []
+        # ... and committed with it, through the session, as a statement SQLAlchemy sent.
+        async with database.transaction() as session:
+            async with on_driver(session) as driver:
+                await driver.execute("INSERT INTO public.notes VALUES ('kept')")
+            await session.execute(text("INSERT INTO public.notes VALUES ('beside')"))
+        assert sorted(r["note"] for r in await query(
+            database_url, "SELECT note FROM public.notes")) == ["beside", "kept"]
