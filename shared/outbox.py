@@ -122,7 +122,7 @@ async def unpublished_count(session: AsyncSession, tables: EventTables) -> int:
 
 
 _TURN_SQL = "SELECT pg_try_advisory_xact_lock(hashtext($2))"
-RELAY_LINGER_SECONDS = 0.02
+RELAY_LINGER_SECONDS = 0.05
 
 
 @functools.cache
@@ -191,6 +191,9 @@ class OutboxRelay:
                 # Under a steady stream of commits, going again at once would send rows a few
                 # at a time, each few costing a transaction and a produce request; a moment's
                 # wait gathers them (what came meanwhile is sent without waiting for a wake-up).
+                # 50 ms: at 300 complaints a second, batches of ~15 rows instead of ~6, each
+                # costing the relay, PostgreSQL and the broker the same whatever its size, for
+                # at most 50 ms more on the way to the topic, and only under a steady stream.
                 await asyncio.sleep(RELAY_LINGER_SECONDS)
 
     async def _idle(self) -> None:
