@@ -474,12 +474,15 @@ async def _read_kafka(bootstrap: str, ends: dict[TopicPartition, int], replay: R
     await consumer.start()
     rejected: list[Rejected] = []
     done = 0
+    fetched: asyncio.Queue[dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] | None] = (
+        asyncio.Queue(maxsize=2))
+    reading: asyncio.Task[None] | None = None
     try:
         consumer.assign(sorted(remaining))
         await consumer.seek_to_beginning(*remaining)
-        while remaining:
-            batches = await consumer.getmany(*remaining, timeout_ms=1000,
-                                             max_records=batch_size)
+        reading = asyncio.create_task(_read_ahead(consumer, ends, remaining, batch_size,
+                                                  fetched))
+        while (batches := await fetched.get()) is not None:
             for partition, records in batches.items():
                 end = ends[partition]
                 for record in records:
@@ -490,15 +493,46 @@ async def _read_kafka(bootstrap: str, ends: dict[TopicPartition, int], replay: R
                                         record)
                     if error is not None:
                         rejected.append((record, *error))
+                    if not done % _FOLDED_BETWEEN_TURNS:
+                        await asyncio.sleep(0)  # the next fetch is sent and its answer read
             await writer.flush()
+            progress.update(done)
+        await reading  # its error, if it stopped on one
+    finally:
+        if reading is not None and not reading.done():
+            reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reading
+        await consumer.stop()
+    return rejected + await writer.settle()
+
+
+# Records folded before the event loop is let run: aiokafka sends the next fetch and decodes
+# its answer there, so it arrives while the fold goes on rather than after each batch.
+_FOLDED_BETWEEN_TURNS = 2_000
+
+
+async def _read_ahead(
+        consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int],
+        remaining: set[TopicPartition], batch_size: int,
+        fetched: asyncio.Queue[dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] | None],
+) -> None:
+    """Puts the batches of records up to ``ends`` in ``fetched`` a batch or two ahead of the
+    fold (aiokafka fetches a partition again only once its records were taken), then ``None``."""
+    try:
+        while remaining:
+            batches = await consumer.getmany(*remaining, timeout_ms=1000,
+                                             max_records=batch_size)
             for partition in list(remaining):
                 if await consumer.position(partition) >= ends[partition]:
                     remaining.discard(partition)
                     consumer.pause(partition)
-            progress.update(done)
-    finally:
-        await consumer.stop()
-    return rejected + await writer.settle()
+            if batches:
+                await fetched.put(batches)
+    except Exception:
+        await fetched.put(None)  # the fold stops, and meets the error awaiting this task
+        raise
+    await fetched.put(None)
 
 
 async def refuse_if_active(admin: AIOKafkaAdminClient, group: str) -> None:
