@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 import uuid
 from collections.abc import Sequence
@@ -45,6 +46,17 @@ def _time(value: Any) -> datetime | None:
 def normalize_place(place: str | None) -> str | None:
     """One spelling per place: "trimmed, case-insensitive" (METRICS.md), and also blind to
     Unicode's equivalent forms (NFKC), to invisible characters and to runs of whitespace."""
+    if type(place) is str:
+        return _normalized(place)
+    return _normalize(place)
+
+
+@functools.lru_cache(maxsize=4096)  # the same few places again and again in a rebuild
+def _normalized(place: str) -> str | None:
+    return _normalize(place)
+
+
+def _normalize(place: str | None) -> str | None:
     if place is None or is_blank(place):
         return None
     visible = "".join(c for c in unicodedata.normalize("NFKC", place)

@@ -41,10 +41,10 @@ from shared.events import (
 from shared.vocabulary import CASE_OPENING_KINDS, EXAMINATION_STATUSES
 
 DAY, HOUR = timedelta(days=1), timedelta(hours=1)
-# The attributes ``Event.to_cloudevent`` writes; the last two may be left out.
-_OPTIONAL_ATTRIBUTES = ("datacontenttype", "partitionkey")
+# The attributes ``Event.to_cloudevent`` writes (``datacontenttype`` and ``partitionkey`` may
+# be left out).
 _ENVELOPE_ATTRIBUTES = frozenset({"specversion", "id", "source", "type", "subject", "time",
-                                  "data", *_OPTIONAL_ATTRIBUTES})
+                                  "data", "datacontenttype", "partitionkey"})
 
 
 def plain_fields(value: bytes | str) -> tuple[str, str, dict[str, Any]] | None:
@@ -71,11 +71,11 @@ def plain_fields(value: bytes | str) -> tuple[str, str, dict[str, Any]] | None:
             and event_id and event_type and source and subject and time
             and get("specversion") == "1.0" and attributes.keys() <= _ENVELOPE_ATTRIBUTES):
         return None
-    if len(attributes) > len(_ENVELOPE_ATTRIBUTES) - len(_OPTIONAL_ATTRIBUTES):
-        for name in _OPTIONAL_ATTRIBUTES:
-            if name in attributes and (type(attributes[name]) is not str
-                                       or not attributes[name]):
-                return None
+    # Each optional attribute absent (read as the text "-") or non-empty text.
+    content_type, partition_key = get("datacontenttype", "-"), get("partitionkey", "-")
+    if not (type(content_type) is str and type(partition_key) is str and content_type
+            and partition_key):
+        return None
     try:
         if datetime.fromisoformat(time).tzinfo is None:
             return None
@@ -303,9 +303,10 @@ class Replay:
         key = str(case_id)
         if key not in self.cases and case_id.int not in self.closed:
             self.cases[key] = [*row, None, None, None, None]
-            at, tally = values["received_at"], self.tally
-            day = tally.day(at)
-            tally.add(day, counts.OPENED, tally.year(at))
+            tally = self.tally
+            local = values["received_at"].astimezone(tally.zone)  # the day and year of Tally
+            day = local.date()
+            tally.add(day, counts.OPENED, str(local.year))
             tally.add(day, counts.STATUS_IN, values["status"])
 
     def _transition(self, data: dict[str, Any]) -> None:
