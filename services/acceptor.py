@@ -22,6 +22,7 @@ import errno
 import logging
 import os
 import socket
+import ssl
 from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
@@ -39,12 +40,16 @@ class EagerAcceptor:
     connects each connection to a protocol from ``protocol_factory``."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, listener: socket.socket,
-                 protocol_factory: Callable[[], asyncio.Protocol]) -> None:
+                 protocol_factory: Callable[[], asyncio.Protocol],
+                 tls: ssl.SSLContext | None = None) -> None:
         self._loop = loop
         self._factory = protocol_factory
+        self._tls = tls  # as the server's own listener has it, or a TLS client would read HTTP
         self._socket = socket.socket(fileno=os.dup(listener.fileno()))
         self._socket.setblocking(False)
-        self._connecting: set[asyncio.Task[None]] = set()
+        # Each connection being handed to a protocol, and its socket: closed if the server
+        # stops first, so a client is not left waiting on a socket nobody serves.
+        self._connecting: dict[asyncio.Task[None], socket.socket] = {}
         self._retry: asyncio.TimerHandle | None = None
         self._watch()
 
@@ -66,13 +71,16 @@ class EagerAcceptor:
                 self._retry = self._loop.call_later(RETRY_SECONDS, self._watch)
                 return
             task = self._loop.create_task(self._connect(connection))
-            self._connecting.add(task)
-            task.add_done_callback(self._connecting.discard)
+            self._connecting[task] = connection
+            task.add_done_callback(self._connected)
+
+    def _connected(self, task: asyncio.Task[None]) -> None:
+        self._connecting.pop(task, None)
 
     async def _connect(self, connection: socket.socket) -> None:
         try:
-            await self._loop.connect_accepted_socket(self._factory, connection)
-        except OSError:  # the client left before its transport was made
+            await self._loop.connect_accepted_socket(self._factory, connection, ssl=self._tls)
+        except (OSError, ssl.SSLError):  # the client left, or failed its handshake
             connection.close()
 
     def close(self) -> None:
@@ -81,7 +89,9 @@ class EagerAcceptor:
             self._retry.cancel()
         elif self._socket.fileno() != -1:
             self._loop.remove_reader(self._socket.fileno())
-        for task in self._connecting:
+        for task, connection in list(self._connecting.items()):
             task.cancel()
+            connection.close()
+        self._connecting.clear()
         with contextlib.suppress(OSError):
             self._socket.close()

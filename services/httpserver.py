@@ -324,7 +324,7 @@ class Server(uvicorn.Server):
                 config=config, server_state=self.server_state, app_state=self.lifespan.state)
             return made
 
-        self._acceptors = [EagerAcceptor(loop, listener, protocol)
+        self._acceptors = [EagerAcceptor(loop, listener, protocol, config.ssl)
                            for server in self.servers for listener in server.sockets]
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:

@@ -121,17 +121,18 @@ async def unpublished_count(session: AsyncSession, tables: EventTables) -> int:
     return int((await session.execute(query)).scalar_one())
 
 
-_TURN_SQL = "SELECT pg_try_advisory_xact_lock(hashtext($2))"
+_TURN_SQL = "SELECT pg_try_advisory_xact_lock(hashtext($1))"
 RELAY_LINGER_SECONDS = 0.05
 
 
 @functools.cache
 def _unsent_sql(schema: str) -> str:
-    """The next unsent rows, read only by the relay whose turn it is: the turn (a
-    transaction-scoped lock) is taken by the same statement, once (an uncorrelated subquery),
-    which saves a round trip on every batch; without the turn it reads nothing."""
+    """The next unsent rows. Read by its own statement after the turn is taken, never in the
+    statement that takes it: a statement's snapshot is taken before it runs, so a read that
+    took the turn itself could see the rows the previous relay stamped, committed and let go
+    of the turn for in between as unsent, and send them again."""
     return (f"SELECT id, topic, key, envelope::text, trace_context::text FROM {schema}.outbox "
-            f"WHERE ({_TURN_SQL}) AND published_at IS NULL ORDER BY id LIMIT $1")
+            f"WHERE published_at IS NULL ORDER BY id LIMIT $1")
 
 
 @functools.cache
@@ -162,13 +163,14 @@ class OutboxRelay:
 
     async def publish_batch(self) -> int:
         """Publishes the next batch of unsent rows and stamps them, in one short transaction
-        begun on the driver: two statements, whatever the batch's size. The envelopes are
+        begun on the driver: three statements, whatever the batch's size. The envelopes are
         read as the JSON text they are stored as and sent as such, never decoded and encoded
         again."""
         schema = self.tables.schema
         async with self.database.autocommit() as driver, driver.transaction():
-            rows = await driver.fetch(_unsent_sql(schema), self.batch_size,
-                                      f"aduan.relay.{schema}")
+            if not await driver.fetchval(_TURN_SQL, f"aduan.relay.{schema}"):
+                return 0
+            rows = await driver.fetch(_unsent_sql(schema), self.batch_size)
             if not rows:
                 return 0
             await self.publisher.publish_many([

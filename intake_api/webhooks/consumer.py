@@ -2,14 +2,6 @@
 
 The deliveries are written in the transaction that records the event as processed, so a crash
 before the commit redoes them and one after it never repeats them.
-
-A subscription hears of the events that happen from its creation on (an event's ``time`` not
-before the subscription's ``created_at``), never of earlier ones, however late this consumer
-reads them: a subscriber is not sent the past (a lagging consumer, a log read again), and
-which events it gets does not depend on when they happened to be processed. So when no one
-subscribes to a batch's event types, no subscription can ever be owed one of its deliveries
-(one made later is newer than every event already read), and the batch is done at once,
-without reading its complaints or waiting for any of them to be known.
 """
 
 from __future__ import annotations
@@ -55,7 +47,7 @@ async def create_batch_deliveries(session: AsyncSession, events: Sequence[Event]
         return
     types = {trigger.webhook_type.value for _, _, triggers in heard for trigger in triggers}
     if not await repository.anyone_listening(session, types):
-        return  # nothing to deliver, now or later, whether or not the complaints are known
+        return  # nothing to deliver, whether or not the complaints are known here
     known = {c.id: c for c in await complaints.get_many(session, [c for _, c, _ in heard])}
     for _, complaint_id, _ in heard:
         if complaint_id not in known:
@@ -71,7 +63,7 @@ async def create_batch_deliveries(session: AsyncSession, events: Sequence[Event]
         for trigger in triggers:
             webhook_type = trigger.webhook_type.value
             for subscription in audience.get(complaint_id, ()):
-                if webhook_type not in subscription.events or subscription.created_at > event.time:
+                if webhook_type not in subscription.events:
                     continue
                 data = trigger.render(event, complaint, Role(subscription.role))
                 if data is None:

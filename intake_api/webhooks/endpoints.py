@@ -99,11 +99,7 @@ async def _own(session: SessionDep, actor: Actor, subscription_id: str) -> Webho
 
 @router.post("", status_code=201, response_model=SubscriptionCreated, responses=PROBLEMS,
              summary="Subscribe a URL to events (partner: its complaints; liaison: its "
-                     "agency's cases; admin: all)",
-             description="The subscription is sent the events that happen from its creation "
-                         "on (an event's `timestamp` not before the subscription's "
-                         "`created_at`); earlier events are never sent to it, however late "
-                         "they are processed.")
+                     "agency's cases; admin: all)")
 async def subscribe(payload: SubscriptionCreate, request: Request, session: SessionDep,
                     actor: Subscriber) -> JSONResponse:
     allowed = ALLOWED[actor.role]

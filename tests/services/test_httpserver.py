@@ -6,10 +6,13 @@ import asyncio
 import json
 import logging
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -44,14 +47,16 @@ async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 @contextmanager
-def served(app: ASGIApp = echo_app, **settings: Any) -> Iterator[tuple[str, int]]:
-    """The app behind the server ``aduan serve`` uses, in a thread, on a free port."""
+def served(app: ASGIApp = echo_app, options: dict[str, Any] | None = None,
+           **settings: Any) -> Iterator[tuple[str, int]]:
+    """The app behind the server ``aduan serve`` uses, in a thread, on a free port
+    (``options``: uvicorn's own, such as TLS)."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     address = sock.getsockname()
     config = server_config(app, host="127.0.0.1", port=address[1],
                            settings=Settings(**settings), lifespan="off",
-                           timeout_graceful_shutdown=1)
+                           timeout_graceful_shutdown=1, **(options or {}))
     server = Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -244,6 +249,35 @@ def test_connections_waiting_to_be_accepted_are_taken_all_at_once_by_a_busy_loop
     # Accepted one per turn, the 40th connection would wait 40 turns before it is even read.
     turns_waited = [sent - answered for sent, answered in zip(sent_at, answered_at, strict=True)]
     assert max(turns_waited) <= 15, turns_waited
+
+
+def test_connections_taken_while_the_loop_is_busy_speak_tls_when_the_server_does(
+        tmp_path: Path) -> None:
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    tls = ssl.create_default_context(cafile=str(cert))
+    tls.check_hostname = False
+    app = BusyLoop()
+    options = {"ssl_keyfile": str(key), "ssl_certfile": str(cert)}
+    with served(app, options) as address:
+        with closing(tls.wrap_socket(connect(address))) as first:
+            first.sendall(b"GET /busy HTTP/1.1\r\nHost: a\r\n\r\n")
+            read_response(first)
+        plain = [connect(address) for _ in range(10)]  # queued while the loop is busy
+        try:
+            answers = []
+            for conn in plain:
+                with closing(tls.wrap_socket(conn)) as secured:
+                    secured.sendall(b"GET /n HTTP/1.1\r\nHost: a\r\n\r\n")
+                    answers.append(read_response(secured))
+        finally:
+            app.left = 0
+            for conn in plain:
+                conn.close()
+    assert [head.split(b" ", 2)[1] for head, _ in answers] == [b"200"] * 10
+    assert any(body["turns_left"] > 0 for _, body in answers), "the loop was not busy"
 
 
 def test_connections_per_client_address_are_bounded() -> None:
