@@ -509,7 +509,7 @@ async def _read_kafka(bootstrap: str, ends: dict[TopicPartition, int], replay: R
 
 # Records folded before the event loop is let run: aiokafka sends the next fetch and decodes
 # its answer there, so it arrives while the fold goes on rather than after each batch.
-_FOLDED_BETWEEN_TURNS = 2_000
+_FOLDED_BETWEEN_TURNS = 200
 
 
 async def _read_ahead(
@@ -538,9 +538,11 @@ async def _read_ahead(
 async def refuse_if_active(admin: AIOKafkaAdminClient, group: str) -> None:
     """Raises ``RebuildRefused`` while ``group`` has members (a metrics service is running)."""
     # A broker that never had a group elects its coordinator on the first question: asked
-    # again for a while, as a consumer joining would.
+    # again for a while, as a consumer joining would. An election takes a moment: asked again
+    # soon, without stamina's default jitter of up to a second added to each wait.
     async for attempt in stamina.retry_context(on=_COORDINATOR_PENDING, attempts=None,
-                                               timeout=30.0, wait_max=2.0):
+                                               timeout=30.0, wait_initial=0.05,
+                                               wait_jitter=0.05, wait_max=2.0):
         with attempt:
             groups = [described for response in await admin.describe_consumer_groups([group])
                       for described in response.to_object()["groups"]]
