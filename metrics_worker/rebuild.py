@@ -470,7 +470,9 @@ async def _read_kafka(bootstrap: str, ends: dict[TopicPartition, int], replay: R
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="aduan-metrics-rebuild",
         fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=16 * 1024 * 1024,
-        auto_offset_reset="earliest")
+        # Never a silent jump to the log's new start (records removed by retention while
+        # reading): the position is set explicitly below, and a position gone is an error.
+        auto_offset_reset="none")
     await consumer.start()
     rejected: list[Rejected] = []
     done = 0
@@ -482,7 +484,7 @@ async def _read_kafka(bootstrap: str, ends: dict[TopicPartition, int], replay: R
         await consumer.seek_to_beginning(*remaining)
         reading = asyncio.create_task(_read_ahead(consumer, ends, remaining, batch_size,
                                                   fetched))
-        while (batches := await fetched.get()) is not None:
+        while (batches := await _next(fetched, reading)) is not None:
             for partition, records in batches.items():
                 end = ends[partition]
                 for record in records:
@@ -503,6 +505,8 @@ async def _read_kafka(bootstrap: str, ends: dict[TopicPartition, int], replay: R
             reading.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reading
+        elif reading is not None and not reading.cancelled():
+            reading.exception()  # retrieved: the fold's own error is the one raised
         await consumer.stop()
     return rejected + await writer.settle()
 
@@ -512,26 +516,39 @@ async def _read_kafka(bootstrap: str, ends: dict[TopicPartition, int], replay: R
 _FOLDED_BETWEEN_TURNS = 200
 
 
+async def _next(
+        fetched: asyncio.Queue[dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] | None],
+        reading: asyncio.Task[None],
+) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] | None:
+    """The next batches read ahead, or None once the reader is done, however it ended (its
+    error is met awaiting it)."""
+    if not fetched.empty():
+        return fetched.get_nowait()
+    getting = asyncio.ensure_future(fetched.get())
+    await asyncio.wait({getting, reading}, return_when=asyncio.FIRST_COMPLETED)
+    if getting.done():
+        return getting.result()
+    getting.cancel()
+    return None
+
+
 async def _read_ahead(
         consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int],
         remaining: set[TopicPartition], batch_size: int,
         fetched: asyncio.Queue[dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] | None],
 ) -> None:
-    """Puts the batches of records up to ``ends`` in ``fetched`` a batch or two ahead of the
-    fold (aiokafka fetches a partition again only once its records were taken), then ``None``."""
-    try:
-        while remaining:
-            batches = await consumer.getmany(*remaining, timeout_ms=1000,
-                                             max_records=batch_size)
-            for partition in list(remaining):
-                if await consumer.position(partition) >= ends[partition]:
-                    remaining.discard(partition)
-                    consumer.pause(partition)
-            if batches:
-                await fetched.put(batches)
-    except Exception:
-        await fetched.put(None)  # the fold stops, and meets the error awaiting this task
-        raise
+    """Puts the batches of records up to ``ends`` in ``fetched`` up to three batches ahead of
+    the fold (two queued, one waiting to be; aiokafka fetches a partition again only once its
+    records were taken), then ``None``. Should it stop on an error, the fold sees it done
+    (``_next``) and meets the error awaiting it."""
+    while remaining:
+        batches = await consumer.getmany(*remaining, timeout_ms=1000, max_records=batch_size)
+        for partition in list(remaining):
+            if await consumer.position(partition) >= ends[partition]:
+                remaining.discard(partition)
+                consumer.pause(partition)
+        if batches:
+            await fetched.put(batches)
     await fetched.put(None)
 
 

@@ -206,6 +206,9 @@ async def _begin(connection: AsyncConnection, adapted: Any) -> None:
     mutex = getattr(adapted, "_execute_mutex", None)
     if start is None or mutex is None or getattr(adapted, "_transaction", False) is not None:
         await connection.exec_driver_sql("SELECT 1")
+        if not adapted.driver_connection.is_in_transaction():
+            # Statements meant for one transaction would each commit on their own.
+            raise RuntimeError("the statement meant to begin a transaction began none")
         return
     async with _driver_errors(connection), mutex:
         try:

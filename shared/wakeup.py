@@ -116,9 +116,18 @@ class Wakeup:
             await self._kick.wait()
             self._kick.clear()
             pending, self._pending = self._pending, set()
-            for schema in sorted(pending):
-                await connection.execute("SELECT pg_notify($1, '')", channel(schema))
-                self.notified += 1
+            unsent = sorted(pending)
+            try:
+                while unsent:
+                    await connection.execute("SELECT pg_notify($1, '')", channel(unsent[0]))
+                    unsent.pop(0)
+                    self.notified += 1
+            except BaseException:
+                # Sent by the next connection instead: the other processes' readers would
+                # otherwise sleep until their fallback poll.
+                self._pending.update(unsent)
+                self._kick.set()
+                raise
             # The commits of the next moment gather into one notification. A notification is a
             # transaction of its own, and PostgreSQL wakes every listening connection of the
             # database for it (each process of each service has one): under a steady stream of

@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from metrics_worker import service
 from metrics_worker.periods import parse_period
-from metrics_worker.rebuild import RebuildRefused, check_tables, read_model_tables, rebuild
+from metrics_worker.rebuild import RebuildRefused, _next, check_tables, read_model_tables, rebuild
 from services import published_quarter
 from services.published_quarter import Api
 from shared.db import Database
@@ -153,3 +153,16 @@ async def test_rebuild_from_kafka_with_the_metrics_service_stopped(
     finally:
         for process in processes.values():
             process.stop()
+
+
+async def test_the_fold_takes_what_was_read_ahead_then_stops_when_the_reader_ended_unfinished(
+) -> None:
+    fetched: asyncio.Queue[Any] = asyncio.Queue(maxsize=2)
+    batch: dict[TopicPartition, list[Any]] = {TopicPartition("t", 0): []}
+    fetched.put_nowait(batch)
+    reading = asyncio.create_task(asyncio.sleep(30))  # ends without its end marker
+    await asyncio.sleep(0)
+    reading.cancel()
+    assert await asyncio.wait_for(_next(fetched, reading), 5) is batch
+    assert await asyncio.wait_for(_next(fetched, reading), 5) is None
+    assert reading.cancelled()

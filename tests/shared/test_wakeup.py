@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import asyncpg
 
+from shared.wakeup import Wakeup, channel
 from tests.support import BackingServices, bearer, complaint, eventually, running_app
 
 
@@ -46,3 +48,33 @@ async def test_an_idle_service_makes_next_to_no_queries(services: BackingService
     # Polling would be ~20 commits a second per reader (three readers, 0.05 s in the tests);
     # statistics reach pg_stat_database late, so a few of the start-up's may still arrive.
     assert after - before <= 15, f"{after - before} commits in 3 s of idling"
+
+
+async def test_a_notification_whose_connection_broke_is_sent_on_the_next(
+        services: BackingServices) -> None:
+    dsn = services.database_url.replace("postgresql+asyncpg://", "postgresql://")
+    wakeup = Wakeup(dsn, fallback_seconds=60)
+    listener = await asyncpg.connect(dsn)
+    heard = asyncio.Event()
+    await listener.add_listener(channel("intake"), lambda *_: heard.set())
+    running = asyncio.create_task(wakeup.run())
+    try:
+        for _ in range(100):
+            if wakeup.listening:
+                break
+            await asyncio.sleep(0.05)
+        others = ("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                  "AND pid <> pg_backend_pid() AND backend_type = 'client backend'")
+        await listener.execute(f"SELECT pg_terminate_backend(pid) FROM ({others}) o")
+        for _ in range(100):  # gone, so the notification meets a broken connection
+            if not await listener.fetch(others):
+                break
+            await asyncio.sleep(0.05)
+        assert not heard.is_set()
+        wakeup.committed({"intake"})
+        await asyncio.wait_for(heard.wait(), 15)  # well before the 60 s fallback
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        await listener.close()
