@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import orjson
 from sqlalchemy import String, Table
 
 from metrics_worker import counts, histograms
@@ -37,64 +36,11 @@ from shared.events import (
     Event,
     MalformedEvent,
     plain_envelope,
+    plain_fields,
 )
 from shared.vocabulary import CASE_OPENING_KINDS, EXAMINATION_STATUSES
 
 DAY, HOUR = timedelta(days=1), timedelta(hours=1)
-# The attributes ``Event.to_cloudevent`` writes (``datacontenttype`` and ``partitionkey`` may
-# be left out).
-_ENVELOPE_ATTRIBUTES = frozenset({"specversion", "id", "source", "type", "subject", "time",
-                                  "data", "datacontenttype", "partitionkey"})
-
-
-def plain_fields(value: bytes | str) -> tuple[str, str, dict[str, Any]] | None:
-    """The ``id``, ``type`` and ``data`` of an envelope as the services write it, exactly as
-    ``plain_envelope`` reads them, at less than its cost; ``None`` for anything else, and for
-    data holding a float (an integer beyond 64 bits to orjson), which ``plain_envelope`` reads
-    again: the fold then asks it.
-
-    The same checks as ``plain_envelope``'s (``tests/metrics_worker/test_replay_envelope.py``
-    holds them to it), without building the attributes' dict again around a parsed ``time``,
-    which the fold does not use.
-    """
-    try:
-        attributes = orjson.loads(value)
-    except ValueError:  # orjson.JSONDecodeError, and text not UTF-8
-        return None
-    if type(attributes) is not dict:
-        return None
-    get = attributes.get
-    data, event_id, event_type = get("data"), get("id"), get("type")
-    source, subject, time = get("source"), get("subject"), get("time")
-    if not (type(data) is dict and type(event_id) is str and type(event_type) is str
-            and type(source) is str and type(subject) is str and type(time) is str
-            and event_id and event_type and source and subject and time
-            and get("specversion") == "1.0" and attributes.keys() <= _ENVELOPE_ATTRIBUTES):
-        return None
-    # Each optional attribute absent (read as the text "-") or non-empty text.
-    content_type, partition_key = get("datacontenttype", "-"), get("partitionkey", "-")
-    if not (type(content_type) is str and type(partition_key) is str and content_type
-            and partition_key):
-        return None
-    try:
-        if datetime.fromisoformat(time).tzinfo is None:
-            return None
-    except ValueError:
-        return None
-    if _holds_float(data):
-        return None
-    return event_id, event_type, data
-
-
-def _holds_float(value: Any) -> bool:
-    """Whether a dict or list holds a float, at any depth."""
-    for item in value.values() if type(value) is dict else value:
-        kind = type(item)
-        if kind is float or ((kind is dict or kind is list) and _holds_float(item)):
-            return True
-    return False
-
-
 class NotApplicable(Exception):
     """What the live consumer would dead-letter (after retrying, for a case not known)."""
 

@@ -1,5 +1,6 @@
-"""The rebuild's reader of envelopes (``replay.plain_fields``) takes nothing ``plain_envelope``
-would not, and reads what it takes the same way; a record it leaves goes where it went before."""
+"""The rebuild's reader of envelopes (``shared.events.plain_fields``) takes nothing
+``plain_envelope`` would not, and reads what it takes the same way; a record it leaves goes where
+it went before."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from metrics_worker.replay import Replay, plain_fields
+from metrics_worker.replay import Replay
 from metrics_worker.tally import Tally
 from shared.events import (
     COMPLAINT_ATTACHMENT_ADDED,
@@ -21,6 +22,7 @@ from shared.events import (
     MalformedEvent,
     new_event,
     plain_envelope,
+    plain_fields,
 )
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
