@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 
+from metrics_worker.schemas import Summary
 from tests.metrics_worker.helpers import Importer
 from tests.support import BackingServices, bearer, running_app
 
@@ -143,6 +145,12 @@ async def test_case_figures_carry_over_and_close(history: Importer) -> None:
     assert with_target["targets"] == {
         "closures": {"target": 4, "actual": 3, "rate": 0.75},
         "examination_closures": {"target": 3, "actual": 2, "rate": 0.6667}}
+    # The endpoint writes the document itself: the model's own JSON, field for field, in order.
+    answered = await client.get("/v1/metrics/summary", params={"period": "2022-Q1"},
+                                headers=bearer(admin))
+    as_model = Summary.model_validate_json(answered.content).model_dump(mode="json",
+                                                                       by_alias=True)
+    assert json.dumps(answered.json()) == json.dumps(as_model)
     by_range = await history.summary(**{"from": "2022-01-01", "to": "2022-03-31"})
     assert by_range["targets"] == with_target["targets"]
     fetched = await client.get("/v1/metrics/targets/2022-Q1", headers=bearer(admin))
