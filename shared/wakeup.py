@@ -112,6 +112,11 @@ class Wakeup:
             unheard, self._unheard = self._unheard, set()
             for schema in sorted(unheard):
                 await connection.add_listener(channel(schema), self._deliver)
+                # A commit announced before this LISTEN took effect was not heard, and a reader
+                # may have looked before that commit and gone to sleep for the fallback's time:
+                # each looks once more now.
+                for event in self._waiters.get(schema, ()):
+                    event.set()
             self.listening = True
             await self._kick.wait()
             self._kick.clear()

@@ -78,3 +78,30 @@ async def test_a_notification_whose_connection_broke_is_sent_on_the_next(
         with contextlib.suppress(asyncio.CancelledError):
             await running
         await listener.close()
+
+
+async def test_a_reader_subscribing_late_looks_again_once_its_channel_is_heard(
+        services: BackingServices) -> None:
+    """A reader that subscribes while the process already listens looks once, sleeps, and its
+    ``LISTEN`` takes effect a moment later: a commit announced in between was not heard, so
+    the reader is woken once its channel is heard, then by every notification after that."""
+    dsn = services.database_url.replace("postgresql+asyncpg://", "postgresql://")
+    wakeup = Wakeup(dsn, fallback_seconds=60)
+    running = asyncio.create_task(wakeup.run())
+    notifier = await asyncpg.connect(dsn)
+    try:
+        for _ in range(100):
+            if wakeup.listening:
+                break
+            await asyncio.sleep(0.05)
+        assert wakeup.listening
+        woken = wakeup.subscribe("cases")
+        await asyncio.wait_for(woken.wait(), 15)  # not the 60 s fallback
+        woken.clear()
+        await notifier.execute("SELECT pg_notify($1, '')", channel("cases"))
+        await asyncio.wait_for(woken.wait(), 15)
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        await notifier.close()
