@@ -55,7 +55,8 @@ def _if_match(value: str | None) -> IfMatch | None:
 
 
 @router.get("", response_model=CasePage, responses=PROBLEMS,
-            summary="Cases, newest first (a liaison sees only its agency's)")
+            summary="Cases, newest first (a liaison sees only its agency's)",
+            description="Each item has the shape of `GET /v1/cases/{id}`, history included.")
 async def list_cases(
     session: SessionDep, actor: Reader, clock: ClockDep, paging: PagingDep,
     status: Status | None = None,
@@ -74,7 +75,8 @@ async def list_cases(
         overdue=overdue, now=now, before_seq=paging.after(), limit=paging.fetch,
     )
     shown, next_cursor = paging.page(rows, key=lambda row: row.seq)
-    return CasePage(items=[service.summarize(row, actor, now) for row in shown],
+    histories = await repository.histories(session, [row.id for row in shown])
+    return CasePage(items=[service.render(row, histories[row.id], actor, now) for row in shown],
                     next_cursor=next_cursor)
 
 
