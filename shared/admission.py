@@ -3,20 +3,39 @@
 At most ``limit`` requests run at a time; up to ``queue`` more wait for a slot, first come first
 served. Every request has a budget of ``wait`` seconds counted from its arrival, when the server
 read its first byte (``ARRIVED``, stamped by services/httpserver.py): time spent before it
-reached this middleware, while the event loop was busy with others, counts too. A request is
-answered 503 problem JSON with ``Retry-After`` as soon as it is clear it cannot be served within
-its budget: at once when it is already too old, when the queue is full, or when waiting for the
-requests ahead of it and then running itself would take longer than it has left (judged from
-how long requests have recently held a slot); otherwise when it has not started while there was
-still that long left. The refusal reads nothing, looks up nothing and touches no database, so
-the requests already admitted keep their pace. A request is refused only before it starts, so
-an answer of 201 still always means committed.
+reached this middleware, while the event loop was busy with others, counts too.
+
+The rule (``verdict``, the one place it is decided): a request already older than its budget is
+refused; one that finds a slot free and nobody waiting runs; otherwise it may wait for a slot
+unless the queue is full or the queue is *standing*: its oldest request has already waited
+longer than ``queue_delay`` seconds. A request that waits is refused if it has not started while
+there was still time to run within its budget. Refusals are 503 problem JSON with
+``Retry-After``; they read nothing, look up nothing and touch no database, so the requests
+already admitted keep their pace. A request is refused only before it starts, so an answer of
+201 still always means committed.
+
+Why the queue's own delay, and not a forecast. Every slot in use, a queue adds no throughput: it
+only keeps a slot from standing empty between one request and the next, which a handful of
+requests does. What it adds is latency, and that latency is exactly what the age of its oldest
+request measures, as it happens (CoDel's sojourn time, read at the head rather than at the
+exit): no estimate of how long requests run and no rate to divide by. An earlier rule forecast a
+newcomer's wait from a smoothed run time per request and admitted while the forecast fitted the
+whole budget. A group commit that stalled (intake_api/group_commit.py) then finished dozens of
+requests at once with long run times, the smoothed figure jumped, and admission refused nearly
+everything until it decayed, then over-admitted, since a budget-sized queue is what that rule
+aims for: under twice the sustainable load the accepted share swung between runs from half to
+four fifths of the sustainable rate, and accepted answers waited most of the budget (p50 0.8 s).
+Judged by the queue's age, a stall shuts admission exactly while it lasts (the head ages), and
+the burst of completions that ends it opens admission at once (the queue moves): nothing to
+decay. And the queue holds about ``queue_delay`` of work, not the whole budget, so an accepted
+request is answered in about ``queue_delay`` plus its own run.
 
 When the processor is short (other work on the machine), every running request takes longer;
-running fewer at once then gets as much done, each sooner. So while requests hold their slot
-longer than half the budget, fewer slots are used (down to one), and more again, up to
-``limit``, once they are quick and all busy. An admitted request is thus answered within about
-the budget however slow the machine has become.
+running fewer at once then gets as much done, each sooner. So while requests typically hold
+their slot longer than half the budget, fewer slots are used (down to one), and more again, up
+to ``limit``, once they are quick and all busy. "Typically" is the median of the last runs,
+over a window four times the slots: a burst of completions is at most the slots in use, so a
+stalled group commit cannot move it alone, while a machine that stays slow does.
 
 The HTTP server applies the same rule before a request reaches the app (``Gate``): a request
 that would be refused here is answered there, straight from the protocol, before any task is
@@ -31,9 +50,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import enum
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -48,10 +69,20 @@ EXEMPT_PATHS = frozenset({"/healthz", "/readyz"})
 ARRIVED = "aduan.arrived"
 # The scope key under which the HTTP server hands admission its ``Gate``.
 GATE = "aduan.gate"
-# How much each finished request moves the estimate of the time a request holds a slot.
-SMOOTHING = 0.1
-FIRST_ESTIMATE_SECONDS = 0.05
+# A request's run before any has finished: the typical run then is a guess.
+FIRST_RUN_SECONDS = 0.05
+# Recent runs kept for their median, per slot (and at least this many in all).
+RUNS_PER_SLOT = 4
+RUNS_AT_LEAST = 64
+# The default for ``queue_delay``: the settings' (ADUAN_ADMISSION_QUEUE_DELAY_SECONDS).
+QUEUE_DELAY_SECONDS = 0.25
 AT_CAPACITY = "The service is at capacity; retry after the time in Retry-After."
+
+
+class Verdict(enum.Enum):
+    RUN = "run"
+    WAIT = "wait"
+    REFUSE = "refuse"
 
 
 class Gate:
@@ -67,19 +98,32 @@ class Gate:
         self.answered_before_app: Callable[[Scope, int, float], str] | None = None
 
 
+@dataclass(eq=False)
+class _Waiting:
+    """A request waiting for a slot: when it arrived, and where it is told it has one."""
+
+    arrived: float
+    place: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
 class Admission:
-    def __init__(self, app: ASGIApp, *, limit: int, queue: int, wait: float) -> None:
+    def __init__(self, app: ASGIApp, *, limit: int, queue: int, wait: float,
+                 queue_delay: float = QUEUE_DELAY_SECONDS) -> None:
         self.app = app
         self.limit = limit
         self.queue = queue
         self.wait = wait
+        self.queue_delay = queue_delay
         self.running = 0
         # Slots in use now: ``limit``, or fewer while requests hold their slot too long.
         self.slots = limit
         self._resized = 0.0
-        self.waiting: collections.deque[asyncio.Future[None]] = collections.deque()
-        # Seconds a request holds a slot, smoothed.
-        self.held = FIRST_ESTIMATE_SECONDS
+        self.waiting: collections.deque[_Waiting] = collections.deque()
+        # Seconds the last requests held a slot, and their median.
+        self.runs: collections.deque[float] = collections.deque(
+            maxlen=max(RUNS_AT_LEAST, RUNS_PER_SLOT * limit))
+        self.typical_run = FIRST_RUN_SECONDS
         self.refused = 0
 
     @property
@@ -94,86 +138,93 @@ class Admission:
         if isinstance(gate, Gate):
             gate.admission = self
         loop = asyncio.get_running_loop()
-        arrived = scope.get(ARRIVED)
-        deadline = (arrived if isinstance(arrived, float) else loop.time()) + self.wait
-        if not await self._admit(loop, deadline):
+        stamped = scope.get(ARRIVED)
+        arrived = stamped if isinstance(stamped, float) else loop.time()
+        if not await self._admit(loop, arrived):
             await self._refuse(scope, receive, send)
             return
         began = loop.time()
         try:
             await self.app(scope, receive, send)
         finally:
-            now = loop.time()
-            self.held += SMOOTHING * (now - began - self.held)
-            self._resize(now)
+            self.finished(began, loop.time())
             self._release()
 
     def full(self) -> bool:
-        """Whether a request arriving now would be refused: the rule of ``_admit``, applied to
-        the requests admission holds (running, or waiting for a slot). Requests still on their
-        way to it (a body being read, by a slow client perhaps) are not counted: they may never
-        come, and admission refuses them itself if they do when it is full.
-        """
+        """Whether a request arriving now would be refused. Requests still on their way to
+        admission (a body being read, by a slow client perhaps) are not counted: they may never
+        come, and admission refuses them itself if they do when it is full."""
         if self.limit <= 0:
             return False
-        ahead = self.running + len(self.waiting) - self.slots
-        if ahead < 0:
-            return False
-        return (ahead >= self.queue
-                or (ahead + 1) * self.held / self.slots + self.held > self.wait)
+        now = asyncio.get_running_loop().time()
+        return self.verdict(now, now) is Verdict.REFUSE
+
+    def verdict(self, arrived: float, now: float) -> Verdict:
+        """What becomes, at ``now``, of a request that arrived at ``arrived`` (the event loop's
+        times): the one place the rule is decided."""
+        if now - arrived >= self.wait:
+            return Verdict.REFUSE  # it waited its whole budget before it got here
+        if self.running < self.slots and not self.waiting:
+            return Verdict.RUN
+        if len(self.waiting) >= self.queue:
+            return Verdict.REFUSE
+        if self.waiting and now - self.waiting[0].arrived > self.queue_delay:
+            return Verdict.REFUSE  # a standing queue: another request would only add delay
+        return Verdict.WAIT
+
+    def finished(self, began: float, now: float) -> None:
+        """Records a run that held its slot from ``began`` to ``now``."""
+        self.runs.append(now - began)
+        self.typical_run = sorted(self.runs)[len(self.runs) // 2]
+        self._resize(now)
 
     def count_refusal(self) -> None:
         self.refused += 1
         if self.refused % 1000 == 1:
             logger.warning("saturated: %d requests refused so far (%d of %d slots in use, "
-                           "queue %d; a request holds its slot %.3f s)", self.refused,
-                           self.slots, self.limit, self.queue, self.held)
+                           "%d waiting; a request typically holds its slot %.3f s)",
+                           self.refused, self.slots, self.limit, len(self.waiting),
+                           self.typical_run)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.count_refusal()
         await overloaded(AT_CAPACITY, retry_after=self.retry_after).response()(
             scope, receive, send)
 
-    async def _admit(self, loop: asyncio.AbstractEventLoop, deadline: float) -> bool:
-        now = loop.time()
-        if now >= deadline:
-            return False  # it waited its whole budget before it got here
-        if self.running < self.slots and not self.waiting:
+    async def _admit(self, loop: asyncio.AbstractEventLoop, arrived: float) -> bool:
+        verdict = self.verdict(arrived, loop.time())
+        if verdict is Verdict.RUN:
             self.running += 1
-            return True
-        # With every slot busy, one frees every ``held / slots`` seconds: a request would start
-        # after those ahead of it, and end about ``held`` later.
-        ahead = len(self.waiting)
-        if ahead >= self.queue or now + (ahead + 1) * self.held / self.slots + self.held > deadline:
-            return False
-        place: asyncio.Future[None] = loop.create_future()
-        self.waiting.append(place)
+        if verdict is not Verdict.WAIT:
+            return verdict is Verdict.RUN
+        waiting = _Waiting(arrived)
+        self.waiting.append(waiting)
         try:
             # Started any later, it would likely not be done within its budget.
-            async with asyncio.timeout_at(deadline - self.held):
-                await place
+            async with asyncio.timeout_at(arrived + self.wait - self.typical_run):
+                await waiting.place
             return True
         except TimeoutError:
             # A slot handed over just as the budget ran out is taken all the same.
-            return place.done() and not place.cancelled()
+            return waiting.place.done() and not waiting.place.cancelled()
         except asyncio.CancelledError:
-            if place.done() and not place.cancelled():
+            if waiting.place.done() and not waiting.place.cancelled():
                 self._release()  # handed over, but nobody will use it
             raise
         finally:
-            if not place.done():
-                place.cancel()
-            if place in self.waiting:
-                self.waiting.remove(place)
+            if not waiting.place.done():
+                waiting.place.cancel()
+            if waiting in self.waiting:
+                self.waiting.remove(waiting)
 
     def _resize(self, now: float) -> None:
-        """Fewer slots while requests hold theirs over half the budget; more once they are
-        quick and all busy. One step at a time, each given the time of a request to show."""
-        if now - self._resized < self.held:
+        """Fewer slots while requests typically hold theirs over half the budget; more once they
+        are quick and all busy. One step at a time, each given the time of a request to show."""
+        if now - self._resized < self.typical_run:
             return
-        if self.held > self.wait / 2 and self.slots > 1:
+        if self.typical_run > self.wait / 2 and self.slots > 1:
             self.slots -= max(1, self.slots // 4)
-        elif self.held < self.wait / 4 and self.running >= self.slots < self.limit:
+        elif self.typical_run < self.wait / 4 and self.running >= self.slots < self.limit:
             self.slots += 1
         else:
             return
@@ -183,8 +234,8 @@ class Admission:
         """Hands the slot to the longest waiting request, or frees it (or gives it up, when
         fewer slots are in use than are running)."""
         while self.waiting and self.running <= self.slots:
-            place = self.waiting.popleft()
-            if not place.done():
-                place.set_result(None)
+            waiting = self.waiting.popleft()
+            if not waiting.place.done():
+                waiting.place.set_result(None)
                 return
         self.running -= 1

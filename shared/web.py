@@ -125,7 +125,8 @@ def build_app(services: Sequence[Service], *, title: str, settings: Settings | N
     app.add_middleware(HeadAsGet, router=app.router)
     # Inside the body guard: a body is read (bounded in size and time) before it takes a slot.
     app.add_middleware(Admission, limit=settings.max_requests_in_flight,
-                       queue=settings.admission_queue, wait=settings.admission_wait_seconds)
+                       queue=settings.admission_queue, wait=settings.admission_wait_seconds,
+                       queue_delay=settings.admission_queue_delay_seconds)
     app.add_middleware(BodyGuard)
     telemetry = Telemetry([figure for service in services for figure in service.figures],
                           workers=role.worker_metrics, forward_to=role.metrics_from)

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from starlette.types import Message, Receive, Scope, Send
 
-from shared.admission import ARRIVED, Admission
+from shared.admission import ARRIVED, Admission, Verdict
 from tests.support import BackingServices, ServiceProcess, bearer, complaint, query, running_app
 
 
@@ -57,7 +57,8 @@ async def test_waiting_requests_are_admitted_when_a_slot_frees_in_time(
         services: BackingServices) -> None:
     token = await services.token("partner")
     async with running_app(services, max_requests_in_flight=2, admission_queue=100,
-                           admission_wait_seconds=30) as client:
+                           admission_wait_seconds=30,
+                           admission_queue_delay_seconds=30) as client:
         responses = await _burst(client, token, 20)
         assert [r.status_code for r in responses] == [201] * 20
         assert len(await _stored_ids(client, token)) == 20
@@ -81,7 +82,9 @@ async def test_an_exhausted_connection_pool_is_a_503_not_a_500(services: Backing
 
 
 class Held:
-    """An app whose requests run until released, recording the order in which they started."""
+    """An app whose requests run until released, recording the order in which they started.
+    A request waits for the ``release`` current when it started: replacing it holds the
+    requests that start after, while those before are let go."""
 
     def __init__(self) -> None:
         self.started: list[str] = []
@@ -113,7 +116,7 @@ async def _call(admission: Admission, path: str, *, age: float = 0.0) -> list[Me
 def _refused(sent: list[Message]) -> bool:
     start = sent[0]
     headers = dict(start["headers"])
-    return bool(start["status"] == 503 and headers[b"retry-after"] == b"1"
+    return bool(start["status"] == 503 and int(headers[b"retry-after"]) >= 1
             and headers[b"content-type"] == b"application/problem+json")
 
 
@@ -125,29 +128,126 @@ async def test_a_request_older_than_its_budget_is_refused_without_running() -> N
     assert admission.running == 0
 
 
-async def test_a_request_that_could_not_be_served_in_time_is_refused_before_a_slot_frees() -> None:
+async def test_a_standing_queue_refuses_newcomers_at_once_while_the_slots_stay_busy() -> None:
     app = Held()
-    admission = Admission(app, limit=1, queue=10, wait=1.0)
+    admission = Admission(app, limit=1, queue=10, wait=30.0, queue_delay=0.25)
     first = asyncio.create_task(_call(admission, "/first"))
     await asyncio.sleep(0)  # the task runs until the app holds it
     assert app.started == ["/first"]
-    admission.held = 5.0  # requests have lately held their slot for seconds
+    # The one slot is busy; a request waits for it, since a second ago.
+    second = asyncio.create_task(_call(admission, "/second", age=1.0))
+    await asyncio.sleep(0)
+    assert len(admission.waiting) == 1
     # Refused while the first request still holds the only slot: not after waiting for it.
-    assert _refused(await _call(admission, "/second"))
+    assert _refused(await _call(admission, "/third"))
     probe = asyncio.create_task(_call(admission, "/healthz"))
     await asyncio.sleep(0)
     assert app.started == ["/first", "/healthz"]  # not held back by the busy slot
     app.release.set()
+    answers = await asyncio.gather(first, second, probe)
+    assert [sent[0]["status"] for sent in answers] == [200] * 3
+    assert app.started == ["/first", "/healthz", "/second"]
+    assert admission.running == 0
+    assert not admission.waiting
+    assert admission.refused == 1
+
+
+async def test_the_rule_refuses_by_the_age_of_the_oldest_waiting_request() -> None:
+    app = Held()
+    admission = Admission(app, limit=1, queue=2, wait=30.0, queue_delay=0.25)
+    now = asyncio.get_running_loop().time
+    assert admission.verdict(now(), now()) is Verdict.RUN  # a slot free, nobody waiting
+    first = asyncio.create_task(_call(admission, "/first"))
+    await asyncio.sleep(0)
+    assert admission.verdict(now(), now()) is Verdict.WAIT  # a slot busy, nobody waiting
+    waiting = [asyncio.create_task(_call(admission, "/second"))]
+    await asyncio.sleep(0)
+    arrived = admission.waiting[0].arrived
+    # The same queue, judged at later times: moving while its oldest has waited 0.2 s, standing
+    # once it has waited 0.3 s. Its length alone (one of two places) refuses nobody.
+    assert admission.verdict(arrived + 0.2, arrived + 0.2) is Verdict.WAIT
+    assert admission.verdict(arrived + 0.3, arrived + 0.3) is Verdict.REFUSE
+    assert not admission.full()
+    waiting.append(asyncio.create_task(_call(admission, "/third")))
+    await asyncio.sleep(0)
+    assert admission.full()  # both places taken, however young
+    assert admission.verdict(now() - 30.0, now()) is Verdict.REFUSE  # older than its budget
+    app.release.set()
+    answers = await asyncio.gather(first, *waiting)
+    assert [sent[0]["status"] for sent in answers] == [200] * 3
+    assert admission.verdict(now() - 29.0, now()) is Verdict.RUN
+
+
+async def test_a_burst_of_completions_after_a_stall_reopens_admission_at_once() -> None:
+    """A stalled group commit holds every slot while requests queue behind it: newcomers are
+    refused. When it ends, finishing its requests together after a long run, the queue moves
+    into the freed slots and the next newcomer is taken; no estimate is left to decay."""
+    app = Held()
+    admission = Admission(app, limit=4, queue=100, wait=30.0, queue_delay=0.25)
+    stalled = [asyncio.create_task(_call(admission, f"/stalled/{n}")) for n in range(4)]
+    await asyncio.sleep(0)
+    queued = [asyncio.create_task(_call(admission, f"/queued/{n}", age=0.2)) for n in range(4)]
+    await asyncio.sleep(0)
+    assert len(admission.waiting) == 4
+    await asyncio.sleep(0.1)  # the oldest has now waited over the quarter second
+    assert admission.full()
+    assert _refused(await _call(admission, "/refused"))
+    # The stall ends: the four finish at once; the four queued start and are held in turn.
+    ended, app.release = app.release, asyncio.Event()
+    ended.set()
+    assert [sent[0]["status"] for sent in await asyncio.gather(*stalled)] == [200] * 4
+    assert admission.running == 4
+    assert not admission.waiting
+    assert not admission.full()
+    taken = asyncio.create_task(_call(admission, "/taken"))
+    await asyncio.sleep(0)
+    assert len(admission.waiting) == 1  # waiting for a slot, not refused
+    app.release.set()
+    answers = await asyncio.gather(*queued, taken)
+    assert [sent[0]["status"] for sent in answers] == [200] * 5
+    assert admission.refused == 1
+    assert admission.running == 0
+
+
+def test_one_burst_of_long_runs_does_not_move_the_typical_run() -> None:
+    """The typical run (the median of the last runs) resizes the slots: a burst of completions
+    as long as a stall, one per slot, leaves it where it was; runs that stay long move it."""
+    admission = Admission(Held(), limit=8, queue=10, wait=1.0, queue_delay=0.25)
+    now = 100.0
+    for _ in range(admission.runs.maxlen or 0):
+        now += 0.05
+        admission.finished(now - 0.05, now)
+    assert admission.typical_run == pytest.approx(0.05)
+    now += 2.0
+    for _ in range(admission.limit):  # a stalled group commit's requests, all at once
+        admission.finished(now - 2.0, now)
+    now += 0.05
+    admission.finished(now - 0.05, now)
+    assert admission.typical_run == pytest.approx(0.05)
+    assert admission.slots == 8
+    for _ in range(admission.limit * 8):  # the machine stays slow
+        now += 2.0
+        admission.finished(now - 2.0, now)
+    assert admission.typical_run == pytest.approx(2.0)
+    assert admission.slots == 1
+
+
+async def test_a_waiting_request_not_started_in_time_is_refused_and_never_runs() -> None:
+    app = Held()
+    admission = Admission(app, limit=1, queue=10, wait=0.3, queue_delay=0.25)
+    first = asyncio.create_task(_call(admission, "/first"))
+    await asyncio.sleep(0)
+    assert _refused(await _call(admission, "/late"))  # waited for the slot until too late
+    app.release.set()
     assert (await first)[0]["status"] == 200
-    assert (await probe)[0]["status"] == 200
-    assert app.started == ["/first", "/healthz"]
+    assert app.started == ["/first"]
     assert admission.running == 0
     assert not admission.waiting
 
 
 async def test_waiting_requests_take_the_freed_slots_in_their_order_of_arrival() -> None:
     app = Held()
-    admission = Admission(app, limit=1, queue=10, wait=30.0)
+    admission = Admission(app, limit=1, queue=10, wait=30.0, queue_delay=30.0)
     first = asyncio.create_task(_call(admission, "/first"))
     await asyncio.sleep(0)  # the task runs until the app holds it
     assert app.started == ["/first"]
@@ -210,19 +310,19 @@ async def test_a_server_driven_past_its_bound_answers_201_or_503_and_loses_nothi
         {(row["id"], row["tracking_number"]) for row in stored}
 
 
-async def test_fewer_slots_are_used_while_requests_hold_them_long_and_more_once_quick() -> None:
+async def test_fewer_slots_are_used_while_requests_run_long_and_more_once_quick() -> None:
     app = Held()
-    admission = Admission(app, limit=4, queue=10, wait=1.0)
-    admission.held = 5.0  # requests have lately held their slot for seconds
-    app.release.set()
-    await _call(admission, "/slow")
+    admission = Admission(app, limit=4, queue=10, wait=1.0, queue_delay=0.25)
+    now = 100.0
+    admission.finished(now - 5.0, now)  # a request held its slot for seconds
     assert admission.slots == 3
-    admission.held = 0.0  # and now they are quick
-    app.release.clear()
     running = [asyncio.create_task(_call(admission, f"/{n}")) for n in range(3)]
     await asyncio.sleep(0)
-    assert admission.running == 3  # every slot in use busy: room to grow
+    assert admission.running == 3  # every slot in use busy: room to grow once runs are quick
+    for _ in range(admission.runs.maxlen or 0):
+        now += 0.01
+        admission.finished(now - 0.01, now)
+    assert admission.slots == 4
     app.release.set()
     await asyncio.gather(*running)
-    assert admission.slots == 4
     assert admission.running == 0
