@@ -55,8 +55,7 @@ def _if_match(value: str | None) -> IfMatch | None:
 
 
 @router.get("", response_model=CasePage, responses=PROBLEMS,
-            summary="Cases, newest first (a liaison sees only its agency's)",
-            description="Each item has the shape of `GET /v1/cases/{id}`, history included.")
+            summary="Cases, newest first (a liaison sees only its agency's)")
 async def list_cases(
     session: SessionDep, actor: Reader, clock: ClockDep, paging: PagingDep,
     status: Status | None = None,
