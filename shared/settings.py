@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(default=1200, ge=0)
     # Lookups with an access code, per client address: guessing codes must stay hopeless.
     public_status_per_minute: int = Field(default=10, ge=0)
+    # Callers each of those two limits keeps at once (shared.ratelimit), for all the processes
+    # of an instance: 16 bytes each. Beyond, the caller nearest a full allowance is forgotten
+    # (let through on its next request, never refused wrongly).
+    rate_limit_callers: int = Field(default=65_536, ge=64, le=16_777_216)
     # Webhooks (INTEGRATIONS.md). The retry schedule is a setting so that tests run it in seconds.
     webhook_allow_http: bool = False
     webhook_allow_private: bool = False
