@@ -7,9 +7,10 @@ reached this middleware, while the event loop was busy with others, counts too.
 
 The rule (``verdict``, the one place it is decided): a request already older than its budget is
 refused; one that finds a slot free and nobody waiting runs; otherwise it may wait for a slot
-unless the queue is full or the queue is *standing*: its oldest request has already waited
-longer than ``queue_delay`` seconds. A request that waits is refused if it has not started while
-there was still time to run within its budget. Refusals are 503 problem JSON with
+unless the queue is full, it is too late to start and still run within its budget (by the
+typical run, below), or the queue is *standing*: its oldest request has already waited longer
+than ``queue_delay`` seconds. A request that waits is refused if it has not started while there
+was still time to run within its budget. Refusals are 503 problem JSON with
 ``Retry-After``; they read nothing, look up nothing and touch no database, so the requests
 already admitted keep their pace. A request is refused only before it starts, so an answer of
 201 still always means committed.
@@ -166,8 +167,8 @@ class Admission:
             return Verdict.REFUSE  # it waited its whole budget before it got here
         if self.running < self.slots and not self.waiting:
             return Verdict.RUN
-        if len(self.waiting) >= self.queue:
-            return Verdict.REFUSE
+        if len(self.waiting) >= self.queue or now - arrived + self.typical_run >= self.wait:
+            return Verdict.REFUSE  # no room, or too late to start and still run within budget
         if self.waiting and now - self.waiting[0].arrived > self.queue_delay:
             return Verdict.REFUSE  # a standing queue: another request would only add delay
         return Verdict.WAIT
