@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
+import asyncpg
 from fastapi import Depends, Request
 
 from intake_api import repository
@@ -70,39 +71,54 @@ class GroupCommit:
         return await entry.answer
 
     async def _write_waiting(self) -> None:
-        while self.waiting:
-            group, self.waiting = self.waiting[:self.largest], self.waiting[self.largest:]
-            try:
-                await self._write_group(group)
-            except BaseException as exc:  # stopped half-way: nobody is left waiting for ever
-                for entry in group:
-                    _fail(entry, exc if isinstance(exc, Exception)
-                          else RuntimeError("the service is stopping"))
-                raise
-
-    async def _write_group(self, group: list[_Entry]) -> None:
+        group: list[_Entry] = []
         try:
-            await self._write(group)
-        except Exception as exc:
-            if len(group) == 1:
-                _fail(group[0], exc)
-                return
-            logger.warning("a group of %d complaints was refused (%s); writing each alone",
-                           len(group), type(exc).__name__)
-            for entry in group:
+            while self.waiting:
                 try:
-                    await self._write([entry])
-                except Exception as alone:
-                    _fail(entry, alone)
+                    # One pooled connection for as long as groups keep coming: a check-out
+                    # and check-in through the pool cost about as much as building a
+                    # complaint's rows, once per group otherwise.
+                    async with self.database.autocommit() as driver:
+                        while self.waiting:
+                            group = self._next_group()
+                            await self._write(driver, group)
+                            group = []
+                except Exception as exc:
+                    # The group it was writing (or, when no connection could be had, the
+                    # next one) is written again complaint by complaint, each on a pooled
+                    # connection of its own.
+                    group = group or self._next_group()
+                    await self._write_alone(group, exc)
+                    group = []
+        except BaseException as exc:  # stopped half-way: nobody is left waiting for ever
+            for entry in group:
+                _fail(entry, exc if isinstance(exc, Exception)
+                      else RuntimeError("the service is stopping"))
+            raise
 
-    async def _write(self, group: list[_Entry]) -> None:
-        async with self.database.autocommit() as driver:
-            numbers = await repository.next_tracking_numbers(
-                driver, [entry.year for entry in group])
-            written = [entry.write(number, entry.carrier)
-                       for entry, number in zip(group, numbers, strict=True)]
-            recorded = await repository.record_complaints(
-                driver, [values for values, _, _ in written], [event for _, event, _ in written])
+    def _next_group(self) -> list[_Entry]:
+        group, self.waiting = self.waiting[:self.largest], self.waiting[self.largest:]
+        return group
+
+    async def _write_alone(self, group: list[_Entry], exc: Exception) -> None:
+        if len(group) == 1:
+            _fail(group[0], exc)
+            return
+        logger.warning("a group of %d complaints was refused (%s); writing each alone",
+                       len(group), type(exc).__name__)
+        for entry in group:
+            try:
+                async with self.database.autocommit() as driver:
+                    await self._write(driver, [entry])
+            except Exception as alone:
+                _fail(entry, alone)
+
+    async def _write(self, driver: asyncpg.Connection, group: list[_Entry]) -> None:
+        numbers = await repository.next_tracking_numbers(driver, [entry.year for entry in group])
+        written = [entry.write(number, entry.carrier)
+                   for entry, number in zip(group, numbers, strict=True)]
+        recorded = await repository.record_complaints(
+            driver, [values for values, _, _ in written], [event for _, event, _ in written])
         self.database.announce(INTAKE_EVENTS.schema)
         for entry, (values, _, out) in zip(group, written, strict=True):
             if not entry.answer.done():

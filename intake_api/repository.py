@@ -211,11 +211,16 @@ async def count_attachments(session: AsyncSession, complaint_id: uuid.UUID) -> i
 
 
 async def attachments(session: AsyncSession, complaint_id: uuid.UUID, *,
-                      include_confidential: bool) -> Sequence[Attachment]:
+                      include_confidential: bool, after_seq: int | None,
+                      limit: int) -> Sequence[Attachment]:
+    """One page of a complaint's attachments, oldest first."""
     query = select(Attachment).where(Attachment.complaint_id == complaint_id)
     if not include_confidential:
         query = query.where(Attachment.confidential.is_(False))
-    return (await session.execute(query.order_by(Attachment.seq))).scalars().all()
+    if after_seq is not None:
+        query = query.where(Attachment.seq > after_seq)
+    query = query.order_by(Attachment.seq).limit(limit)
+    return (await session.execute(query)).scalars().all()
 
 
 async def get_attachment(session: AsyncSession, complaint_id: uuid.UUID,

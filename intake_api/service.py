@@ -9,6 +9,8 @@ from typing import NoReturn
 from zoneinfo import ZoneInfo
 
 import asyncpg
+import orjson
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from intake_api import access, repository
@@ -23,10 +25,9 @@ from intake_api.schemas import (
     ReportedAgency,
     Reporter,
 )
-from shared import outbox
 from shared.auth import Actor, Role
 from shared.db import Database, announce_after_commit, on_driver
-from shared.events import COMPLAINT_RECEIVED, COMPLAINTS_TOPIC, new_event
+from shared.events import COMPLAINT_RECEIVED, COMPLAINTS_TOPIC, encoded_envelope
 from shared.problems import Problem, invalid, not_found
 from shared.tables import INTAKE_EVENTS
 from shared.text import is_blank
@@ -199,14 +200,20 @@ def _writer(actor: Actor, payload: ComplaintCreate, *, code: str,
             received_at: datetime) -> Write:
     """The complaint's row, event and answer, once its tracking number is known."""
     complaint_id = uuid.uuid4()
+    subject = str(complaint_id)
     status = opening_status(payload.kind) or RECORDED
+    # Serialised once each, by pydantic: the event's data (the answer without its access
+    # code) straight to JSON text, and the complaint row's JSON columns as the same text.
+    reporter = _json_text(payload.reporter)
+    location = _json_text(payload.location)
 
     def write(tracking_number: str, carrier: Mapping[str, str] | None) -> Written:
         created = _created_out(complaint_id, tracking_number, payload, actor=actor,
                                received_at=received_at, status=status, code=code)
-        data = created.model_dump(mode="json", exclude=_UNPUBLISHED)
-        event = new_event(COMPLAINT_RECEIVED, source=SOURCE, subject=str(complaint_id),
-                          data=data, time=received_at)
+        event_id = str(uuid.uuid4())
+        envelope = encoded_envelope(
+            COMPLAINT_RECEIVED, event_id=event_id, source=SOURCE, subject=subject,
+            time=received_at, data_json=created.model_dump_json(exclude=_UNPUBLISHED))
         values = {
             "id": complaint_id,
             "tracking_number": tracking_number,
@@ -214,22 +221,32 @@ def _writer(actor: Actor, payload: ComplaintCreate, *, code: str,
             "kind": payload.kind.value,
             "channel": payload.channel.value,
             "substance": payload.substance.value,
-            "reporter": data["reporter"],
+            "reporter": reporter,
             "reported_agency_code": payload.reported_agency.code,
             "reported_agency_name": payload.reported_agency.name,
             "summary": payload.summary,
             "description": payload.description,
             "incident_date": payload.incident_date,
             "reported_to_agency_first": payload.reported_to_agency_first,
-            "location": data["location"],
+            "location": location,
             "external_reference": payload.external_reference,
             "received_at": received_at,
             "submitted_by": actor.name,
             "status": status,
         }
-        return values, outbox.row(COMPLAINTS_TOPIC, event, carrier), created
+        # The outbox row as ``outbox.row`` makes it of ``new_event(...)``: the envelope and
+        # the trace context as JSON text (both stored as jsonb).
+        event = (event_id, COMPLAINTS_TOPIC, subject, envelope,
+                 orjson.dumps(carrier).decode() if carrier else None)
+        return values, event, created
 
     return write
+
+
+def _json_text(part: BaseModel | None) -> orjson.Fragment | None:
+    """A part of the complaint as the JSON its event's data holds, for a jsonb column (the
+    complaint row goes to the database as orjson's JSON, ``repository.record_complaints``)."""
+    return orjson.Fragment(part.model_dump_json()) if part is not None else None
 
 
 async def visible_complaint(session: AsyncSession, actor: Actor,

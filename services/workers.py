@@ -10,9 +10,11 @@ request counts and latencies of every worker are summed there (prometheus_client
 mode), the rest is read as in a single process.
 
 Nothing about a request changes: each worker has its own pool, its own admission bound and its
-own share of the per-token and per-address rate limits (``share_of``), and its own bound on
-connections per client address (its own file descriptors, so it holds per worker); commits announce
-themselves to the main process's readers with ``NOTIFY`` as before. A worker dies with the main
+own bound on connections per client address (its own file descriptors, so it holds per worker);
+the per-token and per-address rate limits hold for the whole instance: the main process writes
+their tables (shared.ratelimit) in its private run directory before it starts any worker, and
+every worker, one started again too, maps them. Commits announce themselves to the main
+process's readers with ``NOTIFY`` as before. A worker dies with the main
 process (``PR_SET_PDEATHSIG``); one that dies on its own is started again. A stop signal reaches
 the workers first: they finish their requests, then the main process stops its background work,
 so the relays publish what the workers committed.
@@ -24,7 +26,6 @@ import asyncio
 import contextlib
 import ctypes
 import logging
-import math
 import os
 import signal
 import socket
@@ -40,6 +41,7 @@ from types import FrameType
 
 from prometheus_client import values as prometheus_values
 
+from shared.ratelimit import RateTables
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -108,12 +110,14 @@ class Workers:
 
     def __init__(self, which: str, settings: Settings, listener: socket.socket,
                  internal: socket.socket, run: Path, count: int) -> None:
+        # run holds main.sock, metrics/ and rate-limits/ (written before the workers start).
         self.which = which
         self.settings = settings
         self.listener = listener
         self.internal = internal
         self.metrics_socket = run / "main.sock"
         self.metrics_dir = run / "metrics"
+        self.rate_limits = run / "rate-limits"
         self.count = count
         self.processes: list[_Worker] = []
         self.stopping = threading.Event()
@@ -131,7 +135,7 @@ class Workers:
             prometheus_values.ValueClass = prometheus_values.MultiProcessValue()  # type: ignore[no-untyped-call]
             signal.signal(signal.SIGTERM, _stopped)  # until uvicorn takes the signals over
             _serve_worker(self.which, self.listener, self.metrics_socket, os.getppid(),
-                          self.count, self.settings)
+                          self.rate_limits, self.settings)
             code = 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
@@ -147,7 +151,7 @@ class Workers:
                "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir)}
         started = subprocess.Popen(
             [sys.executable, "-m", "services.workers", self.which, str(fd),
-             str(self.metrics_socket), str(os.getpid()), str(self.count)],
+             str(self.metrics_socket), str(os.getpid()), str(self.rate_limits)],
             env=env, pass_fds=[fd], stdin=subprocess.DEVNULL)
         return _Worker(started.pid, started)
 
@@ -212,12 +216,14 @@ def serve_with_workers(which: str, *, settings: Settings, host: str, port: int,
 
     with _run_directory() as run:
         (run / "metrics").mkdir()
+        (run / "rate-limits").mkdir()
+        RateTables.create(run / "rate-limits", settings.rate_limit_callers)
         internal = _metrics_socket(run / "main.sock")
         workers = Workers(which, settings, listener, internal, run, count)
         workers.start()
         try:
             role = Role(background=True, worker_metrics=run / "metrics",
-                        before_stop=workers.stopped)
+                        rate_limits=workers.rate_limits, before_stop=workers.stopped)
             serve(create_app(which, settings, role=role), host=host, port=port,
                   settings=settings, sockets=[internal], on_exit=workers.signal)
         finally:
@@ -225,20 +231,8 @@ def serve_with_workers(which: str, *, settings: Settings, host: str, port: int,
             internal.close()
 
 
-def share_of(settings: Settings, workers: int) -> Settings:
-    """A worker's settings: the rate limits, kept in each worker's memory, split among them,
-    so that together they allow what the settings say (a caller whose connections all reach one
-    worker gets its share; better refused early with Retry-After than allowed N times over)."""
-    def split(per_minute: int) -> int:
-        return per_minute if per_minute <= 0 else max(1, math.ceil(per_minute / workers))
-
-    return settings.model_copy(update={
-        "rate_limit_per_minute": split(settings.rate_limit_per_minute),
-        "public_status_per_minute": split(settings.public_status_per_minute)})
-
-
 def _serve_worker(which: str, listener: socket.socket, metrics_socket: Path, parent: int,
-                  count: int, settings: Settings) -> None:
+                  rate_limits: Path, settings: Settings) -> None:
     from services.allinone import create_app
     from services.httpserver import serve
     from shared.web import Role
@@ -246,8 +240,8 @@ def _serve_worker(which: str, listener: socket.socket, metrics_socket: Path, par
     die_with_parent()
     if os.getppid() != parent:  # the main process ended before the request above took effect
         return
-    role = Role(background=False, metrics_from=metrics_socket)
-    serve(create_app(which, share_of(settings, count), role=role), host="", port=0,
+    role = Role(background=False, metrics_from=metrics_socket, rate_limits=rate_limits)
+    serve(create_app(which, settings, role=role), host="", port=0,
           settings=settings, sockets=[listener])
 
 
@@ -256,8 +250,9 @@ def _stopped(signum: int, _: FrameType | None) -> None:
 
 
 def _main(argv: list[str]) -> None:
-    """``python -m services.workers WHICH FD METRICS_SOCKET PARENT_PID COUNT``: a worker
-    started again by ``Workers`` after one died."""
+    """``python -m services.workers WHICH FD METRICS_SOCKET PARENT_PID RATE_LIMITS``: a worker
+    started again by ``Workers`` after one died, attached to the rate limit tables in the
+    directory RATE_LIMITS like the others."""
     from shared.logging import configure_logging
     from shared.settings import get_settings
 
@@ -265,7 +260,7 @@ def _main(argv: list[str]) -> None:
     settings = get_settings()
     configure_logging(settings)
     _serve_worker(argv[1], socket.socket(fileno=int(argv[2])), Path(argv[3]), int(argv[4]),
-                  int(argv[5]), settings)
+                  Path(argv[5]), settings)
 
 
 if __name__ == "__main__":

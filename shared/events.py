@@ -183,6 +183,23 @@ def new_event(type_: str, *, source: str, subject: str, data: dict[str, Any],
                  time=time or datetime.now(UTC))
 
 
+def encoded_envelope(type_: str, *, event_id: str, source: str, subject: str, time: datetime,
+                     data_json: str | bytes) -> str:
+    """The JSON document ``Event.to_json`` writes for these attributes (compact and UTF-8, as
+    orjson writes it), of data already written as JSON text (``data_json``).
+
+    For a writer whose envelope is only ever stored as ``jsonb`` (the outbox), and whose data
+    was written as JSON anyway: the complaint posted has its answer's fields serialised once
+    by pydantic instead of dumped to Python objects and encoded again by ``json``.
+    """
+    return orjson.dumps({
+        "specversion": "1.0", "id": event_id, "source": source, "type": type_,
+        "subject": subject, "time": _rfc3339(time.astimezone(UTC)),
+        "datacontenttype": "application/json", "partitionkey": subject,
+        "data": orjson.Fragment(data_json),
+    }).decode()
+
+
 def plain_envelope(value: bytes | str) -> dict[str, Any] | None:
     """The attributes of an envelope as the services write it (those of ``to_cloudevent``, a
     JSON object as data), ``time`` parsed; ``None`` for anything else, which only the SDK

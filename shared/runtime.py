@@ -88,6 +88,7 @@ class Runtime:
                 fetch_min_bytes=(self.settings.kafka_patient_fetch_min_bytes
                                  if subscription.patient
                                  else self.settings.kafka_fetch_min_bytes),
+                commit_interval_ms=self.settings.kafka_commit_interval_ms,
             )
         else:
             runner = DatabaseLogRunner(subscription, self.database, DATABASE_LOGS,

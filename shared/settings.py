@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(default=1200, ge=0)
     # Lookups with an access code, per client address: guessing codes must stay hopeless.
     public_status_per_minute: int = Field(default=10, ge=0)
+    # Callers each of those two limits keeps at once (shared.ratelimit), for all the processes
+    # of an instance: 16 bytes each. Beyond, the caller nearest a full allowance is forgotten
+    # (let through on its next request, never refused wrongly).
+    rate_limit_callers: int = Field(default=65_536, ge=64, le=16_777_216)
     # Webhooks (INTEGRATIONS.md). The retry schedule is a setting so that tests run it in seconds.
     webhook_allow_http: bool = False
     webhook_allow_private: bool = False
@@ -77,6 +81,11 @@ class Settings(BaseSettings):
     # of ~50 rather than ~15, and idle, a fifth of the fetches.
     kafka_patient_fetch_max_wait_ms: int = Field(default=500, ge=1, le=10_000)
     kafka_patient_fetch_min_bytes: int = Field(default=65_536, ge=1, le=52_428_800)
+    # A consumer commits its offsets to Kafka this often (and at once after a dead letter, on
+    # losing a partition and on stopping), not after every batch: a commit costs the broker a
+    # write and the consumer a round trip it waits for. A crash makes the next owner read up
+    # to this much again, which the processed-event table skips. 0: after every batch.
+    kafka_commit_interval_ms: int = Field(default=1000, ge=0, le=60_000)
     # The producer waits this long to fill a batch: fewer, larger requests under load.
     kafka_linger_ms: int = Field(default=5, ge=0, le=1000)
     # Connections per process: requests, consumers and relays share them.

@@ -16,10 +16,11 @@ from shared.access_log import AccessLog
 from shared.admission import Admission
 from shared.clock import Clock
 from shared.docs_pages import install_docs
+from shared.methods import HeadAsGet
 from shared.middleware import BodyGuard
 from shared.openapi import Guides, install_openapi
 from shared.problems import Problem, documented, install_problem_handlers
-from shared.ratelimit import RateLimiter
+from shared.ratelimit import RateLimiter, RateTables
 from shared.runtime import Runtime, RuntimeDep
 from shared.settings import Settings, get_settings
 from shared.telemetry import DatabaseFigure, Telemetry, metrics_router
@@ -67,12 +68,14 @@ class Role:
     services' background work once and renders ``GET /metrics`` with every worker's request
     figures (``worker_metrics``: prometheus_client's multiprocess directory), while each worker
     only answers requests and forwards ``GET /metrics`` to the main process (``metrics_from``:
-    its Unix socket).
+    its Unix socket). All of them count requests against the same rate limits: the tables the
+    main process wrote in ``rate_limits`` (shared.ratelimit); one process alone keeps its own.
     """
 
     background: bool = True
     worker_metrics: Path | None = None
     metrics_from: Path | None = None
+    rate_limits: Path | None = None
     # Awaited before the runtime stops: the main process lets its workers finish first.
     before_stop: Callable[[], Awaitable[None]] | None = None
 
@@ -89,8 +92,11 @@ def build_app(services: Sequence[Service], *, title: str, settings: Settings | N
         runtime = Runtime.create(settings, clock=clock)
         app.state.runtime = runtime
         app.state.database = runtime.database
-        app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
-        app.state.public_rate_limiter = RateLimiter(settings.public_status_per_minute)
+        tables = (RateTables.attach(role.rate_limits) if role.rate_limits is not None
+                  else RateTables.private(settings.rate_limit_callers))
+        app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute, tables.token)
+        app.state.public_rate_limiter = RateLimiter(settings.public_status_per_minute,
+                                                    tables.address)
         if role.background:
             for service in services:
                 service.start(runtime)
@@ -120,6 +126,8 @@ def build_app(services: Sequence[Service], *, title: str, settings: Settings | N
     install_problem_handlers(app)
     install_openapi(app, {key: guide for s in services for key, guide in s.guides.items()})
     install_docs(app)
+    # Innermost: HEAD reaches the routes as the GET it stands for.
+    app.add_middleware(HeadAsGet, router=app.router)
     # Inside the body guard: a body is read (bounded in size and time) before it takes a slot.
     app.add_middleware(Admission, limit=settings.max_requests_in_flight,
                        queue=settings.admission_queue, wait=settings.admission_wait_seconds,

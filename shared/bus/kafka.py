@@ -1,11 +1,19 @@
-"""The Kafka bus: offsets are committed only after the effects they produced are committed."""
+"""The Kafka bus: offsets are committed only after the effects they produced are committed.
+
+They are committed every ``commit_interval_ms`` (and at once after a dead letter, and when the
+consumer loses a partition or stops), not after every batch: a commit costs the broker a write
+and the consumer a round trip it waits for, and under a steady stream a batch holds only a few
+records. What a crash leaves uncommitted is read again by the partition's next owner, and the
+processed-event table skips every event of it that was applied: reading again has no effect.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
@@ -28,6 +36,7 @@ class _ForgetRevoked(ConsumerRebalanceListener):  # type: ignore[misc]
         self.runner = runner
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.runner.commit_pending(revoked)
         for partition in revoked:
             self.runner.parked_since.pop(partition, None)
             self.runner.resume_at.pop(partition, None)
@@ -44,7 +53,7 @@ class KafkaConsumerRunner:
                  bootstrap_servers: str, publisher: KafkaPublisher,
                  policy: RetryPolicy | None = None, max_records: int = 500,
                  group_prefix: str = "", fetch_max_wait_ms: int = 100,
-                 fetch_min_bytes: int = 1) -> None:
+                 fetch_min_bytes: int = 1, commit_interval_ms: int = 0) -> None:
         self.subscription = subscription
         self.group_prefix = group_prefix
         self.database = database
@@ -60,6 +69,10 @@ class KafkaConsumerRunner:
         self.parked_since: dict[TopicPartition, tuple[int, float]] = {}
         self.resume_at: dict[TopicPartition, float] = {}
         self.committed: dict[TopicPartition, int] = {}
+        # Offsets whose batches are committed in the database but not yet to Kafka.
+        self.commit_interval = commit_interval_ms / 1000
+        self.pending: dict[TopicPartition, int] = {}
+        self._last_commit = time.monotonic()
 
     def lag(self) -> dict[tuple[str, int], int]:
         """Records on the broker past this group's last commit, per assigned partition."""
@@ -112,11 +125,36 @@ class KafkaConsumerRunner:
                 # are fetched again after the pause).
                 ready = {partition: records for partition, records in batches.items()
                          if partition in assigned and partition not in self.resume_at}
+                dead_before = self.applier.dead_lettered
                 if ready:
-                    await self._commit(self.consumer, await self.process_all(ready))
+                    self.pending.update(await self.process_all(ready))
+                # A dead letter would be sent again were its record read again: committed now.
+                if (self.applier.dead_lettered != dead_before
+                        or time.monotonic() - self._last_commit >= self.commit_interval):
+                    await self.commit_pending()
         finally:
             consumer, self.consumer = self.consumer, None
-            await consumer.stop()
+            try:
+                # Best effort: what is not committed here is read again and skipped.
+                async with asyncio.timeout(5):
+                    await self.commit_pending(consumer=consumer)
+            except (Exception, asyncio.CancelledError) as exc:
+                logger.info("%s: offsets not committed on stop (%s)",
+                            self.subscription.consumer, type(exc).__name__)
+            finally:
+                await consumer.stop()
+
+    async def commit_pending(self, partitions: Collection[TopicPartition] | None = None, *,
+                             consumer: AIOKafkaConsumer | None = None) -> None:
+        """Commits the pending offsets (of ``partitions``, by default all of them)."""
+        consumer = consumer or self.consumer
+        offsets = {partition: offset for partition, offset in self.pending.items()
+                   if partitions is None or partition in partitions}
+        for partition in offsets:
+            del self.pending[partition]
+        self._last_commit = time.monotonic()
+        if offsets and consumer is not None:
+            await self._commit(consumer, offsets)
 
     async def _commit(self, consumer: AIOKafkaConsumer,
                       offsets: dict[TopicPartition, int]) -> None:

@@ -9,6 +9,8 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from intake_api.group_commit import GroupCommit, Write, Written
 from shared.db import Database
 from tests.support import BackingServices, bearer, complaint, query, running_app
@@ -58,12 +60,17 @@ async def test_concurrent_posts_are_each_recorded_once_with_their_event(
     assert len(set(stored.values())) == len(stored)
 
 
+@pytest.mark.parametrize("largest", [
+    pytest.param(50, id="one group"),
+    # Groups written one after another on one connection: the refused one's leaves it.
+    pytest.param(4, id="groups in a row"),
+])
 async def test_a_refused_complaint_does_not_take_its_group_with_it(
-        services: BackingServices) -> None:
+        services: BackingServices, largest: int) -> None:
     """One complaint the database refuses (a status longer than its column) amid others
     written in the same group: the others are recorded, it alone fails."""
     async with Database.opened(services.database_url, pool_size=4) as database:
-        group = GroupCommit(database, largest=50)
+        group = GroupCommit(database, largest=largest)
 
         def writer(n: int) -> Write:
             complaint_id = uuid.uuid4()

@@ -6,14 +6,15 @@ import asyncio
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from services.workers import share_of
-from shared.settings import Settings
 from tests.faults import cases_opened
 from tests.support import BackingServices, ServiceProcess, bearer, complaint, eventually
 
@@ -117,9 +118,115 @@ def _two(main: ServiceProcess) -> Callable[[], Awaitable[list[int]]]:
     return check
 
 
-def test_the_rate_limits_are_shared_among_workers() -> None:
-    settings = Settings(rate_limit_per_minute=1200, public_status_per_minute=10)
-    share = share_of(settings, 3)
-    assert share.rate_limit_per_minute == 400
-    assert share.public_status_per_minute == 4  # rounded up: never below one a minute
-    assert share_of(Settings(rate_limit_per_minute=0), 2).rate_limit_per_minute == 0  # no limit
+Send = Callable[[], Awaitable[httpx.Response]]
+
+
+@dataclass
+class Burst:
+    """Requests sent one after another until the first 429, and when."""
+
+    admitted: int
+    began: float  # before the first was sent
+    refusal_sent: float  # before the refused one was sent
+    refused: float  # when its answer came
+
+
+async def burst(send: Send) -> Burst:
+    began = time.monotonic()
+    admitted = 0
+    while True:
+        sent = time.monotonic()
+        answer = await send()
+        if answer.status_code != 429:
+            assert answer.status_code in (200, 201), answer.text
+            admitted += 1
+            assert admitted <= 60, "never refused"
+            continue
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert answer.json()["status"] == 429
+        assert int(answer.headers["retry-after"]) >= 1
+        return Burst(admitted, began, sent, time.monotonic())
+
+
+def within_limit(burst: Burst, per_minute: int) -> None:
+    """A minute's worth at once, and no more than one back for each ``60 / per_minute``
+    seconds the burst lasted (a loaded machine may be slow enough for that to show)."""
+    back = (burst.refused - burst.began) * per_minute / 60
+    assert per_minute <= burst.admitted <= per_minute + back, (burst, back)
+
+
+def carried_over(before: Burst, after: Burst, per_minute: int) -> None:
+    """``after`` began where ``before`` left off: less than one back when refused, plus what
+    the time since gave, never a fresh minute's worth."""
+    back = (after.refused - before.refusal_sent) * per_minute / 60
+    assert after.admitted <= 1 + back, (before, after, back)
+    assert after.admitted < per_minute, (before, after)
+
+
+async def test_the_rate_limits_hold_across_workers_and_their_restarts(
+    services: BackingServices, tmp_path: Path,
+) -> None:
+    # The per-address limit of status lookups at its default (10 a minute: one back each 6 s),
+    # the per-token one at 20 a minute (one back each 3 s).
+    main = ServiceProcess("all", services.env(ADUAN_HTTP_WORKERS="2",
+                                              ADUAN_RATE_LIMIT_PER_MINUTE="20"),
+                          tmp_path / "serve.log").start()
+    try:
+        await main.wait_ready()
+        workers = await eventually(_two(main), timeout=30)
+        async with httpx.AsyncClient(timeout=30) as client:
+            created = (await client.post(f"{main.url}/v1/complaints", json=complaint(),
+                                         headers=bearer(await services.token("partner")))).json()
+        asked = {"tracking_number": created["tracking_number"],
+                 "access_code": created["access_code"]}
+
+        def from_address(address: str) -> httpx.AsyncClient:
+            # Every 127/8 address is this machine's: each stands for a client of its own.
+            return httpx.AsyncClient(
+                transport=httpx.AsyncHTTPTransport(local_address=address), timeout=30)
+
+        def on_new_connections(address: str, path: str, body: dict[str, Any],
+                               headers: dict[str, str] | None = None) -> Send:
+            async def send() -> httpx.Response:
+                async with from_address(address) as client:
+                    return await client.post(f"{main.url}{path}", json=body, headers=headers)
+            return send
+
+        # One keep-alive connection reaches one worker; new ones reach either.
+        async with from_address("127.0.0.2") as kept:
+            async def lookup() -> httpx.Response:
+                return await kept.post(f"{main.url}/public/status", json=asked)
+            within_limit(await burst(lookup), 10)
+        lookups = await burst(on_new_connections("127.0.0.3", "/public/status", asked))
+        within_limit(lookups, 10)
+
+        partner = bearer(await services.token("partner"))
+        async with httpx.AsyncClient(timeout=30) as kept:
+            async def post() -> httpx.Response:
+                return await kept.post(f"{main.url}/v1/complaints", headers=partner,
+                                       json=complaint())
+            within_limit(await burst(post), 20)
+        another = bearer(await services.token("partner"))
+        posts = await burst(on_new_connections("127.0.0.1", "/v1/complaints", complaint(),
+                                               another))
+        within_limit(posts, 20)
+
+        # Workers started again (both: every request now reaches one) keep the same counts.
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+
+        async def replaced() -> None:
+            now = workers_of(main)
+            assert len(now) == 2, now
+            assert not set(now) & set(workers), now
+
+        await eventually(replaced, timeout=60)
+        carried_over(lookups, await burst(
+            on_new_connections("127.0.0.3", "/public/status", asked)), 10)
+        carried_over(posts, await burst(
+            on_new_connections("127.0.0.1", "/v1/complaints", complaint(), another)), 20)
+        # ... and a caller they have not seen yet is welcome.
+        async with from_address("127.0.0.4") as client:
+            assert (await client.post(f"{main.url}/public/status", json=asked)).status_code == 200
+    finally:
+        main.stop(kill=True)

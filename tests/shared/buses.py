@@ -41,6 +41,7 @@ from tests.support import eventually
 # As the services fetch: a fetch waits for this many bytes (or ``fetch_max_wait_ms``), so the
 # contract holds with batches gathered by the broker, and a lone event still arrives.
 FETCH_MIN_BYTES: int = Settings.model_fields["kafka_fetch_min_bytes"].default
+COMMIT_INTERVAL_MS: int = Settings.model_fields["kafka_commit_interval_ms"].default
 
 
 class Bus(Protocol):
@@ -170,7 +171,8 @@ class KafkaBus:
         return KafkaConsumerRunner(self.probe.subscription, self.probe.database,
                                    bootstrap_servers=self.bootstrap_servers,
                                    publisher=self.publisher, policy=POLICY, max_records=BATCH,
-                                   group_prefix=self.prefix, fetch_min_bytes=FETCH_MIN_BYTES)
+                                   group_prefix=self.prefix, fetch_min_bytes=FETCH_MIN_BYTES,
+                                   commit_interval_ms=COMMIT_INTERVAL_MS)
 
     async def start(self) -> None:
         self.background.spawn("relay", self.relay.run)

@@ -18,6 +18,7 @@ from cloudevents.core.v1.event import CloudEvent
 
 from shared.events import CONTENT_TYPE, TYPE_PREFIX, new_event
 from tests.shared.buses import Bus, KafkaBus, applied
+from tests.shared.kafka_topics import group_offsets
 from tests.shared.probe import KEYS, SOURCE, append_concurrently, applied_ids, ids, probe_event
 from tests.support import eventually
 
@@ -249,3 +250,78 @@ async def test_a_waiting_partition_does_not_hold_up_the_others(kafka_bus: Bus) -
 
     assert [e.event_id for e in effects] == [opener.id, waiting.id]
     assert await kafka_bus.dead_letters() == []
+
+
+# --- Kafka only: offsets committed every interval, not after every batch ------------------------
+
+HELD_BACK_MS = 3_600_000  # longer than any test: nothing is committed by the clock
+
+
+async def _offsets_behind(kafka_bus: KafkaBus) -> bool:
+    committed, ends = await group_offsets(kafka_bus.bootstrap_servers, kafka_bus.group,
+                                          kafka_bus.topic)
+    return sum(committed.values()) < sum(ends.values())
+
+
+async def test_a_consumer_killed_between_commits_leaves_its_successor_nothing_to_apply_twice(
+        kafka_bus: KafkaBus) -> None:
+    """Applied records whose offsets were not committed yet are read again by the next consumer
+    of the group, and the processed-event table keeps every effect single."""
+    events = await append_concurrently(kafka_bus.probe, per_key=20)
+    runner = kafka_bus.runner()
+    runner.commit_interval = HELD_BACK_MS / 1000
+    kafka_bus.background.spawn("relay", kafka_bus.relay.run)
+    kafka_bus.background.spawn("consumer", runner.run)
+
+    async def all_applied() -> None:
+        kafka_bus.background.check()
+        assert len(await kafka_bus.probe.effects()) == len(events)
+
+    await eventually(all_applied, timeout=60, interval=0.05)
+    assert await _offsets_behind(kafka_bus), "the offsets were committed before the interval"
+    runner.pending.clear()  # killed: the offsets it held in memory die with it
+    await kafka_bus.stop()
+    assert await _offsets_behind(kafka_bus)
+
+    await kafka_bus.start()  # its successor, reading from the last commit
+    later = probe_event("case-0", 20)
+    await kafka_bus.probe.append(later)
+    effects = await applied(kafka_bus, len(events) + 1)
+
+    assert applied_ids(effects) == ids([*events, later])
+    assert set(kafka_bus.probe.attempts.values()) == {1}  # nothing reached the handler twice
+    assert [e.seq for e in effects if e.key == "case-0"] == list(range(21))
+
+
+async def test_a_dead_letter_commits_its_offset_at_once(kafka_bus: KafkaBus) -> None:
+    """Were a dead-lettered record read again after a crash, it would be dead-lettered again:
+    its offset is committed at once, whatever the interval."""
+    runner = kafka_bus.runner()
+    runner.commit_interval = HELD_BACK_MS / 1000
+    kafka_bus.background.spawn("consumer", runner.run)
+    await kafka_bus.produce(b"[1, 2, 3]", key=b"case-0")
+
+    async def committed() -> None:
+        kafka_bus.background.check()
+        assert len(await kafka_bus.dead_letters()) == 1
+        assert not await _offsets_behind(kafka_bus)
+
+    await eventually(committed, timeout=60, interval=0.1)
+
+
+async def test_a_consumer_stopping_commits_what_it_applied(kafka_bus: KafkaBus) -> None:
+    events = await append_concurrently(kafka_bus.probe, per_key=5)
+    runner = kafka_bus.runner()
+    runner.commit_interval = HELD_BACK_MS / 1000
+    kafka_bus.background.spawn("relay", kafka_bus.relay.run)
+    kafka_bus.background.spawn("consumer", runner.run)
+
+    async def all_applied() -> None:
+        kafka_bus.background.check()
+        assert len(await kafka_bus.probe.effects()) == len(events)
+
+    await eventually(all_applied, timeout=60, interval=0.05)
+    assert await _offsets_behind(kafka_bus)
+    await kafka_bus.stop()
+
+    assert not await _offsets_behind(kafka_bus)
