@@ -8,6 +8,9 @@ authenticate: it is never logged, echoed or stored.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
 from typing import Any
 from urllib.parse import unquote_plus, unquote_to_bytes
 
@@ -83,16 +86,37 @@ def _not_utf8(body: bytes) -> str | None:
     return None
 
 
+def _multipart_not_utf8(content_type: str, body: bytes) -> str | None:
+    """As ``_not_utf8``, for the text parts (those without a file name) of a multipart form,
+    which Starlette's parser would read as Latin-1 instead."""
+    document = BytesParser(policy=policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
+    if not isinstance(document, EmailMessage) or not document.is_multipart():
+        return None  # not a multipart body: Starlette's parser refuses it
+    for part in document.iter_parts():
+        if part.get_param("filename", header="content-disposition") is not None:
+            continue
+        data = part.get_payload(decode=True)
+        try:
+            if isinstance(data, bytes):
+                data.decode("utf-8")
+        except UnicodeDecodeError:
+            return str(part.get_param("name", "", header="content-disposition"))[:64]
+    return None
+
+
 async def _form(request: Request) -> dict[str, str]:
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    content_type = request.headers.get("content-type", "")
+    media = content_type.split(";")[0].strip().lower()
     if media not in FORM_TYPES:
         raise Open311Error(400, "send the request as application/x-www-form-urlencoded")
-    if media == FORM_TYPES[0]:
-        # Read once: request.form() parses the body kept here.
-        field = _not_utf8(await request.body())
-        if field is not None:
-            raise Open311Error(400, f"{field}: is not UTF-8 text (percent-encode the UTF-8 "
-                                    "bytes of the text)")
+    # Read once: request.form() parses the body kept here.
+    body = await request.body()
+    field = (_not_utf8(body) if media == FORM_TYPES[0]
+             else _multipart_not_utf8(content_type, body))
+    if field is not None:
+        raise Open311Error(400, f"{field}: is not UTF-8 text (send the UTF-8 bytes of the "
+                                "text)")
     try:
         return _fields(await request.form(max_files=4, max_fields=200))
     except Exception as exc:  # starlette's parser errors: a malformed body, not ours

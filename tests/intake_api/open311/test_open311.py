@@ -271,7 +271,29 @@ async def test_bad_requests_are_error_lists_and_store_nothing(services: BackingS
                                          headers=FORM_HEADERS)
             assert response.status_code == 400, (broken, response.text)
             assert "UTF-8" in errors_of(response)[0]["description"], broken
+        # The same in a multipart form, where a file part's bytes are its own business.
+        photo = ("padam.jpg", b"\xff\xd8\xff\xe0", "image/jpeg")
+        for text in (b"Lampu padam \xed\xa0\x80", b"\xe9t\xe9"):
+            response = await client.post(
+                "/open311/v2/requests.json", data={**FORM, "api_key": partner},
+                files={"description": (None, text), "media": photo})
+            assert response.status_code == 400, (text, response.text)
+            assert errors_of(response)[0]["description"].startswith("description: "), text
     assert await complaint_count(services) == 0
+
+
+async def test_a_multipart_form_keeps_its_text_as_sent(services: BackingServices) -> None:
+    partner = await services.token("partner")
+    text = "Lampu padam di Jalan Mérdeka ☀"
+    async with running_app(services) as client:
+        accepted = await client.post(
+            "/open311/v2/requests.json",
+            data={**{k: v for k, v in FORM.items() if k != "description"}, "api_key": partner},
+            files={"description": (None, text.encode()),
+                   "media": ("padam.jpg", b"\xff\xd8\xff\xe0", "image/jpeg")})
+        assert accepted.status_code == 201, accepted.text
+    rows = await query(services.database_url, "SELECT description FROM intake.complaints")
+    assert [r["description"] for r in rows] == [text]
 
 
 async def test_a_name_that_shows_nothing_is_no_name(services: BackingServices) -> None:
