@@ -74,7 +74,8 @@ async def list_cases(
         overdue=overdue, now=now, before_seq=paging.after(), limit=paging.fetch,
     )
     shown, next_cursor = paging.page(rows, key=lambda row: row.seq)
-    return CasePage(items=[service.summarize(row, actor, now) for row in shown],
+    histories = await repository.histories(session, [row.id for row in shown])
+    return CasePage(items=[service.render(row, histories[row.id], actor, now) for row in shown],
                     next_cursor=next_cursor)
 
 

@@ -88,12 +88,13 @@ TRANSITIONS = (
 
 GUIDES = {
     "GET /v1/cases": Guide(
-        "Cases, a page at a time, filtered by `status`, `agency`, `assignee` or `overdue`. A "
-        "liaison sees only its agency's cases, and a confidential reporter as "
+        "Cases, a page at a time, filtered by `status`, `agency`, `assignee` or `overdue`. Each "
+        "item is the case as `GET /v1/cases/{case_id}` answers it, history and allowed actions "
+        "included. A liaison sees only its agency's cases, and a confidential reporter as "
         "`{\"confidential\": true}`. Roles: assistant, admin, liaison, analyst (analysts see no "
         "description or location).\n\n"
         "Example: `GET /v1/cases?status=awaiting_agency&overdue=true`.",
-        {"items": [CASE], "next_cursor": None}),
+        {"items": [FULL_CASE], "next_cursor": None}),
     "GET /v1/cases/{case_id}": Guide(
         "One case with its history and the actions the caller may take now, and "
         "`ETag: \"<version>\"` for `If-Match`. A case outside a liaison's agency is 404. Roles: "

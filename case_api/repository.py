@@ -29,6 +29,19 @@ async def history(session: AsyncSession, case_id: uuid.UUID) -> Sequence[Transit
     return (await session.execute(query)).scalars().all()
 
 
+async def histories(session: AsyncSession,
+                    case_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[Transition]]:
+    """The histories of a page of cases in one query, each in version order."""
+    found: dict[uuid.UUID, list[Transition]] = {case_id: [] for case_id in case_ids}
+    if not case_ids:
+        return found
+    query = (select(Transition).where(Transition.case_id.in_(case_ids))
+             .order_by(Transition.case_id, Transition.version))
+    for entry in (await session.execute(query)).scalars():
+        found[entry.case_id].append(entry)
+    return found
+
+
 async def insert_cases(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[uuid.UUID]:
     """Inserts the cases not there yet, in one statement; returns the ids inserted now."""
     if not rows:

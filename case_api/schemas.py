@@ -6,7 +6,14 @@ import uuid
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+)
 
 from case_api.workflow import (
     PUBLIC_ACTIONS,
@@ -17,6 +24,7 @@ from case_api.workflow import (
     Resolution,
     Status,
 )
+from shared.text import is_blank
 from shared.vocabulary import (
     Channel,
     Kind,
@@ -38,25 +46,38 @@ def _in_utc(value: datetime) -> datetime:
 
 UtcInput = Annotated[AwareDatetime, AfterValidator(_in_utc)]
 
+BLANK_IS_ABSENT = ("Text of whitespace or invisible characters only (zero-width spaces, "
+                   "the byte-order mark) counts as absent: 422 where the action requires it.")
+
 
 class TransitionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     action: Annotated[str, Field(json_schema_extra={"enum": [a.value for a in PUBLIC_ACTIONS]},
                                  description="One of the workflow's actions.")]
-    note: Annotated[StoredText, Field(max_length=20_000)] | None = None
+    note: Annotated[StoredText, Field(max_length=20_000)] | None = Field(
+        default=None, description=BLANK_IS_ABSENT)
     reason: Reason | None = None
-    assignee: Annotated[StoredText, Field(min_length=1, max_length=100)] | None = None
+    assignee: Annotated[StoredText, Field(min_length=1, max_length=100)] | None = Field(
+        default=None, description=BLANK_IS_ABSENT)
     due_at: UtcInput | None = Field(
         default=None, description="Replaces the action's default due date; must be later than "
                                   "the transition's effective time.")
     resolution: Resolution | None = None
     maladministration: Maladministration | None = None
-    transferred_to: Annotated[StoredText, Field(min_length=1, max_length=300)] | None = None
+    transferred_to: Annotated[StoredText, Field(min_length=1, max_length=300)] | None = Field(
+        default=None, description=BLANK_IS_ABSENT)
     complexity: Complexity | None = None
     effective_at: UtcInput | None = Field(
         default=None, description="Back-dating for imports: admin only; not before the case's "
                                   "last transition nor in the future.")
+
+    @field_validator("note", "assignee", "transferred_to")
+    @classmethod
+    def _blank_is_absent(cls, value: str | None) -> str | None:
+        # As for a complaint's reporter name: text of whitespace or invisible characters only
+        # says nothing, so it counts as absent (422 where the action requires it).
+        return None if value is not None and is_blank(value) else value
 
 
 class AgencyRef(BaseModel):
@@ -77,7 +98,7 @@ class HistoryEntry(BaseModel):
 
 
 class CaseSummary(BaseModel):
-    """A case as lists show it."""
+    """A case's own fields, without its workflow details and history."""
 
     id: uuid.UUID
     tracking_number: str
@@ -103,7 +124,8 @@ class CaseSummary(BaseModel):
 
 
 class CaseOut(CaseSummary):
-    """One case with its workflow details and history."""
+    """A case with its workflow details and history: the one shape of a case (API.md), in a
+    list as on its own."""
 
     complexity: Complexity | None
     resolution: Resolution | None
@@ -113,7 +135,7 @@ class CaseOut(CaseSummary):
 
 
 class CasePage(BaseModel):
-    items: list[CaseSummary]
+    items: list[CaseOut]
     next_cursor: str | None
 
 

@@ -35,6 +35,7 @@ from shared.conditional import IfMatch
 from shared.events import CASE_OPENED, CASE_TRANSITIONED, CASES_TOPIC, Event, new_event
 from shared.problems import Problem, invalid, not_found
 from shared.tables import CASE_EVENTS
+from shared.text import is_blank
 from shared.vocabulary import Kind, opening_status, utc_text
 
 SOURCE = "/aduan/case"
@@ -229,7 +230,7 @@ def _parse_action(name: str) -> Action:
 def _check_fields(action: Action, request: TransitionRequest, source: Status) -> None:
     given = request.model_dump(exclude_none=True)
     for field in action.required:
-        if field not in given or (isinstance(given[field], str) and not given[field].strip()):
+        if field not in given or (isinstance(given[field], str) and is_blank(given[field])):
             raise invalid(f"/{field}", f"{field} is required for {action.name.value}")
     accepted = set(action.required) | set(action.optional)
     for field in DETAIL_FIELDS:

@@ -18,6 +18,7 @@ from intake_api.storage import StoreDep
 from intake_api.upload import MAX_FILE_BYTES, read_upload
 from shared.auth import Actor, Role, require
 from shared.db import DatabaseDep, SessionDep
+from shared.pagination import PagingDep
 from shared.problems import documented, parse_id
 from shared.runtime import ClockDep
 
@@ -69,10 +70,12 @@ async def add_attachment(complaint_id: IdPath, request: Request, actor: Uploader
 
 @router.get("", response_model=AttachmentPage, summary="A complaint's attachments, oldest first",
             description="Liaison officers see only attachments not marked confidential.")
-async def list_attachments(complaint_id: IdPath, session: SessionDep,
-                           actor: Reader) -> AttachmentPage:
-    found = await attachments.visible(session, actor, parse_id(complaint_id, "complaint"))
-    return AttachmentPage(items=[attachments.to_out(a) for a in found])
+async def list_attachments(complaint_id: IdPath, session: SessionDep, actor: Reader,
+                           paging: PagingDep) -> AttachmentPage:
+    found = await attachments.visible(session, actor, parse_id(complaint_id, "complaint"),
+                                      after_seq=paging.after(), limit=paging.fetch)
+    shown, next_cursor = paging.page(found, key=lambda attachment: attachment.seq)
+    return AttachmentPage(items=[attachments.to_out(a) for a in shown], next_cursor=next_cursor)
 
 
 BINARY = {"schema": {"type": "string", "format": "binary"}}

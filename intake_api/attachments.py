@@ -94,11 +94,12 @@ async def add(session: AsyncSession, store: AttachmentStore, actor: Actor,
     return to_out(attachment)
 
 
-async def visible(session: AsyncSession, actor: Actor,
-                  complaint_id: uuid.UUID) -> Sequence[Attachment]:
+async def visible(session: AsyncSession, actor: Actor, complaint_id: uuid.UUID, *,
+                  after_seq: int | None, limit: int) -> Sequence[Attachment]:
     await readable_complaint(session, actor, complaint_id)
     return await repository.attachments(session, complaint_id,
-                                        include_confidential=actor.role is not Role.liaison)
+                                        include_confidential=actor.role is not Role.liaison,
+                                        after_seq=after_seq, limit=limit)
 
 
 async def one_visible(session: AsyncSession, actor: Actor, complaint_id: uuid.UUID,

@@ -8,7 +8,13 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 
 from intake_api import idempotency, repository, service
 from intake_api.group_commit import group_commit_of
-from intake_api.schemas import ComplaintCreate, ComplaintCreated, ComplaintOut, ComplaintPage
+from intake_api.schemas import (
+    ComplaintCreate,
+    ComplaintCreated,
+    ComplaintOut,
+    ComplaintPage,
+    ComplaintStatus,
+)
 from shared.auth import Actor, Role, require
 from shared.db import SessionDep
 from shared.pagination import PagingDep
@@ -77,7 +83,7 @@ async def get_complaint(complaint_id: IdPath, session: SessionDep,
             summary="Complaints, newest first (partners see only their own)")
 async def list_complaints(
     session: SessionDep, actor: Reader, paging: PagingDep,
-    status: Annotated[str | None, Query(max_length=32)] = None,
+    status: ComplaintStatus | None = None,
     kind: Kind | None = None,
     tracking_number: Annotated[str | None, Query(
         max_length=32, description="Finds one complaint by its number (an empty page when it "
@@ -86,7 +92,8 @@ async def list_complaints(
     rows = await repository.page(
         session,
         submitted_by=actor.name if actor.role is Role.partner else None,
-        status=status, kind=kind.value if kind else None, tracking_number=tracking_number,
+        status=status.value if status else None, kind=kind.value if kind else None,
+        tracking_number=tracking_number,
         before_seq=paging.after(), limit=paging.fetch,
     )
     shown, next_cursor = paging.page(rows, key=lambda row: row.seq)

@@ -10,13 +10,13 @@ from typing import Any
 
 import asyncpg
 import orjson
-from sqlalchemy import DateTime, Integer, String, cast, func, select, update
-from sqlalchemy.dialects.postgresql import ARRAY, UUID
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from intake_api.models import Attachment, Complaint, IdempotencyKey, Open311Request
 from shared import outbox
+from shared.db import on_driver
 
 # The only unique key a caller chooses is (submitter, external reference): a second post of
 # one reference inserts nothing, and the caller is told which complaint has it.
@@ -145,14 +145,27 @@ class CaseChange:
 async def case_versions(session: AsyncSession,
                         complaint_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
     """The case version each known complaint follows, locked until the transaction ends (in one
-    order, so two batches never wait on each other); a complaint not known yet is absent."""
-    rows = await session.execute(
-        select(Complaint.id, Complaint.case_version)
-        .where(Complaint.id.in_(sorted(set(complaint_ids))))
-        .order_by(Complaint.id)
-        .with_for_update(key_share=True)
-    )
-    return {complaint_id: int(version) for complaint_id, version in rows}
+    order, so two batches never wait on each other); a complaint not known yet is absent.
+
+    Sent on the driver, as ``follow_cases``: both run for every batch of case events."""
+    async with on_driver(session) as driver:
+        rows = await driver.fetch(_CASE_VERSIONS_SQL, sorted(set(complaint_ids)))
+    return {row[0]: int(row[1]) for row in rows}
+
+
+_COMPLAINTS = Complaint.__table__.fullname  # type: ignore[attr-defined]
+_CASE_VERSIONS_SQL = (f"SELECT id, case_version FROM {_COMPLAINTS} WHERE id = ANY($1::uuid[]) "
+                      "ORDER BY id FOR KEY SHARE")
+_FOLLOW_CASES_SQL = (
+    f"UPDATE {_COMPLAINTS} AS c SET status = g.status, case_version = g.version, "
+    "case_updated_at = g.at, due_at = g.due_at, closure_stage = g.closure_stage, "
+    "closure_reason = g.closure_reason, resolution = coalesce(g.resolution, c.resolution), "
+    "transferred_to = coalesce(g.transferred_to, c.transferred_to), closed_at = g.closed_at "
+    "FROM unnest($1::uuid[], $2::text[], $3::int[], $4::timestamptz[], $5::timestamptz[], "
+    "$6::text[], $7::text[], $8::text[], $9::text[], $10::timestamptz[]) "
+    "AS g(id, status, version, at, due_at, closure_stage, closure_reason, resolution, "
+    "transferred_to, closed_at) "
+    "WHERE c.id = g.id AND c.case_version < g.version")
 
 
 async def follow_cases(session: AsyncSession, changes: dict[uuid.UUID, CaseChange]) -> None:
@@ -162,30 +175,12 @@ async def follow_cases(session: AsyncSession, changes: dict[uuid.UUID, CaseChang
         return
     ids = sorted(changes)
     rows = [changes[complaint_id] for complaint_id in ids]
-    given = func.unnest(
-        cast(ids, ARRAY(UUID(as_uuid=True))),
-        cast([c.status for c in rows], ARRAY(String)),
-        cast([c.version for c in rows], ARRAY(Integer)),
-        cast([c.at for c in rows], ARRAY(DateTime(timezone=True))),
-        cast([c.due_at for c in rows], ARRAY(DateTime(timezone=True))),
-        cast([c.closure_stage for c in rows], ARRAY(String)),
-        cast([c.closure_reason for c in rows], ARRAY(String)),
-        cast([c.resolution for c in rows], ARRAY(String)),
-        cast([c.transferred_to for c in rows], ARRAY(String)),
-        cast([c.closed_at for c in rows], ARRAY(DateTime(timezone=True))),
-    ).table_valued("id", "status", "version", "at", "due_at", "closure_stage",
-                   "closure_reason", "resolution", "transferred_to", "closed_at").render_derived()
-    await session.execute(
-        update(Complaint)
-        .where(Complaint.id == given.c.id, Complaint.case_version < given.c.version)
-        .values(status=given.c.status, case_version=given.c.version,
-                case_updated_at=given.c.at, due_at=given.c.due_at,
-                closure_stage=given.c.closure_stage, closure_reason=given.c.closure_reason,
-                resolution=func.coalesce(given.c.resolution, Complaint.resolution),
-                transferred_to=func.coalesce(given.c.transferred_to, Complaint.transferred_to),
-                closed_at=given.c.closed_at)
-        .execution_options(synchronize_session=False)
-    )
+    async with on_driver(session) as driver:
+        await driver.execute(
+            _FOLLOW_CASES_SQL, ids, [c.status for c in rows], [c.version for c in rows],
+            [c.at for c in rows], [c.due_at for c in rows], [c.closure_stage for c in rows],
+            [c.closure_reason for c in rows], [c.resolution for c in rows],
+            [c.transferred_to for c in rows], [c.closed_at for c in rows])
 
 
 async def claim_idempotency_key(session: AsyncSession, caller: str, key: str,
@@ -211,11 +206,16 @@ async def count_attachments(session: AsyncSession, complaint_id: uuid.UUID) -> i
 
 
 async def attachments(session: AsyncSession, complaint_id: uuid.UUID, *,
-                      include_confidential: bool) -> Sequence[Attachment]:
+                      include_confidential: bool, after_seq: int | None,
+                      limit: int) -> Sequence[Attachment]:
+    """One page of a complaint's attachments, oldest first."""
     query = select(Attachment).where(Attachment.complaint_id == complaint_id)
     if not include_confidential:
         query = query.where(Attachment.confidential.is_(False))
-    return (await session.execute(query.order_by(Attachment.seq))).scalars().all()
+    if after_seq is not None:
+        query = query.where(Attachment.seq > after_seq)
+    query = query.order_by(Attachment.seq).limit(limit)
+    return (await session.execute(query)).scalars().all()
 
 
 async def get_attachment(session: AsyncSession, complaint_id: uuid.UUID,

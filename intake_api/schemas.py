@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import enum
 import uuid
 from datetime import date
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from shared.text import is_blank
 from shared.vocabulary import (
     AGENCY_CODE,
+    RECORDED,
+    CaseStatus,
     Channel,
     Kind,
     RequiredText,
@@ -23,6 +26,9 @@ Short = Annotated[StoredText, Field(max_length=300)]
 
 
 class Strict(BaseModel):
+    # Unknown fields are refused; so are booleans sent as "yes" or 1 (StrictBool on each such
+    # field), since the JSON itself says true or false. Dates stay lax: JSON carries them as
+    # strings.
     model_config = ConfigDict(extra="forbid")
 
 
@@ -34,7 +40,7 @@ class Reporter(Strict):
     phone: Annotated[StoredText, Field(max_length=50)] | None = None
     identity_number: Annotated[StoredText, Field(max_length=50)] | None = None
     address: Annotated[StoredText, Field(max_length=500)] | None = None
-    confidential: bool = False
+    confidential: StrictBool = False
 
     @field_validator("name")
     @classmethod
@@ -61,12 +67,27 @@ class ComplaintCreate(Strict):
     summary: Annotated[RequiredText, Field(min_length=1, max_length=300)]
     description: Annotated[RequiredText, Field(min_length=1, max_length=20_000)]
     incident_date: date | None = None
-    reported_to_agency_first: bool | None = None
+    reported_to_agency_first: StrictBool | None = None
     location: Location | None = None
     external_reference: Annotated[StoredText, Field(min_length=1, max_length=255)] | None = None
     received_at: AwareDatetime | None = Field(
         default=None, description="Back-dating for imports of historical records: admin only."
     )
+
+
+class ComplaintStatus(enum.StrEnum):
+    """What a complaint's ``status`` may say: its case's status, or ``recorded`` for kinds that
+    open no case."""
+
+    received = CaseStatus.received.value
+    awaiting_completion = CaseStatus.awaiting_completion.value
+    registered = CaseStatus.registered.value
+    in_examination = CaseStatus.in_examination.value
+    awaiting_agency = CaseStatus.awaiting_agency.value
+    agency_responded = CaseStatus.agency_responded.value
+    corrective_action = CaseStatus.corrective_action.value
+    closed = CaseStatus.closed.value
+    recorded = RECORDED
 
 
 class Outcome(BaseModel):
@@ -135,8 +156,7 @@ class AttachmentOut(BaseModel):
 
 class AttachmentPage(BaseModel):
     items: list[AttachmentOut]
-    next_cursor: str | None = Field(default=None, description="Always null: a complaint has at "
-                                                              "most 20 attachments.")
+    next_cursor: str | None
 
 
 class AttachmentAdded(BaseModel):

@@ -11,12 +11,14 @@ import csv
 import io
 import json
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 
 from shared.problems import Problem
+from shared.vocabulary import utc_text
 
 Format = Literal["json", "csv"]
 CSV = "text/csv"
@@ -82,6 +84,9 @@ def _csv_chunks(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Iterato
 def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, datetime):
+        # As in JSON: RFC 3339 in UTC with a Z (API.md conventions), not str()'s "+00:00" form.
+        return utc_text(value)
     return str(value)
 
 

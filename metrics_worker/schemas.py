@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from shared.vocabulary import Kind, UtcDateTime
 
@@ -87,7 +87,8 @@ class MonthlyOut(BaseModel):
     rows: list[MonthlyRow]
 
 
-NonNegative = Annotated[int, Field(ge=0, le=10_000_000)]
+# A count in JSON is a number: "600", 600.0 or true is refused, not taken as 600 or 1.
+NonNegative = Annotated[StrictInt, Field(ge=0, le=10_000_000)]
 
 
 class TargetIn(BaseModel):

@@ -21,7 +21,9 @@ DESCRIPTION = (
     "16 KiB; 408 (and closes the connection) when a request has not arrived whole within "
     "`ADUAN_REQUEST_DEADLINE_SECONDS` (30 s) of its first byte; 429 when one client address "
     "already holds `ADUAN_MAX_CONNECTIONS_PER_CLIENT` (100) open connections. Text must be "
-    "Unicode: a lone UTF-16 surrogate (`\\ud800`) anywhere in a JSON body is a 422."
+    "Unicode: a lone UTF-16 surrogate (`\\ud800`) anywhere in a JSON body is a 422.\n\n"
+    "`HEAD` is answered wherever `GET` is: the GET's status and headers, without the body. A "
+    "405 names every method of the path in `Allow`."
 )
 
 

@@ -29,7 +29,8 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -500,19 +501,44 @@ class ImportFailed(RuntimeError):
     pass
 
 
+# A busy server answers 429 (over a rate limit) or 503 (saturated, API.md "Under load and
+# abuse") before doing anything, with Retry-After: the request is sent again after that wait.
+WAIT_OUT = frozenset({429, 503})
+# The longest one Retry-After is taken at its word, and the most one request waits in all
+# before the import gives up on a server that stays busy.
+LONGEST_PAUSE = 30.0
+PATIENCE = 300.0
+
+
+def retry_after(response: httpx.Response, now: datetime | None = None) -> float:
+    """The pause a 429 or 503 asks for (RFC 9110: seconds or an HTTP date), within bounds;
+    one second when it names none or none that can be read."""
+    value = response.headers.get("Retry-After", "").strip()
+    try:
+        pause = float(value) if value.isascii() and value.isdigit() else (
+            parsedate_to_datetime(value) - (now or datetime.now(UTC))).total_seconds()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        pause = 1.0
+    return min(max(pause, 0.0), LONGEST_PAUSE)
+
+
 async def _send(api: Api, semaphore: asyncio.Semaphore, method: str, url: str,
                 body: dict[str, Any], *, absent_ok_for: float = 0.0) -> httpx.Response:
-    """One request, waiting out rate limits and (``absent_ok_for`` s) a case not opened yet.
+    """One request, waiting out a busy server (429, 503: its Retry-After, ``PATIENCE`` s in
+    all) and (``absent_ok_for`` s) a case not opened yet.
 
     The semaphore bounds the requests in flight; it is not held while waiting.
     """
     deadline = time.monotonic() + absent_ok_for
     pause = 0.02
+    waited = 0.0
     while True:
         async with semaphore:
             response = await api.client.request(method, url, json=body, headers=api.headers)
-        if response.status_code == 429:
-            await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+        if response.status_code in WAIT_OUT and waited < PATIENCE:
+            wait = min(retry_after(response), PATIENCE - waited)
+            waited += wait
+            await asyncio.sleep(wait)
             continue
         if response.status_code == 404 and time.monotonic() < deadline:
             await asyncio.sleep(pause)

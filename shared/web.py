@@ -16,6 +16,7 @@ from shared.access_log import AccessLog
 from shared.admission import Admission
 from shared.clock import Clock
 from shared.docs_pages import install_docs
+from shared.methods import HeadAsGet
 from shared.middleware import BodyGuard
 from shared.openapi import Guides, install_openapi
 from shared.problems import Problem, documented, install_problem_handlers
@@ -125,6 +126,8 @@ def build_app(services: Sequence[Service], *, title: str, settings: Settings | N
     install_problem_handlers(app)
     install_openapi(app, {key: guide for s in services for key, guide in s.guides.items()})
     install_docs(app)
+    # Innermost: HEAD reaches the routes as the GET it stands for.
+    app.add_middleware(HeadAsGet, router=app.router)
     # Inside the body guard: a body is read (bounded in size and time) before it takes a slot.
     app.add_middleware(Admission, limit=settings.max_requests_in_flight,
                        queue=settings.admission_queue, wait=settings.admission_wait_seconds,

@@ -3,20 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from metrics_worker.rebuild import rebuild
 from services import published_quarter
 from services.published_quarter import PUBLISHED, Api
+from tests import support
 from tests.fixtures import expected
 from tests.fixtures.expected import comparable
 from tests.fixtures.history import PERIODS, figures, log_records, run_cli, settled
-from tests.support import BackingServices, ServiceProcess, bearer, running_app, start_services
+from tests.support import (
+    BackingServices,
+    ServiceProcess,
+    bearer,
+    running_app,
+    start_services,
+)
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -87,6 +98,73 @@ def test_the_plan_is_consistent() -> None:
         for step in record.steps:
             assert step.at >= moment, (record.body["summary"], step)
             moment = step.at
+
+
+class Saturated:
+    """The app behind a front that answers every third API request 503 with Retry-After (in
+    seconds or as an HTTP date, as RFC 9110 allows), as a saturated service does."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.counter = itertools.count(1)
+        self.refused = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or next(self.counter) % 3:
+            await self.app(scope, receive, send)
+            return
+        self.refused += 1
+        soon = datetime.now(UTC) + timedelta(seconds=1)
+        retry_after = "1" if self.refused % 2 else format_datetime(soon, usegmt=True)
+        await send({"type": "http.response.start", "status": 503, "headers": [
+            (b"content-type", b"application/problem+json"),
+            (b"retry-after", retry_after.encode())]})
+        await send({"type": "http.response.body",
+                    "body": b'{"type":"about:blank","title":"Service Unavailable",'
+                            b'"status":503,"detail":"busy"}'})
+
+
+async def test_an_import_waits_out_a_saturated_server(services: BackingServices) -> None:
+    """Every request answered 503 is sent again after its Retry-After: the import completes
+    with exactly its records and steps, none twice."""
+    full = published_quarter.build()
+    records = [r for r in full.records if r.steps][:16] + [
+        r for r in full.records if not r.steps][:4]
+    quarter = published_quarter.Quarter(records)
+    admin = await services.token("admin")
+    async with running_app(services) as client:
+        front = Saturated(client.app)  # type: ignore[attr-defined]
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=front),
+                                     base_url="http://aduan.test", timeout=30) as busy:
+            loaded = await published_quarter.load(Api(busy, admin), quarter)
+    assert front.refused >= 10
+    assert loaded.complaints == len(records)
+    complaints = await support.query(services.database_url,
+                             "SELECT summary, received_at FROM intake.complaints")
+    assert sorted((r["summary"], r["received_at"]) for r in complaints) == sorted(
+        (r.body["summary"], r.received_at) for r in records)
+    steps = await support.query(services.database_url,
+                        "SELECT count(*) AS n FROM cases.transitions")
+    assert steps[0]["n"] == quarter.transitions
+    targets = await support.query(services.database_url,
+                          "SELECT closures FROM metrics.targets WHERE period = $1",
+                          quarter.period)
+    assert [t["closures"] for t in targets] == [quarter.target["closures"]]
+
+
+def test_retry_after_is_read_as_rfc_9110_writes_it() -> None:
+    now = datetime(2026, 11, 30, 6, 0, tzinfo=UTC)
+
+    def answer(value: str | None) -> httpx.Response:
+        return httpx.Response(503, headers={"Retry-After": value} if value is not None else {})
+
+    assert published_quarter.retry_after(answer("2"), now) == 2.0
+    later = format_datetime(now + timedelta(seconds=5), usegmt=True)
+    assert published_quarter.retry_after(answer(later), now) == 5.0
+    assert published_quarter.retry_after(answer("Sun, 06 Nov 1994 08:49:37 GMT"), now) == 0.0
+    assert published_quarter.retry_after(answer("86400"), now) == published_quarter.LONGEST_PAUSE
+    for unreadable in (None, "", "soon", "-3", "1.5e400", "Sun, 99 Nov 1994"):
+        assert published_quarter.retry_after(answer(unreadable), now) == 1.0, unreadable
 
 
 def assert_definitions_hold(before: dict[str, Any], quarter: published_quarter.Quarter) -> None:

@@ -8,7 +8,11 @@ authenticate: it is never logged, echoed or stored.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
 from typing import Any
+from urllib.parse import unquote_plus, unquote_to_bytes
 
 from fastapi import APIRouter, Request, Response
 from starlette.datastructures import FormData
@@ -58,6 +62,7 @@ async def _caller(request: Request, form: Mapping[str, str]) -> Actor:
         actor = await authenticate(session, key)
     if actor is None:
         raise Open311Error(403, "api_key is invalid or revoked")
+    request.state.actor = actor  # the access log names the caller, as for a bearer token
     if actor.role not in SUBMITTERS:
         raise Open311Error(403, f"an api_key of role {actor.role.value} may not use Open311")
     try:
@@ -67,10 +72,51 @@ async def _caller(request: Request, form: Mapping[str, str]) -> Actor:
     return actor
 
 
+def _not_utf8(body: bytes) -> str | None:
+    """The name of the first field of a URL-encoded form whose name or value is not UTF-8,
+    or None. Starlette's parser would turn such bytes into U+FFFD: the citizen's text altered
+    without a word."""
+    for pair in body.split(b"&"):
+        name, _, value = pair.partition(b"=")
+        try:
+            for raw in (name, value):
+                unquote_to_bytes(raw.replace(b"+", b" ")).decode("utf-8")
+        except UnicodeDecodeError:
+            return unquote_plus(name.decode("latin-1"), errors="replace")[:64]
+    return None
+
+
+def _multipart_not_utf8(content_type: str, body: bytes) -> str | None:
+    """As ``_not_utf8``, for the text parts (those without a file name) of a multipart form,
+    which Starlette's parser would read as Latin-1 instead."""
+    document = BytesParser(policy=policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
+    if not isinstance(document, EmailMessage) or not document.is_multipart():
+        return None  # not a multipart body: Starlette's parser refuses it
+    for part in document.iter_parts():
+        if part.get_param("filename", header="content-disposition") is not None:
+            continue
+        data = part.get_payload(decode=True)
+        try:
+            if isinstance(data, bytes):
+                data.decode("utf-8")
+        except UnicodeDecodeError:
+            return str(part.get_param("name", "", header="content-disposition"))[:64]
+    return None
+
+
 async def _form(request: Request) -> dict[str, str]:
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    content_type = request.headers.get("content-type", "")
+    media = content_type.split(";")[0].strip().lower()
     if media not in FORM_TYPES:
         raise Open311Error(400, "send the request as application/x-www-form-urlencoded")
+    # Read once: request.form() parses the body kept here.
+    body = await request.body()
+    field = (_not_utf8(body) if media == FORM_TYPES[0]
+             else _multipart_not_utf8(content_type, body))
+    if field is not None:
+        raise Open311Error(400, f"{field}: is not UTF-8 text (send the UTF-8 bytes of the "
+                                "text)")
     try:
         return _fields(await request.form(max_files=4, max_fields=200))
     except Exception as exc:  # starlette's parser errors: a malformed body, not ours

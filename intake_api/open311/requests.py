@@ -16,6 +16,7 @@ from intake_api.open311.formats import Open311Error
 from intake_api.open311.services import BY_CODE
 from intake_api.schemas import ComplaintCreate, Outcome
 from intake_api.service import outcome_of
+from shared.text import is_blank
 from shared.vocabulary import AGENCY_CODE, utc_text
 
 # Reports whose agency the client did not name wait here until an assistant assigns one.
@@ -47,8 +48,10 @@ class NewRequest:
 
 
 def _text(form: Mapping[str, str], name: str) -> str | None:
+    """A form field's text, or None when it is absent or shows nothing (whitespace and
+    invisible characters only, as the JSON API counts a blank reporter name)."""
     value = form.get(name)
-    return value.strip() or None if value is not None else None
+    return None if value is None or is_blank(value) else value.strip()
 
 
 def _coordinate(form: Mapping[str, str], name: str, bound: float,

@@ -7,6 +7,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import event
+
 from tests.case_api.helpers import (
     AGENCY,
     OTHER_AGENCY,
@@ -101,6 +103,12 @@ async def test_missing_and_bad_fields_are_named(services: BackingServices) -> No
         attempts: list[tuple[str, dict[str, Any], str]] = [
             ("received", {"action": "request_completion"}, "/note"),
             ("received", {"action": "request_completion", "note": "   "}, "/note"),
+            # API.md "Under load and abuse": zero-width-only text where text is required.
+            ("received", {"action": "request_completion", "note": "\u200b\u200c\ufeff"},
+             "/note"),
+            ("awaiting_completion", {"action": "complete", "note": "\u2060"}, "/note"),
+            ("received", {"action": "transfer", "transferred_to": "\u200b"}, "/transferred_to"),
+            ("registered", {"action": "start_examination", "assignee": "\u200d "}, "/assignee"),
             ("awaiting_completion", {"action": "complete"}, "/note"),
             ("received", {"action": "reject"}, "/reason"),
             ("received", {"action": "reject", "reason": "bored"}, "/reason"),
@@ -137,6 +145,10 @@ async def test_missing_and_bad_fields_are_named(services: BackingServices) -> No
         for cid in at.values():
             case = await get_case(client, tokens.assistant, cid)
             assert case["status"] != "closed"
+        # An optional note that shows nothing is no note, as a blank reporter name is no name.
+        withdrawn = await ok(client, tokens.assistant, at["received"], "withdraw",
+                             note="\u200b\ufeff")
+        assert withdrawn["history"][-1]["note"] is None
 
         for raw in (b'{"action": ', b"[]", b'"withdraw"'):
             response = await client.post(
@@ -299,11 +311,35 @@ async def test_list_filters_and_pages(services: BackingServices) -> None:
                 break
         assert collected == newest_first
 
-        item = (await client.get("/v1/cases?limit=1", headers=headers)).json()["items"][0]
-        assert set(item) >= {"id", "tracking_number", "kind", "status", "version", "channel",
-                             "substance", "reported_agency", "reporter", "summary",
-                             "received_at", "assignee", "due_at", "overdue", "closure_stage",
-                             "closure_reason"}
+        # API.md gives one shape for a case, in a list as on its own, history included.
+        items = (await client.get("/v1/cases?limit=3", headers=headers)).json()["items"]
+        assert len(items) == 3
+        for item in items:
+            assert item == await get_case(client, tokens.assistant, item["id"])
+            assert set(item) >= {"id", "tracking_number", "kind", "status", "version",
+                                 "channel", "substance", "reported_agency", "reporter",
+                                 "summary", "received_at", "assignee", "due_at", "overdue",
+                                 "closure_stage", "closure_reason", "maladministration",
+                                 "complexity", "resolution", "transferred_to",
+                                 "allowed_actions", "history"}
+        # The page's histories come in one query, not one per case.
+        statements: list[str] = []
+        engine = client.app.state.database.engine.sync_engine  # type: ignore[attr-defined]
+
+        def seen(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            statements.append(statement)
+
+        event.listen(engine, "before_cursor_execute", seen)
+        try:
+            listed = await client.get("/v1/cases?limit=5", headers=headers)
+        finally:
+            event.remove(engine, "before_cursor_execute", seen)
+        assert len(listed.json()["items"]) == 5
+        assert sum("cases.transitions" in s for s in statements) == 1, statements
+        withdrawn = next(c for c in (await client.get("/v1/cases?status=closed",
+                                                      headers=headers)).json()["items"])
+        assert [h["action"] for h in withdrawn["history"]] == [
+            "register", "start_examination", "withdraw"]
         for bad in ("?limit=0", "?limit=201", "?status=sleeping", "?overdue=perhaps",
                     "?cursor=%%%"):
             response = await client.get(f"/v1/cases{bad}", headers=headers)

@@ -146,6 +146,10 @@ async def test_a_confidential_reporter_is_hidden_from_liaisons(
         by_id = {c["id"]: c for c in listed["items"]}
         assert by_id[secret["id"]]["reporter"] == {"confidential": True}
         assert by_id[plain["id"]]["reporter"]["name"] == "Siti Aminah"
+        assert by_id[secret["id"]] == await get_case(client, tokens.liaison, secret["id"])
+        listed_text = (await client.get("/v1/cases", headers=bearer(tokens.liaison))).text
+        for value in ("Rahasia", "r@example.id", "+62812", "1971000000000002", "Sungailiat"):
+            assert value not in listed_text
         assert (await get_case(client, tokens.liaison, plain["id"]))["reporter"] == \
             plain["reporter"]
         # The answer to its own transition does not give it away either.

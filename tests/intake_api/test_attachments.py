@@ -339,6 +339,26 @@ async def test_at_most_twenty_per_complaint_even_when_racing(services: BackingSe
         listed = await client.get(f"/v1/complaints/{complaint_id}/attachments",
                                   headers=bearer(partner))
         assert len(listed.json()["items"]) == 20
+        assert listed.json()["next_cursor"] is None
+        # The list pages like every other (API.md conventions): limit and cursor.
+        url = f"/v1/complaints/{complaint_id}/attachments"
+        paged: list[dict[str, object]] = []
+        cursor = None
+        for _ in range(5):
+            page = await client.get(url, params={"limit": 6, **({"cursor": cursor} if cursor
+                                                               else {})},
+                                    headers=bearer(partner))
+            assert page.status_code == 200, page.text
+            assert len(page.json()["items"]) == min(6, 20 - len(paged))
+            paged += page.json()["items"]
+            cursor = page.json()["next_cursor"]
+            if cursor is None:
+                break
+        assert paged == listed.json()["items"]
+        for bad in ("limit=0", "limit=201", "limit=x", "cursor=zzz", "cursor=%FF"):
+            refused = await client.get(f"{url}?{bad}", headers=bearer(partner))
+            assert refused.status_code == 422, (bad, refused.text)
+            assert refused.headers["content-type"] == "application/problem+json"
     rows, _, events = await stored(services)
     assert (rows, len(events)) == (20, 20)
 

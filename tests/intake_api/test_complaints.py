@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+from intake_api.schemas import ComplaintStatus
+from shared.vocabulary import RECORDED, CaseStatus
 from tests.support import BackingServices, bearer, complaint, running_app
 
 
@@ -49,6 +51,21 @@ async def test_validation_errors_name_each_field(services: BackingServices) -> N
         assert problem["status"] == 422
         assert problem["type"]
         assert problem["title"]
+        # JSON says true or false: a string or a number standing for one is a wrong type.
+        for field, body in [
+            ("/reporter/confidential", complaint(reporter={"name": "Siti",
+                                                           "confidential": "yes"})),
+            ("/reporter/confidential", complaint(reporter={"name": "Siti", "confidential": 1})),
+            ("/reported_to_agency_first", complaint(reported_to_agency_first="true")),
+            ("/reported_to_agency_first", complaint(reported_to_agency_first=0)),
+        ]:
+            wrong = await client.post("/v1/complaints", json=body, headers=bearer(token))
+            assert wrong.status_code == 422, (body, wrong.text)
+            assert [e["field"] for e in wrong.json()["errors"]] == [field]
+        # Dates stay strings, as JSON carries them.
+        dated = await client.post("/v1/complaints", json=complaint(incident_date="2022-03-02"),
+                                  headers=bearer(token))
+        assert dated.status_code == 201, dated.text
 
 
 async def test_domain_rules(services: BackingServices) -> None:
@@ -176,8 +193,17 @@ async def test_list_pages_with_cursor_and_filters(services: BackingServices) -> 
         recorded = await client.get("/v1/complaints", params={"status": "recorded"},
                                     headers=bearer(token))
         assert len(recorded.json()["items"]) == 3
+        received = await client.get("/v1/complaints", params={"status": "received"},
+                                    headers=bearer(token))
+        assert len(received.json()["items"]) == 4
         bad = await client.get("/v1/complaints", params={"limit": 500}, headers=bearer(token))
         assert bad.status_code == 422
+        # A status the domain does not have is a mistake, as an unknown kind is, not a filter
+        # that quietly finds nothing.
+        for query in ({"status": "bogus"}, {"status": "RECEIVED"}, {"kind": "bogus"}):
+            unknown = await client.get("/v1/complaints", params=query, headers=bearer(token))
+            assert unknown.status_code == 422, query
+            assert unknown.json()["errors"][0]["field"] == f"/query/{next(iter(query))}"
         bad_cursor = await client.get("/v1/complaints", params={"cursor": "zzz"},
                                       headers=bearer(token))
         assert bad_cursor.status_code == 422
@@ -293,3 +319,7 @@ async def test_tracking_numbers_are_unique_and_increasing_within_each_year(
     assert numbers[-1] > max(numbers[:-1])
     assert sorted(int(n.split("-")[2]) for n in imported) == list(range(1, 11))
     assert all(n.startswith("ADU-2021-") for n in imported)
+
+
+def test_a_complaint_status_is_a_case_status_or_recorded() -> None:
+    assert {s.value for s in ComplaintStatus} == {*(s.value for s in CaseStatus), RECORDED}

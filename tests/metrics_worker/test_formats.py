@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import time
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -105,6 +106,10 @@ async def test_every_metrics_get_answers_csv_with_basic_auth(published: BackingS
                                    headers={"Accept": "text/html,application/xhtml+xml,"
                                                       "application/xml;q=0.9,*/*;q=0.8"})
         assert as_json.json()["closures"] == 260  # what a browser asks for gets JSON
+        # The same instant in both, RFC 3339 in UTC with a Z (API.md conventions).
+        assert target[1][3] == as_json.json()["updated_at"]
+        assert target[1][3].endswith("Z")
+        assert datetime.fromisoformat(target[1][3]).utcoffset() == timedelta(0)
 
 
 async def test_bad_formats_and_credentials_are_problems(services: BackingServices) -> None:

@@ -199,6 +199,7 @@ async def test_monthly_rows_in_json_and_csv(history: Importer) -> None:
 async def test_bad_periods_and_roles(services: BackingServices) -> None:
     partner = await services.token("partner")
     analyst = await services.token("analyst")
+    admin = await services.token("admin")
     async with running_app(services) as client:
         for params in ({"period": "2022-Q5"}, {"period": "22"}, {},
                        {"from": "2022-03-01", "to": "2022-01-01"},
@@ -212,3 +213,12 @@ async def test_bad_periods_and_roles(services: BackingServices) -> None:
         write = await client.put("/v1/metrics/targets/2022", json={"closures": 1},
                                  headers=bearer(analyst))
         assert write.status_code == 403
+        # A count is a JSON number: true, "600" or 600.5 is a wrong type, not 1 or 600.
+        for wrong in ({"closures": True}, {"closures": "600"}, {"examination_closures": 60.5},
+                      {"closures": 600.0}):
+            refused = await client.put("/v1/metrics/targets/2022", json=wrong,
+                                       headers=bearer(admin))
+            assert refused.status_code == 422, wrong
+            assert refused.json()["errors"][0]["field"] == f"/{next(iter(wrong))}"
+        stored = await client.get("/v1/metrics/targets/2022", headers=bearer(admin))
+        assert stored.status_code == 404

@@ -231,6 +231,11 @@ async def test_bad_requests_are_error_lists_and_store_nothing(services: BackingS
             "bad agency": ({**FORM, "attribute[agency]": "PLN Babel!"}, 400, "agency"),
             "NUL in description": ({**FORM, "description": "a\x00b"}, 400, "description"),
             "not a media url": ({**FORM, "media_url": "javascript:alert(1)"}, 400, "media_url"),
+            # Text that shows nothing is no text (API.md "Under load and abuse").
+            "invisible location": ({**{k: v for k, v in FORM.items() if k not in {"lat", "long"}},
+                                    "address_string": "\u200b\ufeff"}, 400, "address"),
+            "invisible description": ({**FORM, "description": "\u200b\u200c"}, 400,
+                                      "description"),
         }
         for fmt in ("xml", "json"):
             for what, (form, status, mention) in cases.items():
@@ -257,12 +262,63 @@ async def test_bad_requests_are_error_lists_and_store_nothing(services: BackingS
         json_body = await client.post("/open311/v2/requests.json", json=FORM,
                                       params={"api_key": partner})
         assert json_body.status_code == 400
+        # Bytes that are not UTF-8 are refused, not stored as replacement characters.
+        for broken in (b"description=%ED%A0%80", b"description=Lampu+padam+%FF",
+                       b"first_name=%C3", b"%FF=x"):
+            encoded = httpx.QueryParams({**FORM, "api_key": partner, "description": "x"})
+            response = await client.post("/open311/v2/requests.json",
+                                         content=str(encoded).encode() + b"&" + broken,
+                                         headers=FORM_HEADERS)
+            assert response.status_code == 400, (broken, response.text)
+            assert "UTF-8" in errors_of(response)[0]["description"], broken
+        # The same in a multipart form, where a file part's bytes are its own business.
+        photo = ("padam.jpg", b"\xff\xd8\xff\xe0", "image/jpeg")
+        for text in (b"Lampu padam \xed\xa0\x80", b"\xe9t\xe9"):
+            response = await client.post(
+                "/open311/v2/requests.json", data={**FORM, "api_key": partner},
+                files={"description": (None, text), "media": photo})
+            assert response.status_code == 400, (text, response.text)
+            assert errors_of(response)[0]["description"].startswith("description: "), text
     assert await complaint_count(services) == 0
+
+
+async def test_a_multipart_form_keeps_its_text_as_sent(services: BackingServices) -> None:
+    partner = await services.token("partner")
+    text = "Lampu padam di Jalan Mérdeka ☀"
+    async with running_app(services) as client:
+        accepted = await client.post(
+            "/open311/v2/requests.json",
+            data={**{k: v for k, v in FORM.items() if k != "description"}, "api_key": partner},
+            files={"description": (None, text.encode()),
+                   "media": ("padam.jpg", b"\xff\xd8\xff\xe0", "image/jpeg")})
+        assert accepted.status_code == 201, accepted.text
+    rows = await query(services.database_url, "SELECT description FROM intake.complaints")
+    assert [r["description"] for r in rows] == [text]
+
+
+async def test_a_name_that_shows_nothing_is_no_name(services: BackingServices) -> None:
+    """Invisible first and last names count as missing ones, as in the JSON API."""
+    partner = await services.token("partner")
+    anonymous = {k: v for k, v in FORM.items()
+                 if k not in {"first_name", "last_name", "email", "phone"}}
+    async with running_app(services) as client:
+        for form in (anonymous, {**anonymous, "first_name": "\u200b",
+                                 "last_name": "\ufeff\u2060 "}):
+            response = await client.post("/open311/v2/requests.json",
+                                         data={**form, "api_key": partner})
+            assert response.status_code == 201, response.text
+        named = await client.post("/open311/v2/requests.json",
+                                  data={**anonymous, "first_name": "\u200b", "last_name": "Aminah",
+                                        "api_key": partner})
+        assert named.status_code == 201, named.text
+    rows = await query(services.database_url,
+                       "SELECT reporter->>'name' AS name FROM intake.complaints ORDER BY seq")
+    assert [r["name"] for r in rows] == ["Pelapor tanpa nama", "Pelapor tanpa nama", "Aminah"]
 
 
 async def test_the_api_key_never_reaches_a_log_line(services: BackingServices,
                                                     caplog: pytest.LogCaptureFixture) -> None:
-    partner = await services.token("partner")
+    partner = await services.token("partner", "posko.open311")
     caplog.set_level(logging.DEBUG)
     async with running_app(services) as client:
         assert (await client.post("/open311/v2/requests.xml",
@@ -279,3 +335,9 @@ async def test_the_api_key_never_reaches_a_log_line(services: BackingServices,
     assert served, "the server logged nothing: the check would prove nothing"
     lines = [record.getMessage() for record in served] + [str(r.__dict__) for r in served]
     assert not [line for line in lines if partner in line or wrong in line]
+    # The access log names the caller by its token's name, the key in the body or the query
+    # as a bearer token (RUNNING.md); an unknown key names nobody.
+    access = [(r.__dict__["status"], r.__dict__["caller"]) for r in served
+              if r.name == "aduan.access"]
+    assert access == [(201, "posko.open311"), (400, "posko.open311"), (200, "posko.open311"),
+                      (403, None)]
