@@ -10,7 +10,6 @@ processed-event table skips every event of it that was applied: reading again ha
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections.abc import Collection, Sequence
@@ -221,9 +220,8 @@ class KafkaConsumerRunner:
             try:
                 if record.value is None:
                     raise MalformedEvent("empty record")
-                parsed.append((record, dataclasses.replace(
-                    Event.read(record.value),
-                    trace=tracing.from_kafka_headers(record.headers))))
+                parsed.append((record, Event.read(
+                    record.value, trace=tracing.from_kafka_headers(record.headers))))
             except MalformedEvent as exc:
                 parsed.append((record, exc))
         return parsed
