@@ -47,7 +47,8 @@ def intake_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
          f"(CPU {pair['cpu_ms_per_request']} ms/request)",
          f"{r['intake_one_process_per_s']}/s (CPU {single['cpu_ms_per_request']} ms/request)"),
         (f"overload at {o['offered_per_s']}/s offered (2x sustained), open loop",
-         f"201: {o['answered_201']} (p99 {o['p99_201_ms']} ms); 503: {o['answered_503']}, "
+         f"201: {o['answered_201']} ({o['accepted_share_of_sustained']} of the sustained "
+         f"rate; p50 {o['p50_201_ms']} ms, p99 {o['p99_201_ms']} ms); 503: {o['answered_503']}, "
          f"{o['refused_503_with_retry_after']} problem JSON with Retry-After (p50 "
          f"{o['p50_503_ms']} ms, p99 {o['p99_503_ms']} ms); other statuses "
          f"{o['other_statuses'] or 0}, client errors {o['client_errors'] or 0}; lost "

@@ -149,10 +149,11 @@ def _is_problem(body: bytes, status: int) -> bool:
     return isinstance(document, dict) and document.get("status") == status
 
 
-def overload_figures(results: Results, cpu_ticks: int, *, offered: float, stored: int,
-                     load_average: list[float]) -> dict[str, Any]:
+def overload_figures(results: Results, cpu_ticks: int, *, offered: float, sustained: float,
+                     stored: int, load_average: list[float]) -> dict[str, Any]:
     """What the overload target asks: only 201, or 503 problem JSON with ``Retry-After``;
-    accepted p99 under 2 s; every 201 stored. The 503s' own p99 says how soon a refusal came."""
+    accepted p99 under 2 s; every 201 stored. The 503s' own p99 says how soon a refusal came,
+    and the share of the ``sustained`` rate still accepted how much overload costs."""
     statuses = results.statuses
     refused = [a for a in results.answers if a.status == 503]
     proper = sum(1 for a in refused if a.retry_after and _is_problem(a.body, 503))
@@ -164,6 +165,9 @@ def overload_figures(results: Results, cpu_ticks: int, *, offered: float, stored
         "load_average": load_average,
         **_load_figures(results, cpu_ticks),
         "answered_201": statuses[201],
+        "accepted_share_of_sustained": round(results.per_second(201) / sustained, 3)
+        if sustained else None,
+        "p50_201_ms": results.percentile_ms(0.50, 201),
         "p99_201_ms": p99_201,
         "answered_503": len(refused),
         "refused_503_with_retry_after": proper,
@@ -276,5 +280,6 @@ async def run(seconds: int = 10) -> dict[str, Any]:
         "intake_one_process": _load_figures(single, single_cpu),
         "intake_two_processes": _load_figures(pair, pair_cpu),
         "overload": overload_figures(overload, overload_cpu, offered=overload_rate,
-                                     stored=stored["overload"], load_average=overload_load),
+                                     sustained=sustained, stored=stored["overload"],
+                                     load_average=overload_load),
     }

@@ -160,6 +160,8 @@ async def test_the_rule_refuses_by_the_age_of_the_oldest_waiting_request() -> No
     first = asyncio.create_task(_call(admission, "/first"))
     await asyncio.sleep(0)
     assert admission.verdict(now(), now()) is Verdict.WAIT  # a slot busy, nobody waiting
+    # Too late to wait: it would start after 29.97 s and run the typical 0.05 s.
+    assert admission.verdict(now() - 29.97, now()) is Verdict.REFUSE
     waiting = [asyncio.create_task(_call(admission, "/second"))]
     await asyncio.sleep(0)
     arrived = admission.waiting[0].arrived
@@ -167,6 +169,12 @@ async def test_the_rule_refuses_by_the_age_of_the_oldest_waiting_request() -> No
     # once it has waited 0.3 s. Its length alone (one of two places) refuses nobody.
     assert admission.verdict(arrived + 0.2, arrived + 0.2) is Verdict.WAIT
     assert admission.verdict(arrived + 0.3, arrived + 0.3) is Verdict.REFUSE
+    # While requests typically run 0.5 s (a slow machine), the queue may hold one such run.
+    for n in range(admission.runs.maxlen or 0):
+        admission.finished(arrived - 100 + n, arrived - 99.5 + n)
+    assert admission.typical_run == pytest.approx(0.5)
+    assert admission.verdict(arrived + 0.3, arrived + 0.3) is Verdict.WAIT
+    assert admission.verdict(arrived + 0.6, arrived + 0.6) is Verdict.REFUSE
     assert not admission.full()
     waiting.append(asyncio.create_task(_call(admission, "/third")))
     await asyncio.sleep(0)
@@ -175,7 +183,7 @@ async def test_the_rule_refuses_by_the_age_of_the_oldest_waiting_request() -> No
     app.release.set()
     answers = await asyncio.gather(first, *waiting)
     assert [sent[0]["status"] for sent in answers] == [200] * 3
-    assert admission.verdict(now() - 29.0, now()) is Verdict.RUN
+    assert admission.verdict(now() - 29.97, now()) is Verdict.RUN  # a free slot: no wait
 
 
 async def test_a_burst_of_completions_after_a_stall_reopens_admission_at_once() -> None:
