@@ -79,7 +79,7 @@ FIRST_RUN_SECONDS = 0.05
 RUNS_PER_SLOT = 4
 RUNS_AT_LEAST = 64
 # The default for ``queue_delay``: the settings' (ADUAN_ADMISSION_QUEUE_DELAY_SECONDS).
-QUEUE_DELAY_SECONDS = 0.1
+QUEUE_DELAY_SECONDS = 0.25
 AT_CAPACITY = "The service is at capacity; retry after the time in Retry-After."
 
 
