@@ -102,11 +102,9 @@ class Settings(BaseSettings):
     admission_queue: int = Field(default=256, ge=0, le=100_000)
     admission_wait_seconds: float = Field(default=1.0, gt=0, le=30)
     # A queue whose oldest request has waited longer than this is standing: it only adds delay
-    # (every slot is busy), so newcomers are refused rather than queued behind it. A quarter of
-    # the budget, a few runs at full load: 64 steady clients of one process on a quiet 2-core
-    # machine wait in its queue rather than being turned away (on a slow machine, where runs
-    # take longer, the median run is the bound instead).
-    admission_queue_delay_seconds: float = Field(default=0.25, gt=0, le=30)
+    # (every slot is busy), so newcomers are refused rather than queued behind it. About one
+    # request's run at full load: enough queued to refill each slot as soon as it frees.
+    admission_queue_delay_seconds: float = Field(default=0.1, gt=0, le=30)
     # Group commit (intake_api/group_commit.py): at most this many complaints posted at the
     # same time are written by one statement; 1 writes each alone.
     intake_group_largest: int = Field(default=100, ge=1, le=1000)
