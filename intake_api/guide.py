@@ -42,7 +42,8 @@ GUIDES = {
         {**COMPLAINT, "access_code": "K7QM-2RXP-9WTD"}, request=NEW_COMPLAINT, status="201"),
     "GET /v1/complaints": Guide(
         "Complaints, newest first, a page at a time (`limit` 1..200, `cursor` from "
-        "`next_cursor`); filter by `status`, `kind` or `tracking_number`. A partner sees only "
+        "`next_cursor`); filter by `status` (a case status, or `recorded`), `kind` or "
+        "`tracking_number`; an unknown status or kind is 422. A partner sees only "
         "the complaints it submitted; assistant and admin see all. Roles: partner, assistant, "
         "admin.\n\nExample: `GET /v1/complaints?tracking_number=ADU-2022-000193`.",
         {"items": [COMPLAINT], "next_cursor": None}),
@@ -101,7 +102,8 @@ GUIDES.update({
         ATTACHMENT, request={"file": "(the file's bytes)", "confidential": "false"},
         status="201"),
     "GET /v1/complaints/{complaint_id}/attachments": Guide(
-        "A complaint's attachments, oldest first (metadata only). Liaison officers of the "
+        "A complaint's attachments, oldest first (metadata only), a page at a time as every "
+        "list (`limit` 1..200, `cursor` from `next_cursor`). Liaison officers of the "
         "case's agency see those not marked confidential. Roles: partner (its own "
         "complaints), assistant, admin, liaison.",
         {"items": [ATTACHMENT], "next_cursor": None}),

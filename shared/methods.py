@@ -43,12 +43,11 @@ class HeadAsGet:
             await self.app(scope, receive, send)
             return
         head = scope["method"] == "HEAD"
-        if head:
-            scope = {**scope, "method": "GET"}
+        routed = {**scope, "method": "GET"} if head else scope
 
         async def answer(message: Message) -> None:
             if message["type"] == "http.response.start" and message["status"] == 405:
-                allow = ", ".join(allowed_methods(self.router, scope)).encode()
+                allow = ", ".join(allowed_methods(self.router, routed)).encode()
                 headers = [(k, v) for k, v in message.get("headers", ())
                            if k.lower() != b"allow"]
                 message = {**message, "headers": [*headers, (b"allow", allow)]}
@@ -58,4 +57,8 @@ class HeadAsGet:
                 message = {"type": "http.response.body", "body": b"", "more_body": False}
             await send(message)
 
-        await self.app(scope, receive, answer)
+        try:
+            await self.app(routed, receive, answer)
+        finally:
+            if "route" in routed:  # for the access log, which reads the request's own scope
+                scope["route"] = routed["route"]

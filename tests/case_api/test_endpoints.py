@@ -7,6 +7,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import event
+
 from tests.case_api.helpers import (
     AGENCY,
     OTHER_AGENCY,
@@ -320,6 +322,20 @@ async def test_list_filters_and_pages(services: BackingServices) -> None:
                                  "closure_stage", "closure_reason", "maladministration",
                                  "complexity", "resolution", "transferred_to",
                                  "allowed_actions", "history"}
+        # The page's histories come in one query, not one per case.
+        statements: list[str] = []
+        engine = client.app.state.database.engine.sync_engine  # type: ignore[attr-defined]
+
+        def seen(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            statements.append(statement)
+
+        event.listen(engine, "before_cursor_execute", seen)
+        try:
+            listed = await client.get("/v1/cases?limit=5", headers=headers)
+        finally:
+            event.remove(engine, "before_cursor_execute", seen)
+        assert len(listed.json()["items"]) == 5
+        assert sum("cases.transitions" in s for s in statements) == 1, statements
         withdrawn = next(c for c in (await client.get("/v1/cases?status=closed",
                                                       headers=headers)).json()["items"])
         assert [h["action"] for h in withdrawn["history"]] == [

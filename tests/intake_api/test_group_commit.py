@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from intake_api.group_commit import GroupCommit, Write, Written
+from intake_api.group_commit import LINGER_SECONDS, GroupCommit, Write, Written
 from shared.db import Database
 from tests.support import BackingServices, bearer, complaint, query, running_app
 
@@ -104,3 +104,44 @@ async def test_a_refused_complaint_does_not_take_its_group_with_it(
     assert sorted(row["summary"] for row in rows) == sorted(
         f"group {n}" for n in range(12) if n != 3)
     assert all(row["events"] == 1 for row in rows)
+
+
+async def test_a_complaint_coming_while_a_writer_lingers_is_written_on_its_connection(
+        services: BackingServices) -> None:
+    """A writer keeps its connection a moment after its group (LINGER_SECONDS): a complaint
+    posted then is written on it at once; once nobody comes, the connection goes back."""
+    async with Database.opened(services.database_url, pool_size=4) as database:
+        group = GroupCommit(database)
+
+        def writer(n: int) -> Write:
+            complaint_id = uuid.uuid4()
+
+            def write(number: str, carrier: Any) -> Written:
+                values: dict[str, Any] = {
+                    "id": complaint_id, "tracking_number": number, "access_code_hash": None,
+                    "kind": "report", "channel": "complaint_post", "substance": "electricity",
+                    "reporter": None, "reported_agency_code": "pln",
+                    "reported_agency_name": "PLN", "summary": f"linger {n}",
+                    "description": "-", "incident_date": None,
+                    "reported_to_agency_first": None, "location": None,
+                    "external_reference": None, "received_at": RECEIVED_AT,
+                    "submitted_by": "posko", "status": "received"}
+                event = (str(uuid.uuid4()), "aduan.complaints.v1", str(complaint_id),
+                         json.dumps({"n": n}), None)
+                return values, event, None  # type: ignore[return-value]
+
+            return write
+
+        first = await group.record(2026, writer(1))
+        assert len(group.writers) == 1  # lingering, its connection held
+        assert database.engine.pool.checkedout() == 1  # type: ignore[attr-defined]
+        second = await group.record(2026, writer(2))
+        assert (first[1], second[1]) == (True, True)
+        await asyncio.sleep(LINGER_SECONDS * 4)
+        assert not group.writers
+        assert database.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+    rows = await query(services.database_url,
+                       "SELECT c.summary, c.tracking_number FROM intake.complaints c "
+                       "JOIN intake.outbox o ON o.key = c.id::text ORDER BY c.tracking_number")
+    assert [row["summary"] for row in rows] == ["linger 1", "linger 2"]

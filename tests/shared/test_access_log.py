@@ -67,6 +67,11 @@ async def test_one_json_line_per_request_with_its_request_id(services: BackingSe
             assert read.status_code == 200
             generated = read.headers["x-request-id"]
             assert_uuid4_hex(generated)
+            # HEAD as GET through the real server: the same head, no body (RFC 9110).
+            head = await client.head(f"/v1/complaints/{created.json()['id']}",
+                                     headers={**bearer(token), "X-Request-ID": "head-1"})
+            assert (head.status_code, head.content) == (200, b"")
+            assert head.headers["content-length"] == str(len(read.content))
             hostile = await client.get("/nowhere", headers={"X-Request-ID": "a\tb" * 100})
             assert hostile.status_code == 404
             assert_uuid4_hex(hostile.headers["x-request-id"])
@@ -98,6 +103,9 @@ async def test_one_json_line_per_request_with_its_request_id(services: BackingSe
         "trace_id": TRACE_ID}
     assert posted["duration_ms"] > 0
     assert lines[generated]["route"] == "/v1/complaints/{complaint_id}"
+    assert {k: lines["head-1"][k] for k in ("method", "route", "status", "caller")} == {
+        "method": "HEAD", "route": "/v1/complaints/{complaint_id}", "status": 200,
+        "caller": "posko-pln"}
     assert lines[generated]["query"] == "api_key=REDACTED&page=2"
     assert lines[hostile.headers["x-request-id"]]["route"] == "<unmatched>"
     assert lines[hostile.headers["x-request-id"]]["caller"] is None

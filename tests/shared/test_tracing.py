@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
 from shared import tracing
 from shared.events import CASES_TOPIC, COMPLAINTS_TOPIC
 from tests.shared.kafka_topics import read_topic
@@ -87,3 +90,21 @@ def test_a_hop_without_a_carrier_starts_a_trace_of_its_own_even_inside_another()
         with tracing.continued({}) as empty:
             assert empty.trace_id != outer.trace_id
     assert format(outer.trace_id, "032x") == "0af7651916cd43dd8448eb211c80319c"
+
+
+@pytest.mark.parametrize("carrier", [
+    pytest.param(None, id="a new trace"),
+    pytest.param({"traceparent": f"00-{TRACE_ID}-{CALLER_SPAN}-01"}, id="continued"),
+    pytest.param({"traceparent": f"00-{TRACE_ID}-{CALLER_SPAN}-00"}, id="not sampled"),
+    pytest.param(HEADERS, id="with its state"),
+])
+def test_the_carrier_handed_on_is_what_the_w3c_propagator_writes(
+        carrier: dict[str, str] | None) -> None:
+    with tracing.continued(carrier):
+        written: dict[str, str] = {}
+        TraceContextTextMapPropagator().inject(written)
+        assert tracing.current_carrier() == written
+
+
+def test_outside_any_hop_there_is_no_carrier() -> None:
+    assert tracing.current_carrier() is None
