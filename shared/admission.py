@@ -9,11 +9,11 @@ The rule (``verdict``, the one place it is decided): a request already older tha
 refused; one that finds a slot free and nobody waiting runs; otherwise it may wait for a slot
 unless the queue is full, it is too late to start and still run within its budget (by the
 typical run, below), or the queue is *standing*: its oldest request has already waited longer
-than ``queue_delay`` seconds, or than a typical run if that is longer. A request that waits is
-refused if it has not started while there was still time to run within its budget. Refusals are
-503 problem JSON with ``Retry-After``; they read nothing, look up nothing and touch no database,
-so the requests already admitted keep their pace. A request is refused only before it starts, so
-an answer of 201 still always means committed.
+than ``queue_delay`` seconds. A request that waits is refused if it has not started while there
+was still time to run within its budget. Refusals are 503 problem JSON with ``Retry-After``; they
+read nothing, look up nothing and touch no database, so the requests already admitted keep their
+pace. A request is refused only before it starts, so an answer of 201 still always means
+committed.
 
 Why the queue's own delay, and not a forecast. Every slot in use, a queue adds no throughput: it
 only keeps a slot from standing empty between one request and the next, which a handful of
@@ -29,10 +29,9 @@ four fifths of the sustainable rate, and accepted answers waited most of the bud
 Judged by the queue's age, a stall shuts admission exactly while it lasts (the head ages), and
 the burst of completions that ends it opens admission at once (the queue moves): nothing to
 decay. And the queue holds about ``queue_delay`` of work, not the whole budget, so an accepted
-request is answered in about ``queue_delay`` plus its own run. When the processor is short and
-a run takes longer than that, the queue may hold one typical run: about as many waiting as
-running, so that slots freed together are refilled at once, and the queue at most doubles what
-an accepted request takes rather than turning away the steady clients of a slow machine.
+request is answered in about ``queue_delay`` plus its own run. (Letting the queue hold one
+typical run instead, when runs took longer than ``queue_delay`` on a machine short of processor,
+gave up most of the gain under overload there: the queue grew with the runs.)
 
 When the processor is short (other work on the machine), every running request takes longer;
 running fewer at once then gets as much done, each sooner. So while requests typically hold
@@ -172,8 +171,7 @@ class Admission:
             return Verdict.RUN
         if len(self.waiting) >= self.queue or now - arrived + self.typical_run >= self.wait:
             return Verdict.REFUSE  # no room, or too late to start and still run within budget
-        if self.waiting and now - self.waiting[0].arrived > max(self.queue_delay,
-                                                                self.typical_run):
+        if self.waiting and now - self.waiting[0].arrived > self.queue_delay:
             return Verdict.REFUSE  # a standing queue: another request would only add delay
         return Verdict.WAIT
 

@@ -103,8 +103,7 @@ class Settings(BaseSettings):
     admission_wait_seconds: float = Field(default=1.0, gt=0, le=30)
     # A queue whose oldest request has waited longer than this is standing: it only adds delay
     # (every slot is busy), so newcomers are refused rather than queued behind it. About one
-    # request's run at full load: enough queued to refill each slot as soon as it frees (on a
-    # slow machine, where runs take longer, the median run is the bound instead).
+    # request's run at full load: enough queued to refill each slot as soon as it frees.
     admission_queue_delay_seconds: float = Field(default=0.1, gt=0, le=30)
     # Group commit (intake_api/group_commit.py): at most this many complaints posted at the
     # same time are written by one statement; 1 writes each alone.
