@@ -65,6 +65,14 @@ class GroupCommit:
         self.writers: set[asyncio.Task[None]] = set()
         # Set when a complaint joins the waiting list: lingering writers write it.
         self.arrived = asyncio.Event()
+        self.closing = False
+
+    async def close(self) -> None:
+        """Lets lingering writers go now, with their connections, rather than ``LINGER_SECONDS``
+        later (after the pool was closed); a writer with complaints to write writes them."""
+        self.closing = True
+        self.arrived.set()
+        await asyncio.gather(*self.writers, return_exceptions=True)
 
     async def record(self, year: int, write: Write) -> tuple[ComplaintCreated, bool]:
         """Records the complaint ``write`` makes of its tracking number (drawn in ``year``'s
@@ -87,16 +95,19 @@ class GroupCommit:
                     # and check-in through the pool cost about as much as building a
                     # complaint's rows, once per group otherwise.
                     async with self.database.autocommit() as driver:
-                        while await self._more():
+                        # A connection the server closed while it lingered (a restart, an
+                        # administrator) is left for a fresh one from the pool, which checks
+                        # what it lends: the complaints waiting never met it.
+                        while await self._more() and not driver.is_closed():
                             group = self._next_group()
                             await self._write(driver, group)
                             group = []
                 except Exception as exc:
-                    # The group it was writing (or, when no connection could be had, the
-                    # next one) is written again complaint by complaint, each on a pooled
-                    # connection of its own.
-                    group = group or self._next_group()
-                    await self._write_alone(group, exc)
+                    # The group it was writing is written again complaint by complaint, each
+                    # on a pooled connection of its own. When the error came from taking or
+                    # giving back a connection, the next group is, each complaint tried once.
+                    tried, group = bool(group), group or self._next_group()
+                    await self._write_alone(group, exc, tried=tried)
                     group = []
         except BaseException as exc:  # stopped half-way: nobody is left waiting for ever
             for entry in group:
@@ -111,12 +122,12 @@ class GroupCommit:
 
     async def _more(self) -> bool:
         """Whether complaints wait, or come within ``LINGER_SECONDS``."""
-        if not self.waiting:
+        if not self.waiting and not self.closing:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(LINGER_SECONDS):
                     # Woken with the other writer, which took the complaint first: it lingers
                     # on rather than give its connection back.
-                    while not self.waiting:
+                    while not self.waiting and not self.closing:
                         self.arrived.clear()
                         await self.arrived.wait()
         return bool(self.waiting)
@@ -125,12 +136,13 @@ class GroupCommit:
         group, self.waiting = self.waiting[:self.largest], self.waiting[self.largest:]
         return group
 
-    async def _write_alone(self, group: list[_Entry], exc: Exception) -> None:
-        if len(group) == 1:
+    async def _write_alone(self, group: list[_Entry], exc: Exception, *, tried: bool) -> None:
+        if tried and len(group) == 1:
             _fail(group[0], exc)
             return
-        logger.warning("a group of %d complaints was refused (%s); writing each alone",
-                       len(group), type(exc).__name__)
+        if tried:
+            logger.warning("a group of %d complaints was refused (%s); writing each alone",
+                           len(group), type(exc).__name__)
         for entry in group:
             try:
                 async with self.database.autocommit() as driver:
@@ -159,8 +171,9 @@ def group_commit_of(request: Request) -> GroupCommit:
     """The process's group commit (made on first use: each HTTP worker has its own)."""
     group: GroupCommit | None = getattr(request.app.state, "group_commit", None)
     if group is None:
-        group = GroupCommit(database_of(request),
-                            largest=runtime_of(request).settings.intake_group_largest)
+        runtime = runtime_of(request)
+        group = GroupCommit(database_of(request), largest=runtime.settings.intake_group_largest)
+        runtime.closers.append(group.close)
         request.app.state.group_commit = group
     return group
 

@@ -25,6 +25,7 @@ from intake_api.schemas import (
     ReportedAgency,
     Reporter,
 )
+from shared import outbox, tracing
 from shared.auth import Actor, Role
 from shared.db import Database, announce_after_commit, on_driver
 from shared.events import COMPLAINT_RECEIVED, COMPLAINTS_TOPIC, encoded_envelope
@@ -158,7 +159,7 @@ async def record(driver: asyncpg.Connection, actor: Actor, payload: ComplaintCre
     code = access.new_code()
     write = _writer(actor, payload, code=code, received_at=received_at)
     [number] = await repository.next_tracking_numbers(driver, [received_at.astimezone(zone).year])
-    values, event, created = write(number, None)
+    values, event, created = write(number, tracing.current_carrier())
     if not await repository.record_complaints(driver, [values], [event]):
         await _refuse_duplicate(driver, actor, payload)
     return created
@@ -234,10 +235,7 @@ def _writer(actor: Actor, payload: ComplaintCreate, *, code: str,
             "submitted_by": actor.name,
             "status": status,
         }
-        # The outbox row as ``outbox.row`` makes it of ``new_event(...)``: the envelope and
-        # the trace context as JSON text (both stored as jsonb).
-        event = (event_id, COMPLAINTS_TOPIC, subject, envelope,
-                 orjson.dumps(carrier).decode() if carrier else None)
+        event = outbox.encoded_row(event_id, COMPLAINTS_TOPIC, subject, envelope, carrier)
         return values, event, created
 
     return write

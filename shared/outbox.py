@@ -35,8 +35,14 @@ def row(topic: str, event: Event, carrier: Mapping[str, str] | None = None) -> O
 
 
 def _row(topic: str, event: Event, carrier: Mapping[str, str] | None) -> OutboxRow:
-    return (event.id, topic, event.key, event.to_json().decode(),
-            json.dumps(carrier) if carrier else None)
+    return encoded_row(event.id, topic, event.key, event.to_json().decode(), carrier)
+
+
+def encoded_row(event_id: str, topic: str, key: str, envelope: str,
+                carrier: Mapping[str, str] | None) -> OutboxRow:
+    """The outbox row of an event already written as JSON text (``envelope``), with the trace
+    context it is written under."""
+    return (event_id, topic, key, envelope, json.dumps(carrier) if carrier else None)
 
 
 def json_rows(rows: Sequence[OutboxRow]) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -44,6 +44,9 @@ class Runtime:
     wakeup: Wakeup | None = None
     # Callers of tokens seen lately (shared.auth.authenticate), kept while revocations are heard.
     tokens: RevocableCache[Any] = field(default_factory=RevocableCache)
+    # Awaited first when the runtime stops, while the database is still open: what holds a
+    # pooled connection between requests gives it back (intake's group commit).
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     @classmethod
     def create(cls, settings: Settings, *, clock: Clock | None = None) -> Runtime:
@@ -119,6 +122,8 @@ class Runtime:
 
     async def stop(self) -> None:
         """Stops consumers first (committing nothing half-done), then flushes the relays."""
+        for close in self.closers:
+            await close()
         for task in self.tasks:
             if not task.get_name().startswith("relay:"):
                 task.cancel()

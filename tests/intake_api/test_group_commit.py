@@ -19,6 +19,27 @@ from tests.support import BackingServices, bearer, complaint, query, running_app
 RECEIVED_AT = datetime(2026, 11, 29, 3, 0, tzinfo=UTC)
 
 
+def writer(summary: str) -> Write:
+    """A complaint's write as the service makes one, reduced to what the table needs."""
+    complaint_id = uuid.uuid4()
+
+    def write(number: str, carrier: Any) -> Written:
+        values: dict[str, Any] = {
+            "id": complaint_id, "tracking_number": number, "access_code_hash": None,
+            "kind": "report", "channel": "complaint_post", "substance": "electricity",
+            "reporter": None, "reported_agency_code": "pln",
+            "reported_agency_name": "PLN", "summary": summary,
+            "description": "-", "incident_date": None,
+            "reported_to_agency_first": None, "location": None,
+            "external_reference": None, "received_at": RECEIVED_AT,
+            "submitted_by": "posko", "status": "received"}
+        event = (str(uuid.uuid4()), "aduan.complaints.v1", str(complaint_id),
+                 json.dumps({"summary": summary}), None)
+        return values, event, None  # type: ignore[return-value]
+
+    return write
+
+
 async def test_concurrent_posts_are_each_recorded_once_with_their_event(
         services: BackingServices) -> None:
     """Forty posts at once, two of them with one new external reference and one with a
@@ -73,72 +94,10 @@ async def test_a_refused_complaint_does_not_take_its_group_with_it(
     async with Database.opened(services.database_url, pool_size=4) as database:
         group = GroupCommit(database, largest=largest)
 
-        def writer(n: int) -> Write:
-            complaint_id = uuid.uuid4()
-
-            def write(number: str, carrier: Any) -> Written:
-                values: dict[str, Any] = {
-                    "id": complaint_id, "tracking_number": number, "access_code_hash": None,
-                    "kind": "report", "channel": "complaint_post", "substance": "electricity",
-                    "reporter": {"name": "Siti"}, "reported_agency_code": "pln",
-                    "reported_agency_name": "PLN", "summary": f"group {n}",
-                    "description": "-", "incident_date": None,
-                    "reported_to_agency_first": None, "location": None,
-                    "external_reference": None,
-                    "received_at": RECEIVED_AT, "submitted_by": "posko",
-                    "status": "x" * 40 if n == 3 else "received"}
-                event = (str(uuid.uuid4()), "aduan.complaints.v1", str(complaint_id),
-                         json.dumps({"n": n}), None)
-                return values, event, None  # type: ignore[return-value]
-
-            return write
-
-        results = await asyncio.gather(*(group.record(2026, writer(n)) for n in range(12)),
-                                       return_exceptions=True)
-
-    failed = [n for n, r in enumerate(results) if isinstance(r, BaseException)]
-    assert failed == [3]
-    assert all(not isinstance(r, BaseException) and r[1] for n, r in enumerate(results) if n != 3)
-    rows = await query(services.database_url,
-                       "SELECT c.summary, count(o.id) AS events FROM intake.complaints c "
-                       "JOIN intake.outbox o ON o.key = c.id::text GROUP BY c.summary")
-    assert sorted(row["summary"] for row in rows) == sorted(
-        f"group {n}" for n in range(12) if n != 3)
-    assert all(row["events"] == 1 for row in rows)
-
-
-async def test_a_complaint_coming_while_a_writer_lingers_is_written_on_its_connection(
-        services: BackingServices, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A writer keeps its connection a moment after its group (LINGER_SECONDS): a complaint
-    posted then is written on it at once; once nobody comes, the connection goes back."""
-    # Long enough that no step below outlasts it on a busy machine.
-    monkeypatch.setattr(group_commit, "LINGER_SECONDS", 1.0)
-    async with Database.opened(services.database_url, pool_size=4) as database:
-        group = GroupCommit(database)
-
-        def writer(n: int) -> Write:
-            complaint_id = uuid.uuid4()
-
-            def write(number: str, carrier: Any) -> Written:
-                values: dict[str, Any] = {
-                    "id": complaint_id, "tracking_number": number, "access_code_hash": None,
-                    "kind": "report", "channel": "complaint_post", "substance": "electricity",
-                    "reporter": None, "reported_agency_code": "pln",
-                    "reported_agency_name": "PLN", "summary": f"linger {n}",
-                    "description": "-", "incident_date": None,
-                    "reported_to_agency_first": None, "location": None,
-                    "external_reference": None, "received_at": RECEIVED_AT,
-                    "submitted_by": "posko", "status": "received"}
-                event = (str(uuid.uuid4()), "aduan.complaints.v1", str(complaint_id),
-                         json.dumps({"n": n}), None)
-                return values, event, None  # type: ignore[return-value]
-
-            return write
-
-        first = await group.record(2026, writer(1))
+        first = await group.record(2026, writer("linger 1"))
         assert len(group.writers) == 1  # lingering, its connection held
         assert database.engine.pool.checkedout() == 1  # type: ignore[attr-defined]
-        second = await group.record(2026, writer(2))
+        second = await group.record(2026, writer("linger 2"))
         assert len(group.writers) == 1  # the same writer, on the same connection
         assert database.engine.pool.checkedout() == 1  # type: ignore[attr-defined]
         assert (first[1], second[1]) == (True, True)
@@ -150,3 +109,39 @@ async def test_a_complaint_coming_while_a_writer_lingers_is_written_on_its_conne
                        "SELECT c.summary FROM intake.complaints c "
                        "JOIN intake.outbox o ON o.key = c.id::text ORDER BY c.summary")
     assert [row["summary"] for row in rows] == [f"linger {n}" for n in range(1, 3)]
+
+
+async def test_a_connection_closed_while_its_writer_lingers_is_left_for_a_fresh_one(
+        services: BackingServices, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server closes the lingering writer's connection (a restart, an administrator): the
+    next complaint is written on a fresh connection, not answered with the closed one's error."""
+    monkeypatch.setattr(group_commit, "LINGER_SECONDS", 2.0)
+    async with Database.opened(services.database_url, pool_size=4) as database:
+        group = GroupCommit(database)
+        assert (await group.record(2026, writer("closed 1")))[1]
+        assert len(group.writers) == 1  # lingering, its connection held
+        await query(services.database_url,
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                    "AND backend_type = 'client backend'")
+        await asyncio.sleep(0.3)  # the driver has seen its socket end
+        assert (await group.record(2026, writer("closed 2")))[1]
+
+    rows = await query(services.database_url,
+                       "SELECT c.summary FROM intake.complaints c "
+                       "JOIN intake.outbox o ON o.key = c.id::text ORDER BY c.summary")
+    assert [row["summary"] for row in rows] == ["closed 1", "closed 2"]
+
+
+async def test_closing_lets_a_lingering_writer_go_with_its_connection(
+        services: BackingServices, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At shutdown (``Runtime.stop`` awaits ``close`` before it closes the pool) a lingering
+    writer gives its connection back at once, not ``LINGER_SECONDS`` later."""
+    monkeypatch.setattr(group_commit, "LINGER_SECONDS", 30.0)
+    async with Database.opened(services.database_url, pool_size=4) as database:
+        group = GroupCommit(database)
+        assert (await group.record(2026, writer("closing 1")))[1]
+        assert database.engine.pool.checkedout() == 1  # type: ignore[attr-defined]
+        await asyncio.wait_for(group.close(), 5)
+        assert not group.writers
+        assert database.engine.pool.checkedout() == 0  # type: ignore[attr-defined]

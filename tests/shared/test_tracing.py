@@ -54,6 +54,35 @@ async def test_the_request_trace_reaches_the_database_log_and_its_consumers(
         assert trace["tracestate"] == "posko=pln"
 
 
+async def test_every_way_of_posting_a_complaint_keeps_the_request_trace(
+        services: BackingServices) -> None:
+    """Alone (an ``Idempotency-Key`` makes the complaint its own statement), through Open311's
+    form, or with others in a group: each complaint's event carries its request's trace."""
+    partner = await services.token("partner", "posko-pln")
+    form = {"service_code": "electricity", "lat": "-2.1316", "long": "106.1169",
+            "description": "Listrik padam sejak pagi di Jalan Merdeka.", "first_name": "Sari",
+            "last_name": "Wulan", "api_key": partner}
+    async with running_app(services) as client:
+        keyed = await client.post("/v1/complaints", json=complaint(), headers={
+            **bearer(partner), **HEADERS, "Idempotency-Key": "trace-1"})
+        assert keyed.status_code == 201, keyed.text
+        grouped = await client.post("/v1/complaints", json=complaint(),
+                                    headers={**bearer(partner), **HEADERS})
+        assert grouped.status_code == 201, grouped.text
+        open311 = await client.post("/open311/v2/requests.json", data=form, headers=HEADERS)
+        assert open311.status_code == 201, open311.text
+        number = open311.json()[0]["service_request_id"]
+    [found] = await query(services.database_url,
+                          "SELECT id::text AS id FROM intake.complaints "
+                          "WHERE tracking_number = $1", number)
+    for subject in (keyed.json()["id"], grouped.json()["id"], found["id"]):
+        [row] = await outbox_traces(services.database_url, "intake", subject)
+        assert row["trace"] is not None, subject
+        trace = json.loads(row["trace"])
+        assert trace_of(trace["traceparent"])[0] == TRACE_ID, subject
+        assert trace["tracestate"] == "posko=pln"
+
+
 async def test_the_request_trace_travels_in_kafka_headers(
         kafka_services: BackingServices) -> None:
     partner = await kafka_services.token("partner", "posko-pln")
