@@ -112,10 +112,13 @@ class GroupCommit:
     async def _more(self) -> bool:
         """Whether complaints wait, or come within ``LINGER_SECONDS``."""
         if not self.waiting:
-            self.arrived.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(LINGER_SECONDS):
-                    await self.arrived.wait()
+                    # Woken with the other writer, which took the complaint first: it lingers
+                    # on rather than give its connection back.
+                    while not self.waiting:
+                        self.arrived.clear()
+                        await self.arrived.wait()
         return bool(self.waiting)
 
     def _next_group(self) -> list[_Entry]:

@@ -155,7 +155,7 @@ async def case_versions(session: AsyncSession,
 
 _COMPLAINTS = Complaint.__table__.fullname  # type: ignore[attr-defined]
 _CASE_VERSIONS_SQL = (f"SELECT id, case_version FROM {_COMPLAINTS} WHERE id = ANY($1::uuid[]) "
-                      "ORDER BY id FOR KEY SHARE")
+                      "ORDER BY id FOR NO KEY UPDATE")
 _FOLLOW_CASES_SQL = (
     f"UPDATE {_COMPLAINTS} AS c SET status = g.status, case_version = g.version, "
     "case_updated_at = g.at, due_at = g.due_at, closure_stage = g.closure_stage, "

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
 
 from shared.vocabulary import Kind, UtcDateTime
 
@@ -87,8 +87,18 @@ class MonthlyOut(BaseModel):
     rows: list[MonthlyRow]
 
 
-# A count in JSON is a number: "600", 600.0 or true is refused, not taken as 600 or 1.
-NonNegative = Annotated[StrictInt, Field(ge=0, le=10_000_000)]
+
+
+def _whole(value: object) -> object:
+    """JSON has numbers, not integers: 600.0 and 6e2 are the count 600, as JSON Schema's
+    ``integer`` (the OpenAPI document's) counts them."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# A count in JSON is a whole number: "600", 600.5 or true is refused, not taken as 600 or 1.
+NonNegative = Annotated[StrictInt, BeforeValidator(_whole), Field(ge=0, le=10_000_000)]
 
 
 class TargetIn(BaseModel):

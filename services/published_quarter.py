@@ -503,11 +503,27 @@ class ImportFailed(RuntimeError):
 
 # A busy server answers 429 (over a rate limit) or 503 (saturated, API.md "Under load and
 # abuse") before doing anything, with Retry-After: the request is sent again after that wait.
-WAIT_OUT = frozenset({429, 503})
+# A pause never shorter than this, whatever Retry-After says (0, or a date past).
+SHORTEST_PAUSE = 0.1
 # The longest one Retry-After is taken at its word, and the most one request waits in all
 # before the import gives up on a server that stays busy.
 LONGEST_PAUSE = 30.0
 PATIENCE = 300.0
+
+
+def refused_unrun(response: httpx.Response) -> bool:
+    """A 429, or a 503 saying the service was saturated (admission refused the request before
+    anything ran): sent again, it cannot be taken twice. Another 503 (a backing service down)
+    may follow a commit whose answer was lost, so the import stops there instead."""
+    if response.status_code == 429:
+        return True
+    if response.status_code != 503:
+        return False
+    try:
+        problem = response.json()
+    except ValueError:
+        return False
+    return isinstance(problem, dict) and str(problem.get("type", "")).endswith("/overloaded")
 
 
 def retry_after(response: httpx.Response, now: datetime | None = None) -> float:
@@ -524,8 +540,8 @@ def retry_after(response: httpx.Response, now: datetime | None = None) -> float:
 
 async def _send(api: Api, semaphore: asyncio.Semaphore, method: str, url: str,
                 body: dict[str, Any], *, absent_ok_for: float = 0.0) -> httpx.Response:
-    """One request, waiting out a busy server (429, 503: its Retry-After, ``PATIENCE`` s in
-    all) and (``absent_ok_for`` s) a case not opened yet.
+    """One request, waiting out a busy server (429, 503 overloaded: its Retry-After,
+    ``PATIENCE`` s in all) and (``absent_ok_for`` s) a case not opened yet.
 
     The semaphore bounds the requests in flight; it is not held while waiting.
     """
@@ -535,8 +551,8 @@ async def _send(api: Api, semaphore: asyncio.Semaphore, method: str, url: str,
     while True:
         async with semaphore:
             response = await api.client.request(method, url, json=body, headers=api.headers)
-        if response.status_code in WAIT_OUT and waited < PATIENCE:
-            wait = min(retry_after(response), PATIENCE - waited)
+        if refused_unrun(response) and waited < PATIENCE:
+            wait = min(max(retry_after(response), SHORTEST_PAUSE), PATIENCE - waited)
             waited += wait
             await asyncio.sleep(wait)
             continue

@@ -11,7 +11,8 @@ union of them all, with ``HEAD`` wherever ``GET`` is (RFC 9110, 15.5.6).
 
 from __future__ import annotations
 
-from starlette.routing import Match, Router
+from starlette.routing import BaseRoute, Match, Mount, Router
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # The order RFC 9110 lists them in, so that Allow reads the same every time.
@@ -25,10 +26,19 @@ def allowed_methods(router: Router, scope: Scope) -> list[str]:
     rather than read from their attributes; it runs only for a 405.
     """
     allowed = [method for method in METHOD_ORDER if method != "HEAD" and any(
-        route.matches({**scope, "method": method})[0] is Match.FULL for route in router.routes)]
+        _answers(route, {**scope, "method": method}) for route in router.routes)]
     if "GET" in allowed:
         allowed.insert(allowed.index("GET") + 1, "HEAD")
     return allowed
+
+
+def _answers(route: BaseRoute, scope: Scope) -> bool:
+    if isinstance(route, Mount):
+        # A mount matches its path whatever the method; of what is mounted here, the static
+        # files (the API pages' assets) answer GET alone.
+        return (scope["method"] == "GET" and isinstance(route.app, StaticFiles)
+                and route.matches(scope)[0] is Match.FULL)
+    return route.matches(scope)[0] is Match.FULL
 
 
 class HeadAsGet:
@@ -44,10 +54,13 @@ class HeadAsGet:
             return
         head = scope["method"] == "HEAD"
         routed = {**scope, "method": "GET"} if head else scope
+        # The router writes into the scope it routes (a mount's root path, for one), and the
+        # methods of the path are those of the request as it came.
+        pristine = dict(routed)
 
         async def answer(message: Message) -> None:
             if message["type"] == "http.response.start" and message["status"] == 405:
-                allow = ", ".join(allowed_methods(self.router, routed)).encode()
+                allow = ", ".join(allowed_methods(self.router, pristine)).encode()
                 headers = [(k, v) for k, v in message.get("headers", ())
                            if k.lower() != b"allow"]
                 message = {**message, "headers": [*headers, (b"allow", allow)]}

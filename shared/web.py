@@ -109,6 +109,7 @@ def build_app(services: Sequence[Service], *, title: str, settings: Settings | N
             if role.before_stop is not None:
                 await role.before_stop()
             await runtime.stop()
+            tables.close()  # the maps and their files' descriptors (no request runs now)
             logger.info("%s stopped", title)
 
     app = FastAPI(

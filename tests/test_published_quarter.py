@@ -120,8 +120,8 @@ class Saturated:
             (b"content-type", b"application/problem+json"),
             (b"retry-after", retry_after.encode())]})
         await send({"type": "http.response.body",
-                    "body": b'{"type":"about:blank","title":"Service Unavailable",'
-                            b'"status":503,"detail":"busy"}'})
+                    "body": b'{"type":"https://aduan.ombudsman.go.id/problems/overloaded",'
+                            b'"title":"Service overloaded","status":503,"detail":"busy"}'})
 
 
 async def test_an_import_waits_out_a_saturated_server(services: BackingServices) -> None:
@@ -150,6 +150,20 @@ async def test_an_import_waits_out_a_saturated_server(services: BackingServices)
                           "SELECT closures FROM metrics.targets WHERE period = $1",
                           quarter.period)
     assert [t["closures"] for t in targets] == [quarter.target["closures"]]
+
+
+def test_only_requests_refused_before_they_ran_are_sent_again() -> None:
+    def answer(status: int, problem_type: str | None) -> httpx.Response:
+        body = {"type": problem_type, "status": status} if problem_type else None
+        return httpx.Response(status, json=body, headers={"Retry-After": "1"})
+
+    overloaded = "https://aduan.ombudsman.go.id/problems/overloaded"
+    assert published_quarter.refused_unrun(answer(429, None))
+    assert published_quarter.refused_unrun(answer(503, overloaded))
+    # A backing service down: the request may have committed before its answer was lost.
+    assert not published_quarter.refused_unrun(answer(503, "about:blank"))
+    assert not published_quarter.refused_unrun(httpx.Response(503, text="<html>busy</html>"))
+    assert not published_quarter.refused_unrun(answer(500, overloaded))
 
 
 def test_retry_after_is_read_as_rfc_9110_writes_it() -> None:

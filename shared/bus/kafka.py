@@ -10,7 +10,6 @@ processed-event table skips every event of it that was applied: reading again ha
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections.abc import Collection, Sequence
@@ -36,6 +35,8 @@ class _ForgetRevoked(ConsumerRebalanceListener):  # type: ignore[misc]
         self.runner = runner
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.runner.revoked |= revoked
+        # Still this consumer's until the group is joined again: what it applied is committed.
         await self.runner.commit_pending(revoked)
         for partition in revoked:
             self.runner.parked_since.pop(partition, None)
@@ -72,6 +73,8 @@ class KafkaConsumerRunner:
         # Offsets whose batches are committed in the database but not yet to Kafka.
         self.commit_interval = commit_interval_ms / 1000
         self.pending: dict[TopicPartition, int] = {}
+        # Partitions revoked while a batch was being applied (``run``).
+        self.revoked: set[TopicPartition] = set()
         self._last_commit = time.monotonic()
 
     def lag(self) -> dict[tuple[str, int], int]:
@@ -127,7 +130,13 @@ class KafkaConsumerRunner:
                          if partition in assigned and partition not in self.resume_at}
                 dead_before = self.applier.dead_lettered
                 if ready:
-                    self.pending.update(await self.process_all(ready))
+                    self.revoked = set()
+                    offsets = await self.process_all(ready)
+                    # A partition revoked meanwhile is read again by its next owner, who skips
+                    # what was applied here; committed later, its offset could move the group
+                    # back behind what that owner committed since.
+                    self.pending.update({partition: offset for partition, offset in offsets.items()
+                                         if partition not in self.revoked})
                 # A dead letter would be sent again were its record read again: committed now.
                 if (self.applier.dead_lettered != dead_before
                         or time.monotonic() - self._last_commit >= self.commit_interval):
@@ -146,14 +155,21 @@ class KafkaConsumerRunner:
 
     async def commit_pending(self, partitions: Collection[TopicPartition] | None = None, *,
                              consumer: AIOKafkaConsumer | None = None) -> None:
-        """Commits the pending offsets (of ``partitions``, by default all of them)."""
+        """Commits the pending offsets (of ``partitions``, by default all of them) of the
+        partitions still assigned; one commit naming a partition no longer assigned would fail
+        for all of them."""
         consumer = consumer or self.consumer
         offsets = {partition: offset for partition, offset in self.pending.items()
                    if partitions is None or partition in partitions}
         for partition in offsets:
             del self.pending[partition]
         self._last_commit = time.monotonic()
-        if offsets and consumer is not None:
+        if consumer is None:
+            return
+        assigned = consumer.assignment()
+        offsets = {partition: offset for partition, offset in offsets.items()
+                   if partition in assigned}
+        if offsets:
             await self._commit(consumer, offsets)
 
     async def _commit(self, consumer: AIOKafkaConsumer,
@@ -221,9 +237,8 @@ class KafkaConsumerRunner:
             try:
                 if record.value is None:
                     raise MalformedEvent("empty record")
-                parsed.append((record, dataclasses.replace(
-                    Event.read(record.value),
-                    trace=tracing.from_kafka_headers(record.headers))))
+                parsed.append((record, Event.read(
+                    record.value, trace=tracing.from_kafka_headers(record.headers))))
             except MalformedEvent as exc:
                 parsed.append((record, exc))
         return parsed

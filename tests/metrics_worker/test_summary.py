@@ -213,12 +213,18 @@ async def test_bad_periods_and_roles(services: BackingServices) -> None:
         write = await client.put("/v1/metrics/targets/2022", json={"closures": 1},
                                  headers=bearer(analyst))
         assert write.status_code == 403
-        # A count is a JSON number: true, "600" or 600.5 is a wrong type, not 1 or 600.
+        # A count is a whole JSON number: true, "600" or 600.5 is a wrong type, not 1 or 600.
         for wrong in ({"closures": True}, {"closures": "600"}, {"examination_closures": 60.5},
-                      {"closures": 600.0}):
+                      {"closures": 1e300}):
             refused = await client.put("/v1/metrics/targets/2022", json=wrong,
                                        headers=bearer(admin))
             assert refused.status_code == 422, wrong
             assert refused.json()["errors"][0]["field"] == f"/{next(iter(wrong))}"
         stored = await client.get("/v1/metrics/targets/2022", headers=bearer(admin))
         assert stored.status_code == 404
+        # ... while 600.0 and 6e2 are JSON's spellings of the integer 600.
+        for body in (b'{"closures": 600.0}', b'{"closures": 6e2}'):
+            taken = await client.put("/v1/metrics/targets/2022", content=body, headers={
+                **bearer(admin), "content-type": "application/json"})
+            assert taken.status_code == 200, taken.text
+            assert taken.json()["closures"] == 600

@@ -12,6 +12,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from aiokafka import TopicPartition
 from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
@@ -325,3 +326,26 @@ async def test_a_consumer_stopping_commits_what_it_applied(kafka_bus: KafkaBus) 
     await kafka_bus.stop()
 
     assert not await _offsets_behind(kafka_bus)
+
+
+async def test_a_partition_taken_away_does_not_hold_back_the_commits_of_the_others(
+        kafka_bus: KafkaBus) -> None:
+    """A batch applied while a rebalance took one of its partitions away leaves that one to its
+    next owner; the offsets of the partitions still held are committed all the same."""
+    events = await append_concurrently(kafka_bus.probe, per_key=5)
+    runner = kafka_bus.runner()
+    runner.commit_interval = HELD_BACK_MS / 1000
+    kafka_bus.background.spawn("relay", kafka_bus.relay.run)
+    kafka_bus.background.spawn("consumer", runner.run)
+
+    async def all_applied() -> None:
+        kafka_bus.background.check()
+        assert len(await kafka_bus.probe.effects()) == len(events)
+
+    await eventually(all_applied, timeout=60, interval=0.05)
+    assert await _offsets_behind(kafka_bus)
+    runner.pending[TopicPartition(kafka_bus.topic, 99)] = 1  # no longer (never) assigned here
+    await runner.commit_pending()
+
+    assert not await _offsets_behind(kafka_bus)
+    await kafka_bus.stop()
