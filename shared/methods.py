@@ -55,12 +55,14 @@ class HeadAsGet:
         head = scope["method"] == "HEAD"
         routed = {**scope, "method": "GET"} if head else scope
         # The router writes into the scope it routes (a mount's root path, for one), and the
-        # methods of the path are those of the request as it came.
-        pristine = dict(routed)
+        # methods of the path are those of the request as it came: only the root path matters
+        # to matching, so only it is kept, not a copy of the scope on every request.
+        root_path = routed.get("root_path", "")
 
         async def answer(message: Message) -> None:
             if message["type"] == "http.response.start" and message["status"] == 405:
-                allow = ", ".join(allowed_methods(self.router, pristine)).encode()
+                as_came = {**routed, "root_path": root_path}
+                allow = ", ".join(allowed_methods(self.router, as_came)).encode()
                 headers = [(k, v) for k, v in message.get("headers", ())
                            if k.lower() != b"allow"]
                 message = {**message, "headers": [*headers, (b"allow", allow)]}

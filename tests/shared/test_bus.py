@@ -17,7 +17,8 @@ from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
-from shared.events import CONTENT_TYPE, TYPE_PREFIX, new_event
+from shared.bus import KafkaConsumerRunner
+from shared.events import CONTENT_TYPE, TYPE_PREFIX, Event, new_event
 from tests.shared.buses import Bus, KafkaBus, applied
 from tests.shared.kafka_topics import group_offsets
 from tests.shared.probe import KEYS, SOURCE, append_concurrently, applied_ids, ids, probe_event
@@ -264,11 +265,11 @@ async def _offsets_behind(kafka_bus: KafkaBus) -> bool:
     return sum(committed.values()) < sum(ends.values())
 
 
-async def test_a_consumer_killed_between_commits_leaves_its_successor_nothing_to_apply_twice(
-        kafka_bus: KafkaBus) -> None:
-    """Applied records whose offsets were not committed yet are read again by the next consumer
-    of the group, and the processed-event table keeps every effect single."""
-    events = await append_concurrently(kafka_bus.probe, per_key=20)
+async def _applied_with_offsets_held_back(kafka_bus: KafkaBus, *, per_key: int
+                                          ) -> tuple[KafkaConsumerRunner, list[Event]]:
+    """A consumer committing every ``HELD_BACK_MS``, once it has applied the events appended
+    (``per_key`` of each key) and before it has committed their offsets."""
+    events = await append_concurrently(kafka_bus.probe, per_key=per_key)
     runner = kafka_bus.runner()
     runner.commit_interval = HELD_BACK_MS / 1000
     kafka_bus.background.spawn("relay", kafka_bus.relay.run)
@@ -280,6 +281,14 @@ async def test_a_consumer_killed_between_commits_leaves_its_successor_nothing_to
 
     await eventually(all_applied, timeout=60, interval=0.05)
     assert await _offsets_behind(kafka_bus), "the offsets were committed before the interval"
+    return runner, events
+
+
+async def test_a_consumer_killed_between_commits_leaves_its_successor_nothing_to_apply_twice(
+        kafka_bus: KafkaBus) -> None:
+    """Applied records whose offsets were not committed yet are read again by the next consumer
+    of the group, and the processed-event table keeps every effect single."""
+    runner, events = await _applied_with_offsets_held_back(kafka_bus, per_key=20)
     runner.pending.clear()  # killed: the offsets it held in memory die with it
     await kafka_bus.stop()
     assert await _offsets_behind(kafka_bus)
@@ -311,18 +320,7 @@ async def test_a_dead_letter_commits_its_offset_at_once(kafka_bus: KafkaBus) -> 
 
 
 async def test_a_consumer_stopping_commits_what_it_applied(kafka_bus: KafkaBus) -> None:
-    events = await append_concurrently(kafka_bus.probe, per_key=5)
-    runner = kafka_bus.runner()
-    runner.commit_interval = HELD_BACK_MS / 1000
-    kafka_bus.background.spawn("relay", kafka_bus.relay.run)
-    kafka_bus.background.spawn("consumer", runner.run)
-
-    async def all_applied() -> None:
-        kafka_bus.background.check()
-        assert len(await kafka_bus.probe.effects()) == len(events)
-
-    await eventually(all_applied, timeout=60, interval=0.05)
-    assert await _offsets_behind(kafka_bus)
+    await _applied_with_offsets_held_back(kafka_bus, per_key=5)
     await kafka_bus.stop()
 
     assert not await _offsets_behind(kafka_bus)
@@ -332,18 +330,7 @@ async def test_a_partition_taken_away_does_not_hold_back_the_commits_of_the_othe
         kafka_bus: KafkaBus) -> None:
     """A batch applied while a rebalance took one of its partitions away leaves that one to its
     next owner; the offsets of the partitions still held are committed all the same."""
-    events = await append_concurrently(kafka_bus.probe, per_key=5)
-    runner = kafka_bus.runner()
-    runner.commit_interval = HELD_BACK_MS / 1000
-    kafka_bus.background.spawn("relay", kafka_bus.relay.run)
-    kafka_bus.background.spawn("consumer", runner.run)
-
-    async def all_applied() -> None:
-        kafka_bus.background.check()
-        assert len(await kafka_bus.probe.effects()) == len(events)
-
-    await eventually(all_applied, timeout=60, interval=0.05)
-    assert await _offsets_behind(kafka_bus)
+    runner, _ = await _applied_with_offsets_held_back(kafka_bus, per_key=5)
     runner.pending[TopicPartition(kafka_bus.topic, 99)] = 1  # no longer (never) assigned here
     await runner.commit_pending()
 
