@@ -53,8 +53,13 @@ answers a slow machine, not a stall, whose requests are as quick as ever before 
 
 When the processor is short (other work on the machine), every running request takes longer;
 running fewer at once then gets as much done, each sooner. So while requests typically hold
-their slot longer than half the budget, fewer slots are used (down to one), and more again, up
-to ``limit``, once they are quick and all busy. "Typically" is the median of the last runs,
+their slot longer than half the budget, fewer slots are used, and more again, up to ``limit``,
+once they are quick and all busy. Never fewer than a quarter of ``limit``, though: much of a
+request's run is a wait on PostgreSQL, and the complaints of concurrent requests share one
+commit (intake_api/group_commit.py), so a handful of slots keeps the processor busy through
+those waits and a group forming. Down to one slot, as this rule first allowed, an intake worker
+on a machine loaded four times over wrote its complaints one commit each, and its run times,
+long from the load, held the slot count there: it accepted a few complaints a second. "Typically" is the median of the last runs,
 over a window four times the slots: a burst of completions is at most the slots in use, so a
 stalled group commit cannot move it alone, while a machine that stays slow does.
 
@@ -147,6 +152,7 @@ class Admission:
         self.running = 0
         # Slots in use now: ``limit``, or fewer while requests hold their slot too long.
         self.slots = limit
+        self.fewest_slots = max(1, limit // 4)
         self._resized = 0.0
         self.waiting: collections.deque[_Waiting] = collections.deque()
         # Seconds the last requests held a slot, and their median.
@@ -266,8 +272,8 @@ class Admission:
         are quick and all busy. One step at a time, each given the time of a request to show."""
         if now - self._resized < self.typical_run:
             return
-        if self.typical_run > self.wait / 2 and self.slots > 1:
-            self.slots -= max(1, self.slots // 4)
+        if self.typical_run > self.wait / 2 and self.slots > self.fewest_slots:
+            self.slots = max(self.fewest_slots, self.slots - max(1, self.slots // 4))
         elif self.typical_run < self.wait / 4 and self.running >= self.slots < self.limit:
             self.slots += 1
         else:
