@@ -231,7 +231,7 @@ def test_the_fold_keeps_only_open_cases_in_memory() -> None:
     assert handed_over
     assert all(case[status] == "closed" for case in handed_over)
     assert all(case[status] != "closed" for case in open_cases)
-    assert replay.closed == {case[0].int: case[version] for case in handed_over}
+    assert replay.closed == {case[0]: case[version] for case in handed_over}
 
 
 async def test_the_counts_follow_the_office_time_zone_through_daylight_saving(
