@@ -140,6 +140,7 @@ class CaseChange:
     resolution: str | None = None
     transferred_to: str | None = None
     closed_at: datetime | None = None
+    reported_agency: tuple[str, str] | None = None  # (code, name), set by ``assign_agency``
 
 
 async def case_versions(session: AsyncSession,
@@ -160,17 +161,20 @@ _FOLLOW_CASES_SQL = (
     f"UPDATE {_COMPLAINTS} AS c SET status = g.status, case_version = g.version, "
     "case_updated_at = g.at, due_at = g.due_at, closure_stage = g.closure_stage, "
     "closure_reason = g.closure_reason, resolution = coalesce(g.resolution, c.resolution), "
-    "transferred_to = coalesce(g.transferred_to, c.transferred_to), closed_at = g.closed_at "
+    "transferred_to = coalesce(g.transferred_to, c.transferred_to), closed_at = g.closed_at, "
+    "reported_agency_code = coalesce(g.agency_code, c.reported_agency_code), "
+    "reported_agency_name = coalesce(g.agency_name, c.reported_agency_name) "
     "FROM unnest($1::uuid[], $2::text[], $3::int[], $4::timestamptz[], $5::timestamptz[], "
-    "$6::text[], $7::text[], $8::text[], $9::text[], $10::timestamptz[]) "
+    "$6::text[], $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::text[], "
+    "$12::text[]) "
     "AS g(id, status, version, at, due_at, closure_stage, closure_reason, resolution, "
-    "transferred_to, closed_at) "
+    "transferred_to, closed_at, agency_code, agency_name) "
     "WHERE c.id = g.id AND c.case_version < g.version")
 
 
 async def follow_cases(session: AsyncSession, changes: dict[uuid.UUID, CaseChange]) -> None:
     """Takes each case's state from its change in one statement, unless a newer version was
-    already applied; a ``None`` resolution or transfer keeps the one known."""
+    already applied; a ``None`` resolution, transfer or agency keeps the one known."""
     if not changes:
         return
     ids = sorted(changes)
@@ -180,7 +184,9 @@ async def follow_cases(session: AsyncSession, changes: dict[uuid.UUID, CaseChang
             _FOLLOW_CASES_SQL, ids, [c.status for c in rows], [c.version for c in rows],
             [c.at for c in rows], [c.due_at for c in rows], [c.closure_stage for c in rows],
             [c.closure_reason for c in rows], [c.resolution for c in rows],
-            [c.transferred_to for c in rows], [c.closed_at for c in rows])
+            [c.transferred_to for c in rows], [c.closed_at for c in rows],
+            [c.reported_agency[0] if c.reported_agency else None for c in rows],
+            [c.reported_agency[1] if c.reported_agency else None for c in rows])
 
 
 async def claim_idempotency_key(session: AsyncSession, caller: str, key: str,

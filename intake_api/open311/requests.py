@@ -17,10 +17,11 @@ from intake_api.open311.services import BY_CODE
 from intake_api.schemas import ComplaintCreate, Outcome
 from intake_api.service import outcome_of
 from shared.text import is_blank
-from shared.vocabulary import AGENCY_CODE, utc_text
+from shared.vocabulary import AGENCY_CODE, UNASSIGNED_AGENCY_CODE, utc_text
 
-# Reports whose agency the client did not name wait here until an assistant assigns one.
-UNASSIGNED_AGENCY = {"code": "unassigned", "name": "Belum ditentukan (unassigned)"}
+# Reports whose agency the client did not name wait here until an assistant assigns one
+# (the case action ``assign_agency``).
+UNASSIGNED_AGENCY = {"code": UNASSIGNED_AGENCY_CODE, "name": "Belum ditentukan (unassigned)"}
 SERVICE_NOTICE = ("Laporan diterima Ombudsman RI dan akan diverifikasi. "
                   "The report was received by the Ombudsman and will be verified.")
 # GeoReport v2: without dates, a query covers 90 days; at most 1,000 requests are returned.
