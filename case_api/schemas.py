@@ -95,6 +95,8 @@ class TransitionRequest(BaseModel):
 
 
 class AgencyRef(BaseModel):
+    """An agency by its code and the name the case knows it by."""
+
     code: str
     name: str
 

@@ -28,7 +28,7 @@ class ActionName(enum.StrEnum):
     find_maladministration = "find_maladministration"
     close = "close"
     withdraw = "withdraw"
-    assign_agency = "assign_agency"  # an addition to API.md's table (docs/case_workflow.md)
+    assign_agency = "assign_agency"  # an addition to API.md's table (docs/cases.md)
     expire = "expire"  # taken by the system only, never through the API
 
 
