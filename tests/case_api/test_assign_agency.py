@@ -20,6 +20,8 @@ from tests.case_api.helpers import (
     transitioned_events,
     wait_case,
 )
+from tests.intake_api.webhooks.receiver import receiving
+from tests.intake_api.webhooks.test_delivery import FAST, subscribe, verified
 from tests.support import BackingServices, bearer, eventually, running_app
 
 FORM = {"service_code": "electricity", "address_string": "Jl. Jend. Sudirman, Pangkalpinang",
@@ -271,3 +273,26 @@ async def test_the_figures_count_the_agency_given_and_nothing_else_moves(
 
 def nonzero(counts: dict[str, int]) -> dict[str, int]:
     return {key: n for key, n in counts.items() if n}
+
+
+async def test_the_partners_webhook_hears_of_the_assignment_as_a_status_change(
+    services: BackingServices,
+) -> None:
+    tokens = await Tokens.create(services)
+    with receiving() as hooks:
+        async with running_app(services, **FAST) as client:
+            subscription = await subscribe(client, tokens.partner, hooks.url,
+                                           ["complaint.status_changed"])
+            _, case_id = await post_unassigned(client, tokens)
+            assigned = await ok(client, tokens.assistant, case_id, "assign_agency",
+                                reported_agency=PLN)
+
+            async def arrived() -> None:
+                assert len(hooks.requests()) == 1
+
+            await eventually(arrived)
+            [body] = verified(hooks, subscription["secret"])
+            assert body["type"] == "complaint.status_changed"
+            assert body["data"]["id"] == case_id
+            assert body["data"]["version"] == assigned["version"]
+            assert body["data"]["outcome"]["status"] == "received"

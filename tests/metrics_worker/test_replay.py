@@ -173,12 +173,24 @@ async def test_rebuild_equals_the_live_projection_with_agencies_assigned(
 ) -> None:
     """Cases filed under ``unassigned`` and given their agency (``assign_agency``, not a step):
     the contacts, cases and received-by-agency counts follow the agency given, alike live and
-    rebuilt, wherever in the log the contact comes."""
+    rebuilt, wherever in the log the contact comes (the live consumer here reads the cases'
+    log while the complaints' is still being read)."""
+    await agencies_assigned(services, "database")
+
+
+async def test_rebuild_from_kafka_equals_the_live_projection_with_agencies_assigned(
+    kafka_services: BackingServices,
+) -> None:
+    """The same, the rebuild reading both topics' partitions interleaved."""
+    await agencies_assigned(kafka_services, "kafka")
+
+
+async def agencies_assigned(services: BackingServices, bus: str) -> None:
     log = reopened(generate(250, seed=11, assignments=0.25))
     assigned = [json.loads(r.value)["data"] for r in log.records
                 if b'"assign_agency"' in r.value]
     assert len(assigned) > 20
-    await rebuild_equals_live_and_the_consumer_goes_on(services, "database", log)
+    await rebuild_equals_live_and_the_consumer_goes_on(services, bus, log)
     async with Database.opened(services.database_url) as database, \
             database.transaction() as session:
         agencies: dict[str, str] = dict((await session.execute(text(
