@@ -17,7 +17,8 @@ from intake_api.open311.formats import Open311Error
 from intake_api.open311.services import BY_CODE
 from intake_api.schemas import ComplaintCreate, Outcome
 from intake_api.service import outcome_of
-from shared.text import is_blank
+from shared.problems import validation_message
+from shared.text import is_blank, is_storable
 from shared.vocabulary import AGENCY_CODE, utc_text
 
 # Reports whose agency the client did not name wait here until an assistant assigns one.
@@ -106,7 +107,11 @@ def _media_url(form: Mapping[str, str], errors: list[str]) -> str | None:
 
 def read_new_request(form: Mapping[str, str]) -> NewRequest:
     """The complaint an Open311 ``POST requests`` form describes; 400 with every problem found."""
-    errors: list[str] = []
+    # Every field at once, stored or not, each named once: PostgreSQL text cannot hold NUL.
+    errors = [f"{name[:64]}: must be text without NUL characters"
+              for name, value in form.items() if not is_storable(value)]
+    if errors:
+        raise Open311Error(400, *errors)
     code = _text(form, "service_code")
     if code is None:
         errors.append("service_code was not provided")
@@ -159,7 +164,7 @@ _FORM_FIELDS = {"reporter.name": "first_name/last_name", "reporter.email": "emai
 
 def _described(error: Any) -> str:
     dotted = ".".join(str(part) for part in error.get("loc", ()))
-    return f"{_FORM_FIELDS.get(dotted, dotted)}: {error.get('msg', 'invalid')}"
+    return f"{_FORM_FIELDS.get(dotted, dotted)}: {validation_message(error)}"
 
 
 @dataclass(frozen=True)

@@ -215,7 +215,7 @@ class Dispatcher:
             return None, f"refused target: {exc}"
         except TimeoutError:
             return None, f"no answer within {self.settings.webhook_timeout_seconds:g} s"
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             return None, f"{type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH] or type(exc).__name__
 
     async def _record(self, delivery: WebhookDelivery, subscription: WebhookSubscription,

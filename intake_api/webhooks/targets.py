@@ -54,6 +54,13 @@ def parse(url: str, policy: Policy) -> Target:
                             else "the URL must use http or https")
     if not parts.hostname:
         raise TargetRefused("the URL has no host")
+    try:
+        # As the resolver will encode it: a name with an empty label or one over 63 characters
+        # is no name at all.
+        parts.hostname.encode("idna")
+    except UnicodeError:
+        raise TargetRefused("the URL's host is not a valid name: its labels must be 1 to 63 "
+                            "characters") from None
     if parts.username is not None or parts.password is not None:
         raise TargetRefused("credentials in the URL are not accepted; verify the signature")
     if parts.fragment:
@@ -121,6 +128,8 @@ async def resolve(target: Target, policy: Policy) -> list[IPAddress]:
                                                type=socket.SOCK_STREAM)
         except (OSError, TimeoutError) as exc:
             raise Unresolvable(f"{target.host} cannot be resolved: {exc}") from None
+        except UnicodeError:  # a name parse() would have refused
+            raise TargetRefused(f"{target.host} is not a valid name") from None
         addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos))
         if not addresses:
             raise Unresolvable(f"{target.host} resolves to no address")

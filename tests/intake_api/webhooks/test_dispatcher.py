@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
+import httpx
 import pytest
 
+from intake_api.webhooks.dispatcher import Dispatcher
+from intake_api.webhooks.models import WebhookDelivery, WebhookSubscription
+from intake_api.webhooks.signing import new_secret
+from shared.db import Database
 from tests.intake_api.webhooks.receiver import receiving
 from tests.intake_api.webhooks.test_delivery import FAST, deliveries, subscribe
 from tests.support import BackingServices, bearer, complaint, eventually, running_app
@@ -40,6 +46,20 @@ async def test_deliveries_and_their_retries_go_out_with_an_hour_long_poll(
     assert delivery["attempts"] == len(hooks.requests()) >= 4
     assert delivery["last_status_code"] == 204
     assert {r.headers["webhook-id"] for r in hooks.requests()} == {delivery["id"]}
+
+
+async def test_an_attempt_to_a_host_that_is_no_name_is_an_ordinary_failure(
+        services: BackingServices) -> None:
+    """A subscription stored before such URLs were refused still fails each attempt cleanly."""
+    async with Database.opened(services.database_url) as database, httpx.AsyncClient() as http:
+        dispatcher = Dispatcher(database, services.settings())
+        for url in ("https://.com/", "https://a..b/x", f"https://{'a' * 300}.example.id/"):
+            subscription = WebhookSubscription(id=uuid.uuid4(), url=url, secret=new_secret())
+            delivery = WebhookDelivery(id=uuid.uuid4(), body='{"type": "complaint.received"}')
+            status, error = await dispatcher.attempt(http, delivery, subscription)
+            assert status is None, url
+            assert error is not None
+            assert error.startswith("refused target"), (url, error)
 
 
 # Eight slots; a subscription, an owner or an origin may hold two, four and four of them.

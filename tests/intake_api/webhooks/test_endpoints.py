@@ -131,3 +131,17 @@ async def test_subscriptions_are_listed_in_pages_newest_first(services: BackingS
             refused = await client.get("/v1/webhooks", params={"limit": limit},
                                        headers=bearer(partner))
             assert refused.status_code == 422, limit
+
+
+async def test_a_url_whose_host_is_no_name_is_refused_on_url(services: BackingServices) -> None:
+    """Empty or over-long DNS labels: the resolver cannot even encode them."""
+    partner = await services.token("partner")
+    async with running_app(services) as client:
+        for url in ("https://.com/", "https://a..b/x", f"https://{'a' * 300}.example.id/",
+                    f"https://{'b' * 64}.id/", "https://hooks..example.id:8443/x"):
+            response = await client.post(
+                "/v1/webhooks", json={"url": url, "events": ["complaint.received"]},
+                headers=bearer(partner))
+            assert response.status_code == 422, (url, response.text)
+            assert response.headers["content-type"] == "application/problem+json"
+            assert [e["field"] for e in response.json()["errors"]] == ["/url"], url
