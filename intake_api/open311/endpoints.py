@@ -188,6 +188,10 @@ async def create_request(fmt: str, request: Request) -> Response:
         new = requests.read_new_request(form)
         runtime = runtime_of(request)
         async with database_of(request).transaction() as session:
+            if not new.agency_named:
+                known = await repository.agency_name(session,
+                                                     new.complaint.reported_agency.code)
+                new = new.naming_agency(known) if known is not None else new
             created = await service.submit(session, actor, new.complaint,
                                            now=runtime.clock.now(), zone=runtime.settings.zone)
             complaint = await repository.get(session, created.id)

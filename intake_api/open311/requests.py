@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -42,6 +43,15 @@ class NewRequest:
     address_id: str | None
     media_url: str | None
     device_id: str | None
+    # False when the client gave an agency's code without its name (``attribute[agency_name]``):
+    # the complaint then carries the code as the name until ``naming_agency`` says otherwise.
+    agency_named: bool = True
+
+    def naming_agency(self, name: str) -> NewRequest:
+        """The same request with the reported agency under ``name`` (the name it is known by)."""
+        agency = self.complaint.reported_agency.model_copy(update={"name": name})
+        return dataclasses.replace(self, agency_named=True, complaint=self.complaint.model_copy(
+            update={"reported_agency": agency}))
 
     def details(self, complaint: Complaint) -> Open311Request:
         return Open311Request(complaint_id=complaint.id, lat=self.lat, long=self.long,
@@ -141,7 +151,9 @@ def read_new_request(form: Mapping[str, str]) -> NewRequest:
         raise Open311Error(400, *[_described(e) for e in exc.errors()]) from None
     return NewRequest(complaint=complaint, lat=lat, long=long, address_string=address,
                       address_id=address_id, media_url=media_url,
-                      device_id=(_text(form, "device_id") or "")[:255] or None)
+                      device_id=(_text(form, "device_id") or "")[:255] or None,
+                      agency_named=(agency is UNASSIGNED_AGENCY
+                                    or _text(form, "attribute[agency_name]") is not None))
 
 
 # Which form field an error on a complaint field came from.

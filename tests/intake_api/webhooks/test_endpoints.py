@@ -65,7 +65,9 @@ async def test_bad_subscriptions_are_clear_problems(services: BackingServices) -
         refused_urls = ["http://hooks.example.id/aduan", "https://127.0.0.1/hooks",
                         "https://localhost/hooks", "https://169.254.169.254/latest",
                         "https://10.1.2.3/x", "https://[::1]/x", "https://user:pw@example.id/",
-                        "https://[::ffff:127.0.0.1]/x", "not a url", "https:///nohost"]
+                        "https://[::ffff:127.0.0.1]/x", "not a url", "https:///nohost",
+                        # Loopback behind NAT64 and 6to4.
+                        "https://[64:ff9b::7f00:1]/", "https://[2002:7f00:1::]/"]
         for field, payload in cases.items():
             response = await client.post("/v1/webhooks", json=payload, headers=bearer(partner))
             assert response.status_code == 422, (field, response.text)
