@@ -55,8 +55,13 @@ class Settings(BaseSettings):
     # looks this often only while notifications are unavailable (``wakeup_fallback_seconds``
     # otherwise).
     webhook_poll_seconds: float = Field(default=1.0, gt=0)
+    # Attempts in flight in one process, and the share of them one subscription, one owner (the
+    # caller who subscribed) and one receiving origin (scheme://host:port) may hold, so that a
+    # slow receiver, or a party with many subscriptions, leaves slots for everyone else.
     webhook_concurrency: int = Field(default=32, ge=1)
     webhook_concurrency_per_subscription: int = Field(default=4, ge=1)
+    webhook_concurrency_per_owner: int = Field(default=8, ge=1)
+    webhook_concurrency_per_origin: int = Field(default=8, ge=1)
     expiry_interval_seconds: float = Field(default=30.0, gt=0)
     consumer_poll_seconds: float = Field(default=0.2, gt=0)
     relay_poll_seconds: float = Field(default=0.2, gt=0)
@@ -105,6 +110,9 @@ class Settings(BaseSettings):
     # (every slot is busy), so newcomers are refused rather than queued behind it. About one
     # request's run at full load: enough queued to refill each slot as soon as it frees.
     admission_queue_delay_seconds: float = Field(default=0.1, gt=0, le=30)
+    # ... but only once it has been so for this long (a stall of a healthy service is shorter),
+    # or again within this long of the last refusal for it (the same overload coming back).
+    admission_interval_seconds: float = Field(default=0.5, gt=0, le=30)
     # Group commit (intake_api/group_commit.py): at most this many complaints posted at the
     # same time are written by one statement; 1 writes each alone.
     intake_group_largest: int = Field(default=100, ge=1, le=1000)
