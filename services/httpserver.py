@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import gc
 import json
 import logging
 import socket
@@ -35,6 +34,7 @@ import uvicorn
 from starlette.types import Scope
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from services import heap
 from services.acceptor import EagerAcceptor
 from shared.admission import ARRIVED, AT_CAPACITY, EXEMPT_PATHS, GATE, Gate
 from shared.problems import PROBLEM_JSON, Problem, overloaded
@@ -309,9 +309,13 @@ class Server(uvicorn.Server):
     (services/acceptor.py) and telling ``on_exit`` of a stop signal the moment it comes."""
 
     def __init__(self, config: uvicorn.Config,
-                 on_exit: Callable[[int], None] | None = None) -> None:
+                 on_exit: Callable[[int], None] | None = None, *,
+                 settle_heap: bool = False) -> None:
         super().__init__(config)
         self.on_exit = on_exit
+        # Whether start-up's objects are frozen out of the collector (services/heap.py): a
+        # server process's own choice, not one for a server run inside another program.
+        self.settle_heap = settle_heap
         self._acceptors: list[EagerAcceptor] = []
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -327,10 +331,8 @@ class Server(uvicorn.Server):
 
         self._acceptors = [EagerAcceptor(loop, listener, protocol, config.ssl)
                            for server in self.servers for listener in server.sockets]
-        # What start-up built (the app, its routes and models, the mappers, the settings)
-        # lives as long as the process: out of the collector's generations, the collections
-        # that requests' garbage sets off no longer walk it every time.
-        gc.freeze()
+        if self.settle_heap:
+            heap.settle()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for acceptor in self._acceptors:
@@ -348,5 +350,5 @@ def serve(app: Any, *, host: str, port: int, settings: Settings,
           sockets: list[socket.socket] | None = None,
           on_exit: Callable[[int], None] | None = None) -> None:
     """Runs the server until it is stopped (uvicorn's own signal handling)."""
-    Server(server_config(app, host=host, port=port, settings=settings), on_exit).run(
-        sockets=sockets)
+    Server(server_config(app, host=host, port=port, settings=settings), on_exit,
+           settle_heap=True).run(sockets=sockets)

@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     # (every slot is busy), so newcomers are refused rather than queued behind it. About one
     # request's run at full load: enough queued to refill each slot as soon as it frees.
     admission_queue_delay_seconds: float = Field(default=0.1, gt=0, le=30)
+    # ... but only once it has been so for this long (a stall of a healthy service is shorter),
+    # or again within this long of the last refusal for it (the same overload coming back).
+    admission_interval_seconds: float = Field(default=0.5, gt=0, le=30)
     # Group commit (intake_api/group_commit.py): at most this many complaints posted at the
     # same time are written by one statement; 1 writes each alone.
     intake_group_largest: int = Field(default=100, ge=1, le=1000)

@@ -132,7 +132,8 @@ def build_app(services: Sequence[Service], *, title: str, settings: Settings | N
     # Inside the body guard: a body is read (bounded in size and time) before it takes a slot.
     app.add_middleware(Admission, limit=settings.max_requests_in_flight,
                        queue=settings.admission_queue, wait=settings.admission_wait_seconds,
-                       queue_delay=settings.admission_queue_delay_seconds)
+                       queue_delay=settings.admission_queue_delay_seconds,
+                       interval=settings.admission_interval_seconds)
     app.add_middleware(BodyGuard)
     telemetry = Telemetry([figure for service in services for figure in service.figures],
                           workers=role.worker_metrics, forward_to=role.metrics_from)

@@ -138,6 +138,9 @@ async def test_a_standing_queue_refuses_newcomers_at_once_while_the_slots_stay_b
     second = asyncio.create_task(_call(admission, "/second", age=1.0))
     await asyncio.sleep(0)
     assert len(admission.waiting) == 1
+    # Looked at a whole interval ago, it had waited over the target already: the queue stands.
+    before = asyncio.get_running_loop().time() - admission.interval
+    assert admission.verdict(before, before) is Verdict.WAIT
     # Refused while the first request still holds the only slot: not after waiting for it.
     assert _refused(await _call(admission, "/third"))
     probe = asyncio.create_task(_call(admission, "/healthz"))
@@ -165,10 +168,11 @@ async def test_the_rule_refuses_by_the_age_of_the_oldest_waiting_request() -> No
     waiting = [asyncio.create_task(_call(admission, "/second"))]
     await asyncio.sleep(0)
     arrived = admission.waiting[0].arrived
-    # The same queue, judged at later times: moving while its oldest has waited 0.2 s, standing
-    # once it has waited 0.3 s. Its length alone (one of two places) refuses nobody.
+    # The same queue, judged at later times: moving while its oldest has waited 0.2 s; at
+    # 0.3 s above the target, but not yet for an interval (``test_..._a_whole_interval``).
+    # Its length alone (one of two places) refuses nobody.
     assert admission.verdict(arrived + 0.2, arrived + 0.2) is Verdict.WAIT
-    assert admission.verdict(arrived + 0.3, arrived + 0.3) is Verdict.REFUSE
+    assert admission.verdict(arrived + 0.3, arrived + 0.3) is Verdict.WAIT
     assert not admission.full()
     waiting.append(asyncio.create_task(_call(admission, "/third")))
     await asyncio.sleep(0)
@@ -185,13 +189,15 @@ async def test_a_burst_of_completions_after_a_stall_reopens_admission_at_once() 
     refused. When it ends, finishing its requests together after a long run, the queue moves
     into the freed slots and the next newcomer is taken; no estimate is left to decay."""
     app = Held()
-    admission = Admission(app, limit=4, queue=100, wait=30.0, queue_delay=0.25)
+    admission = Admission(app, limit=4, queue=100, wait=30.0, queue_delay=0.25, interval=0.05)
     stalled = [asyncio.create_task(_call(admission, f"/stalled/{n}")) for n in range(4)]
     await asyncio.sleep(0)
     queued = [asyncio.create_task(_call(admission, f"/queued/{n}", age=0.2)) for n in range(4)]
     await asyncio.sleep(0)
     assert len(admission.waiting) == 4
     await asyncio.sleep(0.1)  # the oldest has now waited over the quarter second
+    assert not admission.full()  # over the target, not yet for an interval
+    await asyncio.sleep(0.1)
     assert admission.full()
     assert _refused(await _call(admission, "/refused"))
     # The stall ends: the four finish at once; the four queued start and are held in turn.
@@ -208,6 +214,49 @@ async def test_a_burst_of_completions_after_a_stall_reopens_admission_at_once() 
     answers = await asyncio.gather(*queued, taken)
     assert [sent[0]["status"] for sent in answers] == [200] * 5
     assert admission.refused == 1
+    assert admission.running == 0
+
+
+async def test_a_queue_stands_once_above_the_target_for_a_whole_interval() -> None:
+    """A stall shorter than the interval refuses nobody; one that outlasts it refuses
+    newcomers; and a queue above the target again soon after is the same overload, refused at
+    once. Judged on a controlled clock: ``t`` seconds after the waiting request arrived."""
+    app = Held()
+    admission = Admission(app, limit=1, queue=10, wait=30.0, queue_delay=0.1, interval=0.5)
+    first = asyncio.create_task(_call(admission, "/first"))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(_call(admission, "/second"))
+    await asyncio.sleep(0)
+    arrived = admission.waiting[0].arrived
+
+    def at(t: float) -> Verdict:
+        return admission.verdict(arrived + t, arrived + t)
+
+    assert at(0.05) is Verdict.WAIT  # under the target
+    assert at(0.2) is Verdict.WAIT  # over it from here on...
+    assert at(0.6) is Verdict.WAIT  # ...for 0.4 s: a stall, not yet a standing queue
+    assert at(0.7) is Verdict.REFUSE  # over it for the whole interval
+    assert at(0.8) is Verdict.REFUSE
+    app.release.set()
+    await asyncio.gather(first, second)
+    assert not admission.waiting
+    # The queue emptied; another forms behind a busy slot, and is over the target again
+    # 0.3 s after the last refusal: refused at once.
+    app.release = asyncio.Event()
+    third = asyncio.create_task(_call(admission, "/third"))
+    await asyncio.sleep(0)
+    fourth = asyncio.create_task(_call(admission, "/fourth"))
+    await asyncio.sleep(0)
+    arrived = admission.waiting[0].arrived
+    assert at(1.1) is Verdict.REFUSE
+    # Over the target again only after an interval without refusals: a stall of its own.
+    assert at(0.05) is Verdict.WAIT  # (the queue below the target meanwhile)
+    assert at(1.7) is Verdict.WAIT
+    assert at(2.1) is Verdict.WAIT
+    assert at(2.2) is Verdict.REFUSE
+    app.release.set()
+    answers = await asyncio.gather(third, fourth)
+    assert [sent[0]["status"] for sent in answers] == [200, 200]
     assert admission.running == 0
 
 
