@@ -10,7 +10,7 @@ from typing import Any
 
 import asyncpg
 import orjson
-from sqlalchemy import func, select
+from sqlalchemy import column, func, select, table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -164,6 +164,7 @@ class CaseChange:
     resolution: str | None = None
     transferred_to: str | None = None
     closed_at: datetime | None = None
+    reported_agency: tuple[str, str] | None = None  # (code, name), set by ``assign_agency``
 
 
 async def case_versions(session: AsyncSession,
@@ -184,17 +185,20 @@ _FOLLOW_CASES_SQL = (
     f"UPDATE {_COMPLAINTS} AS c SET status = g.status, case_version = g.version, "
     "case_updated_at = g.at, due_at = g.due_at, closure_stage = g.closure_stage, "
     "closure_reason = g.closure_reason, resolution = coalesce(g.resolution, c.resolution), "
-    "transferred_to = coalesce(g.transferred_to, c.transferred_to), closed_at = g.closed_at "
+    "transferred_to = coalesce(g.transferred_to, c.transferred_to), closed_at = g.closed_at, "
+    "reported_agency_code = coalesce(g.agency_code, c.reported_agency_code), "
+    "reported_agency_name = coalesce(g.agency_name, c.reported_agency_name) "
     "FROM unnest($1::uuid[], $2::text[], $3::int[], $4::timestamptz[], $5::timestamptz[], "
-    "$6::text[], $7::text[], $8::text[], $9::text[], $10::timestamptz[]) "
+    "$6::text[], $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::text[], "
+    "$12::text[]) "
     "AS g(id, status, version, at, due_at, closure_stage, closure_reason, resolution, "
-    "transferred_to, closed_at) "
+    "transferred_to, closed_at, agency_code, agency_name) "
     "WHERE c.id = g.id AND c.case_version < g.version")
 
 
 async def follow_cases(session: AsyncSession, changes: dict[uuid.UUID, CaseChange]) -> None:
     """Takes each case's state from its change in one statement, unless a newer version was
-    already applied; a ``None`` resolution or transfer keeps the one known."""
+    already applied; a ``None`` resolution, transfer or agency keeps the one known."""
     if not changes:
         return
     ids = sorted(changes)
@@ -204,7 +208,9 @@ async def follow_cases(session: AsyncSession, changes: dict[uuid.UUID, CaseChang
             _FOLLOW_CASES_SQL, ids, [c.status for c in rows], [c.version for c in rows],
             [c.at for c in rows], [c.due_at for c in rows], [c.closure_stage for c in rows],
             [c.closure_reason for c in rows], [c.resolution for c in rows],
-            [c.transferred_to for c in rows], [c.closed_at for c in rows])
+            [c.transferred_to for c in rows], [c.closed_at for c in rows],
+            [c.reported_agency[0] if c.reported_agency else None for c in rows],
+            [c.reported_agency[1] if c.reported_agency else None for c in rows])
 
 
 async def claim_idempotency_key(session: AsyncSession, caller: str, key: str,
@@ -276,3 +282,15 @@ async def open311_requests(
         query = query.where((Complaint.status == "closed") if closed
                             else (Complaint.status != "closed"))
     return [(row[0], row[1]) for row in (await session.execute(query)).all()]
+
+
+# The case service keeps the register of agencies (named by their first complaint, or by staff:
+# ``PUT /v1/agencies/{code}``). Both services share one database; the intake only reads a name
+# there, for a client that gave an agency by its code alone (Open311 ``attribute[agency]``).
+_AGENCIES = table("agencies", column("code"), column("name"), schema="cases")
+
+
+async def agency_name(session: AsyncSession, code: str) -> str | None:
+    """The name the agency ``code`` is known by, or None when it is not known yet."""
+    name = await session.scalar(select(_AGENCIES.c.name).where(_AGENCIES.c.code == code))
+    return None if name is None else str(name)

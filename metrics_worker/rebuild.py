@@ -308,6 +308,14 @@ class Writer:
         await self.flush()
         assert self.copying is not None
         await self.copying
+        # The contacts whose case was given an agency (``assign_agency``), wherever in the log
+        # the contact came: counted for that agency, as the live projection leaves them.
+        contact_ids, agencies = self.replay.reassigned_contacts()
+        if contact_ids:
+            await self.connection.execute(
+                f"UPDATE {SCHEMA}.contacts c SET agency = g.agency "
+                "FROM unnest($1::uuid[], $2::text[]) AS g (complaint_id, agency) "
+                "WHERE c.complaint_id = g.complaint_id", contact_ids, agencies)
         copy, counted = self.connection.copy_records_to_table, self.replay.tally
         await copy("cases", schema_name=SCHEMA, columns=CASE_COLUMNS,
                    records=self.replay.case_rows())

@@ -19,7 +19,7 @@ import operator
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import String, Table
@@ -99,6 +99,8 @@ _check_transition = _length_check(TransitionFact.__table__,  # type: ignore[arg-
     CASE_COLUMNS.index(name) for name in (
         "case_id", "agency", "received_at", "status", "version", "registered_at",
         "examination_at", "closed_at", "closure_stage", "closure_reason", "closed_after_days"))
+_AGENCY_LENGTH = CaseFact.__table__.c.agency.type.length  # type: ignore[attr-defined]
+ASSIGN_AGENCY = "assign_agency"  # not a step: see ``consumer.ASSIGN_AGENCY``
 _PREVIOUS_ACTION, _PREVIOUS_AT, _PREVIOUS_DUE_AT, _PREVIOUS_AGENCY = (
     len(CASE_COLUMNS) + i for i in range(4))
 # The columns of ``metrics.transitions`` that say what a case's last step was, in that order.
@@ -139,6 +141,9 @@ class Replay:
     cases: dict[str, list[Any]] = field(default_factory=dict)
     closed: dict[int, int] = field(default_factory=dict)
     complaints: set[int] = field(default_factory=set)  # uuid.UUID.int
+    # The cases given an agency (``assign_agency``), by ``uuid.UUID.int``: (agency before,
+    # agency now); their contacts' rows are changed once written (``reassigned_contacts``).
+    assigned: dict[int, tuple[str, str]] = field(default_factory=dict)
     # Events of cases handed over and to be read back: each with what the caller gave with it.
     deferred: list[tuple[str, str, dict[str, Any], bytes | str, Any]] = field(
         default_factory=list)
@@ -238,6 +243,21 @@ class Replay:
             add(day, counts.RECEIVED_CHANNEL, values["channel"])
             add(day, counts.RECEIVED_SUBSTANCE, values["substance"])
             add(day, counts.RECEIVED_AGENCY, values["agency"])
+            assigned = self.assigned.get(complaint)
+            if assigned is not None:  # its case was given an agency earlier in the log
+                self._move_received(day, *assigned)
+
+    def _move_received(self, day: date, before: str, now: str) -> None:
+        """A received report counted for the agency its case was given, as the live
+        projection moves it (``consumer._reassign_contacts``)."""
+        self.tally.remove(day, counts.RECEIVED_AGENCY, before)
+        self.tally.add(day, counts.RECEIVED_AGENCY, now)
+
+    def reassigned_contacts(self) -> tuple[list[uuid.UUID], list[str]]:
+        """The contacts whose case was given an agency, and that agency (columns for an
+        ``UPDATE`` from arrays, once every contact is written)."""
+        return ([uuid.UUID(int=number) for number in self.assigned],
+                [now for _, now in self.assigned.values()])
 
     def _opened(self, data: dict[str, Any]) -> None:
         values = opening_values(data)
@@ -270,8 +290,12 @@ class Replay:
         if version != case[_VERSION] + 1:
             raise NotApplicable(f"case {case_id} is at version {case[_VERSION]}, "
                                 f"event is {version}")
+        action = data["action"]
+        if action == ASSIGN_AGENCY:
+            self._assign(case, version, data["reported_agency"]["code"])
+            return
         at = datetime.fromisoformat(data["at"])
-        action, to_status = data["action"], data["to_status"]
+        to_status = data["to_status"]
         answered_after_hours = asked_at = None
         if action == "respond" and case[_PREVIOUS_ACTION] == "request_clarification":
             asked_at = case[_PREVIOUS_AT]
@@ -299,6 +323,18 @@ class Replay:
             case[_CLOSURE_STAGE] = get("closure_stage")
             case[_CLOSURE_REASON] = get("reason")
             self.closing.append(case_id)
+
+    def _assign(self, case: list[Any], version: int, agency: str) -> None:
+        """``assign_agency``: not a step (no transition row, no step's counts), the case's
+        agency and its received report's count changed (``consumer.record_transitions``)."""
+        if type(agency) is not str or len(agency) > _AGENCY_LENGTH:
+            raise NotApplicable(f"cases.agency: not text of at most {_AGENCY_LENGTH}")
+        number = case[_CASE_ID].int
+        before = self.assigned.get(number, (case[_AGENCY], ""))[0]
+        self.assigned[number] = (before, agency)
+        case[_AGENCY], case[_VERSION] = agency, version
+        if number in self.complaints:  # its contact is counted already: moved now
+            self._move_received(self.tally.day(case[_RECEIVED_AT]), before, agency)
 
     def _count_step(self, case: list[Any], row: tuple[Any, ...]) -> None:
         """The increments and durations of a step (a TRANSITION_COLUMNS row) of ``case`` (as
