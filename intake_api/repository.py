@@ -10,7 +10,7 @@ from typing import Any
 
 import asyncpg
 import orjson
-from sqlalchemy import column, func, select, table
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -284,13 +284,13 @@ async def open311_requests(
     return [(row[0], row[1]) for row in (await session.execute(query)).all()]
 
 
-# The case service keeps the register of agencies (named by their first complaint, or by staff:
-# ``PUT /v1/agencies/{code}``). Both services share one database; the intake only reads a name
-# there, for a client that gave an agency by its code alone (Open311 ``attribute[agency]``).
-_AGENCIES = table("agencies", column("code"), column("name"), schema="cases")
-
-
 async def agency_name(session: AsyncSession, code: str) -> str | None:
-    """The name the agency ``code`` is known by, or None when it is not known yet."""
-    name = await session.scalar(select(_AGENCIES.c.name).where(_AGENCIES.c.code == code))
+    """A name an earlier complaint gave the agency ``code``, or None when none gave one. The
+    intake reads only its own tables (the case service's register of agencies is its own), so
+    this is a name partners filed the agency under (the first the index on its code finds)."""
+    name = await session.scalar(
+        select(Complaint.reported_agency_name)
+        .where(Complaint.reported_agency_code == code,
+               Complaint.reported_agency_name != code)
+        .limit(1))
     return None if name is None else str(name)
