@@ -76,15 +76,20 @@ def scripts(workdir: Path) -> dict[str, Path]:
               f"{_literal(envelope)}::jsonb);")
     # The caller's token is not looked up: the app keeps the callers of tokens it saw
     # (shared/token_cache.py), so a steady client costs no look-up.
-    # A complaint written alone, as the app writes it: the year's next number, then the
-    # complaint and its event in one statement that commits on its own (no BEGIN/COMMIT).
+    # A complaint written alone, as the app writes it (intake_api/repository.py): one
+    # statement that commits on its own (no BEGIN/COMMIT), drawing the year's next number,
+    # hashing the access code with it, writing the complaint and its event with the number.
     app = "\n".join([
-        "SELECT intake.next_tracking_number(2026) AS number \\gset",
-        f"WITH complaint AS (INSERT INTO intake.complaints (id, tracking_number, {columns}) "
-        f"VALUES (gen_random_uuid(), 'PGB-2026-' || :number, {values}) RETURNING id) "
+        "WITH drawn AS (SELECT format('PGB-2026-%s', lpad(intake.next_tracking_number(2026)"
+        "::text, 6, '0')) AS number), "
+        f"complaint AS (INSERT INTO intake.complaints (id, tracking_number, access_code_hash, "
+        f"{columns}) SELECT gen_random_uuid(), number, encode(sha256(convert_to("
+        f"number || ':' || 'K7QM2RXP9WTD', 'UTF8')), 'hex'), {values} FROM drawn "
+        "RETURNING id, tracking_number) "
         "INSERT INTO intake.outbox (event_id, topic, key, envelope) "
         "SELECT gen_random_uuid()::text, 'aduan.complaints.v1', id::text, "
-        f"{_literal(envelope)}::jsonb FROM complaint;", ""])
+        f"jsonb_set({_literal(envelope)}::jsonb, '{{data,tracking_number}}', "
+        "to_jsonb(tracking_number)) FROM complaint;", ""])
     ceiling = "\n".join([
         "BEGIN;",
         f"INSERT INTO intake.complaints (id, tracking_number, {columns}) VALUES "

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from case_api.workflow import PUBLIC_ACTIONS, WORKFLOW, Status
+from case_api.workflow import PUBLIC_ACTIONS, WORKFLOW, Action, Status
 from shared.openapi import Guide
 
 CASE_ID = "0b8f6a52-3d2e-4c51-9a43-1f0e7c2d9b11"
@@ -60,13 +60,17 @@ def _statuses(statuses: frozenset[Status]) -> str:
     return ", ".join(s.value for s in Status if s in statuses)
 
 
+def _target(action: Action) -> str:
+    return "the same status" if action.target is None else action.target.value
+
+
 def workflow_table() -> str:
     """The contract's state-machine table (API.md, "Cases"), from the table the code runs."""
     rows = ["| action | from | to | role | required | optional |", "|---|---|---|---|---|---|"]
     for name in PUBLIC_ACTIONS:
         action = WORKFLOW[name]
         roles = ", ".join(sorted(r.value for r in action.roles))
-        rows.append(f"| `{name.value}` | {_statuses(action.sources)} | {action.target.value} | "
+        rows.append(f"| `{name.value}` | {_statuses(action.sources)} | {_target(action)} | "
                     f"{roles} | {', '.join(action.required) or '-'} | "
                     f"{', '.join(action.optional) or '-'} |")
     return "\n".join(rows)
@@ -84,6 +88,12 @@ TRANSITIONS = (
     "corrective_action_completed and recommendation_issued. The closure stage is "
     "verification from received, awaiting_completion or registered; examination from "
     "in_examination, awaiting_agency or agency_responded; resolution from corrective_action."
+    "\n\n`assign_agency` is an addition to API.md's table: it gives a report filed without an "
+    "agency (Open311, agency `unassigned`) the agency it is about, during verification, and "
+    "is allowed (and listed in `allowed_actions`) only while the case's agency is "
+    "`unassigned`; `reported_agency` is checked as a complaint's (code "
+    "`^[a-z0-9][a-z0-9-]{1,63}$`, not `unassigned`; a name). The status, due date and "
+    "figures stay as they were; from then on the new agency's liaisons see the case."
     "\n\nExample: a liaison of the case's agency answers a clarification request.")
 
 GUIDES = {

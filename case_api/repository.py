@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, Table, and_, func, literal_column, not_, select
+from sqlalchemy import Row, Select, Table, and_, func, literal_column, not_, select, update
 from sqlalchemy.dialects.postgresql import Insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -81,6 +81,15 @@ async def see_agencies(session: AsyncSession,
     await session.execute(_COUNT_AGENCIES, [
         {"code": code, "name": name, "first_seen_at": at, "complaints": n}
         for code, (name, at, n) in sorted(counted.items())])
+
+
+async def move_complaint(session: AsyncSession, old_code: str,
+                         new: tuple[str, str, datetime]) -> None:
+    """A complaint counted against the agency ``new`` (code, name, at) instead of ``old_code``;
+    the new agency is named as a first sighting names it (``see_agencies``)."""
+    await see_agencies(session, [new])
+    await session.execute(update(Agency).where(Agency.code == old_code)
+                          .values(complaints=Agency.complaints - 1))
 
 
 async def name_agency(session: AsyncSession, code: str, name: str, at: datetime) -> bool:

@@ -26,6 +26,7 @@ from case_api.workflow import (
 )
 from shared.text import is_blank
 from shared.vocabulary import (
+    AGENCY_CODE,
     Channel,
     Kind,
     Maladministration,
@@ -50,6 +51,16 @@ BLANK_IS_ABSENT = ("Text of whitespace or invisible characters only (zero-width 
                    "the byte-order mark) counts as absent: 422 where the action requires it.")
 
 
+class AgencyAssigned(BaseModel):
+    """The agency ``assign_agency`` gives a case, checked as a complaint's ``reported_agency``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: Annotated[str, Field(pattern=AGENCY_CODE, description=(
+        "Not `unassigned`, the agency the case leaves."))]
+    name: Annotated[RequiredText, Field(max_length=300)]
+
+
 class TransitionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -68,6 +79,9 @@ class TransitionRequest(BaseModel):
     transferred_to: Annotated[StoredText, Field(min_length=1, max_length=300)] | None = Field(
         default=None, description=BLANK_IS_ABSENT)
     complexity: Complexity | None = None
+    reported_agency: AgencyAssigned | None = Field(
+        default=None, description="assign_agency only: the agency the case is reported against "
+                                  "from now on.")
     effective_at: UtcInput | None = Field(
         default=None, description="Back-dating for imports: admin only; not before the case's "
                                   "last transition nor in the future.")
@@ -81,6 +95,8 @@ class TransitionRequest(BaseModel):
 
 
 class AgencyRef(BaseModel):
+    """An agency by its code and the name the case knows it by."""
+
     code: str
     name: str
 
@@ -190,3 +206,6 @@ class CaseTransitioned(BaseModel):
     resolution: Resolution | None
     transferred_to: str | None
     agency: str = Field(description="The reported agency's code.")
+    reported_agency: AgencyRef | None = Field(
+        default=None, description="Only on `assign_agency` (absent otherwise): the agency the "
+                                  "case is reported against from now on, as `agency` says.")

@@ -126,7 +126,7 @@ def _formal_failure(case: Case) -> str | None:
 
 def actions_for(case: Case, role: Role) -> list[str]:
     """The actions ``role`` may take on this case now: the table, less what a rule forbids."""
-    actions = allowed_actions(Status(case.status), role)
+    actions = allowed_actions(Status(case.status), role, agency=case.reported_agency_code)
     if role is not Role.admin and _formal_failure(case) is not None:
         actions = [a for a in actions if a != ActionName.register.value]
     return actions
@@ -236,6 +236,11 @@ def _check_fields(action: Action, request: TransitionRequest, source: Status) ->
     for field in DETAIL_FIELDS:
         if field in given and field not in accepted:
             raise invalid(f"/{field}", f"{field} is not accepted for {action.name.value}")
+    if (action.while_agency is not None and request.reported_agency is not None
+            and request.reported_agency.code == action.while_agency):
+        raise invalid("/reported_agency/code",
+                      f"{action.name.value} must name an agency other than "
+                      f"{action.while_agency!r}")
     if action.reasons is not None and request.reason is not None:
         allowed = action.reasons.get(source, frozenset())
         if request.reason not in allowed:
@@ -289,6 +294,12 @@ async def transition(session: AsyncSession, actor: Actor, case_id: uuid.UUID,
                            f"{source.value}.",
                       status_now=source.value,
                       allowed_actions=actions_for(case, actor.role))
+    if action.while_agency is not None and case.reported_agency_code != action.while_agency:
+        raise Problem(409, f"{action.name.value} is allowed only while the case's agency is "
+                           f"{action.while_agency!r}; this case's is "
+                           f"{case.reported_agency_code!r}.",
+                      status_now=source.value,
+                      allowed_actions=actions_for(case, actor.role))
     _check_fields(action, request, source)
     at = _effective_time(request, case, actor, now)
     _check_due(request, at)
@@ -323,20 +334,25 @@ async def apply(session: AsyncSession, case: Case, action: Action, actor: Actor,
     if action.default_due is not None:
         # An explicit due_at arrives in UTC (schemas.UtcInput); the default is computed in UTC.
         due_at = request.due_at if request and request.due_at else default_due(at, action, zone)
-    case.status = action.target.value
+    elif action.target is None:
+        due_at = case.due_at  # staying where it is, the case still waits for the same thing
+    target = action.target_from(source)
+    case.status = target.value
     case.version += 1
     case.last_transition_at = at
     case.due_at = due_at
     for field in ("assignee", "complexity", "resolution", "maladministration", "transferred_to"):
         if field in given:
             setattr(case, field, given[field])
-    if action.target is Status.closed:
+    if "reported_agency" in given:
+        await _assign_agency(session, case, given["reported_agency"], at)
+    if target is Status.closed:
         case.closure_stage = closure_stage(source).value
         case.closure_reason = reason
         case.closed_at = at
     details = {k: v for k, v in given.items()
                if k in ("assignee", "complexity", "resolution", "maladministration",
-                        "transferred_to")}
+                        "transferred_to", "reported_agency")}
     if due_at is not None:
         details["due_at"] = utc_text(due_at)
     role = SYSTEM_ROLE if actor is SYSTEM else actor.role.value
@@ -348,6 +364,14 @@ async def apply(session: AsyncSession, case: Case, action: Action, actor: Actor,
     await session.flush()
     await outbox.append(session, CASE_EVENTS, CASES_TOPIC, transitioned_event(case, entry))
     return entry
+
+
+async def _assign_agency(session: AsyncSession, case: Case, agency: dict[str, str],
+                         at: datetime) -> None:
+    """The case reported against ``agency`` from now on; its complaint counted there."""
+    await repository.move_complaint(session, case.reported_agency_code,
+                                    (agency["code"], agency["name"], at))
+    case.reported_agency_code, case.reported_agency_name = agency["code"], agency["name"]
 
 
 def transitioned_event(case: Case, entry: Transition) -> Event:
@@ -367,9 +391,14 @@ def transitioned_event(case: Case, entry: Transition) -> Event:
         resolution=entry.details.get("resolution"),
         transferred_to=entry.details.get("transferred_to"),
         agency=case.reported_agency_code,
+        reported_agency=(AgencyRef(**entry.details["reported_agency"])
+                         if "reported_agency" in entry.details else None),
     )
+    # ``reported_agency`` is written only where it is said (assign_agency), so that every
+    # other transition's data stays as it was.
     return new_event(CASE_TRANSITIONED, source=SOURCE, subject=str(case.id), time=entry.at,
-                     data=data.model_dump(mode="json"))
+                     data=data.model_dump(mode="json", exclude={"reported_agency"}
+                                          if data.reported_agency is None else None))
 
 
 async def expire_overdue(session: AsyncSession, now: datetime) -> int:

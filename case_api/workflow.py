@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from shared.auth import Role
-from shared.vocabulary import EXAMINATION_STATUSES, CaseStatus
+from shared.vocabulary import EXAMINATION_STATUSES, UNASSIGNED_AGENCY_CODE, CaseStatus
 
 Status = CaseStatus
 
@@ -28,6 +28,7 @@ class ActionName(enum.StrEnum):
     find_maladministration = "find_maladministration"
     close = "close"
     withdraw = "withdraw"
+    assign_agency = "assign_agency"  # an addition to API.md's table (docs/cases.md)
     expire = "expire"  # taken by the system only, never through the API
 
 
@@ -84,7 +85,8 @@ STAFF = frozenset({Role.assistant})
 class Action:
     name: ActionName
     sources: frozenset[Status]
-    target: Status
+    # None: the case stays in the status it is in (a self-loop, not a step of the workflow).
+    target: Status | None
     roles: frozenset[Role]
     required: tuple[str, ...] = ()
     optional: tuple[str, ...] = ()
@@ -92,6 +94,11 @@ class Action:
     reasons: dict[Status, frozenset[Reason]] | None = None
     fixed_reason: Reason | None = None
     default_due: timedelta | None = None
+    # Allowed only while the case's reported agency has this code.
+    while_agency: str | None = None
+
+    def target_from(self, source: Status) -> Status:
+        return source if self.target is None else self.target
 
 
 def _reasons(sources: frozenset[Status],
@@ -130,12 +137,18 @@ WORKFLOW: dict[ActionName, Action] = {a.name: a for a in (
                     # "and from corrective_action" (API.md): the general reasons plus two.
                     S.corrective_action: EXAMINATION_CLOSE_REASONS | RESOLUTION_CLOSE_REASONS}),
     Action(ActionName.withdraw, OPEN, S.closed, STAFF, fixed_reason=Reason.withdrawn),
+    # A report filed without an agency (Open311, INTEGRATIONS.md) is given one during
+    # verification; every other case keeps the agency its complaint named.
+    Action(ActionName.assign_agency, frozenset({S.received, S.awaiting_completion,
+                                                S.registered}), None, STAFF,
+           required=("reported_agency",), optional=("note",),
+           while_agency=UNASSIGNED_AGENCY_CODE),
     Action(ActionName.expire, frozenset({S.awaiting_completion}), S.closed, frozenset(),
            fixed_reason=Reason.incomplete),
 )}
 
 DETAIL_FIELDS = ("reason", "assignee", "due_at", "resolution", "maladministration",
-                 "transferred_to", "complexity")
+                 "transferred_to", "complexity", "reported_agency")
 
 
 def closure_stage(source: Status) -> ClosureStage:
@@ -146,12 +159,15 @@ def closure_stage(source: Status) -> ClosureStage:
     return ClosureStage.verification
 
 
-def allowed_actions(status: Status, role: Role, *, public_only: bool = True) -> list[str]:
-    """Actions the given role may take now (admin: every action of the API)."""
+def allowed_actions(status: Status, role: Role, *, agency: str | None = None,
+                    public_only: bool = True) -> list[str]:
+    """Actions the given role may take now on a case of ``agency`` (admin: every action of
+    the API)."""
     return [
         a.name.value for a in WORKFLOW.values()
         if status in a.sources
         and (role is Role.admin or role in a.roles)
+        and (a.while_agency is None or a.while_agency == agency)
         and not (public_only and a.name is ActionName.expire)
     ]
 

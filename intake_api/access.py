@@ -33,7 +33,9 @@ def normalize(code: str) -> str:
 
 
 def hash_code(tracking_number: str, code: str) -> str:
-    # Salted with the tracking number, so equal codes of two complaints hash differently.
+    # Salted with the tracking number, so equal codes of two complaints hash differently. The
+    # statement recording a complaint hashes its code alike, as it draws the number
+    # (``repository.record_complaints``).
     return hashlib.sha256(f"{tracking_number}:{normalize(code)}".encode()).hexdigest()
 
 

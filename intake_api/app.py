@@ -10,6 +10,7 @@ from intake_api.consumer import SUBSCRIPTION
 from intake_api.endpoints import router
 from intake_api.guide import GUIDES
 from intake_api.open311.endpoints import router as open311_router
+from intake_api.open311.errors import Open311Errors
 from intake_api.public import router as public_router
 from intake_api.webhooks.consumer import SUBSCRIPTION as WEBHOOK_SUBSCRIPTION
 from intake_api.webhooks.dispatcher import Dispatcher
@@ -45,6 +46,7 @@ SERVICE = Service(
           {"name": "webhooks", "description": "Signed deliveries of events to partners' and "
                                               "agencies' own systems."}],
     guides=GUIDES,
+    middleware=[Open311Errors],
 )
 
 

@@ -40,7 +40,15 @@ def case_change(event: Event) -> CaseChange:
         resolution=data.get("resolution"),
         transferred_to=data.get("transferred_to"),
         closed_at=at if closed else None,
+        reported_agency=_agency(data.get("reported_agency")),
     )
+
+
+def _agency(value: object) -> tuple[str, str] | None:
+    """The agency an ``assign_agency`` step names (code, name); None on every other step."""
+    if not isinstance(value, dict):
+        return None
+    return str(value["code"]), str(value["name"])
 
 
 def _known(value: str | None, before: str | None) -> str | None:
@@ -77,7 +85,8 @@ async def follow_cases(session: AsyncSession, events: Sequence[Event]) -> None:
             # What a change leaves unsaid (None) stays as the change before left it.
             change = dataclasses.replace(
                 change, resolution=_known(change.resolution, before.resolution),
-                transferred_to=_known(change.transferred_to, before.transferred_to))
+                transferred_to=_known(change.transferred_to, before.transferred_to),
+                reported_agency=change.reported_agency or before.reported_agency)
         final[complaint_id] = change
     await repository.follow_cases(session, final)
 

@@ -2,8 +2,8 @@
 
 Each complaint is one statement of its own when it is alone (``service.record``). Under load,
 the complaints of concurrent requests that arrive while a write is under way wait for the next
-one, and go in it together: their numbers drawn in one round trip, their rows and events
-written by one statement, committed once. A quiet server writes each complaint at once (a
+one, and go in it together: their numbers drawn, their rows and events written by one
+statement (one round trip), committed once. A quiet server writes each complaint at once (a
 group of one); a busy one writes fewer, larger groups, so the cost of a round trip, of a
 statement and of a commit is shared by all of a group's complaints.
 
@@ -43,9 +43,11 @@ WRITERS = 2
 # SQLAlchemy's async adaptation) costs more than building a group of a few complaints' rows.
 LINGER_SECONDS = 0.05
 
-# What a complaint is, once its number is known: its row, its event, the answer.
+# What a complaint is, written under the trace context of its request: its row, its event, the
+# answer; each but its tracking number, which the statement writing it draws
+# (``repository.record_complaints``).
 Written = tuple[dict[str, Any], outbox.OutboxRow, ComplaintCreated]
-Write = Callable[[str, Mapping[str, str] | None], Written]
+Write = Callable[[Mapping[str, str] | None], Written]
 
 
 @dataclass
@@ -53,7 +55,7 @@ class _Entry:
     year: int
     write: Write
     carrier: Mapping[str, str] | None
-    answer: asyncio.Future[tuple[ComplaintCreated, bool]] = field(
+    answer: asyncio.Future[tuple[ComplaintCreated, str | None]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -74,9 +76,10 @@ class GroupCommit:
         self.arrived.set()
         await asyncio.gather(*self.writers, return_exceptions=True)
 
-    async def record(self, year: int, write: Write) -> tuple[ComplaintCreated, bool]:
-        """Records the complaint ``write`` makes of its tracking number (drawn in ``year``'s
-        register); the answer, and False when its external reference was used already."""
+    async def record(self, year: int, write: Write) -> tuple[ComplaintCreated, str | None]:
+        """Records the complaint ``write`` makes, numbered in ``year``'s register; the answer
+        (without its number) and the number, None when its external reference was used
+        already."""
         entry = _Entry(year, write, tracing.current_carrier())
         self.waiting.append(entry)
         self.arrived.set()
@@ -151,15 +154,14 @@ class GroupCommit:
                 _fail(entry, alone)
 
     async def _write(self, driver: asyncpg.Connection, group: list[_Entry]) -> None:
-        numbers = await repository.next_tracking_numbers(driver, [entry.year for entry in group])
-        written = [entry.write(number, entry.carrier)
-                   for entry, number in zip(group, numbers, strict=True)]
-        recorded = await repository.record_complaints(
-            driver, [values for values, _, _ in written], [event for _, event, _ in written])
+        written = [entry.write(entry.carrier) for entry in group]
+        numbers = await repository.record_complaints(
+            driver, [entry.year for entry in group], [values for values, _, _ in written],
+            [event for _, event, _ in written])
         self.database.announce(INTAKE_EVENTS.schema)
         for entry, (values, _, out) in zip(group, written, strict=True):
             if not entry.answer.done():
-                entry.answer.set_result((out, values["id"] in recorded))
+                entry.answer.set_result((out, numbers.get(values["id"])))
 
 
 def _fail(entry: _Entry, exc: Exception) -> None:

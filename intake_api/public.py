@@ -18,7 +18,7 @@ from intake_api import access, repository, status_page
 from intake_api.schemas import PublicStatus, StatusQuery
 from intake_api.service import outcome_of
 from shared.db import SessionDep
-from shared.problems import Problem, documented, json_pointer
+from shared.problems import Problem, documented, json_pointer, validation_message
 from shared.ratelimit import PublicRateLimiterDep
 from shared.runtime import runtime_of
 
@@ -57,8 +57,7 @@ async def read_query(request: Request) -> StatusQuery:
     try:
         return StatusQuery.model_validate(data)
     except ValidationError as exc:
-        errors = [{"field": json_pointer(e["loc"]),
-                   "message": "unknown field" if e["type"] == "extra_forbidden" else e["msg"]}
+        errors = [{"field": json_pointer(e["loc"]), "message": validation_message(e)}
                   for e in exc.errors()]
         raise Problem(422, "; ".join(f"{e['field']}: {e['message']}" for e in errors),
                       errors=errors) from None

@@ -25,52 +25,76 @@ COMPLAINT_COLUMNS = (
     "reported_agency_code", "reported_agency_name", "summary", "description", "incident_date",
     "reported_to_agency_first", "location", "external_reference", "received_at", "submitted_by",
     "status")
-async def next_tracking_numbers(driver: asyncpg.Connection, years: Sequence[int]) -> list[str]:
-    """The next numbers of the registers of ``years``, one for each, in one round trip; within
-    a year, ascending in the order of ``years``."""
-    rows = await driver.fetch(
-        "SELECT y.year, intake.next_tracking_number(y.year) AS number "
-        "FROM unnest($1::integer[]) AS y (year)", list(years))
-    drawn: dict[int, list[int]] = {}
-    for row in rows:
-        drawn.setdefault(row["year"], []).append(row["number"])
-    for numbers in drawn.values():
-        numbers.sort(reverse=True)
-    return [f"ADU-{year}-{drawn[year].pop():06d}" for year in years]
+# What the statement recording complaints makes itself, rather than read from what it is given.
+_DRAWN = {
+    "tracking_number": "number",
+    "access_code_hash": "encode(sha256(convert_to(number || ':' || access_code, 'UTF8')), 'hex')",
+}
+_GIVEN_COLUMNS = (*(c for c in COMPLAINT_COLUMNS if c not in _DRAWN), "access_code")
 
 
-# Complaints and their events in one statement (a group of one or more, group_commit.py): no
-# event without its complaint, no complaint without its event; on a connection outside a
-# transaction it commits on its own. The rows go as two JSON arrays read as the tables' own row
-# types, so no column's type is written twice.
+# Complaints, their tracking numbers and their events in one statement, one round trip (a
+# group of one or more, group_commit.py): no event without its complaint, no complaint without
+# its event; on a connection outside a transaction it commits on its own. The rows go as two
+# JSON arrays read as the tables' own row types, so no column's type is written twice.
+#
+# Each complaint draws the next number of its year's register (``intake.next_tracking_number``,
+# a sequence: a number drawn is never drawn again, so numbers are unique, and increase with the
+# time they were drawn; a complaint refused after its draw leaves a gap). Within the statement
+# a year's numbers go to its complaints in the order they were given, as the sequence has no
+# order of evaluation to promise. The number is salted into the access code's hash as
+# ``access.hash_code`` does (SHA-256 of ``number:code``, hex), and written into the event's
+# data, where the complaint's answer left it empty.
 _RECORD_COMPLAINTS = f"""
-    WITH complaint AS (
+    WITH given AS MATERIALIZED (
+      SELECT c.*, y.year, g.complaint ->> 'access_code' AS access_code, g.ord,
+             row_number() OVER (PARTITION BY y.year ORDER BY g.ord) AS rank
+      FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS g (complaint, ord)
+      JOIN unnest($3::integer[]) WITH ORDINALITY AS y (year, ord) USING (ord)
+      CROSS JOIN LATERAL jsonb_populate_record(NULL::intake.complaints, g.complaint) AS c),
+    drawn AS (
+      SELECT year, number, row_number() OVER (PARTITION BY year ORDER BY number) AS rank
+      FROM (SELECT year, intake.next_tracking_number(year) AS number FROM given) AS d),
+    numbered AS (
+      SELECT given.*, format('ADU-%s-%s', year, lpad(number::text,
+                                                     greatest(length(number::text), 6), '0'))
+                      AS number
+      FROM given JOIN drawn USING (year, rank)),
+    complaint AS (
       INSERT INTO intake.complaints ({', '.join(COMPLAINT_COLUMNS)})
-      SELECT {', '.join(COMPLAINT_COLUMNS)}
-      FROM jsonb_populate_recordset(NULL::intake.complaints, $1::jsonb)
+      SELECT {', '.join(_DRAWN.get(c, c) for c in COMPLAINT_COLUMNS)}
+      FROM numbered ORDER BY ord
       ON CONFLICT (submitted_by, external_reference) WHERE external_reference IS NOT NULL
-      DO NOTHING RETURNING id),
+      DO NOTHING RETURNING id, tracking_number),
     event AS (
       INSERT INTO intake.outbox ({outbox.COLUMNS})
-      SELECT {', '.join(f"e.{c}" for c in outbox.COLUMNS.split(', '))}
+      SELECT e.event_id, e.topic, e.key,
+             jsonb_set(e.envelope, '{{data,tracking_number}}', to_jsonb(c.tracking_number)),
+             e.trace_context
       FROM jsonb_populate_recordset(NULL::intake.outbox, $2::jsonb) e
       JOIN complaint c ON c.id::text = e.key)
-    SELECT id FROM complaint"""
+    SELECT id, tracking_number FROM complaint"""
 
 
-async def record_complaints(driver: asyncpg.Connection, complaints: Sequence[dict[str, Any]],
-                            events: Sequence[outbox.OutboxRow]) -> set[uuid.UUID]:
-    """Inserts complaint rows, each with its outbox row (whose key is the complaint's id), in
-    one statement; returns the ids inserted (not those whose external reference was used)."""
+async def record_complaints(driver: asyncpg.Connection, years: Sequence[int],
+                            complaints: Sequence[dict[str, Any]],
+                            events: Sequence[outbox.OutboxRow]) -> dict[uuid.UUID, str]:
+    """Inserts complaint rows, each numbered in the register of its year in ``years`` and
+    with its outbox row (whose key is the complaint's id), in one statement; returns the
+    tracking numbers of those inserted (not those whose external reference was used).
+
+    A complaint row carries its access code (normalised, or None) as ``access_code``, and no
+    ``tracking_number`` or ``access_code_hash``: the statement draws the one and makes the
+    other of it. Its event's data gets the number as ``tracking_number``."""
     rows = await driver.fetch(_RECORD_COMPLAINTS, _json_rows(complaints),
-                              outbox.json_rows(events))
-    return {row["id"] for row in rows}
+                              outbox.json_rows(events), list(years))
+    return {row["id"]: row["tracking_number"] for row in rows}
 
 
 def _json_rows(complaints: Sequence[dict[str, Any]]) -> str:
     # orjson writes ids, dates and times (with their offset) as the ISO 8601 text PostgreSQL
     # reads back, in a fraction of the time of json and a conversion of each value.
-    return orjson.dumps([{c: row[c] for c in COMPLAINT_COLUMNS} for row in complaints]).decode()
+    return orjson.dumps([{c: row[c] for c in _GIVEN_COLUMNS} for row in complaints]).decode()
 
 
 @dataclass(frozen=True)
@@ -140,6 +164,7 @@ class CaseChange:
     resolution: str | None = None
     transferred_to: str | None = None
     closed_at: datetime | None = None
+    reported_agency: tuple[str, str] | None = None  # (code, name), set by ``assign_agency``
 
 
 async def case_versions(session: AsyncSession,
@@ -160,17 +185,20 @@ _FOLLOW_CASES_SQL = (
     f"UPDATE {_COMPLAINTS} AS c SET status = g.status, case_version = g.version, "
     "case_updated_at = g.at, due_at = g.due_at, closure_stage = g.closure_stage, "
     "closure_reason = g.closure_reason, resolution = coalesce(g.resolution, c.resolution), "
-    "transferred_to = coalesce(g.transferred_to, c.transferred_to), closed_at = g.closed_at "
+    "transferred_to = coalesce(g.transferred_to, c.transferred_to), closed_at = g.closed_at, "
+    "reported_agency_code = coalesce(g.agency_code, c.reported_agency_code), "
+    "reported_agency_name = coalesce(g.agency_name, c.reported_agency_name) "
     "FROM unnest($1::uuid[], $2::text[], $3::int[], $4::timestamptz[], $5::timestamptz[], "
-    "$6::text[], $7::text[], $8::text[], $9::text[], $10::timestamptz[]) "
+    "$6::text[], $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::text[], "
+    "$12::text[]) "
     "AS g(id, status, version, at, due_at, closure_stage, closure_reason, resolution, "
-    "transferred_to, closed_at) "
+    "transferred_to, closed_at, agency_code, agency_name) "
     "WHERE c.id = g.id AND c.case_version < g.version")
 
 
 async def follow_cases(session: AsyncSession, changes: dict[uuid.UUID, CaseChange]) -> None:
     """Takes each case's state from its change in one statement, unless a newer version was
-    already applied; a ``None`` resolution or transfer keeps the one known."""
+    already applied; a ``None`` resolution, transfer or agency keeps the one known."""
     if not changes:
         return
     ids = sorted(changes)
@@ -180,7 +208,9 @@ async def follow_cases(session: AsyncSession, changes: dict[uuid.UUID, CaseChang
             _FOLLOW_CASES_SQL, ids, [c.status for c in rows], [c.version for c in rows],
             [c.at for c in rows], [c.due_at for c in rows], [c.closure_stage for c in rows],
             [c.closure_reason for c in rows], [c.resolution for c in rows],
-            [c.transferred_to for c in rows], [c.closed_at for c in rows])
+            [c.transferred_to for c in rows], [c.closed_at for c in rows],
+            [c.reported_agency[0] if c.reported_agency else None for c in rows],
+            [c.reported_agency[1] if c.reported_agency else None for c in rows])
 
 
 async def claim_idempotency_key(session: AsyncSession, caller: str, key: str,
@@ -252,3 +282,15 @@ async def open311_requests(
         query = query.where((Complaint.status == "closed") if closed
                             else (Complaint.status != "closed"))
     return [(row[0], row[1]) for row in (await session.execute(query)).all()]
+
+
+async def agency_name(session: AsyncSession, code: str) -> str | None:
+    """A name an earlier complaint gave the agency ``code``, or None when none gave one. The
+    intake reads only its own tables (the case service's register of agencies is its own), so
+    this is a name partners filed the agency under (the first the index on its code finds)."""
+    name = await session.scalar(
+        select(Complaint.reported_agency_name)
+        .where(Complaint.reported_agency_code == code,
+               Complaint.reported_agency_name != code)
+        .limit(1))
+    return None if name is None else str(name)

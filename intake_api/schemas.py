@@ -177,8 +177,9 @@ class AttachmentAdded(BaseModel):
 
 
 class StatusQuery(Strict):
-    tracking_number: Annotated[str, Field(min_length=1, max_length=32)]
-    access_code: Annotated[str, Field(min_length=1, max_length=64)]
+    # Checked as stored text: a NUL or a lone surrogate would fail in the database or the hash.
+    tracking_number: Annotated[StoredText, Field(min_length=1, max_length=32)]
+    access_code: Annotated[StoredText, Field(min_length=1, max_length=64)]
 
 
 class PublicStatus(BaseModel):

@@ -144,10 +144,9 @@ async def record(driver: asyncpg.Connection, actor: Actor, payload: ComplaintCre
                  now: datetime, zone: ZoneInfo) -> ComplaintCreated:
     """Records the complaint and its event alone; the answer alone carries the new access code.
 
-    Two statements, those of a group of one: the year's next number, then the complaint row
-    with its outbox row. A
-    duplicate ``external_reference`` that slips past the first look-up (two posts at once) is
-    caught by the insert's ``ON CONFLICT``.
+    One statement, that of a group of one: the year's next number, the complaint row and its
+    outbox row. A duplicate ``external_reference`` that slips past the first look-up (two posts
+    at once) is caught by the insert's ``ON CONFLICT``.
     """
     check_rules(payload, actor, now=now, zone=zone)
     reference = payload.external_reference
@@ -158,10 +157,12 @@ async def record(driver: asyncpg.Connection, actor: Actor, payload: ComplaintCre
     received_at = payload.received_at or now
     code = access.new_code()
     write = _writer(actor, payload, code=code, received_at=received_at)
-    [number] = await repository.next_tracking_numbers(driver, [received_at.astimezone(zone).year])
-    values, event, created = write(number, tracing.current_carrier())
-    if not await repository.record_complaints(driver, [values], [event]):
+    values, event, created = write(tracing.current_carrier())
+    numbers = await repository.record_complaints(
+        driver, [received_at.astimezone(zone).year], [values], [event])
+    if values["id"] not in numbers:
         await _refuse_duplicate(driver, actor, payload)
+    created.tracking_number = numbers[values["id"]]
     return created
 
 
@@ -179,11 +180,12 @@ async def record_together(group: GroupCommit, database: Database, actor: Actor,
             raise _duplicate(reference, holder)
     received_at = payload.received_at or now
     code = access.new_code()
-    created, recorded = await group.record(received_at.astimezone(zone).year,
-                                       _writer(actor, payload, code=code, received_at=received_at))
-    if not recorded:
+    write = _writer(actor, payload, code=code, received_at=received_at)
+    created, number = await group.record(received_at.astimezone(zone).year, write)
+    if number is None:
         async with database.autocommit() as driver:
             await _refuse_duplicate(driver, actor, payload)
+    created.tracking_number = number
     return created
 
 
@@ -199,7 +201,8 @@ async def _refuse_duplicate(driver: asyncpg.Connection, actor: Actor,
 
 def _writer(actor: Actor, payload: ComplaintCreate, *, code: str,
             received_at: datetime) -> Write:
-    """The complaint's row, event and answer, once its tracking number is known."""
+    """The complaint's row, event and answer, but for its tracking number: the statement
+    writing them draws it, and makes of it the code's hash and the event's number."""
     complaint_id = uuid.uuid4()
     subject = str(complaint_id)
     status = opening_status(payload.kind) or RECORDED
@@ -208,8 +211,8 @@ def _writer(actor: Actor, payload: ComplaintCreate, *, code: str,
     reporter = _json_text(payload.reporter)
     location = _json_text(payload.location)
 
-    def write(tracking_number: str, carrier: Mapping[str, str] | None) -> Written:
-        created = _created_out(complaint_id, tracking_number, payload, actor=actor,
+    def write(carrier: Mapping[str, str] | None) -> Written:
+        created = _created_out(complaint_id, "", payload, actor=actor,
                                received_at=received_at, status=status, code=code)
         event_id = str(uuid.uuid4())
         envelope = encoded_envelope(
@@ -217,8 +220,7 @@ def _writer(actor: Actor, payload: ComplaintCreate, *, code: str,
             time=received_at, data_json=created.model_dump_json(exclude=_UNPUBLISHED))
         values = {
             "id": complaint_id,
-            "tracking_number": tracking_number,
-            "access_code_hash": access.hash_code(tracking_number, code),
+            "access_code": access.normalize(code),
             "kind": payload.kind.value,
             "channel": payload.channel.value,
             "substance": payload.substance.value,

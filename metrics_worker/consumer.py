@@ -29,7 +29,7 @@ from shared.events import (
 )
 from shared.tables import METRICS_EVENTS
 from shared.text import is_blank
-from shared.vocabulary import CASE_OPENING_KINDS, EXAMINATION_STATUSES
+from shared.vocabulary import CASE_OPENING_KINDS, EXAMINATION_STATUSES, UNASSIGNED_AGENCY_CODE
 
 CONSUMER = "aduan-metrics"
 CASES: Table = CaseFact.__table__  # type: ignore[assignment]
@@ -101,8 +101,12 @@ async def record_contacts(session: AsyncSession, contacts: Sequence[dict[str, An
     rows = [contact_values(data) for data in contacts]
     if not rows:
         return
-    new = set((await session.execute(_INSERT_CONTACTS, rows)).scalars())
+    given = await _agencies_given(session, rows)
+    new = set((await session.execute(_INSERT_CONTACTS, [
+        {**row, "agency": given[row["complaint_id"]]} if row["complaint_id"] in given else row
+        for row in rows])).scalars())
     increments: list[counts.Increment] = []
+    decrements: list[counts.Increment] = []
     for row in rows:
         if row["complaint_id"] not in new:
             continue  # the same complaint under another event id: counted already
@@ -115,7 +119,26 @@ async def record_contacts(session: AsyncSession, contacts: Sequence[dict[str, An
             increments += [(at, counts.RECEIVED_CHANNEL, row["channel"]),
                            (at, counts.RECEIVED_SUBSTANCE, row["substance"]),
                            (at, counts.RECEIVED_AGENCY, row["agency"])]
-    await counts.add(session, increments)
+            if row["complaint_id"] in given:  # moved as ``_reassign_contacts`` moves it
+                decrements.append((at, counts.RECEIVED_AGENCY, row["agency"]))
+                increments.append((at, counts.RECEIVED_AGENCY, given[row["complaint_id"]]))
+    await counts.add(session, increments, decrements)
+
+
+async def _agencies_given(session: AsyncSession,
+                          rows: Sequence[dict[str, Any]]) -> dict[uuid.UUID, str]:
+    """The agencies the cases of contacts filed under ``unassigned`` were given before the
+    contact came (the cases' log is read apart from the complaints'), so that the contact
+    ends as it would had it come first. The cases are locked (in one order) so that an
+    ``assign_agency`` applied meanwhile either is seen here or sees the contact."""
+    waiting = sorted({row["complaint_id"] for row in rows
+                      if row["agency"] == UNASSIGNED_AGENCY_CODE})
+    if not waiting:
+        return {}
+    return {case_id: agency for case_id, agency in await session.execute(
+        select(CASES.c.case_id, CASES.c.agency).where(CASES.c.case_id.in_(waiting))
+        .order_by(CASES.c.case_id).with_for_update(read=True))
+        if agency != UNASSIGNED_AGENCY_CODE}
 
 
 async def record_opened(session: AsyncSession, data: dict[str, Any], zone: str) -> None:
@@ -165,6 +188,8 @@ async def record_transitions(session: AsyncSession, transitions: Sequence[dict[s
     steps: list[dict[str, Any]] = []
     increments: list[counts.Increment] = []
     samples: list[histograms.Sample] = []
+    changed: dict[uuid.UUID, None] = {}  # the cases changed, in order
+    assigned: dict[uuid.UUID, tuple[str, str]] = {}  # case: (agency before, agency now)
     for data in transitions:
         case_id = uuid.UUID(data["case_id"])
         version = int(data["version"])
@@ -176,17 +201,53 @@ async def record_transitions(session: AsyncSession, transitions: Sequence[dict[s
         if version != case["version"] + 1:
             raise RetryLater(f"case {case_id} is at version {case['version']}, "
                              f"event is {version}")
+        changed[case_id] = None
+        if data["action"] == ASSIGN_AGENCY:
+            before = assigned.get(case_id, (case["agency"], ""))[0]
+            case["version"], case["agency"] = version, data["reported_agency"]["code"]
+            assigned[case_id] = (before, case["agency"])
+            continue
         step = _step(case, asked.pop(case_id, None), data, zone, increments, samples)
         steps.append(step)
         if step["action"] == "request_clarification":
             asked[case_id] = step
-    await counts.add(session, increments)
+    decrements = await _reassign_contacts(session, assigned, increments)
+    await counts.add(session, increments, decrements)
     await histograms.add(session, samples)
     for start in range(0, len(steps), ROWS_PER_STATEMENT):
         await session.execute(TRANSITIONS.insert().values(
             steps[start:start + ROWS_PER_STATEMENT]))
-    await _update_cases(session, [cases[case_id] for case_id in
-                                  dict.fromkeys(step["case_id"] for step in steps)])
+    await _update_cases(session, [cases[case_id] for case_id in changed])
+
+
+# Not a step of the workflow (the case stays where it is): a case's agency given to a report
+# filed without one. It changes the case's and its contact's agency, and which agency the
+# received report counts for; no transition row, so no figure over the steps sees it.
+ASSIGN_AGENCY = "assign_agency"
+
+
+async def _reassign_contacts(session: AsyncSession, assigned: dict[uuid.UUID, tuple[str, str]],
+                             increments: list[counts.Increment]) -> list[counts.Increment]:
+    """The contacts of the cases given an agency, counted for it from now on: their rows
+    changed, the received reports' counts moved (appended to ``increments``; those taken away
+    returned). A contact not recorded yet takes the agency when it comes (``record_contacts``)."""
+    if not assigned:
+        return []
+    ids = sorted(assigned)
+    given = func.unnest(cast(ids, ARRAY(CONTACTS.c.complaint_id.type)),
+                        cast([assigned[i][1] for i in ids], ARRAY(CONTACTS.c.agency.type))
+                        ).table_valued("complaint_id", "agency").render_derived()
+    found = {row.complaint_id: row for row in await session.execute(
+        update(CONTACTS).where(CONTACTS.c.complaint_id == given.c.complaint_id)
+        .values(agency=given.c.agency)
+        .returning(CONTACTS.c.complaint_id, CONTACTS.c.kind, CONTACTS.c.received_at))}
+    decrements: list[counts.Increment] = []
+    for case_id, row in sorted(found.items()):
+        if row.kind in CASE_OPENING_KINDS:
+            before, now = assigned[case_id]
+            decrements.append((row.received_at, counts.RECEIVED_AGENCY, before))
+            increments.append((row.received_at, counts.RECEIVED_AGENCY, now))
+    return decrements
 
 
 def _step(case: dict[str, Any], asked: dict[str, Any] | None, data: dict[str, Any], zone: str,
@@ -250,9 +311,9 @@ def _step(case: dict[str, Any], asked: dict[str, Any] | None, data: dict[str, An
             "asked_at": asked_at}
 
 
-# What a step changes in its case's row.
-CASE_STEP_COLUMNS = ("version", "status", "registered_at", "examination_at", "closed_at",
-                     "closed_after_days", "closure_stage", "closure_reason")
+# What a step (or ``assign_agency``) changes in its case's row.
+CASE_STEP_COLUMNS = ("version", "agency", "status", "registered_at", "examination_at",
+                     "closed_at", "closed_after_days", "closure_stage", "closure_reason")
 
 
 async def _update_cases(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:

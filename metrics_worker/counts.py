@@ -72,29 +72,34 @@ PLACE_AND_LIAISON_INCREMENTS = f"""
 # One statement whatever the number of increments (three arrays as its parameters): compiled
 # and prepared once, where a row of parameters per increment would be compiled every time.
 _ADD = text("""
-    WITH increments (day, measure, key) AS (
-      SELECT (at AT TIME ZONE metrics.office_timezone())::date, measure, key
+    WITH increments (day, measure, key, n) AS (
+      SELECT (at AT TIME ZONE metrics.office_timezone())::date, measure, key, n
       FROM unnest(CAST(:ats AS timestamptz[]), CAST(:measures AS varchar[]),
-                  CAST(:keys AS varchar[])) AS i (at, measure, key)),
+                  CAST(:keys AS varchar[]), CAST(:ns AS integer[])) AS i (at, measure, key, n)),
     daily AS (
       INSERT INTO metrics.daily_counts (day, measure, key, n)
-      SELECT day, measure, key, count(*) FROM increments GROUP BY 1, 2, 3
+      SELECT day, measure, key, sum(n) FROM increments GROUP BY 1, 2, 3
       ON CONFLICT (day, measure, key) DO UPDATE SET n = daily_counts.n + EXCLUDED.n)
     INSERT INTO metrics.period_counts (grain, start, measure, key, n)
-    SELECT g.grain, date_trunc(g.unit, i.day)::date, i.measure, i.key, count(*)
+    SELECT g.grain, date_trunc(g.unit, i.day)::date, i.measure, i.key, sum(i.n)
     FROM increments i CROSS JOIN (VALUES ('m', 'month'), ('y', 'year')) AS g (grain, unit)
     GROUP BY 1, 2, 3, 4
     ON CONFLICT (grain, start, measure, key) DO UPDATE SET n = period_counts.n + EXCLUDED.n
     """)
 
 
-async def add(session: AsyncSession, increments: Sequence[Increment]) -> None:
-    """Adds one to each (moment, measure, key), on the moment's local day, month and year."""
-    if not increments:
+async def add(session: AsyncSession, increments: Sequence[Increment],
+              decrements: Sequence[Increment] = ()) -> None:
+    """Adds one to each (moment, measure, key) of ``increments`` and takes one away for each
+    of ``decrements`` (a received report counted against another agency: ``assign_agency``),
+    on the moment's local day, month and year. A count taken down to 0 keeps its row, as a
+    rebuild's (``metrics_worker.tally``) does."""
+    if not increments and not decrements:
         return
-    ats, measures, keys = zip(*increments, strict=True)
+    ats, measures, keys = zip(*increments, *decrements, strict=True)
     await session.execute(_ADD, {"ats": list(ats), "measures": list(measures),
-                                 "keys": list(keys)})
+                                 "keys": list(keys),
+                                 "ns": [1] * len(increments) + [-1] * len(decrements)})
 
 
 def spans_sql(spans: Sequence[Span]) -> str:

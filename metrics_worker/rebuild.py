@@ -36,7 +36,6 @@ import gc
 import io
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -282,7 +281,7 @@ class Writer:
             f"RETURNING *) SELECT {columns} FROM recalled r "
             f"LEFT JOIN {SCHEMA}.transitions t ON t.case_id = r.case_id "
             "AND t.version = r.version",
-            [uuid.UUID(int=number) for number in self.replay.reviving])]
+            sorted(self.replay.reviving))]
         rejected = self.replay.revive(cases)
         await self.flush()
         return rejected
@@ -308,6 +307,14 @@ class Writer:
         await self.flush()
         assert self.copying is not None
         await self.copying
+        # The contacts whose case was given an agency (``assign_agency``), wherever in the log
+        # the contact came: counted for that agency, as the live projection leaves them.
+        contact_ids, agencies = self.replay.reassigned_contacts()
+        if contact_ids:
+            await self.connection.execute(
+                f"UPDATE {SCHEMA}.contacts c SET agency = g.agency "
+                "FROM unnest($1::uuid[], $2::text[]) AS g (complaint_id, agency) "
+                "WHERE c.complaint_id = g.complaint_id", contact_ids, agencies)
         copy, counted = self.connection.copy_records_to_table, self.replay.tally
         await copy("cases", schema_name=SCHEMA, columns=CASE_COLUMNS,
                    records=self.replay.case_rows())
@@ -414,8 +421,19 @@ async def _rebuild_from_kafka(settings: Settings, bootstrap: str, database: Data
         async with database.transaction() as session:
             await check_tables(session)
             zone = ZoneInfo(await office_timezone(session))
-        await refuse_if_active(admin, group)
-        _, starts, ends = await _extent(admin, bootstrap, topics)
+        # The partitions' extent asked for while the group's coordinator is found (on a new
+        # broker, elected first: a few tenths of a second).
+        extent = asyncio.ensure_future(_extent(admin, bootstrap, topics))
+        try:
+            await refuse_if_active(admin, group)
+            _, starts, ends = await extent
+        finally:
+            if not extent.done():
+                extent.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await extent
+            elif not extent.cancelled():
+                extent.exception()  # retrieved: the refusal is the error raised
         cut = {tp: offset for tp, offset in starts.items() if offset > 0}
         if cut:
             raise RebuildRefused(

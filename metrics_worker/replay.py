@@ -15,17 +15,17 @@ that was missing would have come before.
 
 from __future__ import annotations
 
-import operator
+import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import String, Table
 
 from metrics_worker import counts, histograms
-from metrics_worker.consumer import contact_values, opening_values
+from metrics_worker.consumer import normalize_place
 from metrics_worker.models import CaseFact, Contact, TransitionFact
 from metrics_worker.tally import Tally
 from shared.events import (
@@ -68,10 +68,9 @@ if (set(CONTACT_COLUMNS) != _columns(Contact) or set(CASE_COLUMNS) != _columns(C
         or set(TRANSITION_COLUMNS) != _columns(TransitionFact)):
     raise RuntimeError("a metrics fact table's columns changed: teach metrics_worker/replay.py "
                        "(the set-based rebuild) how the projection fills them")
-_contact_row = operator.itemgetter(*CONTACT_COLUMNS)
 
 
-def _length_check(table: Table, columns: list[str]) -> Callable[[tuple[Any, ...]], None]:
+def _length_check(table: Table, columns: list[str]) -> Callable[[Sequence[Any]], None]:
     """Raises ``NotApplicable`` for a row the database would refuse as too long."""
     limits = []
     for i, name in enumerate(columns):
@@ -79,7 +78,7 @@ def _length_check(table: Table, columns: list[str]) -> Callable[[tuple[Any, ...]
         if isinstance(kind, String) and kind.length:
             limits.append((i, name, kind.length))
 
-    def check(row: tuple[Any, ...]) -> None:
+    def check(row: Sequence[Any]) -> None:
         for i, name, length in limits:
             value = row[i]
             if value is not None and len(value) > length:
@@ -99,15 +98,25 @@ _check_transition = _length_check(TransitionFact.__table__,  # type: ignore[arg-
     CASE_COLUMNS.index(name) for name in (
         "case_id", "agency", "received_at", "status", "version", "registered_at",
         "examination_at", "closed_at", "closure_stage", "closure_reason", "closed_after_days"))
+_AGENCY_LENGTH = CaseFact.__table__.c.agency.type.length  # type: ignore[attr-defined]
+ASSIGN_AGENCY = "assign_agency"  # not a step: see ``consumer.ASSIGN_AGENCY``
 _PREVIOUS_ACTION, _PREVIOUS_AT, _PREVIOUS_DUE_AT, _PREVIOUS_AGENCY = (
     len(CASE_COLUMNS) + i for i in range(4))
 # The columns of ``metrics.transitions`` that say what a case's last step was, in that order.
 PREVIOUS_STEP_COLUMNS = ["action", "at", "due_at", "agency"]
 
 
-def _canonical(case_id: str) -> str:
-    """A uuid as ``str(uuid.UUID(...))`` spells it (as the services write it)."""
-    return str(uuid.UUID(case_id))
+# A uuid as ``str(uuid.UUID(...))`` spells it: a third of the cost of ``uuid.UUID`` to tell,
+# and nothing to convert. Only ASCII hexadecimal digits (``uuid.UUID`` takes any Unicode digit).
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _canonical(value: Any) -> str:
+    """A uuid as ``str(uuid.UUID(...))`` spells it (as the services write it); raises what
+    ``uuid.UUID(value)`` raises for anything that is not one."""
+    if type(value) is str and _CANONICAL_UUID.fullmatch(value):
+        return value
+    return str(uuid.UUID(value))
 
 
 class _Deferred(Exception):
@@ -134,15 +143,19 @@ class Replay:
     fresh: list[str] = field(default_factory=list)
     closing: list[str] = field(default_factory=list)
     processed: set[str] = field(default_factory=set)
-    # The open cases by the case id as written (canonical), and the version of each case
-    # handed over once closed (by ``uuid.UUID.int``).
+    # Every case and complaint by its id spelt canonically (``_canonical``, as the services
+    # write it): the open cases, the version of each case handed over once closed, and the
+    # complaints counted.
     cases: dict[str, list[Any]] = field(default_factory=dict)
-    closed: dict[int, int] = field(default_factory=dict)
-    complaints: set[int] = field(default_factory=set)  # uuid.UUID.int
+    closed: dict[str, int] = field(default_factory=dict)
+    complaints: set[str] = field(default_factory=set)
+    # The cases given an agency (``assign_agency``): (agency before, agency now); their
+    # contacts' rows are changed once written (``reassigned_contacts``).
+    assigned: dict[str, tuple[str, str]] = field(default_factory=dict)
     # Events of cases handed over and to be read back: each with what the caller gave with it.
     deferred: list[tuple[str, str, dict[str, Any], bytes | str, Any]] = field(
         default_factory=list)
-    reviving: set[int] = field(default_factory=set)
+    reviving: set[str] = field(default_factory=set)
 
     def fold(self, value: bytes | str, origin: Any = None) -> tuple[Event | None, str] | None:
         """Folds one record of the log in; the event (``None`` when the record is not one)
@@ -172,9 +185,9 @@ class Replay:
         row in CASE_COLUMNS order, then PREVIOUS_STEP_COLUMNS of its last step); those the
         live consumer would dead-letter, with their origin."""
         for case in cases:
-            case_id = str(case[_CASE_ID])
+            case_id = case[_CASE_ID] = str(case[_CASE_ID])
             self.cases[case_id] = case
-            self.closed.pop(case[_CASE_ID].int, None)
+            self.closed.pop(case_id, None)
             self.closing.append(case_id)
         self.reviving.clear()
         deferred, self.deferred = self.deferred, []
@@ -212,7 +225,7 @@ class Replay:
             case = self.cases.get(case_id)
             if case is not None and case[_STATUS] == "closed":
                 del self.cases[case_id]
-                self.closed[case[_CASE_ID].int] = case[_VERSION]
+                self.closed[case_id] = case[_VERSION]
                 closed.append(case[:_PREVIOUS_ACTION])
         taken = self.contacts, self.transitions, self.fresh, closed
         self.contacts, self.transitions, self.fresh, self.closing = [], [], [], []
@@ -222,38 +235,62 @@ class Replay:
         return [case[:_PREVIOUS_ACTION] for case in self.cases.values()]
 
     def _contact(self, data: dict[str, Any]) -> None:
-        values = contact_values(data)
-        row: tuple[Any, ...] = _contact_row(values)
+        # ``consumer.contact_values``' row, read in the same order (so failing the same way),
+        # the id kept as text: ``COPY`` encodes a ``uuid.UUID`` through a call in Python.
+        location = data.get("location") or {}
+        place = normalize_place(location.get("place")) if data["channel"] == "on_the_spot" else None
+        complaint = _canonical(data["id"])
+        row = (complaint, data["kind"], data["channel"], data["substance"],
+               data["reported_agency"]["code"], datetime.fromisoformat(data["received_at"]),
+               place)
         _check_contact(row)
-        complaint = values["complaint_id"].int
         if complaint in self.complaints:
             return  # the same complaint under another event id: counted already
         self.complaints.add(complaint)
         self.contacts.append(row)
-        add, day, kind = self.tally.add, self.tally.day(values["received_at"]), values["kind"]
+        kind = row[1]
+        add, day = self.tally.add, self.tally.day(row[5])
         add(day, counts.CONTACTS, kind)
-        if values["place"] is not None:
-            add(day, counts.ON_THE_SPOT_PLACE, values["place"])
+        if place is not None:
+            add(day, counts.ON_THE_SPOT_PLACE, place)
         if kind in CASE_OPENING_KINDS:
-            add(day, counts.RECEIVED_CHANNEL, values["channel"])
-            add(day, counts.RECEIVED_SUBSTANCE, values["substance"])
-            add(day, counts.RECEIVED_AGENCY, values["agency"])
+            add(day, counts.RECEIVED_CHANNEL, row[2])
+            add(day, counts.RECEIVED_SUBSTANCE, row[3])
+            add(day, counts.RECEIVED_AGENCY, row[4])
+            assigned = self.assigned.get(complaint)
+            if assigned is not None:  # its case was given an agency earlier in the log
+                self._move_received(day, *assigned)
+
+    def _move_received(self, day: date, before: str, now: str) -> None:
+        """A received report counted for the agency its case was given, as the live
+        projection moves it (``consumer._reassign_contacts``)."""
+        self.tally.remove(day, counts.RECEIVED_AGENCY, before)
+        self.tally.add(day, counts.RECEIVED_AGENCY, now)
+
+    def reassigned_contacts(self) -> tuple[list[str], list[str]]:
+        """The contacts whose case was given an agency, and that agency (columns for an
+        ``UPDATE`` from arrays, once every contact is written)."""
+        return list(self.assigned), [now for _, now in self.assigned.values()]
 
     def _opened(self, data: dict[str, Any]) -> None:
-        values = opening_values(data)
-        row = [values.get(name) for name in CASE_COLUMNS]
-        _check_case(tuple(row))
-        case_id = values["case_id"]
-        if case_id.int in self.reviving:
+        # ``consumer.opening_values``' row, read in the same order, the id kept as text.
+        case_id = _canonical(data["case_id"])
+        kind, channel, substance = data["kind"], data["channel"], data["substance"]
+        agency, received_at = data["agency"], datetime.fromisoformat(data["received_at"])
+        status = data["status"]
+        row = [  # CASE_COLUMNS
+            case_id, kind, channel, substance, agency, received_at, status, status,
+               int(data.get("version", 1)), None, None, None, None, None, None]
+        _check_case(row)
+        if case_id in self.reviving:
             raise _Deferred
-        key = str(case_id)
-        if key not in self.cases and case_id.int not in self.closed:
-            self.cases[key] = [*row, None, None, None, None]
+        if case_id not in self.cases and case_id not in self.closed:
+            row += (None, None, None, None)  # PREVIOUS_STEP_COLUMNS
+            self.cases[case_id] = row
             tally = self.tally
-            local = values["received_at"].astimezone(tally.zone)  # the day and year of Tally
-            day = local.date()
-            tally.add(day, counts.OPENED, str(local.year))
-            tally.add(day, counts.STATUS_IN, values["status"])
+            day = tally.day(received_at)
+            tally.add(day, counts.OPENED, str(day.year))
+            tally.add(day, counts.STATUS_IN, status)
 
     def _transition(self, data: dict[str, Any]) -> None:
         case_id = data["case_id"]
@@ -270,8 +307,12 @@ class Replay:
         if version != case[_VERSION] + 1:
             raise NotApplicable(f"case {case_id} is at version {case[_VERSION]}, "
                                 f"event is {version}")
+        action = data["action"]
+        if action == ASSIGN_AGENCY:
+            self._assign(case, version, data["reported_agency"]["code"])
+            return
         at = datetime.fromisoformat(data["at"])
-        action, to_status = data["action"], data["to_status"]
+        to_status = data["to_status"]
         answered_after_hours = asked_at = None
         if action == "respond" and case[_PREVIOUS_ACTION] == "request_clarification":
             asked_at = case[_PREVIOUS_AT]
@@ -299,6 +340,18 @@ class Replay:
             case[_CLOSURE_STAGE] = get("closure_stage")
             case[_CLOSURE_REASON] = get("reason")
             self.closing.append(case_id)
+
+    def _assign(self, case: list[Any], version: int, agency: str) -> None:
+        """``assign_agency``: not a step (no transition row, no step's counts), the case's
+        agency and its received report's count changed (``consumer.record_transitions``)."""
+        if type(agency) is not str or len(agency) > _AGENCY_LENGTH:
+            raise NotApplicable(f"cases.agency: not text of at most {_AGENCY_LENGTH}")
+        case_id = case[_CASE_ID]  # a case's id is its complaint's
+        before = self.assigned.get(case_id, (case[_AGENCY], ""))[0]
+        self.assigned[case_id] = (before, agency)
+        case[_AGENCY], case[_VERSION] = agency, version
+        if case_id in self.complaints:  # its contact is counted already: moved now
+            self._move_received(self.tally.day(case[_RECEIVED_AT]), before, agency)
 
     def _count_step(self, case: list[Any], row: tuple[Any, ...]) -> None:
         """The increments and durations of a step (a TRANSITION_COLUMNS row) of ``case`` (as
@@ -339,15 +392,14 @@ class Replay:
 
     def _handed_over(self, case_id: str, version: int) -> None:
         """A step of a case not open in memory: of a case closed, or of none known."""
-        number = uuid.UUID(case_id).int
-        if number in self.reviving:
+        if case_id in self.reviving:
             raise _Deferred
-        closed = self.closed.get(number)
+        closed = self.closed.get(case_id)
         if closed is None:
             raise NotApplicable(f"case {case_id} is not known")
         if version <= closed:
             return  # applied already under another event id
         if version != closed + 1:
             raise NotApplicable(f"case {case_id} is at version {closed}, event is {version}")
-        self.reviving.add(number)
+        self.reviving.add(case_id)
         raise _Deferred

@@ -60,6 +60,12 @@ class Tally:
             by_day = self.counts[measure, key] = {}
         by_day[day] = by_day.get(day, 0) + 1
 
+    def remove(self, day: date, measure: str, key: str) -> None:
+        """One less of ``measure`` for ``key`` on ``day`` (a count moved to another key); a
+        count taken down to 0 keeps its row, as the live projection's does."""
+        by_day = self.counts.setdefault((measure, key), {})
+        by_day[day] = by_day.get(day, 0) - 1
+
     def sample(self, at: datetime, measure: str, key: str, hours: int) -> None:
         """A duration of ``hours`` whole hours, counted on the local day of ``at``."""
         samples = self.samples

@@ -67,7 +67,9 @@ EVENT_TYPES: tuple[EventType, ...] = (
     EventType(CASE_OPENED, CASES_TOPIC, CASE_SOURCE, CaseOpened,
               "A case was opened for a complaint of a case-opening kind."),
     EventType(CASE_TRANSITIONED, CASES_TOPIC, CASE_SOURCE, CaseTransitioned,
-              "A case moved through the workflow."),
+              "A case moved through the workflow. `assign_agency` is not a step: the case stays "
+              "where it is (from_status = to_status) and is reported against the agency in "
+              "`reported_agency` from now on (a report filed under `unassigned`)."),
 )
 APPS = ("intake_api", "case_api", "metrics_worker")
 

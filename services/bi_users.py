@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import socket
@@ -19,12 +20,30 @@ from urllib.parse import quote
 import asyncpg
 from sqlalchemy.engine import make_url
 
+logger = logging.getLogger(__name__)
+
 BI_ROLE = "aduan_bi"
 NAME = re.compile(r"^[a-z][a-z0-9_]{1,62}$")
 RESERVED = {"postgres", BI_ROLE, "public"}
 SCRAM_ITERATIONS = 4096
 # Settings a BI login starts its sessions with: it reads, and a runaway query ends.
 SESSION_SETTINGS = {"default_transaction_read_only": "on", "statement_timeout": "120s"}
+# And the disk its sorts and hashes may spill to. Only a superuser may set it for a role: the
+# embedded server's owner is one; with another PostgreSQL it is set when the user may.
+SUPERUSER_SETTINGS = {"temp_file_limit": "1GB"}
+# Every role may make temporary tables in a new database (PUBLIC holds TEMPORARY): a place a
+# read-only login could write to. Taken from PUBLIC on aduan's database and kept by the role
+# aduan runs as (the owner keeps it anyway). A database made from a template does not inherit
+# its ACL, hence here as well as in the migrations.
+REFUSE_TEMPORARY = """
+    DO $$
+    BEGIN
+      EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO CURRENT_USER', current_database());
+      EXECUTE format('REVOKE TEMPORARY ON DATABASE %I FROM PUBLIC', current_database());
+    EXCEPTION WHEN insufficient_privilege THEN
+      RAISE WARNING 'aduan: only the owner of database % can take TEMPORARY from PUBLIC; '
+                    'BI logins may create temporary tables', current_database();
+    END $$"""
 
 
 class BiUserError(Exception):
@@ -114,6 +133,15 @@ async def create(url: str, name: str) -> Login:
                 f"NOREPLICATION PASSWORD '{scram_verifier(password)}' IN ROLE {BI_ROLE}")
             for setting, value in SESSION_SETTINGS.items():
                 await connection.execute(f"ALTER ROLE \"{name}\" SET {setting} = '{value}'")
+            for setting, value in SUPERUSER_SETTINGS.items():
+                try:
+                    async with connection.transaction():
+                        await connection.execute(
+                            f"ALTER ROLE \"{name}\" SET {setting} = '{value}'")
+                except asyncpg.InsufficientPrivilegeError:
+                    logger.warning("bi-user: %s of %s left to the server's default (only a "
+                                   "superuser may set it)", setting, name)
+            await connection.execute(REFUSE_TEMPORARY)
     finally:
         await connection.close()
     uri = (f"postgresql://{name}:{quote(password, safe='')}@{_host(host)}:{port}/"

@@ -10,6 +10,8 @@ protocol is kept and guarded here, per connection:
 - a request must arrive whole, head and body, within the deadline counted from its first byte
   (from the connection itself for the first request): 408 and disconnection beyond;
 - one client address may hold a bounded number of open connections: 429 beyond;
+- a request the parser cannot read (a garbage request line, raw non-ASCII in the target, a bad
+  ``Content-Length``) is answered 400 as problem JSON, not uvicorn's plain text;
 - a request that admission (shared/admission.py) would refuse is answered 503 with
   ``Retry-After`` here, before a task or any middleware runs, and the connection is kept: under
   overload a refusal costs little, and the processor stays with the requests admitted.
@@ -36,6 +38,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from services import heap
 from services.acceptor import EagerAcceptor
+from shared.access_log import SERVER_ANSWER
 from shared.admission import ARRIVED, AT_CAPACITY, EXEMPT_PATHS, GATE, Gate
 from shared.problems import PROBLEM_JSON, Problem, overloaded
 from shared.settings import Settings
@@ -45,7 +48,7 @@ logger = logging.getLogger(__name__)
 MAX_HEAD_BYTES = 16 * 1024  # API.md: "Request headers over 16 KiB: 431"
 
 # The status line's reason phrases; the problem body takes its title from the catalogue.
-_REASONS = {408: "Request Timeout", 429: "Too Many Requests",
+_REASONS = {400: "Bad Request", 408: "Request Timeout", 429: "Too Many Requests",
             431: "Request Header Fields Too Large", 503: "Service Unavailable"}
 _EXEMPT_RAW_PATHS = frozenset(path.encode() for path in EXEMPT_PATHS)
 
@@ -279,8 +282,20 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             cycle.disconnected = True
             cycle.message_event.set()
         if answer:
+            if cycle is not None and not self._reading_head and not self._shedding:
+                # For the access log: the app holding the request sees only a disconnect.
+                cycle.scope[SERVER_ANSWER] = status  # type: ignore[literal-required]
             self.transport.write(refusal(status, detail))
         self.transport.close()
+
+    # The parser's refusals
+    def send_400_response(self, msg: str) -> None:
+        """A request httptools cannot parse (a garbage request line, raw non-ASCII in the
+        target, a bad ``Content-Length`` or one beside ``Transfer-Encoding``), answered as
+        problem JSON like every other error instead of uvicorn's plain text."""
+        self._refuse(400, "The request is not valid HTTP/1.1: check the request line (characters "
+                          "outside ASCII in the target must be percent-encoded as UTF-8), the "
+                          "header syntax and Content-Length.")
 
 
 def guarded_protocol(limits: Limits) -> type[GuardedHttpProtocol]:

@@ -46,11 +46,13 @@ SYSTEM_USER = "embedded_postgres"
 OWNER_FILE = "aduan.owner"
 DETACHED = "detached"
 # The application connects over the Unix socket without a password; anything arriving over TCP
-# (BI tools) must log in with a SCRAM password. Rewritten at every start, so a data directory
-# made by an older version is brought in line.
+# (BI tools) must log in with a SCRAM password, and only to aduan's own databases: the server's
+# maintenance database and templates are nothing a BI login has to see. Rewritten at every
+# start, so a data directory made by an older version is brought in line.
 HBA = """\
 # Written by aduan at every start (services/postgres.py); edits here are lost.
 local all all trust
+host postgres,template0,template1 all all reject
 host all all all scram-sha-256
 """
 

@@ -32,6 +32,9 @@ _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # Open311 clients put a partner's token in ``api_key``.
 REDACTED_PARAMETERS = frozenset({"api_key", "token", "access_token"})
 UNMATCHED = "<unmatched>"
+# The scope key where the HTTP server notes the status it answered a request with itself while
+# an app held it (408 for a body too slow): the app then sees a disconnect and answers nothing.
+SERVER_ANSWER = "aduan.server_answer"
 _TRACE_HEADERS = frozenset(name.encode() for name in tracing.HEADERS)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -129,7 +132,8 @@ class AccessLog:
                 await self.app(scope, receive, send_with_id)
             finally:
                 structlog.contextvars.reset_contextvars(**bound)
-                self._record(scope, status, time.perf_counter() - started, request_id,
+                self._record(scope, scope.get(SERVER_ANSWER, status),
+                             time.perf_counter() - started, request_id,
                              tracing.trace_id_hex(span))
 
     def answered_before_app(self, scope: Scope, status: int, seconds: float) -> str:

@@ -8,7 +8,6 @@ document declares them for every operation that needs a token.
 from __future__ import annotations
 
 import base64
-import binascii
 import enum
 import hashlib
 import hmac
@@ -180,7 +179,7 @@ class TokenAsPassword(HTTPBasic):
             return None
         try:
             decoded = base64.b64decode(value, validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # not base64 (binascii.Error), not ASCII, or not UTF-8 once decoded
             decoded = ""
         user, colon, password = decoded.partition(":")
         if not (colon and password):

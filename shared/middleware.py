@@ -75,8 +75,10 @@ class BodyGuard:
         is_form = content_type in FORM_TYPES and (path in FORM_PATHS
                                                   or path.startswith(FORM_PREFIXES))
         if not is_json and not is_form and (length not in (None, b"0") or content_type):
-            await Problem(415, "Send the body as application/json.").response()(
-                scope, receive, send)
+            forms = path in FORM_PATHS or path.startswith(FORM_PREFIXES)
+            await Problem(415, "Send the body as application/json or a form "
+                               "(application/x-www-form-urlencoded)." if forms else
+                          "Send the body as application/json.").response()(scope, receive, send)
             return
         # Read the whole (bounded) body first, so an oversized one is refused before parsing.
         chunks: list[bytes] = []

@@ -144,16 +144,30 @@ def json_pointer(loc: tuple[Any, ...] | list[Any]) -> str:
     return "/" + "/".join(escaped)
 
 
+def validation_message(error: Mapping[str, Any]) -> str:
+    """What a pydantic error says of one field, in words a client reads. Text constrained after
+    a validator (``StoredText``) is measured as a sequence: pydantic speaks of its "items"."""
+    kind, value, ctx = error.get("type"), error.get("input"), error.get("ctx") or {}
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind in ("too_long", "too_short") and isinstance(value, str):
+        bound = "most" if kind == "too_long" else "least"
+        limit = ctx.get("max_length" if kind == "too_long" else "min_length")
+        return f"must have at {bound} {limit} characters, not {len(value)}"
+    return str(error.get("msg", "invalid"))
+
+
 def _validation_problem(exc: RequestValidationError) -> Problem:
     errors = list(exc.errors())
     if any(e.get("type") == "json_invalid" for e in errors):
         return Problem(400, "The request body is not valid JSON.")
+    if any(e.get("type") == "missing" and tuple(e.get("loc", ())) == ("body",) for e in errors):
+        # An empty body is no JSON document at all (API.md: 400 for malformed JSON).
+        return Problem(400, "The request body is empty: send a JSON document.")
     items = []
     for error in errors:
-        message = str(error.get("msg", "invalid"))
-        if error.get("type") == "extra_forbidden":
-            message = "unknown field"
-        items.append({"field": json_pointer(error.get("loc", ())), "message": message})
+        items.append({"field": json_pointer(error.get("loc", ())),
+                      "message": validation_message(error)})
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in items[:5]) or "invalid request"
     return Problem(422, detail, errors=items)
 

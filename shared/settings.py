@@ -55,8 +55,13 @@ class Settings(BaseSettings):
     # looks this often only while notifications are unavailable (``wakeup_fallback_seconds``
     # otherwise).
     webhook_poll_seconds: float = Field(default=1.0, gt=0)
+    # Attempts in flight in one process, and the share of them one subscription, one owner (the
+    # caller who subscribed) and one receiving origin (scheme://host:port) may hold, so that a
+    # slow receiver, or a party with many subscriptions, leaves slots for everyone else.
     webhook_concurrency: int = Field(default=32, ge=1)
     webhook_concurrency_per_subscription: int = Field(default=4, ge=1)
+    webhook_concurrency_per_owner: int = Field(default=8, ge=1)
+    webhook_concurrency_per_origin: int = Field(default=8, ge=1)
     expiry_interval_seconds: float = Field(default=30.0, gt=0)
     consumer_poll_seconds: float = Field(default=0.2, gt=0)
     relay_poll_seconds: float = Field(default=0.2, gt=0)

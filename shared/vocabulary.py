@@ -13,6 +13,8 @@ from shared.text import is_blank, is_storable
 
 # A reported agency's code (API.md): what partners, liaison tokens and the agency registry share.
 AGENCY_CODE = r"^[a-z0-9][a-z0-9-]{1,63}$"
+# The agency of a report filed without one (Open311), until an assistant assigns one.
+UNASSIGNED_AGENCY_CODE = "unassigned"
 
 
 class Kind(enum.StrEnum):

@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp
 
 from shared.access_log import AccessLog
 from shared.admission import Admission
@@ -40,6 +41,9 @@ class Service:
     figures: Sequence[DatabaseFigure] = field(default_factory=tuple)
     # Descriptions and worked examples of its operations in the OpenAPI document.
     guides: Guides = field(default_factory=dict)
+    # ASGI layers around the common guards, inside the access log: to answer the guards'
+    # refusals in another dialect on the service's own paths (Open311's error lists).
+    middleware: Sequence[Callable[[ASGIApp], ASGIApp]] = field(default_factory=tuple)
 
 
 async def readiness(runtime: Runtime) -> dict[str, str]:
@@ -135,6 +139,9 @@ def build_app(services: Sequence[Service], *, title: str, settings: Settings | N
                        queue_delay=settings.admission_queue_delay_seconds,
                        interval=settings.admission_interval_seconds)
     app.add_middleware(BodyGuard)
+    for service in services:
+        for layer in service.middleware:
+            app.add_middleware(layer)
     telemetry = Telemetry([figure for service in services for figure in service.figures],
                           workers=role.worker_metrics, forward_to=role.metrics_from)
     app.add_middleware(AccessLog, metrics=telemetry.requests)  # outermost: sees every answer

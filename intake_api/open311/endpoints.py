@@ -143,6 +143,12 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "Error list: unknown format or request", **FORMATS},
     429: {"description": "Error list: over the rate limit", **FORMATS},
 }
+# Answered by the common guards before the endpoint, as error lists too (open311/errors.py).
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    408: {"description": "Error list: the body did not arrive in time", **FORMATS},
+    413: {"description": "Error list: body over 256 KiB", **FORMATS},
+    415: {"description": "Error list: the body is not a form", **FORMATS},
+}
 
 
 @router.get("/services.{fmt}", summary="Open311: the services (one per substance)",
@@ -172,7 +178,8 @@ POST_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
 
 @router.post("/requests.{fmt}", status_code=201, openapi_extra=POST_BODY,
              summary="Open311: report (creates a complaint of kind report, channel website)",
-             responses={201: {"description": "The new request's id", **FORMATS}, **ERRORS})
+             responses={201: {"description": "The new request's id", **FORMATS}, **ERRORS,
+                        **BODY_ERRORS})
 async def create_request(fmt: str, request: Request) -> Response:
     try:
         chosen = _format(fmt)
@@ -181,6 +188,10 @@ async def create_request(fmt: str, request: Request) -> Response:
         new = requests.read_new_request(form)
         runtime = runtime_of(request)
         async with database_of(request).transaction() as session:
+            if not new.agency_named:
+                known = await repository.agency_name(session,
+                                                     new.complaint.reported_agency.code)
+                new = new.naming_agency(known) if known is not None else new
             created = await service.submit(session, actor, new.complaint,
                                            now=runtime.clock.now(), zone=runtime.settings.zone)
             complaint = await repository.get(session, created.id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -16,11 +17,13 @@ from intake_api.open311.formats import Open311Error
 from intake_api.open311.services import BY_CODE
 from intake_api.schemas import ComplaintCreate, Outcome
 from intake_api.service import outcome_of
-from shared.text import is_blank
-from shared.vocabulary import AGENCY_CODE, utc_text
+from shared.problems import validation_message
+from shared.text import is_blank, is_storable
+from shared.vocabulary import AGENCY_CODE, UNASSIGNED_AGENCY_CODE, utc_text
 
-# Reports whose agency the client did not name wait here until an assistant assigns one.
-UNASSIGNED_AGENCY = {"code": "unassigned", "name": "Belum ditentukan (unassigned)"}
+# Reports whose agency the client did not name wait here until an assistant assigns one
+# (the case action ``assign_agency``).
+UNASSIGNED_AGENCY = {"code": UNASSIGNED_AGENCY_CODE, "name": "Belum ditentukan (unassigned)"}
 SERVICE_NOTICE = ("Laporan diterima Ombudsman RI dan akan diverifikasi. "
                   "The report was received by the Ombudsman and will be verified.")
 # GeoReport v2: without dates, a query covers 90 days; at most 1,000 requests are returned.
@@ -40,6 +43,15 @@ class NewRequest:
     address_id: str | None
     media_url: str | None
     device_id: str | None
+    # False when the client gave an agency's code without its name (``attribute[agency_name]``):
+    # the complaint then carries the code as the name until ``naming_agency`` says otherwise.
+    agency_named: bool = True
+
+    def naming_agency(self, name: str) -> NewRequest:
+        """The same request with the reported agency under ``name`` (the name it is known by)."""
+        agency = self.complaint.reported_agency.model_copy(update={"name": name})
+        return dataclasses.replace(self, agency_named=True, complaint=self.complaint.model_copy(
+            update={"reported_agency": agency}))
 
     def details(self, complaint: Complaint) -> Open311Request:
         return Open311Request(complaint_id=complaint.id, lat=self.lat, long=self.long,
@@ -96,7 +108,11 @@ def _media_url(form: Mapping[str, str], errors: list[str]) -> str | None:
 
 def read_new_request(form: Mapping[str, str]) -> NewRequest:
     """The complaint an Open311 ``POST requests`` form describes; 400 with every problem found."""
-    errors: list[str] = []
+    # Every field at once, stored or not, each named once: PostgreSQL text cannot hold NUL.
+    errors = [f"{name[:64]}: must be text without NUL characters"
+              for name, value in form.items() if not is_storable(value)]
+    if errors:
+        raise Open311Error(400, *errors)
     code = _text(form, "service_code")
     if code is None:
         errors.append("service_code was not provided")
@@ -135,7 +151,9 @@ def read_new_request(form: Mapping[str, str]) -> NewRequest:
         raise Open311Error(400, *[_described(e) for e in exc.errors()]) from None
     return NewRequest(complaint=complaint, lat=lat, long=long, address_string=address,
                       address_id=address_id, media_url=media_url,
-                      device_id=(_text(form, "device_id") or "")[:255] or None)
+                      device_id=(_text(form, "device_id") or "")[:255] or None,
+                      agency_named=(agency is UNASSIGNED_AGENCY
+                                    or _text(form, "attribute[agency_name]") is not None))
 
 
 # Which form field an error on a complaint field came from.
@@ -147,7 +165,7 @@ _FORM_FIELDS = {"reporter.name": "first_name/last_name", "reporter.email": "emai
 
 def _described(error: Any) -> str:
     dotted = ".".join(str(part) for part in error.get("loc", ()))
-    return f"{_FORM_FIELDS.get(dotted, dotted)}: {error.get('msg', 'invalid')}"
+    return f"{_FORM_FIELDS.get(dotted, dotted)}: {validation_message(error)}"
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
-"""Sends due deliveries: signed, bounded per subscription, each attempt under a deadline.
+"""Sends due deliveries: signed, in fair shares, each attempt under a deadline.
 
 Deliveries live in the database. A dispatcher leases the ones it sends; if its process dies the
 lease runs out and another dispatcher (or this one, restarted) sends them again with the same
-``webhook-id``. A slow or dead receiver holds at most ``per_subscription`` of the slots.
+``webhook-id``. A slow or dead receiver holds at most its share of the slots: one subscription,
+one owner (whatever number of subscriptions it made) and one origin (whoever subscribed to it)
+each a few, and the due deliveries of everyone else are taken in turns with the rest.
 
 It does not poll: a transaction that makes a delivery due now (a new event, a retry by hand)
 announces it after its commit (``shared.wakeup``, ``repository.WAKEUP``), and between
@@ -17,8 +19,9 @@ import logging
 import random
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -45,6 +48,15 @@ def backoff(attempts: int, settings: Settings) -> float:
     return delay / 2 + random.uniform(0, delay / 2)
 
 
+Key = TypeVar("Key")
+
+
+def _count(counter: Counter[Key], key: Key, step: int) -> None:
+    counter[key] += step
+    if counter[key] <= 0:
+        del counter[key]
+
+
 class Dispatcher:
     def __init__(self, database: Database, settings: Settings,
                  wakeup: Wakeup | None = None) -> None:
@@ -54,7 +66,14 @@ class Dispatcher:
         self.woken = wakeup.subscribe(repository.WAKEUP) if wakeup else asyncio.Event()
         self.policy = targets.Policy(allow_http=settings.webhook_allow_http,
                                      allow_private=settings.webhook_allow_private)
+        self.shares = repository.Shares(
+            per_subscription=settings.webhook_concurrency_per_subscription,
+            per_owner=settings.webhook_concurrency_per_owner,
+            per_origin=settings.webhook_concurrency_per_origin)
+        # Attempts in flight by subscription, by owner and by origin.
         self.in_flight: Counter[uuid.UUID] = Counter()
+        self.by_owner: Counter[str] = Counter()
+        self.by_origin: Counter[str] = Counter()
         self.tasks: set[asyncio.Task[None]] = set()
         self.slot_freed = asyncio.Event()
         self.sent = 0
@@ -83,9 +102,18 @@ class Dispatcher:
                     task.cancel()
                 await asyncio.gather(*self.tasks, return_exceptions=True)
 
-    def _busy(self) -> list[uuid.UUID]:
-        per = self.settings.webhook_concurrency_per_subscription
-        return [s for s, n in self.in_flight.items() if n >= per]
+    def _saturated(self) -> repository.Saturated:
+        shares = self.shares
+        return repository.Saturated(
+            subscriptions=[s for s, n in self.in_flight.items() if n >= shares.per_subscription],
+            owners=[o for o, n in self.by_owner.items() if n >= shares.per_owner],
+            origins=[o for o, n in self.by_origin.items() if n >= shares.per_origin])
+
+    def _take(self, candidate: repository.Candidate, step: int) -> None:
+        """Counts an attempt in flight (``step`` 1) or done (-1) against each of its shares."""
+        _count(self.in_flight, candidate.subscription_id, step)
+        _count(self.by_owner, candidate.owner, step)
+        _count(self.by_origin, candidate.origin, step)
 
     async def _next_due(self) -> datetime | None:
         """When the next delivery this dispatcher could start falls due (None: none pending,
@@ -93,7 +121,7 @@ class Dispatcher:
         if len(self.tasks) >= self.settings.webhook_concurrency:
             return None
         async with self.database.transaction() as session:
-            return await repository.next_due(session, exclude=self._busy())
+            return await repository.next_due(session, saturated=self._saturated())
 
     async def _pause(self, due: datetime | None) -> None:
         """Sleeps until announced, a slot frees up, ``due``, or the fallback interval."""
@@ -114,38 +142,52 @@ class Dispatcher:
         free = self.settings.webhook_concurrency - len(self.tasks)
         if free <= 0:
             return 0
-        per = self.settings.webhook_concurrency_per_subscription
-        busy = self._busy()
         now = datetime.now(UTC)
         until = now + timedelta(seconds=2 * self.settings.webhook_timeout_seconds) + LEASE_MARGIN
         async with self.database.transaction() as session:
-            candidates = await repository.due(session, now, exclude=busy, per_subscription=per,
-                                              limit=free * 4)
-            chosen: list[uuid.UUID] = []
-            planned = Counter(self.in_flight)
-            for delivery_id, subscription_id in candidates:
-                if planned[subscription_id] < per and len(chosen) < free:
-                    planned[subscription_id] += 1
-                    chosen.append(delivery_id)
-            leased = await repository.lease(session, chosen, now, until) if chosen else []
+            candidates = await repository.due(session, now, saturated=self._saturated(),
+                                              shares=self.shares, limit=free * 4)
+            chosen = self._choose(candidates, free)
+            leased = (await repository.lease(session, list(chosen), now, until) if chosen
+                      else [])
         for delivery, subscription in leased:
-            self.in_flight[subscription.id] += 1
-            task = asyncio.create_task(self._send(client, delivery, subscription),
+            candidate = chosen[delivery.id]
+            self._take(candidate, +1)
+            task = asyncio.create_task(self._send(client, delivery, subscription, candidate),
                                        name=f"webhook:{delivery.id}")
             self.tasks.add(task)
         return len(leased)
 
+    def _choose(self, candidates: Sequence[repository.Candidate],
+                free: int) -> dict[uuid.UUID, repository.Candidate]:
+        """Of the candidates (in turns), those that fit the free slots and every share, counting
+        the attempts in flight."""
+        shares = self.shares
+        subscriptions, owners = Counter(self.in_flight), Counter(self.by_owner)
+        origins = Counter(self.by_origin)
+        chosen: dict[uuid.UUID, repository.Candidate] = {}
+        for candidate in candidates:
+            if len(chosen) >= free:
+                break
+            if (subscriptions[candidate.subscription_id] < shares.per_subscription
+                    and owners[candidate.owner] < shares.per_owner
+                    and origins[candidate.origin] < shares.per_origin):
+                subscriptions[candidate.subscription_id] += 1
+                owners[candidate.owner] += 1
+                origins[candidate.origin] += 1
+                chosen[candidate.delivery_id] = candidate
+        return chosen
+
     async def _send(self, client: httpx.AsyncClient, delivery: WebhookDelivery,
-                    subscription: WebhookSubscription) -> None:
+                    subscription: WebhookSubscription,
+                    candidate: repository.Candidate) -> None:
         try:
             status_code, error = await self.attempt(client, delivery, subscription)
             await self._record(delivery, subscription, status_code, error)
         except Exception:
             logger.exception("webhook delivery %s could not be recorded", delivery.id)
         finally:
-            self.in_flight[subscription.id] -= 1
-            if self.in_flight[subscription.id] <= 0:
-                del self.in_flight[subscription.id]
+            self._take(candidate, -1)
             self.tasks.discard(asyncio.current_task())
             self.slot_freed.set()
 
@@ -173,7 +215,7 @@ class Dispatcher:
             return None, f"refused target: {exc}"
         except TimeoutError:
             return None, f"no answer within {self.settings.webhook_timeout_seconds:g} s"
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             return None, f"{type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH] or type(exc).__name__
 
     async def _record(self, delivery: WebhookDelivery, subscription: WebhookSubscription,

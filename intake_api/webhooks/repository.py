@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Select, String, and_, bindparam, exists, func, or_, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    and_,
+    bindparam,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -170,36 +182,92 @@ async def counts_by_status(session: AsyncSession) -> dict[str, int]:
 
 # --- the dispatcher ------------------------------------------------------------------------------
 
-async def due(session: AsyncSession, now: datetime, *, exclude: Sequence[uuid.UUID],
-              per_subscription: int, limit: int) -> Sequence[tuple[uuid.UUID, uuid.UUID]]:
-    """(delivery, subscription) pairs due now, at most ``per_subscription`` of each."""
+# scheme://host[:port] of a subscription's URL, lower-cased: one receiving server, whoever
+# subscribed to it. The dispatcher shares its slots out by it (and by owner, and subscription).
+_ORIGIN = func.lower(func.coalesce(
+    func.substring(WebhookSubscription.url, r"^[^:/?#]+://[^/?#]+"), WebhookSubscription.url))
+
+
+@dataclass(frozen=True)
+class Shares:
+    """Attempts in flight one subscription, one owner and one origin may hold at once."""
+
+    per_subscription: int
+    per_owner: int
+    per_origin: int
+
+
+@dataclass(frozen=True)
+class Saturated:
+    """Who holds its whole share now: none of their deliveries is looked at."""
+
+    subscriptions: Collection[uuid.UUID] = ()
+    owners: Collection[str] = ()
+    origins: Collection[str] = ()
+
+
+class Candidate(NamedTuple):
+    delivery_id: uuid.UUID
+    subscription_id: uuid.UUID
+    owner: str
+    origin: str
+
+
+def _pending_of_others(saturated: Saturated) -> list[ColumnElement[bool]]:
+    """Pending deliveries of active subscriptions, none of whose sharers is ``saturated``."""
+    where = [WebhookDelivery.status == "pending", WebhookSubscription.active.is_(True)]
+    if saturated.subscriptions:
+        where.append(WebhookDelivery.subscription_id.not_in(list(saturated.subscriptions)))
+    if saturated.owners:
+        where.append(WebhookSubscription.owner.not_in(list(saturated.owners)))
+    if saturated.origins:
+        where.append(_ORIGIN.not_in(list(saturated.origins)))
+    return where
+
+
+async def due(session: AsyncSession, now: datetime, *, saturated: Saturated, shares: Shares,
+              limit: int) -> Sequence[Candidate]:
+    """Deliveries due now, in turns: every owner's and origin's first before anyone's second,
+    and at most its share of each subscription, owner and origin."""
     ranked = (
-        select(WebhookDelivery.id, WebhookDelivery.subscription_id,
+        select(WebhookDelivery.id, WebhookDelivery.subscription_id, WebhookSubscription.owner,
+               _ORIGIN.label("origin"), WebhookDelivery.next_attempt_at,
                func.row_number().over(partition_by=WebhookDelivery.subscription_id,
                                       order_by=WebhookDelivery.next_attempt_at).label("n"))
         .join(WebhookSubscription, WebhookSubscription.id == WebhookDelivery.subscription_id)
-        .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now,
-               or_(WebhookDelivery.leased_until.is_(None), WebhookDelivery.leased_until < now),
-               WebhookSubscription.active.is_(True),
-               WebhookDelivery.subscription_id.not_in(exclude) if exclude else true())
+        .where(*_pending_of_others(saturated), WebhookDelivery.next_attempt_at <= now,
+               or_(WebhookDelivery.leased_until.is_(None), WebhookDelivery.leased_until < now))
         .subquery()
     )
-    query = (select(ranked.c.id, ranked.c.subscription_id).where(ranked.c.n <= per_subscription)
+    turn = (ranked.c.n, ranked.c.next_attempt_at)
+    shared = (
+        select(ranked.c.id, ranked.c.subscription_id, ranked.c.owner, ranked.c.origin,
+               ranked.c.next_attempt_at,
+               func.row_number().over(partition_by=ranked.c.owner, order_by=turn)
+               .label("by_owner"),
+               func.row_number().over(partition_by=ranked.c.origin, order_by=turn)
+               .label("by_origin"))
+        .where(ranked.c.n <= shares.per_subscription)
+        .subquery()
+    )
+    query = (select(shared.c.id, shared.c.subscription_id, shared.c.owner, shared.c.origin)
+             .where(shared.c.by_owner <= shares.per_owner,
+                    shared.c.by_origin <= shares.per_origin)
+             .order_by(func.greatest(shared.c.by_owner, shared.c.by_origin),
+                       shared.c.next_attempt_at)
              .limit(limit))
-    return [(r.id, r.subscription_id) for r in (await session.execute(query)).all()]
+    return [Candidate(*row) for row in (await session.execute(query)).all()]
 
 
-async def next_due(session: AsyncSession, *,
-                   exclude: Sequence[uuid.UUID]) -> datetime | None:
-    """The earliest moment a pending delivery (not of ``exclude``) may be sent: its next
+async def next_due(session: AsyncSession, *, saturated: Saturated) -> datetime | None:
+    """The earliest moment a pending delivery (of none ``saturated``) may be sent: its next
     attempt, or the end of the lease another dispatcher holds on it."""
     query = (
         select(func.min(func.greatest(
             WebhookDelivery.next_attempt_at,
             func.coalesce(WebhookDelivery.leased_until, WebhookDelivery.next_attempt_at))))
         .join(WebhookSubscription, WebhookSubscription.id == WebhookDelivery.subscription_id)
-        .where(WebhookDelivery.status == "pending", WebhookSubscription.active.is_(True),
-               WebhookDelivery.subscription_id.not_in(exclude) if exclude else true())
+        .where(*_pending_of_others(saturated))
     )
     due: datetime | None = (await session.execute(query)).scalar_one()
     return due

@@ -54,6 +54,13 @@ def parse(url: str, policy: Policy) -> Target:
                             else "the URL must use http or https")
     if not parts.hostname:
         raise TargetRefused("the URL has no host")
+    try:
+        # As the resolver will encode it: a name with an empty label or one over 63 characters
+        # is no name at all.
+        parts.hostname.encode("idna")
+    except UnicodeError:
+        raise TargetRefused("the URL's host is not a valid name: its labels must be 1 to 63 "
+                            "characters") from None
     if parts.username is not None or parts.password is not None:
         raise TargetRefused("credentials in the URL are not accepted; verify the signature")
     if parts.fragment:
@@ -64,9 +71,39 @@ def parse(url: str, policy: Policy) -> Target:
     return Target(parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80))
 
 
+# RFC 6052's well-known NAT64 prefix: a translator on the path hands the last 32 bits on as an
+# IPv4 address, so 64:ff9b::7f00:1 reaches 127.0.0.1 wherever NAT64 runs. The local-use prefix
+# 64:ff9b:1::/48 (RFC 8215) places the IPv4 address where its operator chooses; it is refused
+# whole (the stdlib counts it as reserved, below).
+NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses a packet to ``address`` may end up at: IPv4-mapped, NAT64, 6to4
+    (the relay's address) and Teredo (its server and its client)."""
+    if address.ipv4_mapped is not None:
+        return [address.ipv4_mapped]
+    if address in NAT64_WELL_KNOWN:
+        return [ipaddress.IPv4Address(address.packed[-4:])]
+    if address.sixtofour is not None:
+        return [address.sixtofour]
+    if address.teredo is not None:
+        return list(address.teredo)
+    return []
+
+
 def is_public(address: IPAddress) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return is_public(address.ipv4_mapped)
+        embedded = embedded_ipv4(address)
+        if embedded:
+            # The IPv6 form must be global too: Teredo's 2001::/32 is not, whatever it embeds.
+            return address.is_global and all(is_public(ipv4) for ipv4 in embedded)
+        # IPv4-compatible (::a.b.c.d), 64:ff9b:1::/48 and the rest outside 2000::/3; the
+        # stdlib still counts some of them as global.
+        if address.is_reserved or address.is_site_local:
+            return False
     return address.is_global and not address.is_multicast
 
 
@@ -91,6 +128,8 @@ async def resolve(target: Target, policy: Policy) -> list[IPAddress]:
                                                type=socket.SOCK_STREAM)
         except (OSError, TimeoutError) as exc:
             raise Unresolvable(f"{target.host} cannot be resolved: {exc}") from None
+        except UnicodeError:  # a name parse() would have refused
+            raise TargetRefused(f"{target.host} is not a valid name") from None
         addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos))
         if not addresses:
             raise Unresolvable(f"{target.host} resolves to no address")

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from intake_api import group_commit
+from intake_api import access, group_commit, repository
 from intake_api.group_commit import GroupCommit, Write, Written
 from shared.db import Database
 from tests.support import BackingServices, bearer, complaint, query, running_app
@@ -19,13 +19,13 @@ from tests.support import BackingServices, bearer, complaint, query, running_app
 RECEIVED_AT = datetime(2026, 11, 29, 3, 0, tzinfo=UTC)
 
 
-def writer(summary: str) -> Write:
+def writer(summary: str, code: str | None = None) -> Write:
     """A complaint's write as the service makes one, reduced to what the table needs."""
     complaint_id = uuid.uuid4()
 
-    def write(number: str, carrier: Any) -> Written:
+    def write(carrier: Any) -> Written:
         values: dict[str, Any] = {
-            "id": complaint_id, "tracking_number": number, "access_code_hash": None,
+            "id": complaint_id, "access_code": code,
             "kind": "report", "channel": "complaint_post", "substance": "electricity",
             "reporter": None, "reported_agency_code": "pln",
             "reported_agency_name": "PLN", "summary": summary,
@@ -34,7 +34,7 @@ def writer(summary: str) -> Write:
             "external_reference": None, "received_at": RECEIVED_AT,
             "submitted_by": "posko", "status": "received"}
         event = (str(uuid.uuid4()), "aduan.complaints.v1", str(complaint_id),
-                 json.dumps({"summary": summary}), None)
+                 json.dumps({"data": {"summary": summary, "tracking_number": ""}}), None)
         return values, event, None  # type: ignore[return-value]
 
     return write
@@ -100,7 +100,8 @@ async def test_a_refused_complaint_does_not_take_its_group_with_it(
         second = await group.record(2026, writer("linger 2"))
         assert len(group.writers) == 1  # the same writer, on the same connection
         assert database.engine.pool.checkedout() == 1  # type: ignore[attr-defined]
-        assert (first[1], second[1]) == (True, True)
+        assert first[1] is not None
+        assert second[1] is not None
         await asyncio.sleep(1.5)
         assert not group.writers
         assert database.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
@@ -118,14 +119,14 @@ async def test_a_connection_closed_while_its_writer_lingers_is_left_for_a_fresh_
     monkeypatch.setattr(group_commit, "LINGER_SECONDS", 2.0)
     async with Database.opened(services.database_url, pool_size=4) as database:
         group = GroupCommit(database)
-        assert (await group.record(2026, writer("closed 1")))[1]
+        assert (await group.record(2026, writer("closed 1")))[1] is not None
         assert len(group.writers) == 1  # lingering, its connection held
         await query(services.database_url,
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                     "WHERE datname = current_database() AND pid <> pg_backend_pid() "
                     "AND backend_type = 'client backend'")
         await asyncio.sleep(0.3)  # the driver has seen its socket end
-        assert (await group.record(2026, writer("closed 2")))[1]
+        assert (await group.record(2026, writer("closed 2")))[1] is not None
 
     rows = await query(services.database_url,
                        "SELECT c.summary FROM intake.complaints c "
@@ -140,8 +141,42 @@ async def test_closing_lets_a_lingering_writer_go_with_its_connection(
     monkeypatch.setattr(group_commit, "LINGER_SECONDS", 30.0)
     async with Database.opened(services.database_url, pool_size=4) as database:
         group = GroupCommit(database)
-        assert (await group.record(2026, writer("closing 1")))[1]
+        assert (await group.record(2026, writer("closing 1")))[1] is not None
         assert database.engine.pool.checkedout() == 1  # type: ignore[attr-defined]
         await asyncio.wait_for(group.close(), 5)
         assert not group.writers
         assert database.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+async def test_a_group_numbers_each_year_in_the_order_given_in_one_statement(
+        services: BackingServices) -> None:
+    """A group of complaints of two years, written by one statement: each year's numbers go
+    to its complaints in the order they were given, after the year's earlier numbers; each
+    code is hashed with its number as ``access.hash_code`` does; each event's data carries its
+    complaint's number."""
+    async with Database.opened(services.database_url, pool_size=4) as database:
+        group = GroupCommit(database)
+        await group.record(2025, writer("earlier"))
+        await group.close()
+        years = [2025, 2026, 2025, 2026, 2025]
+        written = [writer(f"{n} of {year}", code=f"CODE{n}")(None)
+                   for n, year in enumerate(years)]
+        async with database.autocommit() as driver:  # one group, as the writer writes it
+            drawn = await repository.record_complaints(
+                driver, years, [values for values, _, _ in written],
+                [event for _, event, _ in written])
+        numbers = [drawn[values["id"]] for values, _, _ in written]
+
+    assert numbers == ["ADU-2025-000002", "ADU-2026-000001", "ADU-2025-000003",
+                       "ADU-2026-000002", "ADU-2025-000004"]
+    rows = await query(services.database_url,
+                       "SELECT c.summary, c.tracking_number, c.access_code_hash, "
+                       "o.envelope -> 'data' ->> 'tracking_number' AS published "
+                       "FROM intake.complaints c JOIN intake.outbox o ON o.key = c.id::text "
+                       "WHERE c.summary <> 'earlier'")
+    stored = {row["summary"]: row for row in rows}
+    for n, (year, number) in enumerate(zip(years, numbers, strict=True)):
+        row = stored[f"{n} of {year}"]
+        assert row["tracking_number"] == row["published"] == number
+        assert access.matches(number, f"code-{n}", row["access_code_hash"])
+        assert not access.matches(number, f"code-{n + 1}", row["access_code_hash"])

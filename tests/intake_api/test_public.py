@@ -142,3 +142,34 @@ async def test_the_status_page_works_without_javascript(services: BackingService
         assert wrong.status_code == 404
         assert "tidak cocok" in wrong.text
         assert "<b>ADU</b>" not in wrong.text
+
+
+async def test_text_that_cannot_be_stored_is_refused_like_other_bad_text(
+        services: BackingServices) -> None:
+    """NUL or a lone surrogate in either field is 422 naming the field, as an over-long one is:
+    in JSON, in a form, and on the HTML page (which answers its page, not problem JSON)."""
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    async with running_app(services) as client:
+        for body, field in [
+            (b'{"tracking_number": "ADU-2026-000001\\u0000", "access_code": "x"}',
+             "/tracking_number"),
+            (b'{"tracking_number": "ADU-2026-000001", "access_code": "x\\u0000"}',
+             "/access_code"),
+            (b'{"tracking_number": "ADU-2026-000001", "access_code": "\\udc00"}',
+             "/access_code"),
+        ]:
+            answer = await client.post("/public/status", content=body,
+                                       headers={"content-type": "application/json"})
+            assert answer.status_code == 422, (body, answer.text)
+            assert answer.headers["content-type"] == "application/problem+json"
+            assert [e["field"] for e in answer.json()["errors"]] == [field]
+        for body, field in [(b"tracking_number=ADU%00&access_code=x", "/tracking_number"),
+                            (b"tracking_number=ADU-2026-000001&access_code=x%00",
+                             "/access_code")]:
+            answer = await client.post("/public/status", content=body, headers=form)
+            assert answer.status_code == 422, (body, answer.text)
+            assert [e["field"] for e in answer.json()["errors"]] == [field]
+            page = await client.post("/status", content=body, headers=form)
+            assert page.status_code == 422, (body, page.text)
+            assert page.headers["content-type"].startswith("text/html")
+            assert "The form is incomplete or invalid." in page.text

@@ -168,9 +168,44 @@ async def test_rebuild_from_kafka_equals_the_live_projection(
     await rebuild_equals_live_and_the_consumer_goes_on(kafka_services, "kafka")
 
 
+async def test_rebuild_equals_the_live_projection_with_agencies_assigned(
+    services: BackingServices,
+) -> None:
+    """Cases filed under ``unassigned`` and given their agency (``assign_agency``, not a step):
+    the contacts, cases and received-by-agency counts follow the agency given, alike live and
+    rebuilt, wherever in the log the contact comes (the live consumer here reads the cases'
+    log while the complaints' is still being read)."""
+    await agencies_assigned(services, "database")
+
+
+async def test_rebuild_from_kafka_equals_the_live_projection_with_agencies_assigned(
+    kafka_services: BackingServices,
+) -> None:
+    """The same, the rebuild reading both topics' partitions interleaved."""
+    await agencies_assigned(kafka_services, "kafka")
+
+
+async def agencies_assigned(services: BackingServices, bus: str) -> None:
+    log = reopened(generate(250, seed=11, assignments=0.25))
+    assigned = [json.loads(r.value)["data"] for r in log.records
+                if b'"assign_agency"' in r.value]
+    assert len(assigned) > 20
+    await rebuild_equals_live_and_the_consumer_goes_on(services, bus, log)
+    async with Database.opened(services.database_url) as database, \
+            database.transaction() as session:
+        agencies: dict[str, str] = dict((await session.execute(text(
+            "SELECT complaint_id::text, agency FROM metrics.contacts WHERE complaint_id = "
+            "ANY(CAST(:ids AS uuid[]))"), {"ids": [d["case_id"] for d in assigned]})).all())
+        unassigned = (await session.execute(text(
+            "SELECT coalesce(sum(n), 0) FROM metrics.daily_counts "
+            "WHERE measure = 'received_agency' AND key = 'unassigned'"))).scalar_one()
+    assert agencies == {d["case_id"]: d["reported_agency"]["code"] for d in assigned}
+    assert unassigned == 0
+
+
 async def rebuild_equals_live_and_the_consumer_goes_on(services: BackingServices,
-                                                       bus: str) -> None:
-    log = reopened(generate(250, seed=11))
+                                                       bus: str, log: Log | None = None) -> None:
+    log = log or reopened(generate(250, seed=11))
     before, after = split(log, 0.7)
 
     async def feed(part: Log) -> None:
@@ -231,7 +266,7 @@ def test_the_fold_keeps_only_open_cases_in_memory() -> None:
     assert handed_over
     assert all(case[status] == "closed" for case in handed_over)
     assert all(case[status] != "closed" for case in open_cases)
-    assert replay.closed == {case[0].int: case[version] for case in handed_over}
+    assert replay.closed == {case[0]: case[version] for case in handed_over}
 
 
 async def test_the_counts_follow_the_office_time_zone_through_daylight_saving(

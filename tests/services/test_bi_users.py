@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import re
 import uuid
 from datetime import date
@@ -16,7 +17,7 @@ from sqlalchemy.engine import make_url
 
 from services import bi_users
 from tests.services.test_cli import aduan
-from tests.support import BackingServices, bearer, running_app
+from tests.support import BackingServices, bearer, complaint, running_app
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "bi.md"
 Q1 = (date(2022, 1, 1), date(2022, 3, 31))
@@ -163,6 +164,53 @@ async def test_a_bi_login_reads_every_view_over_tcp_and_nothing_else(
         if not reader.is_closed():
             await reader.close()
         await asyncio.to_thread(aduan, "bi-user", "revoke", name, env=published.env())
+
+
+async def test_a_bi_login_makes_no_temporary_table_and_reaches_no_other_database(
+        services: BackingServices) -> None:
+    name = f"bi_{uuid.uuid4().hex[:8]}"
+    login = await bi_users.create(services.database_url, name)
+    owner = await asyncpg.connect(make_url(services.database_url).set(drivername="postgresql")
+                                  .render_as_string(hide_password=False))
+    reader = await asyncpg.connect(login.uri)
+    try:
+        assert await reader.fetchval("SELECT inet_server_addr() IS NOT NULL")  # over TCP
+        assert await reader.fetchval("SHOW default_transaction_read_only") == "on"
+        if await owner.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"):
+            assert await reader.fetchval("SHOW temp_file_limit") == "1GB"
+        assert await reader.fetchval("SELECT count(*) FROM metrics.bi_contacts") == 0
+        # Neither a read-write transaction nor a session switched to read-write may write a
+        # temporary table.
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await reader.execute("BEGIN READ WRITE; CREATE TEMP TABLE t (a int)")
+        await reader.execute("ROLLBACK")
+        await reader.execute("SET default_transaction_read_only = off")
+        for statement in ("CREATE TEMP TABLE t (a int)",
+                          "CREATE TEMP VIEW v AS SELECT 1 AS a",
+                          "CREATE TEMP SEQUENCE s"):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await reader.execute(statement)
+        # aduan's own role keeps what it had, and the app works beside the login.
+        await owner.execute("CREATE TEMP TABLE mine (a int); INSERT INTO mine VALUES (1)")
+        partner = await services.token("partner")
+        async with running_app(services) as client:
+            posted = await client.post("/v1/complaints", json=complaint(),
+                                       headers=bearer(partner))
+            assert posted.status_code == 201, posted.text
+    finally:
+        await reader.close()
+        await owner.close()
+    try:
+        # The embedded server admits TCP logins to aduan's databases only (docs/bi.md says what
+        # to do with a server of one's own).
+        if not os.environ.get("ADUAN_TEST_DATABASE_URL"):
+            for other in ("postgres", "template1"):
+                elsewhere = make_url(login.uri).set(database=other)
+                with pytest.raises(asyncpg.InvalidAuthorizationSpecificationError,
+                                   match=r"pg_hba\.conf rejects"):
+                    await asyncpg.connect(elsewhere.render_as_string(hide_password=False))
+    finally:
+        assert await bi_users.revoke(services.database_url, name)
 
 
 async def test_bi_user_refuses_other_roles_and_bad_names(services: BackingServices) -> None:

@@ -184,6 +184,60 @@ def test_a_dribbled_body_is_cut_off_at_the_deadline() -> None:
         assert status_and_body(raw)[0] == 408
 
 
+# Requests httptools refuses to parse, each as a client could send it.
+UNPARSABLE = {
+    "garbage request line": b"HELLO THERE\r\n\r\n",
+    "raw non-ASCII in the target": "GET /v1/metrics/summary?period=\u0662\u0660\u0662\u0662 "
+                                   "HTTP/1.1\r\nHost: a\r\n\r\n".encode(),
+    "bad Content-Length": b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 1x\r\n\r\n",
+    "Content-Length and Transfer-Encoding": (
+        b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"),
+}
+
+
+def assert_unparsable_is_a_400_problem(address: tuple[str, int]) -> None:
+    for what, request in UNPARSABLE.items():
+        with closing(connect(address)) as conn:
+            conn.sendall(request)
+            raw = read_all(conn)
+        head = raw.partition(b"\r\n\r\n")[0].lower()
+        assert b"\r\ncontent-type: application/problem+json\r\n" in head + b"\r\n", (what, raw)
+        status, problem = status_and_body(raw)
+        assert status == 400, (what, raw)
+        assert problem["status"] == 400
+        assert problem["type"].endswith("/malformed-request")
+
+
+def test_requests_the_parser_refuses_are_400_problems() -> None:
+    with served() as address:
+        assert_unparsable_is_a_400_problem(address)
+        # And the server goes on answering.
+        assert httpx.post(f"http://{address[0]}:{address[1]}/", content=b"ok").status_code == 200
+
+
+def test_a_body_cut_off_at_the_deadline_is_logged_and_counted_as_408(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="aduan.access")
+    registry = CollectorRegistry()
+    app = AccessLog(BodyGuard(echo_app), metrics=RequestMetrics(registry))
+    with served(app, request_deadline_seconds=1) as address, closing(connect(address)) as conn:
+        conn.sendall(post("/v1/complaints", b'{"summary": "slow"}')[:-4])
+        status, problem = status_and_body(read_all(conn))
+        assert status == 408
+        assert problem["status"] == 408
+        deadline = time.monotonic() + 5
+        while not [r for r in caplog.records if r.name == "aduan.access"]:
+            assert time.monotonic() < deadline, "no access-log line"
+            time.sleep(0.02)
+    logged = [r for r in caplog.records if r.name == "aduan.access"]
+    assert [(r.status, r.route) for r in logged] == [(408, UNMATCHED)]  # type: ignore[attr-defined]
+    labels = {"method": "POST", "route": UNMATCHED}
+    assert registry.get_sample_value("aduan_http_requests_total", {**labels, "status": "408"}) == 1
+    assert registry.get_sample_value("aduan_http_requests_total",
+                                     {**labels, "status": "500"}) is None
+
+
 def test_dribbled_headers_and_silent_connections_are_closed() -> None:
     with (served(request_deadline_seconds=1) as address, closing(connect(address)) as silent,
           closing(connect(address)) as dribbling):
@@ -448,7 +502,19 @@ async def test_aduan_serve_refuses_a_100_mib_header_and_keeps_serving(
                 return read_all(conn)
 
         assert status_and_body(await asyncio.to_thread(silent))[0] == 408
+        await asyncio.to_thread(assert_unparsable_is_a_400_problem, address)
+
+        def slow_body() -> bytes:
+            with closing(connect(address)) as conn:
+                conn.sendall(post("/v1/complaints", b'{"summary": "slow"}')[:-4])
+                return read_all(conn)
+
+        assert status_and_body(await asyncio.to_thread(slow_body))[0] == 408
         async with httpx.AsyncClient(base_url=server.url, timeout=5) as client:
             assert (await client.get("/healthz")).status_code == 200
+            figures = (await client.get("/metrics")).text
+        # The body cut off is counted as the 408 it was answered, not as an app's 500.
+        assert 'route="<unmatched>",status="408"} 1.0' in figures
+        assert 'status="500"' not in figures
     finally:
         server.stop()

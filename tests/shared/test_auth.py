@@ -245,3 +245,16 @@ def _hearing(cache: RevocableCache[Actor]) -> Callable[[], Awaitable[None]]:
         assert cache.hearing
 
     return check
+
+
+async def test_basic_credentials_that_are_not_ascii_are_401_everywhere(
+        services: BackingServices) -> None:
+    """``curl -H $'Authorization: Basic \\xc3\\xa9'``: the header's raw bytes, not base64."""
+    async with running_app(services) as client:
+        for raw in (b"Basic \xc3\xa9", b"Basic \xff\xfe", b"basic YW55Onh4\xc3\xa9"):
+            for path in ("/v1/complaints", "/v1/metrics/summary", "/v1/metrics/monthly",
+                         "/v1/webhooks", "/dashboard"):
+                answer = await client.get(path, headers=[(b"authorization", raw)])
+                assert answer.status_code == 401, (raw, path, answer.text)
+                assert answer.headers["content-type"] == "application/problem+json"
+                assert "base64 of user:token" in answer.json()["detail"]

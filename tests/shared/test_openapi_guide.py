@@ -74,8 +74,11 @@ def test_the_transitions_operation_carries_the_workflow_table(document: dict[str
     assert "| action | from | to | role | required | optional |" in text
     for name in PUBLIC_ACTIONS:
         row = next(line for line in text.splitlines() if line.startswith(f"| `{name.value}` |"))
-        assert f"| {WORKFLOW[name].target.value} |" in row, row
+        target = WORKFLOW[name].target
+        assert f"| {target.value if target else 'the same status'} |" in row, row
     assert "| `withdraw` | any open status | closed | assistant |" in text
+    assert ("| `assign_agency` | received, awaiting_completion, registered | the same status | "
+            "assistant | reported_agency | note |") in text
     assert "| `respond` | awaiting_agency, corrective_action | agency_responded | assistant, "\
            "liaison | note, resolution |" in text
 

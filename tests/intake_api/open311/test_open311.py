@@ -12,7 +12,7 @@ import pytest
 from defusedxml import ElementTree
 
 from shared.auth import revoke_token
-from tests.support import BackingServices, bearer, eventually, query, running_app
+from tests.support import BackingServices, bearer, complaint, eventually, query, running_app
 
 # Every element GeoReport v2 lists for a service and for a service request.
 SERVICE_FIELDS = ("service_code", "service_name", "description", "metadata", "type", "keywords",
@@ -58,6 +58,40 @@ async def complaint_count(services: BackingServices) -> int:
                        "SELECT (SELECT count(*) FROM intake.complaints)"
                        " + (SELECT count(*) FROM intake.open311_requests)")
     return int(rows[0][0])
+
+
+async def test_an_agency_given_by_code_alone_takes_the_name_complaints_gave_it(
+    services: BackingServices,
+) -> None:
+    partner = await services.token("partner", "fixmystreet-babel")
+    async with running_app(services) as client:
+        # The intake reads only its own tables: the name comes from a complaint filed earlier.
+        named = await client.post("/v1/complaints", headers=bearer(partner), json=complaint(
+            reported_agency={"code": "pdam-tirta-pinang",
+                             "name": "Perumda Air Minum Tirta Pinang"}))
+        assert named.status_code == 201, named.text
+        water = {**FORM, "service_code": "water", "api_key": partner,
+                 "attribute[agency]": "pdam-tirta-pinang"}
+        by_code = await client.post("/open311/v2/requests.json", data=water)
+        assert by_code.status_code == 201, by_code.text
+        by_name = await client.post("/open311/v2/requests.json", data={
+            **water, "attribute[agency_name]": "PDAM Pangkalpinang"})
+        assert by_name.status_code == 201, by_name.text
+        unknown = await client.post("/open311/v2/requests.json", data={
+            **water, "attribute[agency]": "pdam-belum-dikenal"})
+        assert unknown.status_code == 201, unknown.text
+
+        async def responsible(posted: httpx.Response) -> str:
+            number = posted.json()[0]["service_request_id"]
+            answer = await client.get(f"/open311/v2/requests/{number}.json",
+                                      params={"api_key": partner})
+            return str(answer.json()[0]["agency_responsible"])
+
+        assert await responsible(by_code) == "Perumda Air Minum Tirta Pinang"
+        # A name the client gives is the complaint's own, as in the JSON API.
+        assert await responsible(by_name) == "PDAM Pangkalpinang"
+        # An agency nobody has named yet goes by its code.
+        assert await responsible(unknown) == "pdam-belum-dikenal"
 
 
 async def test_services_in_both_formats(services: BackingServices) -> None:

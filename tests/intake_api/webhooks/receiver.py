@@ -33,6 +33,7 @@ class Receiver:
     delay: float = 0.0
     received: list[Received] = field(default_factory=list)
     port: int = 0
+    answers: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -47,6 +48,11 @@ class Receiver:
     def requests(self) -> list[Received]:
         with self.lock:
             return list(self.received)
+
+    def answered(self) -> int:
+        """How many requests it has answered (the others are still waiting, or were dropped)."""
+        with self.lock:
+            return self.answers
 
 
 def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
@@ -64,6 +70,8 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
                 self.send_response(receiver.status)
                 self.send_header("content-length", "0")
                 self.end_headers()
+                with receiver.lock:
+                    receiver.answers += 1
             except OSError:
                 pass  # the sender gave up waiting
 

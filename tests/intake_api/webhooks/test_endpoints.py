@@ -65,7 +65,9 @@ async def test_bad_subscriptions_are_clear_problems(services: BackingServices) -
         refused_urls = ["http://hooks.example.id/aduan", "https://127.0.0.1/hooks",
                         "https://localhost/hooks", "https://169.254.169.254/latest",
                         "https://10.1.2.3/x", "https://[::1]/x", "https://user:pw@example.id/",
-                        "https://[::ffff:127.0.0.1]/x", "not a url", "https:///nohost"]
+                        "https://[::ffff:127.0.0.1]/x", "not a url", "https:///nohost",
+                        # Loopback behind NAT64 and 6to4.
+                        "https://[64:ff9b::7f00:1]/", "https://[2002:7f00:1::]/"]
         for field, payload in cases.items():
             response = await client.post("/v1/webhooks", json=payload, headers=bearer(partner))
             assert response.status_code == 422, (field, response.text)
@@ -129,3 +131,17 @@ async def test_subscriptions_are_listed_in_pages_newest_first(services: BackingS
             refused = await client.get("/v1/webhooks", params={"limit": limit},
                                        headers=bearer(partner))
             assert refused.status_code == 422, limit
+
+
+async def test_a_url_whose_host_is_no_name_is_refused_on_url(services: BackingServices) -> None:
+    """Empty or over-long DNS labels: the resolver cannot even encode them."""
+    partner = await services.token("partner")
+    async with running_app(services) as client:
+        for url in ("https://.com/", "https://a..b/x", f"https://{'a' * 300}.example.id/",
+                    f"https://{'b' * 64}.id/", "https://hooks..example.id:8443/x"):
+            response = await client.post(
+                "/v1/webhooks", json={"url": url, "events": ["complaint.received"]},
+                headers=bearer(partner))
+            assert response.status_code == 422, (url, response.text)
+            assert response.headers["content-type"] == "application/problem+json"
+            assert [e["field"] for e in response.json()["errors"]] == ["/url"], url

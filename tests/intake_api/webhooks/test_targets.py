@@ -24,7 +24,20 @@ def test_private_loopback_link_local_and_reserved_addresses_are_not_public(addre
     assert not is_public(ipaddress.ip_address(address))
 
 
-@pytest.mark.parametrize("address", ["8.8.8.8", "203.119.13.5", "2001:4860:4860::8888"])
+@pytest.mark.parametrize("address", [
+    # NAT64 (RFC 6052 well-known prefix, RFC 8215 local-use prefix) to loopback and private.
+    "64:ff9b::7f00:1", "64:ff9b::a00:1", "64:ff9b::c0a8:101", "64:ff9b:1::7f00:1",
+    # 6to4 relays at loopback, private and link-local addresses.
+    "2002:7f00:1::", "2002:a00:1::1", "2002:a9fe:a9fe::1",
+    # Teredo, whatever its server and client, and IPv4-compatible and site-local forms.
+    "2001:0:4136:e378:8000:63bf:3fff:fdd2", "2001:0:7f00:1::", "::7f00:1", "fec0::1",
+])
+def test_ipv6_forms_embedding_ipv4_are_judged_by_the_ipv4_they_reach(address: str) -> None:
+    assert not is_public(ipaddress.ip_address(address))
+
+
+@pytest.mark.parametrize("address", ["8.8.8.8", "203.119.13.5", "2001:4860:4860::8888",
+                                     "64:ff9b::808:808", "2002:808:808::1", "::ffff:8.8.8.8"])
 def test_internet_addresses_are_public(address: str) -> None:
     assert is_public(ipaddress.ip_address(address))
 
@@ -45,6 +58,9 @@ async def test_addresses_are_checked_after_resolution() -> None:
         await resolve(parse("https://10.1.2.3/hooks", strict), strict)
     with pytest.raises(TargetRefused, match="private"):
         await resolve(parse("https://[::ffff:127.0.0.1]/", strict), strict)
+    for url in ("https://[64:ff9b::7f00:1]/", "https://[2002:7f00:1::]/"):
+        with pytest.raises(TargetRefused, match="private"):
+            await resolve(parse(url, strict), strict)
     assert await resolve(parse("http://127.0.0.1:8080/", open_), open_) == [
         ipaddress.ip_address("127.0.0.1")]
     assert await resolve(parse("http://localhost:8080/", open_), open_)
