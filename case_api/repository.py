@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, Table, and_, func, literal_column, not_, select, update
+from sqlalchemy import Row, Select, Table, and_, func, literal_column, not_, select
 from sqlalchemy.dialects.postgresql import Insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -83,13 +83,19 @@ async def see_agencies(session: AsyncSession,
         for code, (name, at, n) in sorted(counted.items())])
 
 
-async def move_complaint(session: AsyncSession, old_code: str,
+async def move_complaint(session: AsyncSession, old: tuple[str, str],
                          new: tuple[str, str, datetime]) -> None:
-    """A complaint counted against the agency ``new`` (code, name, at) instead of ``old_code``;
-    the new agency is named as a first sighting names it (``see_agencies``)."""
-    await see_agencies(session, [new])
-    await session.execute(update(Agency).where(Agency.code == old_code)
-                          .values(complaints=Agency.complaints - 1))
+    """A complaint counted against the agency ``new`` (code, name, at) instead of ``old``
+    (code, name); the new agency is named as a first sighting names it (``see_agencies``).
+    Both rows in one statement in the order of the codes, as ``see_agencies`` locks them: in
+    any other order a consumer counting the same two agencies deadlocks with it."""
+    (old_code, old_name), (code, name, at) = old, new
+    if old_code == code:
+        return
+    await session.execute(_COUNT_AGENCIES, sorted([
+        {"code": old_code, "name": old_name, "first_seen_at": at, "complaints": -1},
+        {"code": code, "name": name, "first_seen_at": at, "complaints": 1},
+    ], key=lambda row: str(row["code"])))
 
 
 async def name_agency(session: AsyncSession, code: str, name: str, at: datetime) -> bool:

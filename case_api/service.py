@@ -369,8 +369,9 @@ async def apply(session: AsyncSession, case: Case, action: Action, actor: Actor,
 async def _assign_agency(session: AsyncSession, case: Case, agency: dict[str, str],
                          at: datetime) -> None:
     """The case reported against ``agency`` from now on; its complaint counted there."""
-    await repository.move_complaint(session, case.reported_agency_code,
-                                    (agency["code"], agency["name"], at))
+    await repository.move_complaint(
+        session, (case.reported_agency_code, case.reported_agency_name),
+        (agency["code"], agency["name"], at))
     case.reported_agency_code, case.reported_agency_name = agency["code"], agency["name"]
 
 

@@ -74,6 +74,11 @@ CONNECTION_LOSS = {
 }
 
 
+# SQLSTATEs of a transaction that lost a race, not of a wrong statement: deadlock_detected and
+# serialization_failure. Tried again it succeeds, so clients hear 503 and consumers retry.
+TRANSIENT_CONFLICTS = {"40P01", "40001"}
+
+
 class Problem(Exception):
     """A domain error that knows its HTTP status; one handler renders them all."""
 
@@ -184,6 +189,32 @@ def is_connection_loss(exc: DBAPIError) -> bool:
     return False
 
 
+def is_transient_conflict(exc: DBAPIError) -> bool:
+    """True when the transaction lost a race with another (a deadlock, a serialization
+    failure): SQLAlchemy's asyncpg adapter reports those as a plain DBAPIError."""
+    cause: BaseException | None = exc.orig
+    while cause is not None:
+        if getattr(cause, "sqlstate", None) in TRANSIENT_CONFLICTS:
+            return True
+        cause = cause.__cause__
+    return False
+
+
+def database_problem(exc: DBAPIError) -> Problem:
+    """What a client hears of a database error: retry shortly when the database is gone or
+    the transaction lost a race, an internal error otherwise."""
+    if is_connection_loss(exc):
+        logger.warning("database unavailable: %s", type(exc.orig).__name__)
+        return Problem(503, "The database is unavailable; retry shortly.",
+                       headers={"Retry-After": "5"})
+    if is_transient_conflict(exc):
+        logger.warning("transaction conflict: %s", type(exc.orig).__name__)
+        return Problem(503, "The request conflicted with a concurrent one; retry it.",
+                       headers={"Retry-After": "1"})
+    logger.error("database error: %s", type(exc.orig).__name__, exc_info=exc)
+    return Problem(500, "An unexpected error occurred.")
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(_: Request, exc: Problem) -> JSONResponse:
@@ -200,12 +231,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def _database_error(_: Request, exc: DBAPIError) -> JSONResponse:
-        if not is_connection_loss(exc):
-            logger.error("database error: %s", type(exc.orig).__name__, exc_info=exc)
-            return Problem(500, "An unexpected error occurred.").response()
-        logger.warning("database unavailable: %s", type(exc.orig).__name__)
-        return Problem(503, "The database is unavailable; retry shortly.",
-                       headers={"Retry-After": "5"}).response()
+        return database_problem(exc).response()
 
     @app.exception_handler(PoolTimeout)
     async def _pool_exhausted(_: Request, exc: PoolTimeout) -> JSONResponse:

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared import tracing
 from shared.db import Database, on_driver
 from shared.events import Event
-from shared.problems import is_connection_loss
+from shared.problems import is_connection_loss, is_transient_conflict
 from shared.retry import forever, retried
 from shared.tables import ConsumerTables
 
@@ -169,6 +169,11 @@ class Applier:
                 cause = exc.orig if isinstance(exc, DBAPIError) else exc
                 logger.warning("%s: backing service unavailable (%s); retrying", consumer,
                                type(cause).__name__)
+                return True
+            if isinstance(exc, DBAPIError) and is_transient_conflict(exc):
+                # Lost a race with another transaction (a deadlock): not the event's fault.
+                logger.warning("%s: event %s conflicted (%s); retrying", consumer, event.id,
+                               type(exc.orig).__name__)
                 return True
             failures += 1
             logger.warning("%s: event %s failed (%d/%d): %s: %s", consumer, event.id, failures,

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from shared.bus.applier import is_outage
+from shared.db import Database
+from shared.problems import database_problem, is_connection_loss, is_transient_conflict
 from tests.support import BackingServices, bearer, complaint, running_app
 
 JSON = {"content-type": "application/json"}
@@ -35,3 +42,35 @@ async def test_too_long_text_is_measured_in_characters(services: BackingServices
         assert answer.status_code == 422, answer.text
         assert answer.json()["errors"] == [
             {"field": "/reporter/name", "message": "must have at most 200 characters, not 201"}]
+
+
+async def _a_real_deadlock(database_url: str) -> DBAPIError:
+    """Two transactions taking two locks in opposite orders: PostgreSQL picks one to fail."""
+    async with Database.opened(database_url, pool_size=2) as database, \
+            database.sessionmaker() as first, database.sessionmaker() as second:
+        await first.execute(text("SELECT pg_advisory_xact_lock(1)"))
+        await second.execute(text("SELECT pg_advisory_xact_lock(2)"))
+        crossing = asyncio.create_task(first.execute(text("SELECT pg_advisory_xact_lock(2)")))
+        await asyncio.sleep(0.1)
+        outcomes = await asyncio.gather(
+            second.execute(text("SELECT pg_advisory_xact_lock(1)")), crossing,
+            return_exceptions=True)
+        await first.rollback()
+        await second.rollback()
+    failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+    assert len(failures) == 1, outcomes
+    assert isinstance(failures[0], DBAPIError), failures
+    return failures[0]
+
+
+async def test_a_deadlock_is_a_transient_conflict_answered_503(database_url: str) -> None:
+    """SQLAlchemy's asyncpg adapter reports a deadlock as a plain DBAPIError; it is no
+    internal error but a race a retry wins (API.md: never a 500 for any input)."""
+    deadlock = await _a_real_deadlock(database_url)
+    assert getattr(deadlock.orig, "sqlstate", None) == "40P01"
+    assert is_transient_conflict(deadlock)
+    assert not is_connection_loss(deadlock)
+    problem = database_problem(deadlock)
+    assert (problem.status, problem.headers) == (503, {"Retry-After": "1"})
+    assert problem.body()["type"].endswith("/unavailable")
+    assert is_outage(deadlock) is False  # retried by the applier without counting instead

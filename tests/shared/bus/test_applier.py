@@ -67,3 +67,16 @@ async def test_an_error_of_the_event_itself_is_dead_lettered(probe: Probe) -> No
     assert dead[0][1].startswith("DBAPIError")
     assert applier.dead_lettered == 1
     assert await probe.effects() == []
+
+
+async def test_a_lost_race_is_retried_not_counted(probe: Probe) -> None:
+    """A deadlock or a serialization failure is a race with another transaction: applied again
+    the event succeeds, so it is never dead-lettered for it."""
+    for orig in (asyncpg.DeadlockDetectedError("deadlock detected"),
+                 asyncpg.SerializationError("could not serialize access")):
+        handler = Failing(probe, server_going_away(orig), times=2)
+        applier, dead = await apply(probe, handler)
+        assert handler.left == 0
+        assert dead == []
+        assert applier.dead_lettered == 0
+    assert [effect.seq for effect in await probe.effects()] == [1, 1]
