@@ -284,13 +284,18 @@ async def open311_requests(
     return [(row[0], row[1]) for row in (await session.execute(query)).all()]
 
 
+# How many of an agency's complaints ``agency_name`` looks through at most: reports filed under
+# the code alone (name = code) never name it, and there may be any number of them.
+AGENCY_NAME_LOOKS = 200
+
+
 async def agency_name(session: AsyncSession, code: str) -> str | None:
-    """A name an earlier complaint gave the agency ``code``, or None when none gave one. The
-    intake reads only its own tables (the case service's register of agencies is its own), so
-    this is a name partners filed the agency under (the first the index on its code finds)."""
-    name = await session.scalar(
-        select(Complaint.reported_agency_name)
-        .where(Complaint.reported_agency_code == code,
-               Complaint.reported_agency_name != code)
-        .limit(1))
+    """A name an earlier complaint gave the agency ``code``, or None when none of the first
+    ``AGENCY_NAME_LOOKS`` its index finds gave one. The intake reads only its own tables (the
+    case service's register of agencies is its own), so this is a name a partner filed the
+    agency under."""
+    recent = (select(Complaint.reported_agency_name.label("name"))
+              .where(Complaint.reported_agency_code == code)
+              .limit(AGENCY_NAME_LOOKS).subquery())
+    name = await session.scalar(select(recent.c.name).where(recent.c.name != code).limit(1))
     return None if name is None else str(name)

@@ -36,7 +36,7 @@ from shared.ratelimit import rate_limiter_of
 from shared.runtime import Runtime, runtime_of
 from shared.text import is_blank, is_storable, printable
 from shared.token_cache import REVOCATIONS, RevocableCache, forget_everywhere
-from shared.vocabulary import AGENCY_CODE
+from shared.vocabulary import AGENCY_CODE, UNASSIGNED_AGENCY_CODE
 
 TOKEN_PREFIX = "adu_"
 MAX_NAME_LENGTH = 100
@@ -89,6 +89,10 @@ def check_new_token(name: str, role: Role, agency_code: str | None) -> None:
         raise ValueError(f"--agency {printable(agency_code)[:80]!r} is not an agency code "
                          "(lower-case letters, digits and '-', 2..64 characters, e.g. "
                          "pln-uiw-babel)")
+    if agency_code == UNASSIGNED_AGENCY_CODE:
+        raise ValueError(f"--agency {UNASSIGNED_AGENCY_CODE} names no agency: a liaison answers "
+                         "for one agency, and reports filed unassigned are the assistants' to "
+                         "give one")
 
 
 def hash_token(token: str) -> str:

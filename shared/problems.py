@@ -167,8 +167,9 @@ def _validation_problem(exc: RequestValidationError) -> Problem:
     if any(e.get("type") == "json_invalid" for e in errors):
         return Problem(400, "The request body is not valid JSON.")
     if any(e.get("type") == "missing" and tuple(e.get("loc", ())) == ("body",) for e in errors):
-        # An empty body is no JSON document at all (API.md: 400 for malformed JSON).
-        return Problem(400, "The request body is empty: send a JSON document.")
+        # An empty body is no JSON document at all (API.md: 400 for malformed JSON); FastAPI
+        # reports a body of JSON ``null`` the same way, and that is no object either.
+        return Problem(400, "The request body is empty or null: send a JSON object.")
     items = []
     for error in errors:
         items.append({"field": json_pointer(error.get("loc", ())),

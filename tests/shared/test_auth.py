@@ -160,6 +160,7 @@ async def test_token_names_and_agency_codes_are_checked(services: BackingService
             ("narahubung", Role.liaison, "PLN-UIW-BABEL", "not an agency code"),
             ("narahubung", Role.liaison, "pln uiw", "not an agency code"),
             ("narahubung", Role.liaison, "x" * 65, "not an agency code"),
+            ("narahubung", Role.liaison, "unassigned", "names no agency"),
         ]:
             with pytest.raises(ValueError, match=message):
                 async with database.transaction() as session:
