@@ -34,16 +34,38 @@ SUPERUSER_SETTINGS = {"temp_file_limit": "1GB"}
 # Every role may make temporary tables in a new database (PUBLIC holds TEMPORARY): a place a
 # read-only login could write to. Taken from PUBLIC on aduan's database and kept by the role
 # aduan runs as (the owner keeps it anyway). A database made from a template does not inherit
-# its ACL, hence here as well as in the migrations.
+# its ACL, hence here as well as in the migrations. Only the owner (or a superuser) can: anyone
+# else's REVOKE succeeds and changes nothing, with a WARNING no driver reports, so both
+# conditions are checked rather than trusted to raise.
+MAY_CHANGE_DATABASE_ACL = """
+    SELECT pg_has_role(current_user, d.datdba, 'MEMBER')
+           OR (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user)
+    FROM pg_database d WHERE d.datname = current_database()"""
+PUBLIC_MAY_MAKE_TEMPORARY = """
+    SELECT EXISTS (
+      SELECT FROM pg_database d, aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
+      WHERE d.datname = current_database() AND a.grantee = 0
+        AND a.privilege_type = 'TEMPORARY')"""
 REFUSE_TEMPORARY = """
     DO $$
     BEGIN
       EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO CURRENT_USER', current_database());
       EXECUTE format('REVOKE TEMPORARY ON DATABASE %I FROM PUBLIC', current_database());
-    EXCEPTION WHEN insufficient_privilege THEN
-      RAISE WARNING 'aduan: only the owner of database % can take TEMPORARY from PUBLIC; '
-                    'BI logins may create temporary tables', current_database();
     END $$"""
+
+
+async def refuse_temporary(connection: asyncpg.Connection) -> str | None:
+    """Takes TEMPORARY on this database from PUBLIC; what the operator must do when it is
+    still there (None when it is not)."""
+    if await connection.fetchval(MAY_CHANGE_DATABASE_ACL):
+        await connection.execute(REFUSE_TEMPORARY)
+    if not await connection.fetchval(PUBLIC_MAY_MAKE_TEMPORARY):
+        return None
+    database = await connection.fetchval("SELECT current_database()")
+    user = await connection.fetchval("SELECT current_user")
+    return (f"PUBLIC may still create temporary tables in database {database}, so BI logins "
+            f"can write there: {user} neither owns it nor is a superuser. As its owner, run "
+            f"REVOKE TEMPORARY ON DATABASE {database} FROM PUBLIC; (docs/bi.md)")
 
 
 class BiUserError(Exception):
@@ -55,6 +77,8 @@ class Login:
     name: str
     password: str
     uri: str
+    # What the operator must fix for the login to be as read-only as promised.
+    warnings: tuple[str, ...] = ()
 
 
 def scram_verifier(password: str, *, salt: bytes | None = None,
@@ -141,12 +165,15 @@ async def create(url: str, name: str) -> Login:
                 except asyncpg.InsufficientPrivilegeError:
                     logger.warning("bi-user: %s of %s left to the server's default (only a "
                                    "superuser may set it)", setting, name)
-            await connection.execute(REFUSE_TEMPORARY)
+            unrefused = await refuse_temporary(connection)
     finally:
         await connection.close()
     uri = (f"postgresql://{name}:{quote(password, safe='')}@{_host(host)}:{port}/"
            f"{quote(database, safe='')}")
-    return Login(name=name, password=password, uri=uri)
+    if unrefused:
+        logger.warning("bi-user: %s", unrefused)
+    return Login(name=name, password=password, uri=uri,
+                 warnings=(unrefused,) if unrefused else ())
 
 
 def _host(host: str) -> str:

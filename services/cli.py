@@ -290,6 +290,8 @@ def bi_user(
     typer.echo(f"BI login {login.name} (member of {bi_users.BI_ROLE}: reads the metrics.bi_* "
                "views only); its password is shown only now. Connection URI:")
     typer.echo(login.uri)
+    for warning in login.warnings:
+        typer.echo(f"aduan: warning: {warning}", err=True)
 
 
 # --- metrics, report, import-sample ----------------------------------------------------------

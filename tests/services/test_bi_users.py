@@ -249,3 +249,33 @@ def test_scram_verifier_matches_the_rfc_7677_example() -> None:
     assert verifier == ("SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$"
                         "WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:"
                         "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=")
+
+
+async def test_temporary_left_to_public_is_reported_when_aduan_does_not_own_its_database(
+        services: BackingServices) -> None:
+    """As a role that neither owns the database nor is a superuser, REVOKE changes nothing and
+    raises nothing (PostgreSQL only warns, and no driver says so): the operator is told
+    instead. As the owner it takes effect."""
+    owner = await asyncpg.connect(make_url(services.database_url).set(drivername="postgresql")
+                                  .render_as_string(hide_password=False))
+    tenant = f"tenant_{uuid.uuid4().hex[:8]}"
+    database = await owner.fetchval("SELECT quote_ident(current_database())")
+    try:
+        await owner.execute(f'CREATE ROLE "{tenant}" NOLOGIN')
+        # Holding some privilege on the database is what makes PostgreSQL warn, not fail.
+        await owner.execute(f'GRANT CONNECT ON DATABASE {database} TO "{tenant}"')
+        await owner.execute(f"GRANT TEMPORARY ON DATABASE {database} TO PUBLIC")
+        await owner.execute(f'SET ROLE "{tenant}"')
+        warning = await bi_users.refuse_temporary(owner)
+        assert warning is not None
+        assert f"{tenant} neither owns it nor is a superuser" in warning
+        assert f"REVOKE TEMPORARY ON DATABASE {database} FROM PUBLIC" in warning
+        assert await owner.fetchval(bi_users.PUBLIC_MAY_MAKE_TEMPORARY)
+        await owner.execute("RESET ROLE")
+        assert await bi_users.refuse_temporary(owner) is None
+        assert not await owner.fetchval(bi_users.PUBLIC_MAY_MAKE_TEMPORARY)
+    finally:
+        await owner.execute("RESET ROLE")
+        await owner.execute(f'REVOKE ALL ON DATABASE {database} FROM "{tenant}"')
+        await owner.execute(f'DROP ROLE IF EXISTS "{tenant}"')
+        await owner.close()
