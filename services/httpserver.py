@@ -17,6 +17,10 @@ protocol is kept and guarded here, per connection:
   overload a refusal costs little, and the processor stays with the requests admitted.
 
 The responses are problem JSON written straight to the socket: the request never reached an app.
+Under ``/open311/`` they are the Open311 error list instead (XML when the path ends ``.xml``)
+once the request's head has been read; before that (431, a refused request line, a deadline
+passed within the head) the path is not known, and neither is it when a connection over the
+bound per address is refused before it sends anything (429).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from services import heap
 from services.acceptor import EagerAcceptor
 from shared.access_log import SERVER_ANSWER
 from shared.admission import ARRIVED, AT_CAPACITY, EXEMPT_PATHS, GATE, Gate
+from shared.open311 import MEDIA_TYPES, PREFIX, Format, error_list, format_of
 from shared.problems import PROBLEM_JSON, Problem, overloaded
 from shared.settings import Settings
 
@@ -51,6 +56,7 @@ MAX_HEAD_BYTES = 16 * 1024  # API.md: "Request headers over 16 KiB: 431"
 _REASONS = {400: "Bad Request", 408: "Request Timeout", 429: "Too Many Requests",
             431: "Request Header Fields Too Large", 503: "Service Unavailable"}
 _EXEMPT_RAW_PATHS = frozenset(path.encode() for path in EXEMPT_PATHS)
+_OPEN311 = PREFIX.encode()
 
 
 @dataclass(frozen=True)
@@ -65,8 +71,14 @@ class Limits:
                    max_connections_per_client=settings.max_connections_per_client)
 
 
-def refusal(status: int, detail: str, *, retry_after: int | None = None) -> bytes:
-    """A whole HTTP/1.1 response carrying a problem, ending the connection."""
+def refusal(status: int, detail: str, *, retry_after: int | None = None,
+            open311: Format | None = None) -> bytes:
+    """A whole HTTP/1.1 response carrying a problem, ending the connection; the Open311 error
+    list instead when ``open311`` says in which format (the request is under ``/open311/``)."""
+    if open311 is not None:
+        head, body = _open311_response(status, detail, open311, retry_after=retry_after,
+                                       keep_alive=False)
+        return head + b"\r\n" + body
     # Too many connections is not the per-token rate limit: its own type says so.
     slug = "too-many-connections" if status == 429 else None
     head, body = _problem_response(Problem(status, detail, slug=slug), retry_after=retry_after,
@@ -78,17 +90,35 @@ def _problem_response(problem: Problem, *, retry_after: int | None,
                       keep_alive: bool) -> tuple[bytes, bytes]:
     """A problem's response head (without the blank line that ends it) and body."""
     body = json.dumps(problem.body()).encode()
-    head = [f"HTTP/1.1 {problem.status} {_REASONS[problem.status]}",
-            f"content-type: {PROBLEM_JSON}", f"content-length: {len(body)}"]
+    return _head(problem.status, PROBLEM_JSON, len(body), retry_after=retry_after,
+                 keep_alive=keep_alive), body
+
+
+def _open311_response(status: int, description: str, fmt: Format, *, retry_after: int | None,
+                      keep_alive: bool) -> tuple[bytes, bytes]:
+    """The same refusal as Open311's error list (INTEGRATIONS.md), in the request's format."""
+    body = error_list(fmt, status, description)
+    return _head(status, MEDIA_TYPES[fmt], len(body), retry_after=retry_after,
+                 keep_alive=keep_alive), body
+
+
+def _head(status: int, content_type: str, length: int, *, retry_after: int | None,
+          keep_alive: bool) -> bytes:
+    head = [f"HTTP/1.1 {status} {_REASONS[status]}",
+            f"content-type: {content_type}", f"content-length: {length}"]
     if not keep_alive:
         head.append("connection: close")
     if retry_after is not None:
         head.append(f"retry-after: {retry_after}")
-    return "".join(line + "\r\n" for line in head).encode(), body
+    return "".join(line + "\r\n" for line in head).encode()
 
 
 @functools.cache
-def _overloaded(retry_after: int, keep_alive: bool) -> tuple[bytes, bytes]:
+def _overloaded(retry_after: int, keep_alive: bool,
+                open311: Format | None = None) -> tuple[bytes, bytes]:
+    if open311 is not None:
+        return _open311_response(503, AT_CAPACITY, open311, retry_after=retry_after,
+                                 keep_alive=keep_alive)
     return _problem_response(overloaded(AT_CAPACITY, retry_after=retry_after),
                              retry_after=retry_after, keep_alive=keep_alive)
 
@@ -228,7 +258,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             return
         admission = self.gate.admission
         assert admission is not None
-        head, body = _overloaded(admission.retry_after, self._shed_keep_alive)
+        head, body = _overloaded(admission.retry_after, self._shed_keep_alive,
+                                 self._open311_format())
         # Logged and counted like any request (RUNNING.md's access log), its request id returned.
         counted = self.gate.answered_before_app
         extra = b""
@@ -250,6 +281,13 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._unset_keepalive_if_required()
         self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive,
                                                             self.timeout_keep_alive_handler)
+
+    def _open311_format(self) -> Format | None:
+        """The Open311 format a refusal of this request is answered in; None for problem JSON,
+        and while the head is still arriving: its target may not have been read whole."""
+        if self._reading_head or not self.url.startswith(_OPEN311):
+            return None
+        return format_of(self.url.partition(b"?")[0].decode("latin-1"))
 
     # The whole-request deadline
     def _arm(self) -> None:
@@ -285,7 +323,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             if cycle is not None and not self._reading_head and not self._shedding:
                 # For the access log: the app holding the request sees only a disconnect.
                 cycle.scope[SERVER_ANSWER] = status  # type: ignore[literal-required]
-            self.transport.write(refusal(status, detail))
+            self.transport.write(refusal(status, detail, open311=self._open311_format()))
         self.transport.close()
 
     # The parser's refusals

@@ -2,9 +2,13 @@
 
 The endpoints answer their own errors as lists. Some answers come before any endpoint runs: the
 common guards (a body too large or not a form, NUL in a parameter, a body that did not arrive),
-an unknown path (404) or method (405), admission's 503. Those are problem JSON; an Open311 client
-reads neither, so they are rewritten here into the list, in XML when the path ends ``.xml``,
-keeping the status and the headers that matter (``Allow``, ``Retry-After``).
+an unknown path (404) or method (405). Those are problem JSON; an Open311 client reads neither,
+so they are rewritten here into the list, in XML when the path ends ``.xml``, keeping the
+status and the headers that matter (``Allow``, ``Retry-After``).
+
+What the HTTP server refuses before the app runs never passes here: admission's 503, the
+whole-request 408 and the parser's 400 are rendered as the list by ``services/httpserver.py``
+itself once the request's path is known (``docs/open311.md`` says which stay problem JSON).
 """
 
 from __future__ import annotations
@@ -13,10 +17,10 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from intake_api.open311.formats import Format, Open311Error, render_error
+from intake_api.open311.formats import Open311Error, render_error
+from shared.open311 import PREFIX, format_of
 from shared.problems import PROBLEM_JSON, STATUSES, UNLISTED
 
-PREFIX = "/open311/"
 _PROBLEM = PROBLEM_JSON.encode()
 # Open311 lists invalid fields as 400 (the endpoints answer their own so).
 _STATUSES = {422: 400}
@@ -47,7 +51,7 @@ class Open311Errors:
         if scope["type"] != "http" or not scope["path"].startswith(PREFIX):
             await self.app(scope, receive, send)
             return
-        fmt = Format.xml if scope["path"].endswith(".xml") else Format.json
+        fmt = format_of(scope["path"])
         start: Message | None = None
         chunks: list[bytes] = []
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import httpx
 import pytest
@@ -518,3 +519,85 @@ async def test_aduan_serve_refuses_a_100_mib_header_and_keeps_serving(
         assert 'status="500"' not in figures
     finally:
         server.stop()
+
+
+def read_raw_response(conn: socket.socket) -> tuple[dict[bytes, bytes], bytes]:
+    """One response's headers (lower-case names, the status line under b"status") and body."""
+    raw = b""
+    while b"\r\n\r\n" not in raw:
+        chunk = conn.recv(65536)
+        assert chunk, f"closed after {raw!r}"
+        raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    headers = {line.split(b":", 1)[0].lower(): line.split(b":", 1)[1].strip()
+               for line in lines[1:]}
+    while len(body) < int(headers[b"content-length"]):
+        chunk = conn.recv(65536)
+        assert chunk, "closed within the body"
+        body += chunk
+    return {b"status": lines[0], **headers}, body
+
+
+def open311_errors(headers: dict[bytes, bytes], body: bytes) -> list[dict[str, Any]]:
+    """The Open311 error list of a response, in whichever format it came."""
+    if headers[b"content-type"].startswith(b"text/xml"):
+        root = ElementTree.fromstring(body)
+        assert root.tag == "errors"
+        return [{"code": int(error.findtext("code") or 0),
+                 "description": error.findtext("description")} for error in root]
+    assert headers[b"content-type"] == b"application/json; charset=utf-8"
+    listed: list[dict[str, Any]] = json.loads(body)
+    return listed
+
+
+def test_refusals_under_open311_made_before_the_app_are_the_error_list() -> None:
+    """INTEGRATIONS.md: Open311 errors are the specification's error list with the matching
+    status, also when the server refuses the request itself (admission's 503, the whole-request
+    deadline's 408), in XML for a path ending ``.xml``, keeping ``Retry-After``."""
+    held = HeldApp()
+    with (served(Admission(held, limit=1, queue=0, wait=30)) as address,
+          closing(connect(address)) as holding, closing(connect(address)) as other):
+        holding.sendall(b"GET /hold HTTP/1.1\r\nHost: a\r\n\r\n")
+        deadline = time.monotonic() + 10
+        while "/hold" not in held.seen:
+            assert time.monotonic() < deadline, "the first request never reached the app"
+            time.sleep(0.01)
+        for path, media_type in [("/open311/v2/requests.xml?jurisdiction_id=x", b"text/xml"),
+                                 ("/open311/v2/requests.json", b"application/json"),
+                                 ("/open311/v2/services.xml", b"text/xml")]:
+            other.sendall(post(path, b"service_code=x"))
+            headers, body = read_raw_response(other)
+            assert headers[b"status"].startswith(b"HTTP/1.1 503 "), (path, headers)
+            assert headers[b"content-type"].startswith(media_type), (path, headers)
+            assert headers[b"retry-after"] == b"30"
+            errors = open311_errors(headers, body)
+            assert [error["code"] for error in errors] == [503], (path, body)
+            assert errors[0]["description"]
+        other.sendall(post("/v1/complaints", b"{}"))  # elsewhere, problem JSON as before
+        headers, body = read_raw_response(other)
+        assert headers[b"content-type"] == b"application/problem+json"
+        assert json.loads(body)["status"] == 503
+        held.release.set()
+        assert read_raw_response(holding)[0][b"status"].startswith(b"HTTP/1.1 200 ")
+    assert held.seen == ["/hold"]
+
+    with served(request_deadline_seconds=1) as address:
+        for path, media_type in [("/open311/v2/requests.xml", b"text/xml"),
+                                 ("/open311/v2/requests.json?api_key=k", b"application/json")]:
+            with closing(connect(address)) as conn:
+                conn.sendall(f"POST {path} HTTP/1.1\r\nHost: a\r\nContent-Type: application/"
+                             "x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\nservice"
+                             .encode())
+                raw = read_all(conn)
+            head, _, body = raw.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 408 "), (path, raw)
+            headers = {line.split(b":", 1)[0].lower(): line.split(b":", 1)[1].strip()
+                       for line in head.split(b"\r\n")[1:]}
+            assert headers[b"content-type"].startswith(media_type), (path, raw)
+            assert [error["code"] for error in open311_errors(headers, body)] == [408]
+        # Before its head has arrived a request's path is not known: problem JSON.
+        with closing(connect(address)) as conn:
+            conn.sendall(b"GET /open311/v2/services.json HTTP/1.1\r\nHost: a\r\n")
+            status, problem = status_and_body(read_all(conn))
+        assert (status, problem["status"]) == (408, 408)
