@@ -279,3 +279,31 @@ async def test_temporary_left_to_public_is_reported_when_aduan_does_not_own_its_
         await owner.execute(f'REVOKE ALL ON DATABASE {database} FROM "{tenant}"')
         await owner.execute(f'DROP ROLE IF EXISTS "{tenant}"')
         await owner.close()
+
+
+async def test_bi_user_create_tells_the_operator_when_public_keeps_temporary(
+        services: BackingServices) -> None:
+    """Made by a user that may create roles but does not own the database, the login comes
+    with the warning ``aduan bi-user create`` prints."""
+    url = make_url(services.database_url)
+    owner = await asyncpg.connect(url.set(drivername="postgresql")
+                                  .render_as_string(hide_password=False))
+    operator, password = f"op_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    database = await owner.fetchval("SELECT quote_ident(current_database())")
+    name = f"bi_{uuid.uuid4().hex[:8]}"
+    try:
+        await owner.execute(f"CREATE ROLE \"{operator}\" LOGIN CREATEROLE PASSWORD '{password}'")
+        await owner.execute(f'GRANT {bi_users.BI_ROLE} TO "{operator}" WITH ADMIN OPTION')
+        await owner.execute(f'GRANT CONNECT ON DATABASE {database} TO "{operator}"')
+        await owner.execute(f"GRANT TEMPORARY ON DATABASE {database} TO PUBLIC")
+        as_operator = url.set(username=operator, password=password)
+        login = await bi_users.create(as_operator.render_as_string(hide_password=False), name)
+        assert len(login.warnings) == 1
+        assert "PUBLIC may still create temporary tables" in login.warnings[0]
+        assert await owner.fetchval(bi_users.PUBLIC_MAY_MAKE_TEMPORARY)
+    finally:
+        await owner.execute(f'DROP ROLE IF EXISTS "{name}"')
+        await owner.execute(f'REVOKE ALL ON DATABASE {database} FROM "{operator}"')
+        await owner.execute(f'DROP ROLE IF EXISTS "{operator}"')
+        await owner.execute(f"REVOKE TEMPORARY ON DATABASE {database} FROM PUBLIC")
+        await owner.close()
