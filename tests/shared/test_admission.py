@@ -222,7 +222,8 @@ async def test_a_queue_stands_once_above_the_target_for_a_whole_interval() -> No
     newcomers; and a queue above the target again soon after is the same overload, refused at
     once. Judged on a controlled clock: ``t`` seconds after the waiting request arrived."""
     app = Held()
-    admission = Admission(app, limit=1, queue=10, wait=30.0, queue_delay=0.1, interval=0.5)
+    admission = Admission(app, limit=1, queue=10, wait=30.0, queue_delay=0.1, interval=0.5,
+                          remember=1.0)
     first = asyncio.create_task(_call(admission, "/first"))
     await asyncio.sleep(0)
     second = asyncio.create_task(_call(admission, "/second"))
@@ -249,11 +250,15 @@ async def test_a_queue_stands_once_above_the_target_for_a_whole_interval() -> No
     await asyncio.sleep(0)
     arrived = admission.waiting[0].arrived
     assert at(1.1) is Verdict.REFUSE
-    # Over the target again only after an interval without refusals: a stall of its own.
+    # Over it again more than an interval but less than ``remember`` after the last refusal:
+    # still the same overload, refused at once.
     assert at(0.05) is Verdict.WAIT  # (the queue below the target meanwhile)
-    assert at(1.7) is Verdict.WAIT
-    assert at(2.1) is Verdict.WAIT
-    assert at(2.2) is Verdict.REFUSE
+    assert at(1.7) is Verdict.REFUSE
+    # Over the target again only ``remember`` after the last refusal: a stall of its own.
+    assert at(0.05) is Verdict.WAIT
+    assert at(2.8) is Verdict.WAIT
+    assert at(3.2) is Verdict.WAIT
+    assert at(3.35) is Verdict.REFUSE
     app.release.set()
     answers = await asyncio.gather(third, fourth)
     assert [sent[0]["status"] for sent in answers] == [200, 200]
