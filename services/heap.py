@@ -23,6 +23,14 @@ import gc
 THRESHOLDS = (20_000, 10, 10)
 
 
+def share_with_forks() -> None:
+    """Collects, then keeps everything still alive out of every later collection, before the
+    process forks children that share its heap: a collection writes to each object it walks,
+    which would copy, in every child, each page of what they share."""
+    gc.collect()
+    gc.freeze()
+
+
 def settle() -> None:
     """Collects what start-up left behind, then keeps everything still alive out of every later
     collection, and sets the thresholds. Called once a server has started, before it serves."""

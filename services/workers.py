@@ -41,6 +41,7 @@ from types import FrameType
 
 from prometheus_client import values as prometheus_values
 
+from services import heap
 from shared.ratelimit import RateTables
 from shared.settings import Settings
 
@@ -156,6 +157,11 @@ class Workers:
         return _Worker(started.pid, started)
 
     def start(self) -> None:
+        # What the workers share with this process is frozen before they fork, so that no
+        # collector walks it again: a walk writes to every object it visits, and each worker
+        # would copy every page of the heap it shares (68 MB more for two idle workers,
+        # measured). Python's documentation of ``gc.freeze`` gives this use.
+        heap.share_with_forks()
         self.processes = [self._fork() for _ in range(self.count)]
         self._watcher.start()
 

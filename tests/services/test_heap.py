@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import weakref
 from collections.abc import Iterator
 
@@ -42,3 +43,41 @@ def test_settle_freezes_what_start_up_built_and_still_collects_later_garbage() -
     del later
     gc.collect()
     assert gone() is None  # a cycle made while serving is still collected
+
+
+def _private_growth_of_a_child_collecting() -> int:
+    """How many kB of its parent's heap a forked child copies by one full collection (the
+    growth of its private dirty memory, /proc/self/smaps_rollup)."""
+    reading, writing = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            before = _private_dirty_kb()
+            gc.collect()
+            os.write(writing, str(_private_dirty_kb() - before).encode())
+        finally:
+            os._exit(0)
+    os.close(writing)
+    with os.fdopen(reading) as answer:
+        grown = int(answer.read())
+    os.waitpid(pid, 0)
+    return grown
+
+
+def _private_dirty_kb() -> int:
+    with open("/proc/self/smaps_rollup") as rollup:
+        return sum(int(line.split()[1]) for line in rollup
+                   if line.startswith(("Private_Dirty:", "Private_Hugetlb:")))
+
+
+@pytest.mark.usefixtures("restored")
+def test_children_forked_after_sharing_do_not_copy_the_heap_by_collecting() -> None:
+    # A heap of some size, as a server's after importing its app.
+    kept = [[_Node() for _ in range(100)] for _ in range(2_000)]
+    gc.collect()
+    unshared = _private_growth_of_a_child_collecting()
+    heap.share_with_forks()
+    shared = _private_growth_of_a_child_collecting()
+    assert unshared > 4_096  # the collection wrote to every page of the heap it walked
+    assert shared < unshared / 4, (shared, unshared)
+    del kept
