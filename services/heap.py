@@ -32,8 +32,8 @@ def share_with_forks() -> None:
 
 
 def settle() -> None:
-    """Collects what start-up left behind, then keeps everything still alive out of every later
-    collection, and sets the thresholds. Called once a server has started, before it serves."""
-    gc.collect()
-    gc.freeze()
+    """Collects what start-up left behind, keeps everything still alive out of every later
+    collection (as ``share_with_forks``), and sets the thresholds. Called once a server has
+    started, before it serves."""
+    share_with_forks()
     gc.set_threshold(*THRESHOLDS)

@@ -91,8 +91,8 @@ def read_all(conn: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
-def read_response(conn: socket.socket) -> tuple[bytes, dict[str, Any]]:
-    """One response (head, JSON body) from a connection that stays open."""
+def read_head_and_body(conn: socket.socket) -> tuple[bytes, bytes]:
+    """One response (head, body as sent) from a connection that stays open."""
     raw = b""
     while b"\r\n\r\n" not in raw:
         chunk = conn.recv(65536)
@@ -105,6 +105,12 @@ def read_response(conn: socket.socket) -> tuple[bytes, dict[str, Any]]:
         chunk = conn.recv(65536)
         assert chunk, "closed within the body"
         body += chunk
+    return head, body
+
+
+def read_response(conn: socket.socket) -> tuple[bytes, dict[str, Any]]:
+    """One response (head, JSON body) from a connection that stays open."""
+    head, body = read_head_and_body(conn)
     return head, json.loads(body)
 
 
@@ -523,19 +529,10 @@ async def test_aduan_serve_refuses_a_100_mib_header_and_keeps_serving(
 
 def read_raw_response(conn: socket.socket) -> tuple[dict[bytes, bytes], bytes]:
     """One response's headers (lower-case names, the status line under b"status") and body."""
-    raw = b""
-    while b"\r\n\r\n" not in raw:
-        chunk = conn.recv(65536)
-        assert chunk, f"closed after {raw!r}"
-        raw += chunk
-    head, _, body = raw.partition(b"\r\n\r\n")
+    head, body = read_head_and_body(conn)
     lines = head.split(b"\r\n")
     headers = {line.split(b":", 1)[0].lower(): line.split(b":", 1)[1].strip()
                for line in lines[1:]}
-    while len(body) < int(headers[b"content-length"]):
-        chunk = conn.recv(65536)
-        assert chunk, "closed within the body"
-        body += chunk
     return {b"status": lines[0], **headers}, body
 
 
