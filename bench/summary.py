@@ -69,7 +69,8 @@ async def _load(url: str, cases: int) -> int:
     connection = await asyncpg.connect(asyncpg_dsn(url))
     try:
         await connection.execute(DATA.read_text().replace(":contacts", str(contacts)).replace(
-            "/*PLACE_AND_LIAISON_INCREMENTS*/", counts.PLACE_AND_LIAISON_INCREMENTS))
+            "/*PLACE_AND_LIAISON_INCREMENTS*/", counts.PLACE_AND_LIAISON_INCREMENTS).replace(
+            "/*MONTHLY_INCREMENTS*/", counts.MONTHLY_INCREMENTS))
         await connection.execute(aggregates.DURATION_HISTOGRAMS)
         # As autovacuum leaves a settled table: statistics, and pages marked all-visible.
         await connection.execute(f"VACUUM (ANALYZE) {', '.join(TABLES)}")
