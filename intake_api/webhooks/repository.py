@@ -205,10 +205,9 @@ async def counts_by_status(session: AsyncSession) -> dict[str, int]:
 
 # --- the dispatcher ------------------------------------------------------------------------------
 
-# scheme://host[:port] of a subscription's URL, lower-cased: one receiving server, whoever
-# subscribed to it. The dispatcher shares its slots out by it (and by owner, and subscription).
-_ORIGIN = func.lower(func.coalesce(
-    func.substring(WebhookSubscription.url, r"^[^:/?#]+://[^/?#]+"), WebhookSubscription.url))
+# One receiving server, whoever subscribed to it (``targets.origin_of``, stored with the URL):
+# the dispatcher shares its slots out by it (and by owner, and subscription).
+_ORIGIN = WebhookSubscription.origin
 
 
 @dataclass(frozen=True)
