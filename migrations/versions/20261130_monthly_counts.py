@@ -10,7 +10,7 @@ from the fact rows already there (``aduan metrics rebuild`` fills them from the 
 from alembic import op
 
 revision = "20261130_monthly_counts"
-down_revision = "20261130_bi_no_temporary"
+down_revision = "20261130_webhook_origins"
 
 GROUPINGS = ("kind", "channel", "substance", "agency")
 MEASURES = ("contacts_channel", "contacts_substance", "contacts_agency",
