@@ -24,12 +24,36 @@ BODY_TIMEOUT_SECONDS = 10.0
 # Evidence uploads: the endpoint reads its multipart body itself, as it streams, under its own
 # limit (10 MiB), so it is passed through unread.
 STREAMED_BODIES = re.compile(r"^/v1/complaints/[^/]+/attachments/?$")
+CONTENT_CODING_SLUG = "unsupported-content-coding"
 
 
 def _has_nul(scope: Scope) -> bool:
     query: bytes = scope.get("query_string", b"")
     return (b"%00" in query or b"\x00" in query or "\x00" in scope.get("path", "")
             or any(b"\x00" in value for _, value in scope.get("headers", ())))
+
+
+def _content_coding(scope: Scope) -> str | None:
+    """The body's content coding when it is not ``identity`` (every ``Content-Encoding``
+    header, each a comma-separated list, RFC 9110 §8.4); None for a plain body."""
+    for name, value in scope.get("headers", ()):
+        if name.lower() != b"content-encoding":
+            continue
+        codings = [c.strip().lower() for c in bytes(value).decode("latin-1").split(",")]
+        unsupported = [c for c in codings if c and c != "identity"]
+        if unsupported:
+            return ", ".join(unsupported)[:40]
+    return None
+
+
+def unsupported_coding(coding: str) -> Problem:
+    """415 for a compressed (or otherwise coded) body (RFC 9110 §15.5.16): no service decodes
+    one, so it would be read as garbage or, worse, as the plain text it claims not to be.
+    ``Accept-Encoding`` says which codings a body may have."""
+    return Problem(415, f"Content-Encoding {coding!r} is not accepted: send the body "
+                        "uncompressed (identity).", slug=CONTENT_CODING_SLUG,
+                   title="Unsupported content coding",
+                   headers={"Accept-Encoding": "identity"})
 
 
 def _lone_surrogate(body: bytes) -> str | None:
@@ -45,7 +69,8 @@ def _lone_surrogate(body: bytes) -> str | None:
 
 
 class BodyGuard:
-    """413 for bodies over 256 KiB, 415 for bodies that are not JSON, before any parsing."""
+    """413 for bodies over 256 KiB, 415 for bodies that are not JSON or that come compressed,
+    before any parsing."""
 
     def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
         self.app = app
@@ -60,8 +85,14 @@ class BodyGuard:
             await Problem(422, "Parameters and headers must not contain NUL characters."
                           ).response()(scope, receive, send)
             return
-        if scope["type"] != "http" or scope["method"] not in {"POST", "PUT", "PATCH"} or (
-                STREAMED_BODIES.match(scope.get("path", ""))):
+        if scope["type"] != "http" or scope["method"] not in {"POST", "PUT", "PATCH"}:
+            await self.app(scope, receive, send)
+            return
+        coding = _content_coding(scope)
+        if coding is not None:
+            await unsupported_coding(coding).response()(scope, receive, send)
+            return
+        if STREAMED_BODIES.match(scope.get("path", "")):
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
