@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -25,12 +26,29 @@ BODY_TIMEOUT_SECONDS = 10.0
 # limit (10 MiB), so it is passed through unread.
 STREAMED_BODIES = re.compile(r"^/v1/complaints/[^/]+/attachments/?$")
 CONTENT_CODING_SLUG = "unsupported-content-coding"
+# Paths whose query parameters are all singular (no list parameter among them).
+SINGULAR_PREFIXES = ("/v1/", "/dashboard")
 
 
 def _has_nul(scope: Scope) -> bool:
     query: bytes = scope.get("query_string", b"")
     return (b"%00" in query or b"\x00" in query or "\x00" in scope.get("path", "")
             or any(b"\x00" in value for _, value in scope.get("headers", ())))
+
+
+def _repeated_parameter(scope: Scope) -> str | None:
+    """The first query parameter given twice under ``/v1/``, where every parameter is singular:
+    the framework would silently take the last (``period=2022-Q1&period=2023``), answering a
+    question the caller may not have meant. Open311's own parameters are left to it."""
+    query: bytes = scope.get("query_string", b"")
+    if b"&" not in query or not scope.get("path", "").startswith(SINGULAR_PREFIXES):
+        return None
+    seen: set[str] = set()
+    for name, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        if name in seen:
+            return name[:64]
+        seen.add(name)
+    return None
 
 
 def _content_coding(scope: Scope) -> str | None:
@@ -84,6 +102,12 @@ class BodyGuard:
             # PostgreSQL text cannot hold NUL: refuse it here, for every parameter at once.
             await Problem(422, "Parameters and headers must not contain NUL characters."
                           ).response()(scope, receive, send)
+            return
+        repeated = _repeated_parameter(scope) if scope["type"] == "http" else None
+        if repeated is not None:
+            await invalid(f"/query/{repeated}", "given more than once; each parameter is "
+                          "singular", detail=f"The query parameter {repeated!r} was given "
+                          "more than once; give it once.").response()(scope, receive, send)
             return
         if scope["type"] != "http" or scope["method"] not in {"POST", "PUT", "PATCH"}:
             await self.app(scope, receive, send)

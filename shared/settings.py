@@ -44,12 +44,15 @@ def _listen_item(item: str) -> str:
 
 def listen_addresses(value: str) -> str:
     """``value`` checked as PostgreSQL's ``listen_addresses`` reads it (a comma-separated list
-    of ``*``, IP addresses and host names): the embedded server is started with it, and a bad
-    one would otherwise surface as a server that does not start, its reason in its own log."""
+    of ``*``, IP addresses and host names, or nothing for no TCP at all): the embedded server
+    is started with it, and a bad one would otherwise surface as a server that does not start,
+    its reason in its own log (or, quoted into ``pg_ctl``'s options, as options of its own)."""
+    if not value.strip():
+        return ""  # no TCP listener: Unix sockets only (docs/bi.md)
     items = [item.strip() for item in value.split(",")]
-    if not any(items) or not all(items):
-        raise ValueError("must list one or more addresses separated by commas "
-                         "('*', an IP address or a host name), none empty")
+    if not all(items):
+        raise ValueError("must list addresses separated by commas ('*', an IP address or a "
+                         "host name), none empty")
     return ",".join(_listen_item(item) for item in items)
 
 

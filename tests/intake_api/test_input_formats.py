@@ -14,7 +14,7 @@ async def test_dates_and_times_are_strings_in_their_format(services: BackingServ
         for field, value, token in [
                 ("incident_date", 1646179200, tokens.partner),
                 ("incident_date", "2022-03-02T00:00:00", tokens.partner),
-                ("incident_date", "２０２２-03-02", tokens.partner),
+                ("incident_date", "\uff12\uff10\uff12\uff12-03-02", tokens.partner),
                 ("incident_date", 20220302, tokens.partner),
                 ("received_at", 1646179200, tokens.admin),
                 ("received_at", 1646179200.5, tokens.admin)]:
@@ -37,7 +37,7 @@ async def test_dates_and_times_are_strings_in_their_format(services: BackingServ
 async def test_open311_coordinates_are_ascii_decimals(services: BackingServices) -> None:
     partner = await services.token("partner")
     async with running_app(services) as client:
-        for lat in ("１", "-2\u0660", "1_0", "1e1", "0x1", "-2.13 16", "+-1", "."):
+        for lat in ("\uff11", "-2\u0660", "1_0", "1e1", "0x1", "-2.13 16", "+-1", "."):
             response = await client.post("/open311/v2/requests.json",
                                          data={**FORM, "lat": lat, "api_key": partner})
             assert response.status_code == 400, (lat, response.text)

@@ -42,7 +42,7 @@ def test_a_misspelt_variable_is_reported_at_start_up() -> None:
     assert "ADUAN_TIMEZONE" not in result.stderr
 
 
-@pytest.mark.parametrize("value", ["999.1.1.1", "127.0.0.1,", "", " , ", "::g", "db host",
+@pytest.mark.parametrize("value", ["999.1.1.1", "127.0.0.1,", ",", " , ", "::g", "db host",
                                    "-db.example.id", "127.0.0.1\" -c ssl=on \"",
                                    "bi.example.id,300.0.0.1"])
 def test_a_bad_listen_address_names_the_variable(value: str) -> None:
@@ -57,6 +57,7 @@ def test_a_bad_listen_address_names_the_variable(value: str) -> None:
     ("127.0.0.1", "127.0.0.1"), ("*", "*"), ("0.0.0.0", "0.0.0.0"), ("::1", "::1"),
     ("localhost", "localhost"), (" 127.0.0.1 , ::1 ", "127.0.0.1,::1"),
     ("bi-gateway.ombudsman.go.id", "bi-gateway.ombudsman.go.id"), ("10.0.0.7,db", "10.0.0.7,db"),
+    ("", ""), ("  ", ""),  # no TCP listener (docs/bi.md)
 ])
 def test_listen_takes_what_postgresql_takes(value: str, kept: str) -> None:
     assert Settings(database_listen=value).database_listen == kept
