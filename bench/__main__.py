@@ -1,5 +1,9 @@
 """``python -m bench [--quick] [--only NAME ...]``: runs the benchmarks, writes
-bench/results/<name>.json and prints one table per benchmark (see docs/benchmarks.md)."""
+bench/results/<name>.json and prints one table per benchmark (see docs/benchmarks.md).
+
+The servers it starts ignore the caller's ``ADUAN_*`` settings, so that a run measures the
+defaults; ``BENCH_ADUAN_X=value`` runs them with ``ADUAN_X=value`` instead, to measure a
+setting against the defaults (``BENCH_ADUAN_ADMISSION_INTERVAL_SECONDS=0.25``)."""
 
 from __future__ import annotations
 

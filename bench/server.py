@@ -67,6 +67,9 @@ class Backing:
                     "ADUAN_MAX_CONNECTIONS_PER_CLIENT": "0",
                     "ADUAN_LOG_LEVEL": "WARNING", "ADUAN_DATA_DIR": str(self.workdir / "data")})
         env.update(extra)
+        # An experiment's setting: BENCH_ADUAN_X=v runs every server with ADUAN_X=v.
+        env.update({k[len("BENCH_"):]: v for k, v in os.environ.items()
+                    if k.startswith("BENCH_ADUAN_")})
         return env
 
 
