@@ -17,10 +17,11 @@ protocol is kept and guarded here, per connection:
   overload a refusal costs little, and the processor stays with the requests admitted.
 
 The responses are problem JSON written straight to the socket: the request never reached an app.
-Under ``/open311/`` they are the Open311 error list instead (XML when the path ends ``.xml``)
-once the request's head has been read; before that (431, a refused request line, a deadline
-passed within the head) the path is not known, and neither is it when a connection over the
-bound per address is refused before it sends anything (429).
+Under ``/open311/`` they are the Open311 error list instead (XML when the path ends ``.xml``,
+the path percent-decoded as the app is given it) once the request's head has been read; before
+that (431, a refused request line, a deadline passed within the head) the path is not known,
+and neither is it when a connection over the bound per address is refused before it sends
+anything (429).
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ import functools
 import json
 import logging
 import socket
+import urllib.parse
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any, ClassVar, cast
 
+import httptools
 import uvicorn
 from starlette.types import Scope
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -56,7 +59,18 @@ MAX_HEAD_BYTES = 16 * 1024  # API.md: "Request headers over 16 KiB: 431"
 _REASONS = {400: "Bad Request", 408: "Request Timeout", 429: "Too Many Requests",
             431: "Request Header Fields Too Large", 503: "Service Unavailable"}
 _EXEMPT_RAW_PATHS = frozenset(path.encode() for path in EXEMPT_PATHS)
-_OPEN311 = PREFIX.encode()
+
+
+def app_path(target: bytes) -> str | None:
+    """The path the app is given for a request target (``scope["path"]``), decoded as uvicorn's
+    httptools protocol decodes it: ``/open311/v2/requests%2Exml`` is ``requests.xml`` to the
+    app's routing, and so to the format of a refusal made here. None for a target the parser
+    would refuse (the app never sees it)."""
+    try:
+        path = httptools.parse_url(target).path.decode("ascii")
+    except (httptools.HttpParserInvalidURLError, UnicodeDecodeError):
+        return None
+    return urllib.parse.unquote(path) if "%" in path else path
 
 
 @dataclass(frozen=True)
@@ -285,9 +299,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def _open311_format(self) -> Format | None:
         """The Open311 format a refusal of this request is answered in; None for problem JSON,
         and while the head is still arriving: its target may not have been read whole."""
-        if self._reading_head or not self.url.startswith(_OPEN311):
+        if self._reading_head:
             return None
-        return format_of(self.url.partition(b"?")[0].decode("latin-1"))
+        path = self.root_path + (app_path(self.url) or "")
+        return format_of(path) if path.startswith(PREFIX) else None
 
     # The whole-request deadline
     def _arm(self) -> None:

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from intake_api import repository as complaints
 from intake_api.webhooks import repository
-from intake_api.webhooks.events import TRIGGERS, Trigger, complaint_id_of
+from intake_api.webhooks.events import TRIGGERS, Trigger, agency_of, complaint_id_of
 from shared.auth import Role
 from shared.bus import RetryLater, Subscription
 from shared.events import CASES_TOPIC, COMPLAINTS_TOPIC, Event
@@ -52,17 +52,23 @@ async def create_batch_deliveries(session: AsyncSession, events: Sequence[Event]
     for _, complaint_id, _ in heard:
         if complaint_id not in known:
             raise RetryLater(f"complaint {complaint_id} is not known yet")
-    audience = await repository.listeners(session, list(known.values()), types)
+    # Each event is heard by the agency it names (the one that had the case then), not the
+    # one stored with the complaint: ``assign_agency`` names the agency it gives the case, which
+    # the complaint here shows only once its own consumer has applied the step.
+    audience = await repository.listeners(
+        session, {c.submitted_by for c in known.values()},
+        {agency_of(event, known[complaint_id]) for event, complaint_id, _ in heard}, types)
     now = datetime.now(UTC)
     deliveries: list[dict[str, Any]] = []
     for n, (event, complaint_id, triggers) in enumerate(heard):
         complaint = known[complaint_id]
+        listening = audience.of(complaint, agency_of(event, complaint))
         # A microsecond apart, the deliveries fall due and are listed in the events' order,
         # as when each event had a transaction (and a moment) of its own.
         at = now + timedelta(microseconds=n)
         for trigger in triggers:
             webhook_type = trigger.webhook_type.value
-            for subscription in audience.get(complaint_id, ()):
+            for subscription in listening:
                 if webhook_type not in subscription.events:
                     continue
                 data = trigger.render(event, complaint, Role(subscription.role))

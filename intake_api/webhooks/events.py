@@ -16,6 +16,7 @@ from intake_api.models import Complaint
 from intake_api.service import outcome_of
 from shared.auth import Role
 from shared.events import (
+    CASE_OPENED,
     CASE_TRANSITIONED,
     COMPLAINT_ATTACHMENT_ADDED,
     COMPLAINT_RECEIVED,
@@ -39,16 +40,6 @@ ALLOWED: dict[Role, frozenset[EventType]] = {
     Role.liaison: frozenset(EventType),
     Role.admin: frozenset(EventType),
 }
-
-
-@dataclass(frozen=True)
-class Audience:
-    """Whom a webhook of one complaint may reach (the SQL filter is in the repository)."""
-
-    submitted_by: str
-    agency_code: str
-    # A liaison hears only of complaints that open a case, and never of confidential things.
-    for_liaisons: bool
 
 
 Render = Callable[[Event, Complaint, Role], dict[str, Any] | None]
@@ -80,7 +71,7 @@ def _awaiting_agency(event: Event, complaint: Complaint, role: Role) -> dict[str
     if event.data.get("to_status") != "awaiting_agency":
         return None
     return {"id": str(complaint.id), "tracking_number": complaint.tracking_number,
-            "agency": complaint.reported_agency_code, "due_at": event.data.get("due_at"),
+            "agency": agency_of(event, complaint), "due_at": event.data.get("due_at"),
             "version": event.data.get("version")}
 
 
@@ -117,3 +108,17 @@ def complaint_id_of(event: Event) -> str:
     data = event.data
     return str(data.get("complaint_id") or data.get("case_id") or data.get("id")
                or event.subject)
+
+
+def agency_of(event: Event, complaint: Complaint) -> str:
+    """The agency that had the case when ``event`` happened: the one a case's event names
+    (``assign_agency``'s names the agency it gives), the one a complaint was received for;
+    else (an attachment) the complaint's as this service knows it."""
+    named = event.data.get("agency")
+    if event.type in (CASE_OPENED, CASE_TRANSITIONED) and isinstance(named, str) and named:
+        return named
+    reported = event.data.get("reported_agency")
+    if event.type == COMPLAINT_RECEIVED and isinstance(reported, dict) \
+            and isinstance(reported.get("code"), str):
+        return str(reported["code"])
+    return complaint.reported_agency_code

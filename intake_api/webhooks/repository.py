@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -76,21 +76,18 @@ async def delete_subscription(session: AsyncSession, subscription: WebhookSubscr
     await session.flush()
 
 
-def _listeners_query() -> Select[uuid.UUID, WebhookSubscription]:
-    liaison = and_(WebhookSubscription.role == Role.liaison.value,
-                   WebhookSubscription.agency_code == Complaint.reported_agency_code,
-                   Complaint.kind.in_([kind.value for kind in CASE_OPENING_KINDS]))
+def _listeners_query() -> Select[WebhookSubscription]:
     return (
-        select(Complaint.id, WebhookSubscription)
-        .join(WebhookSubscription, or_(
-            WebhookSubscription.role == Role.admin.value,
-            and_(WebhookSubscription.role == Role.partner.value,
-                 WebhookSubscription.owner == Complaint.submitted_by),
-            liaison))
-        .where(Complaint.id.in_(bindparam("complaint_ids", expanding=True)),
-               WebhookSubscription.active.is_(True),
+        select(WebhookSubscription)
+        .where(WebhookSubscription.active.is_(True),
                WebhookSubscription.events.overlap(
-                   bindparam("event_types", type_=ARRAY(String(64)))))
+                   bindparam("event_types", type_=ARRAY(String(64)))),
+               or_(WebhookSubscription.role == Role.admin.value,
+                   and_(WebhookSubscription.role == Role.partner.value,
+                        WebhookSubscription.owner.in_(bindparam("submitters", expanding=True))),
+                   and_(WebhookSubscription.role == Role.liaison.value,
+                        WebhookSubscription.agency_code.in_(
+                            bindparam("agencies", expanding=True)))))
         .order_by(WebhookSubscription.created_at, WebhookSubscription.id)
     )
 
@@ -112,20 +109,46 @@ async def anyone_listening(session: AsyncSession, event_types: Collection[str]) 
     return bool(found)
 
 
-async def listeners(session: AsyncSession, complaints: Sequence[Complaint],
-                    event_types: Collection[str]
-                    ) -> dict[uuid.UUID, list[WebhookSubscription]]:
-    """Per complaint, the active subscriptions to any of ``event_types`` whose owner may hear
-    of it (an admin of all; a partner of its own; a liaison of its agency's, when the
-    complaint opens a case), in one query."""
-    if not complaints or not event_types:
-        return {}
-    heard: dict[uuid.UUID, list[WebhookSubscription]] = {}
-    for complaint_id, subscription in await session.execute(_LISTENERS, {
-            "complaint_ids": [complaint.id for complaint in complaints],
-            "event_types": sorted(event_types)}):
-        heard.setdefault(complaint_id, []).append(subscription)
-    return heard
+_CASE_OPENING = frozenset(kind.value for kind in CASE_OPENING_KINDS)
+
+
+@dataclass(frozen=True)
+class Listeners:
+    """The active subscriptions a batch's events may reach, by whom they listen as."""
+
+    admins: Sequence[WebhookSubscription] = ()
+    partners: Mapping[str, Sequence[WebhookSubscription]] = field(default_factory=dict)
+    liaisons: Mapping[str, Sequence[WebhookSubscription]] = field(default_factory=dict)
+
+    def of(self, complaint: Complaint, agency: str) -> list[WebhookSubscription]:
+        """Who may hear of an event of ``complaint`` that happened while ``agency`` had it: an
+        admin of all; a partner of its own; a liaison of its agency's, when the complaint opens
+        a case, in the order they subscribed."""
+        heard = [*self.admins, *self.partners.get(complaint.submitted_by, ())]
+        if complaint.kind in _CASE_OPENING:
+            heard += self.liaisons.get(agency, ())
+        return sorted(heard, key=lambda s: (s.created_at, s.id))
+
+
+async def listeners(session: AsyncSession, submitters: Collection[str],
+                    agencies: Collection[str], event_types: Collection[str]) -> Listeners:
+    """The active subscriptions to any of ``event_types`` of the admins, of the partners in
+    ``submitters`` and of the liaisons of ``agencies``, in one query."""
+    if not event_types:
+        return Listeners()
+    admins: list[WebhookSubscription] = []
+    partners: dict[str, list[WebhookSubscription]] = {}
+    liaisons: dict[str, list[WebhookSubscription]] = {}
+    for subscription in (await session.execute(_LISTENERS, {
+            "event_types": sorted(event_types), "submitters": sorted(submitters),
+            "agencies": sorted(agencies)})).scalars():
+        if subscription.role == Role.admin.value:
+            admins.append(subscription)
+        elif subscription.role == Role.partner.value:
+            partners.setdefault(subscription.owner, []).append(subscription)
+        elif subscription.agency_code is not None:
+            liaisons.setdefault(subscription.agency_code, []).append(subscription)
+    return Listeners(admins, partners, liaisons)
 
 
 async def add_deliveries(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
@@ -182,10 +205,9 @@ async def counts_by_status(session: AsyncSession) -> dict[str, int]:
 
 # --- the dispatcher ------------------------------------------------------------------------------
 
-# scheme://host[:port] of a subscription's URL, lower-cased: one receiving server, whoever
-# subscribed to it. The dispatcher shares its slots out by it (and by owner, and subscription).
-_ORIGIN = func.lower(func.coalesce(
-    func.substring(WebhookSubscription.url, r"^[^:/?#]+://[^/?#]+"), WebhookSubscription.url))
+# One receiving server, whoever subscribed to it (``targets.origin_of``, stored with the URL):
+# the dispatcher shares its slots out by it (and by owner, and subscription).
+_ORIGIN = WebhookSubscription.origin
 
 
 @dataclass(frozen=True)

@@ -32,11 +32,34 @@ class Policy:
     allow_private: bool = False
 
 
+DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
 @dataclass(frozen=True)
 class Target:
     scheme: str
     host: str
     port: int
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host:port`` of the server a URL reaches, one spelling for each: the host
+    lower-cased, in IDNA (ASCII) form, without the root's trailing dot, and the port always
+    written (the scheme's default when the URL has none). ``https://H.``, ``https://h:443``
+    and ``https://h/x`` are one origin, whose share of the dispatcher's slots they share.
+    A URL that is no URL (stored before it was checked) is its own origin, lower-cased."""
+    try:
+        parts = urlsplit(url)
+        scheme, hostname = parts.scheme.lower(), parts.hostname
+        port = parts.port or DEFAULT_PORTS.get(scheme)
+        if not hostname or port is None:
+            raise ValueError("no host or no port")
+        host = hostname.rstrip(".")
+        # An IPv6 address is bracketed, as in the URL.
+        host = f"[{host}]" if ":" in host else host.encode("idna").decode("ascii").lower()
+    except (ValueError, UnicodeError):
+        return url.lower()
+    return f"{scheme}://{host}:{port}"
 
 
 def parse(url: str, policy: Policy) -> Target:
@@ -68,7 +91,7 @@ def parse(url: str, policy: Policy) -> Target:
     host = parts.hostname.rstrip(".")
     if not policy.allow_private and (host == "localhost" or host.endswith(".localhost")):
         raise TargetRefused("localhost is a loopback address")
-    return Target(parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80))
+    return Target(parts.scheme, parts.hostname, port or DEFAULT_PORTS[parts.scheme])
 
 
 # RFC 6052's well-known NAT64 prefix: a translator on the path hands the last 32 bits on as an

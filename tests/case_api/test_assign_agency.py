@@ -317,3 +317,45 @@ async def test_the_partners_webhook_hears_of_the_assignment_as_a_status_change(
             assert body["data"]["id"] == case_id
             assert body["data"]["version"] == assigned["version"]
             assert body["data"]["outcome"]["status"] == "received"
+
+
+async def test_the_assignment_reaches_the_new_agencys_liaison_webhooks(
+    services: BackingServices,
+) -> None:
+    """The step that gives a case its agency is the first its liaisons hear of the case, and
+    they hear the steps after it; another agency's liaison hears none. ``unassigned`` has no
+    liaison to tell (no liaison token may be made for it)."""
+    tokens = await Tokens.create(services)
+    with receiving() as pln_hooks, receiving() as bpn_hooks:
+        async with running_app(services, **FAST) as client:
+            events = ["complaint.status_changed", "case.awaiting_agency"]
+            pln = await subscribe(client, tokens.liaison, pln_hooks.url, events)
+            await subscribe(client, tokens.other_liaison, bpn_hooks.url, events)
+            _, case_id = await post_unassigned(client, tokens)
+            assigned = await ok(client, tokens.assistant, case_id, "assign_agency",
+                                reported_agency=PLN)
+
+            async def assignment_arrived() -> None:
+                assert len(pln_hooks.requests()) == 1
+
+            await eventually(assignment_arrived)
+            [body] = verified(pln_hooks, pln["secret"])
+            assert body["type"] == "complaint.status_changed"
+            assert body["data"]["id"] == case_id
+            assert body["data"]["version"] == assigned["version"]
+            assert body["data"]["outcome"]["status"] == "received"
+
+            asked = await drive(client, tokens.assistant, case_id, PATHS["awaiting_agency"])
+            assert asked is not None
+
+            async def clarification_arrived() -> None:
+                assert len(pln_hooks.bodies("case.awaiting_agency")) == 1
+
+            await eventually(clarification_arrived)
+            [awaiting] = pln_hooks.bodies("case.awaiting_agency")
+            assert awaiting["data"]["agency"] == AGENCY
+            assert awaiting["data"]["version"] == asked["version"]
+            changes = sorted(b["data"]["version"]
+                             for b in pln_hooks.bodies("complaint.status_changed"))
+            assert changes == list(range(assigned["version"], asked["version"] + 1))
+            assert bpn_hooks.requests() == []

@@ -562,7 +562,11 @@ def test_refusals_under_open311_made_before_the_app_are_the_error_list() -> None
             time.sleep(0.01)
         for path, media_type in [("/open311/v2/requests.xml?jurisdiction_id=x", b"text/xml"),
                                  ("/open311/v2/requests.json", b"application/json"),
-                                 ("/open311/v2/services.xml", b"text/xml")]:
+                                 ("/open311/v2/services.xml", b"text/xml"),
+                                 # Percent-decoded, as the app's routing reads the path.
+                                 ("/open311/v2/requests%2Exml", b"text/xml"),
+                                 ("/%6Fpen311/v2/services%2exml", b"text/xml"),
+                                 ("/open311/v2/requests%2Ejson?f=.xml", b"application/json")]:
             other.sendall(post(path, b"service_code=x"))
             headers, body = read_raw_response(other)
             assert headers[b"status"].startswith(b"HTTP/1.1 503 "), (path, headers)
@@ -581,7 +585,8 @@ def test_refusals_under_open311_made_before_the_app_are_the_error_list() -> None
 
     with served(request_deadline_seconds=1) as address:
         for path, media_type in [("/open311/v2/requests.xml", b"text/xml"),
-                                 ("/open311/v2/requests.json?api_key=k", b"application/json")]:
+                                 ("/open311/v2/requests.json?api_key=k", b"application/json"),
+                                 ("/open311/v2/requests%2Exml", b"text/xml")]:
             with closing(connect(address)) as conn:
                 conn.sendall(f"POST {path} HTTP/1.1\r\nHost: a\r\nContent-Type: application/"
                              "x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\nservice"
@@ -598,3 +603,60 @@ def test_refusals_under_open311_made_before_the_app_are_the_error_list() -> None
             conn.sendall(b"GET /open311/v2/services.json HTTP/1.1\r\nHost: a\r\n")
             status, problem = status_and_body(read_all(conn))
         assert (status, problem["status"]) == (408, 408)
+
+
+# The same Open311 paths, some percent-encoded: the format the app answers in (its routing reads
+# the decoded path) is the one the server's own refusals take.
+ENCODED_OPEN311 = ["/open311/v2/requests%2Exml", "/open311/v2/requests%2exml",
+                   "/%6Fpen311/v2/requests.xml", "/open311%2Fv2%2Frequests%2Exml",
+                   "/open311/v2/requests%2Ejson", "/open311/v2/requests.xml"]
+
+
+def content_type(raw: bytes) -> bytes:
+    head = raw.partition(b"\r\n\r\n")[0]
+    return next(line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")[1:]
+                if line.lower().startswith(b"content-type:"))
+
+
+async def test_a_percent_encoded_open311_suffix_is_one_format_whoever_answers(
+        services: BackingServices) -> None:
+    server = ServiceProcess("all", services.env(ADUAN_REQUEST_DEADLINE_SECONDS="1"),
+                            services.workdir / "serve.log").start()
+    try:
+        await server.wait_ready()
+        address = ("127.0.0.1", server.port)
+
+        def answers(path: str) -> dict[str, tuple[int, bytes, list[int]]]:
+            """The app's answer (no api_key: 403), the server's 408 (a body that stops
+            arriving) and the parser's 400 (a malformed chunk), each its status, media type
+            and error codes."""
+            requests = {
+                "app": f"GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+                "deadline": f"POST {path} HTTP/1.1\r\nHost: a\r\nContent-Type: application/"
+                            "x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nservice",
+                "parser": f"POST {path} HTTP/1.1\r\nHost: a\r\nContent-Type: application/"
+                          "x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n"
+                          "zz\r\nservice\r\n",
+            }
+            found = {}
+            for who, request in requests.items():
+                with closing(connect(address)) as conn:
+                    conn.sendall(request.encode())
+                    raw = read_all(conn)
+                head, _, body = raw.partition(b"\r\n\r\n")
+                headers = {line.split(b":", 1)[0].lower(): line.split(b":", 1)[1].strip()
+                           for line in head.split(b"\r\n")[1:]}
+                codes = [error["code"] for error in open311_errors(headers, body)]
+                found[who] = (int(head.split(b" ", 2)[1]), content_type(raw), codes)
+            return found
+
+        for path in ENCODED_OPEN311:
+            found = await asyncio.to_thread(answers, path)
+            expected = b"text/xml" if path.lower().endswith("xml") else b"application/json"
+            assert found["app"][0] == 403, (path, found)
+            assert {media.split(b";")[0] for _, media, _ in found.values()} == {expected}, \
+                (path, found)
+            assert [(status, codes) for status, _, codes in found.values()] == [
+                (403, [403]), (408, [408]), (400, [400])], (path, found)
+    finally:
+        server.stop()

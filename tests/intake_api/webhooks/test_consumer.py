@@ -24,7 +24,7 @@ from shared.events import (
     COMPLAINT_RECEIVED,
     new_event,
 )
-from tests.fixtures.event_log import generate
+from tests.fixtures.event_log import AGENCIES, generate
 from tests.intake_api.recorded import PARTNERS, record_complaints
 from tests.shared.batches import Applied, applied_one_by_one, events_of, processed_ids
 from tests.support import BackingServices
@@ -137,3 +137,34 @@ async def test_events_no_one_listens_to_make_nothing_and_wait_for_nothing(
     assert left["processed"] == sorted({e.id for e in events})
     assert single.dead == batched.dead == []
     assert batched.batches_failed == 0
+
+
+async def test_each_step_is_heard_by_the_agency_that_had_the_case_then(
+        services: BackingServices) -> None:
+    """Reports filed ``unassigned`` and given their agency (``assign_agency``): the complaints
+    here still show ``unassigned`` (their own consumer has not applied the step), yet the step
+    and every one after it reach the given agency's liaisons, and no other agency's."""
+    events = events_of(generate(40, seed=8, faults=False, assignments=0.5))
+    await record_complaints(services.database_url, events)
+    liaisons = {agency: uuid.UUID(int=n + 1) for n, agency in enumerate(AGENCIES)}
+    async with Database.opened(services.database_url, pool_size=1) as database, \
+            database.transaction() as session:
+        for agency, subscription_id in liaisons.items():
+            session.add(WebhookSubscription(
+                id=subscription_id, owner=f"narahubung.{agency}", role=Role.liaison.value,
+                agency_code=agency, url=f"https://hooks.example.org/{agency}",
+                events=["complaint.status_changed"], secret="whsec_x",
+                created_at=datetime(2026, 1, 1, tzinfo=UTC)))
+    async with Database.opened(services.database_url, pool_size=2) as database:
+        applied = Applied(database, SUBSCRIPTION)
+        await applied.in_batches(events, 64)
+        assert applied.dead == []
+        async with database.transaction() as session:
+            made = {(subscription_id, event_id) for subscription_id, event_id
+                    in await session.execute(text(
+                        "SELECT subscription_id, event_id FROM intake.webhook_deliveries"))}
+
+    steps = [e for e in events if e.type == CASE_TRANSITIONED]
+    assignments = [e for e in steps if e.data["action"] == "assign_agency"]
+    assert len(assignments) >= 5
+    assert made == {(liaisons[e.data["agency"]], e.id) for e in steps}

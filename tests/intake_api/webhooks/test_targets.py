@@ -11,6 +11,7 @@ from intake_api.webhooks.targets import (
     TargetRefused,
     Unresolvable,
     is_public,
+    origin_of,
     parse,
     resolve,
 )
@@ -66,3 +67,23 @@ async def test_addresses_are_checked_after_resolution() -> None:
     assert await resolve(parse("http://localhost:8080/", open_), open_)
     with pytest.raises(Unresolvable):
         await resolve(parse("https://hooks.invalid/", strict), strict)
+
+
+@pytest.mark.parametrize(("spellings", "origin"), [
+    (["https://hooks.example.id", "https://hooks.example.id:443/a", "https://hooks.example.id./b",
+      "https://HOOKS.Example.ID.:443?x=1", "HTTPS://hooks.example.id/"],
+     "https://hooks.example.id:443"),
+    (["http://hooks.example.id", "http://hooks.example.id:80/", "http://Hooks.Example.Id."],
+     "http://hooks.example.id:80"),
+    (["https://bücher.example/hook", "https://BÜCHER.example.:443",
+      "https://xn--bcher-kva.example/x"], "https://xn--bcher-kva.example:443"),
+    (["https://[2001:db8::1]/a", "https://[2001:DB8::1]:443/b"], "https://[2001:db8::1]:443"),
+])
+def test_every_spelling_of_one_server_is_one_origin(spellings: list[str], origin: str) -> None:
+    assert {origin_of(url) for url in spellings} == {origin}
+
+
+def test_another_port_scheme_or_host_is_another_origin() -> None:
+    urls = ["https://hooks.example.id", "https://hooks.example.id:8443", "http://hooks.example.id",
+            "https://hooks.example.id.example", "https://api.hooks.example.id"]
+    assert len({origin_of(url) for url in urls}) == len(urls)
