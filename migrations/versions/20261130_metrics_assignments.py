@@ -8,7 +8,7 @@ The view keeps its columns and their types (``CREATE OR REPLACE`` keeps its gran
 from alembic import op
 
 revision = "20261130_metrics_assignments"
-down_revision = "20261130_webhook_origins"
+down_revision = "20261130_monthly_counts"
 
 STEPS = """
         SELECT case_id, version, action, from_status, to_status, at AS effective_at,
