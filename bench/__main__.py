@@ -133,7 +133,12 @@ def summary_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
              f"app {row['app_cpu_ms']} ms, PostgreSQL {row['postgres_cpu_ms']} ms "
              f"(load average {r['load_average'][0]}-{r['load_average'][1]})",
              f"one scan of metrics.cases {row['reference_ms']} ms (x{row['ratio']})")
-            for row in r["results"]]
+            for row in r["results"]] + [
+            (f"monthly over {r['cases']:,} cases: {row['period']}",
+             f"median {row['monthly_ms']} ms, p99 {row['p99_ms']} ms; CPU per answer: "
+             f"app {row['app_cpu_ms']} ms, PostgreSQL {row['postgres_cpu_ms']} ms",
+             f"one scan of metrics.cases {row['reference_ms']} ms (x{row['ratio']})")
+            for row in r.get("monthly", [])]
 
 
 def main() -> None:

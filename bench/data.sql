@@ -109,6 +109,12 @@ INSERT INTO metrics.daily_counts (day, measure, key, n)
 SELECT (at AT TIME ZONE 'Asia/Jakarta')::date, measure, key, count(*)
 FROM (/*PLACE_AND_LIAISON_INCREMENTS*/) AS increments GROUP BY 1, 2, 3;
 
+-- The monthly figures by group, as metrics_worker.counts derives them (put in by
+-- bench/summary.py).
+INSERT INTO metrics.daily_counts (day, measure, key, n)
+SELECT (at AT TIME ZONE 'Asia/Jakarta')::date, measure, key, count(*)
+FROM (/*MONTHLY_INCREMENTS*/) AS increments GROUP BY 1, 2, 3;
+
 -- What the projection keeps beside the daily counts.
 INSERT INTO metrics.period_counts (grain, start, measure, key, n)
 SELECT g.grain, date_trunc(g.unit, d.day)::date, d.measure, d.key, sum(d.n)

@@ -1,4 +1,5 @@
-"""How fast ``GET /v1/metrics/summary`` answers over a million cases.
+"""How fast ``GET /v1/metrics/summary`` and ``GET /v1/metrics/monthly`` answer over a million
+cases.
 
 The figure is measured side by side with a reference in the same run, because these machines are
 shared and noisy: the reference is one sequential scan of ``metrics.cases`` computing a single
@@ -34,6 +35,9 @@ TABLES = [f"metrics.{t}" for t in ("contacts", "cases", "transitions", "daily_co
 PERIODS = {"quarter 2022-Q1": {"period": "2022-Q1"}, "year 2022": {"period": "2022"},
            "month 2024-06": {"period": "2024-06"},
            "eight years": {"from": "2018-01-01", "to": "2025-12-31"}}
+# ``GET /v1/metrics/monthly`` over the same periods, ungrouped and by agency (the most groups:
+# 60 agencies, so eight years are 5,760 rows).
+MONTHLY_GROUPS = ("none", "agency")
 REFERENCE = """
     SELECT count(*) FROM metrics.cases
     WHERE received_at < $2 AND (closed_at IS NULL OR closed_at >= $1)"""
@@ -42,6 +46,7 @@ REFERENCE = """
 @dataclass
 class Timing:
     label: str
+    path: str
     median_ms: float
     p99_ms: float
     reference_ms: float
@@ -69,7 +74,8 @@ async def _load(url: str, cases: int) -> int:
     connection = await asyncpg.connect(asyncpg_dsn(url))
     try:
         await connection.execute(DATA.read_text().replace(":contacts", str(contacts)).replace(
-            "/*PLACE_AND_LIAISON_INCREMENTS*/", counts.PLACE_AND_LIAISON_INCREMENTS))
+            "/*PLACE_AND_LIAISON_INCREMENTS*/", counts.PLACE_AND_LIAISON_INCREMENTS).replace(
+            "/*MONTHLY_INCREMENTS*/", counts.MONTHLY_INCREMENTS))
         await connection.execute(aggregates.DURATION_HISTOGRAMS)
         # As autovacuum leaves a settled table: statistics, and pages marked all-visible.
         await connection.execute(f"VACUUM (ANALYZE) {', '.join(TABLES)}")
@@ -157,21 +163,26 @@ async def run(cases: int = 1_000_000, repeat: int = 30,
             async with httpx.AsyncClient(transport=transport, base_url="http://bench",
                                          headers={"Authorization": f"Bearer {token}"},
                                          timeout=120) as client:
-                for label, params in PERIODS.items():
-                    await client.get("/v1/metrics/summary", params=params)  # warm up
+                asked = [(label, "summary", params) for label, params in PERIODS.items()]
+                asked += [(f"{label}, group_by={group}", "monthly",
+                           {**params, "group_by": group})
+                          for group in MONTHLY_GROUPS for label, params in PERIODS.items()]
+                for label, path, params in asked:
+                    url = f"/v1/metrics/{path}"
+                    await client.get(url, params=params)  # warm up
                     samples = []
                     pids = await _postgres_pids(database_url)
                     app_cpu, postgres_cpu = time.process_time(), _cpu_seconds(pids)
                     for _ in range(repeat):
                         began = time.perf_counter()
-                        response = await client.get("/v1/metrics/summary", params=params)
+                        response = await client.get(url, params=params)
                         samples.append(time.perf_counter() - began)
                         response.raise_for_status()
                     app_cpu = time.process_time() - app_cpu
                     postgres_cpu = _cpu_seconds(pids) - postgres_cpu
                     reference = await _reference(database_url, params, min(repeat, 7))
                     timings.append(Timing(
-                        label, _median_ms(samples), _p99_ms(samples), reference,
+                        label, path, _median_ms(samples), _p99_ms(samples), reference,
                         round(app_cpu * 1000 / repeat, 1),
                         round(postgres_cpu * 1000 / repeat, 1) if pids else None))
         return {
@@ -184,7 +195,12 @@ async def run(cases: int = 1_000_000, repeat: int = 30,
             "results": [{"period": t.label, "summary_ms": t.median_ms, "p99_ms": t.p99_ms,
                          "app_cpu_ms": t.app_cpu_ms, "postgres_cpu_ms": t.postgres_cpu_ms,
                          "reference_ms": t.reference_ms, "ratio": round(t.ratio, 3)}
-                        for t in timings],
+                        for t in timings if t.path == "summary"],
+            # The same figures for GET /v1/metrics/monthly ("monthly_ms" its median).
+            "monthly": [{"period": t.label, "monthly_ms": t.median_ms, "p99_ms": t.p99_ms,
+                         "app_cpu_ms": t.app_cpu_ms, "postgres_cpu_ms": t.postgres_cpu_ms,
+                         "reference_ms": t.reference_ms, "ratio": round(t.ratio, 3)}
+                        for t in timings if t.path == "monthly"],
         }
     finally:
         if pg is not None:

@@ -69,7 +69,8 @@ INCREMENTS = f"""
   UNION ALL
   SELECT at, '{counts.CLOSED_EXAMINED}', year FROM milestones
   WHERE to_status = 'closed' AND examined_before
-  UNION ALL {counts.PLACE_AND_LIAISON_INCREMENTS}"""
+  UNION ALL {counts.PLACE_AND_LIAISON_INCREMENTS}
+  UNION ALL {counts.MONTHLY_INCREMENTS}"""
 
 # Every sample of ``histograms``: (moment, measure, key, whole hours of the duration).
 SAMPLES = f"""

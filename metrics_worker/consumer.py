@@ -112,7 +112,11 @@ async def record_contacts(session: AsyncSession, contacts: Sequence[dict[str, An
             continue  # the same complaint under another event id: counted already
         new.discard(row["complaint_id"])
         at, place = row["received_at"], row["place"]
-        increments.append((at, counts.CONTACTS, row["kind"]))
+        increments += [(at, counts.CONTACTS, row["kind"]),
+                       *((at, counts.CONTACTS_BY[g], row[g]) for g in _CONTACT_GROUPINGS)]
+        if row["complaint_id"] in given:  # moved as ``_reassign_contacts`` moves it
+            decrements.append((at, counts.CONTACTS_AGENCY, row["agency"]))
+            increments.append((at, counts.CONTACTS_AGENCY, given[row["complaint_id"]]))
         if place is not None:
             increments.append((at, counts.ON_THE_SPOT_PLACE, place))
         if row["kind"] in CASE_OPENING_KINDS:
@@ -123,6 +127,9 @@ async def record_contacts(session: AsyncSession, contacts: Sequence[dict[str, An
                 decrements.append((at, counts.RECEIVED_AGENCY, row["agency"]))
                 increments.append((at, counts.RECEIVED_AGENCY, given[row["complaint_id"]]))
     await counts.add(session, increments, decrements)
+
+
+_CONTACT_GROUPINGS = ("channel", "substance", "agency")
 
 
 async def _agencies_given(session: AsyncSession,
@@ -188,6 +195,7 @@ async def record_transitions(session: AsyncSession, transitions: Sequence[dict[s
     steps: list[dict[str, Any]] = []
     increments: list[counts.Increment] = []
     samples: list[histograms.Sample] = []
+    decrements: list[counts.Increment] = []
     changed: dict[uuid.UUID, None] = {}  # the cases changed, in order
     assigned: dict[uuid.UUID, tuple[str, str]] = {}  # case: (agency before, agency now)
     for data in transitions:
@@ -204,6 +212,7 @@ async def record_transitions(session: AsyncSession, transitions: Sequence[dict[s
         changed[case_id] = None
         if data["action"] == ASSIGN_AGENCY:
             before = assigned.get(case_id, (case["agency"], ""))[0]
+            _move_steps(case, data["reported_agency"]["code"], increments, decrements)
             case["version"], case["agency"] = version, data["reported_agency"]["code"]
             assigned[case_id] = (before, case["agency"])
             continue
@@ -211,7 +220,7 @@ async def record_transitions(session: AsyncSession, transitions: Sequence[dict[s
         steps.append(step)
         if step["action"] == "request_clarification":
             asked[case_id] = step
-    decrements = await _reassign_contacts(session, assigned, increments)
+    decrements += await _reassign_contacts(session, assigned, increments)
     await counts.add(session, increments, decrements)
     await histograms.add(session, samples)
     for start in range(0, len(steps), ROWS_PER_STATEMENT):
@@ -243,11 +252,23 @@ async def _reassign_contacts(session: AsyncSession, assigned: dict[uuid.UUID, tu
         .returning(CONTACTS.c.complaint_id, CONTACTS.c.kind, CONTACTS.c.received_at))}
     decrements: list[counts.Increment] = []
     for case_id, row in sorted(found.items()):
+        before, now = assigned[case_id]
+        decrements.append((row.received_at, counts.CONTACTS_AGENCY, before))
+        increments.append((row.received_at, counts.CONTACTS_AGENCY, now))
         if row.kind in CASE_OPENING_KINDS:
-            before, now = assigned[case_id]
             decrements.append((row.received_at, counts.RECEIVED_AGENCY, before))
             increments.append((row.received_at, counts.RECEIVED_AGENCY, now))
     return decrements
+
+
+def _move_steps(case: dict[str, Any], agency: str, increments: list[counts.Increment],
+                decrements: list[counts.Increment]) -> None:
+    """The register and close steps of ``case`` counted by agency, moved to ``agency``."""
+    for at, measure in ((case["registered_at"], counts.REGISTERED_BY["agency"]),
+                        (case["closed_at"], counts.CLOSED_BY["agency"])):
+        if at is not None:
+            decrements.append((at, measure, case["agency"]))
+            increments.append((at, measure, agency))
 
 
 def _step(case: dict[str, Any], asked: dict[str, Any] | None, data: dict[str, Any], zone: str,
@@ -263,7 +284,8 @@ def _step(case: dict[str, Any], asked: dict[str, Any] | None, data: dict[str, An
     if data["to_status"] != "closed":
         increments.append((at, counts.STATUS_IN, data["to_status"]))
     if data["action"] == "register":
-        increments.append((at, counts.REGISTERED, ""))
+        increments += [(at, counts.REGISTERED, ""),
+                       *((at, counts.REGISTERED_BY[g], case[g]) for g in counts.GROUPINGS)]
     if data["to_status"] in EXAMINATION_STATUSES and case["examination_at"] is None:
         increments.append((at, counts.EXAMINED, year))
     closed_after_days = None
@@ -273,6 +295,7 @@ def _step(case: dict[str, Any], asked: dict[str, Any] | None, data: dict[str, An
             samples.append((at, histograms.DAYS_TO_CLOSE, data["closure_stage"],
                             (at - case["received_at"]) // timedelta(hours=1)))
         increments += [(at, counts.CLOSED, year),
+                       *((at, counts.CLOSED_BY[g], case[g]) for g in counts.GROUPINGS),
                        (at, counts.CLOSED_STAGE, data.get("closure_stage") or ""),
                        (at, counts.CLOSED_REASON, data.get("reason") or "")]
         if case["examination_at"] is not None:

@@ -44,6 +44,23 @@ CLARIFICATION_REQUESTED = "clarification_requested"  # key: agency asked
 OVERDUE_FROM = "overdue_from"              # key: agency asked
 OVERDUE_ENDED = "overdue_ended"            # key: agency asked
 
+# The figures of ``GET /v1/metrics/monthly`` by group: contacts of any kind by channel,
+# substance and agency (by kind: ``CONTACTS``); received reports are the ``RECEIVED_*`` measures
+# (by kind: the contacts of the kinds that open a case); register and close steps by the
+# grouping column of their case. The agency of a contact, and of its case's steps, is the one
+# the case has now: ``assign_agency`` moves what was counted for ``unassigned``.
+GROUPINGS = ("kind", "channel", "substance", "agency")
+CONTACTS_AGENCY = "contacts_agency"
+CONTACTS_BY = {"kind": CONTACTS, "channel": "contacts_channel",
+               "substance": "contacts_substance", "agency": CONTACTS_AGENCY}
+RECEIVED_BY = {"channel": RECEIVED_CHANNEL, "substance": RECEIVED_SUBSTANCE,
+               "agency": RECEIVED_AGENCY}
+REGISTERED_BY = {grouping: f"registered_{grouping}" for grouping in GROUPINGS}
+CLOSED_BY = {grouping: f"closed_{grouping}" for grouping in GROUPINGS}
+# Read by the monthly figures only (the summary leaves them out).
+MONTHLY_ONLY = (*(CONTACTS_BY[g] for g in GROUPINGS[1:]), *REGISTERED_BY.values(),
+                *CLOSED_BY.values())
+
 # Measures whose totals before a moment are needed ("open at a moment" figures).
 RUNNING = (OPENED, EXAMINED, CLOSED, CLOSED_EXAMINED, STATUS_IN, STATUS_OUT, OVERDUE_FROM,
            OVERDUE_ENDED)
@@ -67,6 +84,35 @@ PLACE_AND_LIAISON_INCREMENTS = f"""
   FROM metrics.transitions q
   JOIN metrics.transitions n ON n.case_id = q.case_id AND n.version = q.version + 1
   WHERE q.action = 'request_clarification' AND q.due_at IS NOT NULL"""
+
+
+def _keyed(measures: dict[str, str], alias: str) -> str:
+    """``m.measure, key`` for each grouping's measure, the key being the grouping's column of
+    ``alias``; to be followed by ``FROM <alias's table> CROSS JOIN measures``."""
+    keys = " ".join(f"WHEN '{measure}' THEN {alias}.{grouping}"
+                    for grouping, measure in measures.items())
+    return f"m.measure, CASE m.measure {keys} END AS key"
+
+
+def _measures(measures: dict[str, str]) -> str:
+    return "(VALUES " + ", ".join(f"('{m}')" for m in measures.values()) + ") AS m (measure)"
+
+
+# The increments of the monthly-only measures as the fact tables imply them: (at, measure,
+# key), one row per unit counted (how the benchmarks' data and the migration that introduced
+# these measures got them; ``metrics_worker.aggregates`` states them with the others).
+_CONTACT_GROUPINGS = {g: CONTACTS_BY[g] for g in GROUPINGS[1:]}
+MONTHLY_INCREMENTS = f"""
+  SELECT a.received_at AS at, {_keyed(_CONTACT_GROUPINGS, "a")}
+  FROM metrics.contacts a CROSS JOIN {_measures(_CONTACT_GROUPINGS)}
+  UNION ALL
+  SELECT t.at, {_keyed(REGISTERED_BY, "c")}
+  FROM metrics.transitions t JOIN metrics.cases c ON c.case_id = t.case_id
+  CROSS JOIN {_measures(REGISTERED_BY)} WHERE t.action = 'register'
+  UNION ALL
+  SELECT t.at, {_keyed(CLOSED_BY, "c")}
+  FROM metrics.transitions t JOIN metrics.cases c ON c.case_id = t.case_id
+  CROSS JOIN {_measures(CLOSED_BY)} WHERE t.to_status = 'closed'"""
 
 
 # One statement whatever the number of increments (three arrays as its parameters): compiled
@@ -127,7 +173,7 @@ def parts_sql(first: date, last: date) -> str:
     running = ", ".join(f"'{measure}'" for measure in RUNNING)
     return f"""
         SELECT 'within' AS part, measure, key, sum(n) AS n FROM ({within}) w
-        WHERE measure <> '{ON_THE_SPOT_PLACE}' GROUP BY 1, 2, 3
+        WHERE measure NOT IN ({_listed((ON_THE_SPOT_PLACE, *MONTHLY_ONLY))}) GROUP BY 1, 2, 3
         UNION ALL
         SELECT 'before', measure, key, sum(n) FROM ({before}) b
         WHERE measure IN ({running}) GROUP BY 1, 2, 3
@@ -135,7 +181,7 @@ def parts_sql(first: date, last: date) -> str:
         SELECT 'month', month, top, received FROM (
           SELECT DISTINCT ON (month) month, key AS top,
                  sum(sum(n)) OVER (PARTITION BY month) AS received
-          FROM ({_substances_by_month_sql(first, last)}) m
+          FROM ({months_sql(first, last, (RECEIVED_SUBSTANCE,))}) m
           GROUP BY month, key ORDER BY month, sum(n) DESC, key) m
         UNION ALL
         SELECT 'places', NULL, NULL, count(*) FROM (
@@ -175,19 +221,35 @@ class Totals:
         return self
 
 
-def _substances_by_month_sql(first: date, last: date) -> str:
-    """Received by month and substance: month rows, and days for a month cut by the period."""
+def _listed(measures: Sequence[str]) -> str:
+    return ", ".join(f"'{measure}'" for measure in measures)
+
+
+def months_sql(first: date, last: date, measures: Sequence[str]) -> str:
+    """Rows ``(month, measure, key, n)`` of ``measures`` in ``[first, last]``, ``month`` as
+    ``YYYY-MM``: month rows, and day rows for a month the range cuts (to be summed by month).
+    A bounded number of rows per month whatever the number of cases."""
+    wanted = _listed(measures)
     parts = []
     for span in spans(first, last):
         # Whole years are read as their months (kept too), since months are wanted here.
         final = date(span.last.year, 12, 1) if span.grain == "y" else span.last
         bounds = f"BETWEEN {day_sql(span.first)} AND {day_sql(final)}"
         if span.grain == "d":
-            parts.append(f"SELECT to_char(day, 'YYYY-MM') AS month, key, n "
-                         f"FROM metrics.daily_counts WHERE measure = '{RECEIVED_SUBSTANCE}' "
+            parts.append(f"SELECT to_char(day, 'YYYY-MM') AS month, measure, key, n "
+                         f"FROM metrics.daily_counts WHERE measure IN ({wanted}) "
                          f"AND day {bounds}")
         else:
-            parts.append(f"SELECT to_char(start, 'YYYY-MM') AS month, key, n "
+            parts.append(f"SELECT to_char(start, 'YYYY-MM') AS month, measure, key, n "
                          f"FROM metrics.period_counts WHERE grain = 'm' "
-                         f"AND measure = '{RECEIVED_SUBSTANCE}' AND start {bounds}")
-    return " UNION ALL ".join(parts) or "SELECT NULL::text, NULL::text, 0::bigint WHERE false"
+                         f"AND measure IN ({wanted}) AND start {bounds}")
+    return " UNION ALL ".join(parts) or \
+        "SELECT NULL::text, NULL::text, NULL::text, 0::bigint WHERE false"
+
+
+def keys_sql(first: date, last: date, measures: Sequence[str]) -> str:
+    """The keys with a count above 0 in ``[first, last]`` for any of ``measures`` (a key whose
+    counts were all moved to another, by ``assign_agency``, keeps rows of 0)."""
+    return f"""
+        SELECT key FROM ({spans_sql(spans(first, last))}) s
+        WHERE measure IN ({_listed(measures)}) GROUP BY key HAVING sum(n) > 0"""

@@ -75,14 +75,14 @@ async def get_summary(request: Request, database: DatabaseDep, zone: ZoneDep, _:
                       "description": "Rows as JSON, or RFC 4180 CSV with a header row"}},
     summary="Monthly figures, grouped")
 async def get_monthly(
-    request: Request, session: SessionDep, zone: ZoneDep, _: Reader,
+    request: Request, session: SessionDep, _: Reader,
     first: FromQuery = None, last: ToQuery = None, period: PeriodQuery = None,
     group_by: Literal["none", "channel", "substance", "agency", "kind"] = "none",
     format: FormatQuery = None,
 ) -> Any:
     wanted = negotiate(request, format)
     chosen = period_from_query(period, first, last)
-    rows = await service.monthly(session, chosen, zone, group_by)
+    rows = await service.monthly(session, chosen, group_by)
     if wanted == "csv":
         return csv_response(MONTHLY_COLUMNS, rows, "aduan-monthly.csv")
     return json_rows_response(dict(zip(MONTHLY_COLUMNS, row, strict=True)) for row in rows)

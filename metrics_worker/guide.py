@@ -53,7 +53,10 @@ GUIDES = {
         "in order, in JSON and CSV alike: `month, group, contacts, received, registered, "
         "closed`. The answer is streamed; it may have at most 100,000 rows (months x groups): "
         "a larger one is refused with 422 before any row is built (narrow the range or group "
-        "coarser). Roles: analyst, assistant, admin.\n\n"
+        "coarser). Read from counts the projection keeps by day and month (as the summary "
+        "is), so its time grows with months x groups, not with the number of cases; a case "
+        "given its agency later (`assign_agency`) is counted, contact, registration and "
+        "closure alike, for the agency it has now. Roles: analyst, assistant, admin.\n\n"
         "Example: `GET /v1/metrics/monthly?from=2022-01-01&to=2022-03-31&group_by=channel` "
         "(add `&format=csv` for CSV).",
         {"rows": [{"month": "2022-01", "group": "complaint_post", "contacts": 41,

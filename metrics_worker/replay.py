@@ -93,11 +93,20 @@ _check_transition = _length_check(TransitionFact.__table__,  # type: ignore[arg-
 
 # A case in memory is its row (CASE_COLUMNS order) and, after it, the action, time, due time and
 # agency of its last step (what the next step needs when that one asked for a clarification).
-(_CASE_ID, _AGENCY, _RECEIVED_AT, _STATUS, _VERSION, _REGISTERED_AT, _EXAMINATION_AT,
- _CLOSED_AT, _CLOSURE_STAGE, _CLOSURE_REASON, _CLOSED_AFTER_DAYS) = (
+(_CASE_ID, _KIND, _CHANNEL, _SUBSTANCE, _AGENCY, _RECEIVED_AT, _STATUS, _VERSION,
+ _REGISTERED_AT, _EXAMINATION_AT, _CLOSED_AT, _CLOSURE_STAGE, _CLOSURE_REASON,
+ _CLOSED_AFTER_DAYS) = (
     CASE_COLUMNS.index(name) for name in (
-        "case_id", "agency", "received_at", "status", "version", "registered_at",
-        "examination_at", "closed_at", "closure_stage", "closure_reason", "closed_after_days"))
+        "case_id", "kind", "channel", "substance", "agency", "received_at", "status", "version",
+        "registered_at", "examination_at", "closed_at", "closure_stage", "closure_reason",
+        "closed_after_days"))
+# The monthly figures' measures, each a name here: the fold adds them for every contact and
+# every register and close step.
+_CONTACTS_CHANNEL, _CONTACTS_SUBSTANCE = (counts.CONTACTS_BY[g] for g in ("channel", "substance"))
+_REGISTERED_KIND, _REGISTERED_CHANNEL, _REGISTERED_SUBSTANCE, _REGISTERED_AGENCY = (
+    counts.REGISTERED_BY[g] for g in counts.GROUPINGS)
+_CLOSED_KIND, _CLOSED_CHANNEL, _CLOSED_SUBSTANCE, _CLOSED_AGENCY = (
+    counts.CLOSED_BY[g] for g in counts.GROUPINGS)
 _AGENCY_LENGTH = CaseFact.__table__.c.agency.type.length  # type: ignore[attr-defined]
 ASSIGN_AGENCY = "assign_agency"  # not a step: see ``consumer.ASSIGN_AGENCY``
 _PREVIOUS_ACTION, _PREVIOUS_AT, _PREVIOUS_DUE_AT, _PREVIOUS_AGENCY = (
@@ -251,21 +260,28 @@ class Replay:
         kind = row[1]
         add, day = self.tally.add, self.tally.day(row[5])
         add(day, counts.CONTACTS, kind)
+        add(day, _CONTACTS_CHANNEL, row[2])
+        add(day, _CONTACTS_SUBSTANCE, row[3])
+        add(day, counts.CONTACTS_AGENCY, row[4])
         if place is not None:
             add(day, counts.ON_THE_SPOT_PLACE, place)
-        if kind in CASE_OPENING_KINDS:
+        opens_case = kind in CASE_OPENING_KINDS
+        if opens_case:
             add(day, counts.RECEIVED_CHANNEL, row[2])
             add(day, counts.RECEIVED_SUBSTANCE, row[3])
             add(day, counts.RECEIVED_AGENCY, row[4])
-            assigned = self.assigned.get(complaint)
-            if assigned is not None:  # its case was given an agency earlier in the log
-                self._move_received(day, *assigned)
+        assigned = self.assigned.get(complaint)
+        if assigned is not None:  # its case was given an agency earlier in the log
+            self._move_contact(day, *assigned, received=opens_case)
 
-    def _move_received(self, day: date, before: str, now: str) -> None:
-        """A received report counted for the agency its case was given, as the live
-        projection moves it (``consumer._reassign_contacts``)."""
-        self.tally.remove(day, counts.RECEIVED_AGENCY, before)
-        self.tally.add(day, counts.RECEIVED_AGENCY, now)
+    def _move_contact(self, day: date, before: str, now: str, received: bool = True) -> None:
+        """A contact (and its received report) counted for the agency its case was given, as
+        the live projection moves it (``consumer._reassign_contacts``)."""
+        measures = (counts.CONTACTS_AGENCY, counts.RECEIVED_AGENCY) if received else \
+            (counts.CONTACTS_AGENCY,)
+        for measure in measures:
+            self.tally.remove(day, measure, before)
+            self.tally.add(day, measure, now)
 
     def reassigned_contacts(self) -> tuple[list[str], list[str]]:
         """The contacts whose case was given an agency, and that agency (columns for an
@@ -349,9 +365,16 @@ class Replay:
         case_id = case[_CASE_ID]  # a case's id is its complaint's
         before = self.assigned.get(case_id, (case[_AGENCY], ""))[0]
         self.assigned[case_id] = (before, agency)
+        tally = self.tally
+        # Its register and close steps counted by agency (``consumer._move_steps``).
+        for at, measure in ((case[_REGISTERED_AT], _REGISTERED_AGENCY),
+                            (case[_CLOSED_AT], _CLOSED_AGENCY)):
+            if at is not None:
+                tally.remove(tally.day(at), measure, case[_AGENCY])
+                tally.add(tally.day(at), measure, agency)
         case[_AGENCY], case[_VERSION] = agency, version
         if case_id in self.complaints:  # its contact is counted already: moved now
-            self._move_received(self.tally.day(case[_RECEIVED_AT]), before, agency)
+            self._move_contact(tally.day(case[_RECEIVED_AT]), before, agency)
 
     def _count_step(self, case: list[Any], row: tuple[Any, ...]) -> None:
         """The increments and durations of a step (a TRANSITION_COLUMNS row) of ``case`` (as
@@ -365,6 +388,10 @@ class Replay:
             add(day, counts.STATUS_IN, to_status)
         if action == "register":
             add(day, counts.REGISTERED, "")
+            add(day, _REGISTERED_KIND, case[_KIND])
+            add(day, _REGISTERED_CHANNEL, case[_CHANNEL])
+            add(day, _REGISTERED_SUBSTANCE, case[_SUBSTANCE])
+            add(day, _REGISTERED_AGENCY, case[_AGENCY])
         if to_status in EXAMINATION_STATUSES and case[_EXAMINATION_AT] is None:
             add(day, counts.EXAMINED, tally.year(case[_RECEIVED_AT]))
         if to_status == "closed":
@@ -373,6 +400,10 @@ class Replay:
                 tally.sample(at, histograms.DAYS_TO_CLOSE, closure_stage,
                              (at - case[_RECEIVED_AT]) // HOUR)
             add(day, counts.CLOSED, year)
+            add(day, _CLOSED_KIND, case[_KIND])
+            add(day, _CLOSED_CHANNEL, case[_CHANNEL])
+            add(day, _CLOSED_SUBSTANCE, case[_SUBSTANCE])
+            add(day, _CLOSED_AGENCY, case[_AGENCY])
             add(day, counts.CLOSED_STAGE, closure_stage or "")
             add(day, counts.CLOSED_REASON, reason or "")
             if case[_EXAMINATION_AT] is not None:
