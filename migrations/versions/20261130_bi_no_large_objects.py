@@ -20,7 +20,7 @@ from alembic import op
 from sqlalchemy import text
 
 revision = "20261130_bi_no_large_objects"
-down_revision = "20261130_monthly_counts"
+down_revision = "20261130_metrics_assignments"
 
 logger = logging.getLogger("alembic.runtime.migration")
 

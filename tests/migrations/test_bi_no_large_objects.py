@@ -16,7 +16,7 @@ from services.bi_users import PUBLIC_MAY_WRITE_LARGE_OBJECTS
 from services.migrate import alembic_config
 
 REVISION = "20261130_bi_no_large_objects"
-PREVIOUS = "20261130_monthly_counts"
+PREVIOUS = "20261130_metrics_assignments"
 
 
 def _upgraded_as(connection: Connection, database_url: str, role: str | None) -> tuple[str, str]:
