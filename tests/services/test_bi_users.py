@@ -15,7 +15,10 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
+from intake_api.webhooks.repository import WAKEUP as WEBHOOK_DELIVERIES
 from services import bi_users
+from shared.token_cache import REVOCATIONS
+from shared.wakeup import channel
 from tests.services.test_cli import aduan
 from tests.support import BackingServices, bearer, complaint, running_app
 
@@ -361,3 +364,48 @@ async def test_large_object_writers_left_to_public_are_reported_to_a_non_superus
         await owner.execute("REVOKE EXECUTE ON FUNCTION lo_from_bytea(oid, bytea) FROM PUBLIC")
         await owner.execute(f'DROP ROLE IF EXISTS "{tenant}"')
         await owner.close()
+
+
+HOSTILE_PAYLOADS = ["partner", "admin", '{"event_id": 1}', "';DROP TABLE x;--"]
+
+
+async def test_a_bi_logins_notifications_wake_the_app_once_and_tell_it_nothing(
+        services: BackingServices) -> None:
+    """NOTIFY needs no privilege, so a BI login may notify aduan's own channels. The app's
+    readers take a notification as "look once more": however many arrive, one look, and the
+    payload is never read (docs/bi.md)."""
+    name = f"bi_{uuid.uuid4().hex[:8]}"
+    login = await bi_users.create(services.database_url, name)
+    owner = await asyncpg.connect(make_url(services.database_url).set(drivername="postgresql")
+                                  .render_as_string(hide_password=False))
+    flooder = await asyncpg.connect(login.uri)
+    transactions = ("SELECT xact_commit + xact_rollback FROM pg_stat_database "
+                    "WHERE datname = current_database()")
+    channels = [channel("intake"), channel("cases"), channel(WEBHOOK_DELIVERIES), REVOCATIONS]
+    partner = await services.token("partner")
+    try:
+        async with running_app(services) as client:
+            posted = await client.post("/v1/complaints", json=complaint(),
+                                       headers=bearer(partner))
+            assert posted.status_code == 201, posted.text
+            await asyncio.sleep(1.5)
+            before = await owner.fetchval(transactions)
+            await asyncio.sleep(3)
+            idle = await owner.fetchval(transactions) - before
+            before = await owner.fetchval(transactions)
+            for notified in channels:
+                # 25,000 each, with payloads naming tokens, events and SQL.
+                await flooder.execute(
+                    "SELECT count(pg_notify($1, ($2::text[])[g % 4 + 1] || g)) "
+                    "FROM generate_series(1, 25000) g", notified, HOSTILE_PAYLOADS)
+            await asyncio.sleep(3)
+            flooded = await owner.fetchval(transactions) - before
+            # 100,000 notifications: a look for each would be 100,000 transactions.
+            assert flooded < idle + 200, (flooded, idle)
+            posted = await client.post("/v1/complaints", json=complaint(),
+                                       headers=bearer(partner))
+            assert posted.status_code == 201, posted.text
+    finally:
+        await flooder.close()
+        await owner.close()
+        assert await bi_users.revoke(services.database_url, name)
