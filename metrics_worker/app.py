@@ -14,7 +14,7 @@ from shared.web import Service, build_app
 
 
 async def publish_timezone(runtime: Runtime) -> None:
-    async with runtime.database.transaction() as session:
+    async with runtime.work_database.transaction() as session:
         await repository.set_office_timezone(session, runtime.settings.timezone)
 
 
