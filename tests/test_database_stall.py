@@ -186,6 +186,21 @@ async def test_an_unanswered_commit_is_settled_or_said_unknown(tmp_path: Path) -
             assert again.json()["complaint_id"], again.text
         assert await stall.stored("SLOW-2") == 1
 
+        # A post with an Idempotency-Key commits in a transaction of the request's own: its
+        # unanswered COMMIT is said unknown too, and the key makes the retry safe.
+        await stall.slow("SLOW-3", "commit")
+        body = complaint(external_reference="SLOW-3")
+        keyed = {**stall.headers, "Idempotency-Key": "slow-3"}
+        started = time.monotonic()
+        posted = await stall.client.post(f"{stall.url}/v1/complaints", json=body, headers=keyed)
+        assert_retry_later(posted, time.monotonic() - started)
+        assert posted.json()["type"].endswith("/outcome-unknown"), posted.text
+        await stall.database.execute("DELETE FROM public.slow_references")
+        await sleeping(stall.database, ended=True)
+        again = await stall.client.post(f"{stall.url}/v1/complaints", json=body, headers=keyed)
+        assert again.status_code == 201, again.text
+        assert await stall.stored("SLOW-3") == 1
+
 
 async def sleeping(database: asyncpg.Connection, *, ended: bool = False) -> None:
     """Returns once a session sleeps in a slow trigger (``ended``: once none does)."""
