@@ -199,7 +199,6 @@ class GroupCommit:
             if not entry.answer.done():
                 entry.answer.set_result((out, numbers.get(values["id"])))
 
-
     async def _settle(self, driver: asyncpg.Connection, ids: list[uuid.UUID],
                       exc: Exception) -> None:
         """Returns when the group's COMMIT, sent but unanswered (``exc``), did commit; raises
