@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import unicodedata
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -143,7 +143,7 @@ async def _agencies_given(session: AsyncSession,
                       if row["agency"] == UNASSIGNED_AGENCY_CODE})
     if not waiting:
         return {}
-    await _lock_cases(session, waiting, shared=True)
+    await _lock_cases(session, shared=waiting)
     return {case_id: agency for case_id, agency in await session.execute(
         select(CASES.c.case_id, CASES.c.agency).where(CASES.c.case_id.in_(waiting)))
         if agency != UNASSIGNED_AGENCY_CODE}
@@ -154,21 +154,41 @@ async def _agencies_given(session: AsyncSession,
 _CASE_LOCKS = 0x61676e63
 
 
-async def _lock_cases(session: AsyncSession, case_ids: Sequence[uuid.UUID], *,
-                      shared: bool) -> None:
+async def _lock_cases(session: AsyncSession, shared: Collection[uuid.UUID] = (),
+                      exclusive: Collection[uuid.UUID] = ()) -> None:
     """Locks cases by id to the end of the transaction, shared by contacts filed under
     ``unassigned``, exclusive by ``assign_agency``. Not their ``cases`` rows: while the
     contact is recorded its case may have none yet, and one opened and assigned by another
     consumer meanwhile would update a contacts row it cannot see (uncommitted) and never
     wait for it. Taken in a separate statement before reading, so that what is read is what
-    the other committed. Ids fold to their last 32 bits (random in any uuid); two cases
-    sharing a key only wait for each other."""
-    keys = sorted({((case_id.int & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000
-                   for case_id in case_ids})
-    lock = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+    the other committed; all in one statement, in key order, so that two batches wait for
+    each other only one way (``project_batch`` takes a batch's at once; taking one again is
+    free). Ids fold to their last 32 bits (random in any uuid); two cases sharing a key only
+    wait for each other."""
+    modes = {_case_key(case_id): False for case_id in shared}
+    modes.update((_case_key(case_id), True) for case_id in exclusive)
+    if not modes:
+        return
+    keys = sorted(modes)
     await session.execute(text(
-        f"SELECT {lock}(:space, key) FROM unnest(CAST(:keys AS integer[])) AS key"),
-        {"space": _CASE_LOCKS, "keys": keys})
+        "SELECT CASE WHEN x THEN pg_advisory_xact_lock(:space, k) "
+        "ELSE pg_advisory_xact_lock_shared(:space, k) END "
+        "FROM unnest(CAST(:keys AS integer[]), CAST(:exclusive AS boolean[])) AS l (k, x)"),
+        {"space": _CASE_LOCKS, "keys": keys, "exclusive": [modes[k] for k in keys]})
+
+
+def _case_key(case_id: uuid.UUID) -> int:
+    return ((case_id.int & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000
+
+
+def _filed_unassigned(contacts: Iterable[dict[str, Any]]) -> list[uuid.UUID]:
+    return [uuid.UUID(data["id"]) for data in contacts
+            if data["reported_agency"]["code"] == UNASSIGNED_AGENCY_CODE]
+
+
+def _assigning(transitions: Iterable[dict[str, Any]]) -> list[uuid.UUID]:
+    return [uuid.UUID(data["case_id"]) for data in transitions
+            if data.get("action") == ASSIGN_AGENCY]
 
 
 async def record_opened(session: AsyncSession, data: dict[str, Any], zone: str) -> None:
@@ -206,9 +226,7 @@ async def record_transitions(session: AsyncSession, transitions: Sequence[dict[s
     if not transitions:
         return
     case_ids = sorted({uuid.UUID(data["case_id"]) for data in transitions})
-    if assigning := [uuid.UUID(data["case_id"]) for data in transitions
-                     if data.get("action") == ASSIGN_AGENCY]:
-        await _lock_cases(session, assigning, shared=False)  # before any row is locked
+    await _lock_cases(session, exclusive=_assigning(transitions))  # before any row's lock
     cases = {row["case_id"]: dict(row) for row in (await session.execute(
         select(CASES).where(CASES.c.case_id.in_(case_ids))
         .order_by(CASES.c.case_id).with_for_update())).mappings()}
@@ -405,6 +423,8 @@ async def project_batch(session: AsyncSession, events: Sequence[Event]) -> None:
             transitions.append(event.data)
         elif event.type != COMPLAINT_ATTACHMENT_ADDED:
             raise UnknownEventType(event.type)
+    await _lock_cases(session, shared=_filed_unassigned(contacts),
+                      exclusive=_assigning(transitions))
     await record_contacts(session, contacts)
     if openings or transitions:
         zone = await office_timezone(session)

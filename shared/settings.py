@@ -17,6 +17,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # In containers secrets are files: compose.yaml mounts ADUAN_DATABASE_URL as
 # /run/secrets/aduan_database_url, so the password is in no environment and no compose file.
 SECRETS_DIR = Path("/run/secrets")
+# How long a BI login's statement or transaction may last (docs/bi.md).
+BI_QUERY_LIMIT_SECONDS = 120.0
 
 
 class Settings(BaseSettings):
@@ -63,6 +65,11 @@ class Settings(BaseSettings):
     webhook_concurrency_per_owner: int = Field(default=8, ge=1)
     webhook_concurrency_per_origin: int = Field(default=8, ge=1)
     expiry_interval_seconds: float = Field(default=30.0, gt=0)
+    # BI logins (``aduan bi-user create``) start with this statement_timeout, which a session
+    # may SET away; the metrics service cancels their statements and ends their transactions
+    # that outlast it anyway, looking this often (``metrics_worker.bi_watchdog``).
+    bi_query_limit_seconds: float = Field(default=BI_QUERY_LIMIT_SECONDS, gt=0, le=86_400)
+    bi_watchdog_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
     consumer_poll_seconds: float = Field(default=0.2, gt=0)
     relay_poll_seconds: float = Field(default=0.2, gt=0)
     # Database-log readers and relays wake on LISTEN/NOTIFY; they also look this often anyway

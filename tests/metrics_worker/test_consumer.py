@@ -207,16 +207,50 @@ async def test_a_contact_recorded_while_another_consumer_opens_and_assigns_its_c
     assert waited, "the assignment did not wait for the contact being recorded"
 
 
-async def _waits_for_a_lock(database: Database, task: asyncio.Task[None]) -> bool:
-    """True once another session of this database waits for a lock, False if ``task``
-    ends first."""
+async def _waits_for_a_lock(database: Database, task: asyncio.Task[None],
+                            sessions: int = 1) -> bool:
+    """True once ``sessions`` other sessions of this database wait for a lock, False if
+    ``task`` ends first."""
     async with database.autocommit() as connection:
         for _ in range(500):
             if task.done():
                 return False
             if await connection.fetchval(
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND wait_event_type = 'Lock'"):
+                    "AND wait_event_type = 'Lock'") >= sessions:
                 return True
             await asyncio.sleep(0.02)
     raise AssertionError("the other consumer neither ended nor waited in 10 s")
+
+
+async def test_two_consumers_crossing_contacts_and_assignments_do_not_deadlock(
+        services: BackingServices) -> None:
+    """One consumer's batch holds the contact of X and X's case's assignment comes in the
+    other's, which holds the contact of Z whose assignment the first has: each batch takes
+    every case lock it needs at once, in one order, so the second waits for the first rather
+    than the two waiting for each other (a deadlock, the batch retried after a second). The
+    first is held between its contacts and its steps by an opening a third has not
+    committed."""
+    x, z, w = (str(uuid.uuid4()) for _ in range(3))
+    contact_x, opened_x, assigned_x = assigned_case_events(x)
+    contact_z, opened_z, assigned_z = assigned_case_events(z)
+    opened_w = assigned_case_events(w)[1]
+    async with Database.opened(services.database_url, pool_size=4) as database:
+        async with database.transaction() as session:
+            await project_batch(session, [opened_x, opened_z])
+
+        async def batch(events: list[Event]) -> None:
+            async with database.transaction() as session:
+                await project_batch(session, events)
+
+        async with database.transaction() as third:
+            await project_batch(third, [opened_w])
+            first = asyncio.create_task(batch([contact_x, opened_w, assigned_z]))
+            assert await _waits_for_a_lock(database, first)
+            second = asyncio.create_task(batch([contact_z, assigned_x]))
+            assert await _waits_for_a_lock(database, second, sessions=2)
+        await asyncio.wait_for(asyncio.gather(first, second), timeout=20)
+
+    model = await figures(services.database_url)
+    assert sorted((str(row.complaint_id), row.agency) for row in model["contacts"]) \
+        == sorted([(x, "pln-uiw-babel"), (z, "pln-uiw-babel")])
