@@ -15,7 +15,7 @@ from shared.web import Service, build_app
 
 
 async def publish_timezone(runtime: Runtime) -> None:
-    async with runtime.database.transaction() as session:
+    async with runtime.work_database.transaction() as session:
         await repository.set_office_timezone(session, runtime.settings.timezone)
 
 
@@ -26,7 +26,7 @@ def start(runtime: Runtime) -> None:
         runtime.consume(SUBSCRIPTION)
 
     runtime.spawn("office-timezone", timezone_then_consume)
-    watchdog = BiWatchdog(runtime.database,
+    watchdog = BiWatchdog(runtime.work_database,
                           limit_seconds=runtime.settings.bi_query_limit_seconds,
                           interval_seconds=runtime.settings.bi_watchdog_interval_seconds)
     runtime.spawn("bi-watchdog", watchdog.run)

@@ -14,7 +14,11 @@ limit:
   listening process of aduan shares;
 - ends a session holding or awaiting an advisory lock: aduan's relays and sequencers take turns
   with advisory locks (``shared/outbox.py``), which PostgreSQL lets every role take, so one held
-  by a BI session would stall them.
+  by a BI session would stall them;
+- ends an idle session found blocked writing to its client at two looks in a row: one that
+  ``LISTEN``s and reads nothing. Notifications are queued until every listener has taken them,
+  so such a session lets anyone's ``NOTIFY`` fill the queue on disk (8 GB, ~50 MB a second),
+  after which every ``NOTIFY`` fails, aduan's own included.
 
 Each is logged. Seeing other roles' statements and signalling their sessions takes a superuser
 (the embedded server's) or membership in ``pg_read_all_stats`` and ``pg_signal_backend``; the
@@ -37,7 +41,8 @@ logger = logging.getLogger(__name__)
 BI_ROLE = "aduan_bi"
 # Sessions of direct members of aduan_bi that one of the rules above applies to.
 _OVERDUE = """
-    SELECT a.pid, a.usename, a.state, a.query_start, left(a.query, 200) AS query,
+    SELECT a.pid, a.usename, a.state, a.query_start, a.state_change, a.wait_event,
+           left(a.query, 200) AS query,
            extract(epoch FROM now() - a.query_start)::float8 AS running,
            extract(epoch FROM now() - a.xact_start)::float8 AS open_for,
            EXISTS (SELECT FROM pg_locks l
@@ -50,6 +55,7 @@ _OVERDUE = """
            OR a.state LIKE 'idle in transaction%'
               AND a.xact_start < now() - make_interval(secs => $2)
            OR a.xact_start < now() - make_interval(secs => 2 * $2)
+           OR a.state = 'idle' AND a.wait_event = 'ClientWrite'
            OR EXISTS (SELECT FROM pg_locks l WHERE l.pid = a.pid AND l.locktype = 'advisory'))"""
 _PRIVILEGES = """
     SELECT r.rolsuper, pg_has_role(r.oid, 'pg_read_all_stats', 'USAGE') AS read_all_stats,
@@ -87,6 +93,8 @@ class BiWatchdog:
         self.interval_seconds = interval_seconds
         # Statements already cancelled once, by session: (pid) -> its query_start.
         self._cancelled: dict[int, datetime] = {}
+        # Idle sessions seen blocked writing to their client, by session: pid -> state_change.
+        self._stuck: dict[int, datetime] = {}
         self._told: str | None = None
 
     async def look(self) -> list[Ended]:
@@ -101,6 +109,7 @@ class BiWatchdog:
             ended = [await self._end(connection, row) for row in rows]
         seen = {row["pid"] for row in rows}
         self._cancelled = {p: s for p, s in self._cancelled.items() if p in seen}
+        self._stuck = {p: s for p, s in self._stuck.items() if p in seen}
         done = [e for e in ended if e is not None]
         for e in done:
             logger.warning("BI login %s: %s session %d (%s): %s", e.user, e.action, e.pid,
@@ -113,6 +122,12 @@ class BiWatchdog:
         running, open_for = row["running"] or 0.0, row["open_for"] or 0.0
         if row["advisory"]:
             action, reason = "terminated", "it took an advisory lock"
+        elif row["state"] == "idle" and row["wait_event"] == "ClientWrite":
+            if self._stuck.get(pid) != row["state_change"]:
+                self._stuck[pid] = row["state_change"]
+                return None  # a moment's wait, perhaps: seen again at the next look, it is not
+            action, reason = "terminated", "idle, its client reads nothing sent to it " \
+                                           "(notifications queue up behind it)"
         elif row["state"] == "active" and running > limit:
             if self._cancelled.get(pid) != row["query_start"]:
                 self._cancelled[pid] = row["query_start"]

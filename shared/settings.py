@@ -142,6 +142,12 @@ class Settings(BaseSettings):
     database_max_overflow: int = Field(default=20, ge=0, le=500)
     # How long a request waits for a connection before it is answered 503.
     database_pool_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    # How long a request waits on the database for one thing (a connection opened, a statement,
+    # its commit) before it is answered 503 (shared/db.py ``Database.connect``): PostgreSQL
+    # cancels a statement running longer (``statement_timeout``), and one that does not answer
+    # at all (a stalled server) is given up a moment later. Consumers, relays, rebuilds,
+    # migrations and commands use connections of their own, with longer limits.
+    database_request_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
     # Admission (shared/admission.py): requests running at once per process, how many more
     # may wait for a slot, and how long a request may wait from its arrival before it starts;
     # beyond that, 503 with Retry-After. 0 turns it off. A request spends much of its time

@@ -124,3 +124,36 @@ async def test_the_watchdog_needs_to_see_and_signal_other_sessions(
         await owner.execute(f'REVOKE ALL ON DATABASE {database} FROM "{app_role}"')
         await owner.execute(f'DROP ROLE IF EXISTS "{app_role}"')
         await owner.close()
+
+
+async def test_a_bi_login_that_listens_and_reads_nothing_is_ended(
+        services: BackingServices, login: str) -> None:
+    """PostgreSQL keeps every notification until each listener has taken it: a session that
+    LISTENs and never reads its socket lets the queue grow on disk until NOTIFY fails for all."""
+    owner = await asyncpg.connect(asyncpg_dsn(services.database_url))
+    stuck, flooder = await asyncpg.connect(login), await asyncpg.connect(login)
+    database = Database.connect(services.database_url, pool_size=1)
+    watchdog = BiWatchdog(database, limit_seconds=120, interval_seconds=5)
+    try:
+        await stuck.add_listener("anything", lambda *_: None)
+        stuck_pid = stuck.get_server_pid()
+        # A client that stops reading: asyncpg's own transport, paused.
+        stuck._transport.pause_reading()
+
+        async def blocked() -> None:
+            await flooder.execute("SELECT count(pg_notify('anything', repeat('y', 7000) || g))"
+                                  " FROM generate_series(1, 1000) g")
+            assert await owner.fetchval("SELECT wait_event FROM pg_stat_activity "
+                                        "WHERE pid = $1", stuck_pid) == "ClientWrite"
+
+        await eventually(blocked, timeout=30)
+        assert await owner.fetchval("SELECT pg_notification_queue_usage()") > 0
+        assert await watchdog.look() == []  # seen once: it might be a moment's
+        ended = await watchdog.look()
+        assert [(e.pid, e.action) for e in ended] == [(stuck_pid, "terminated")]
+        await eventually(lambda: gone(owner, stuck_pid), timeout=20)
+    finally:
+        stuck.terminate()
+        await flooder.close()
+        await owner.close()
+        await database.dispose()
