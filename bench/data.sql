@@ -1,8 +1,8 @@
 -- A synthetic read model of :cases cases over eight years, shaped like the projection's output:
 -- contacts (including consultations), cases with closures at every stage, transitions, and the
 -- daily counts the projection keeps. Used only by the benchmarks.
-TRUNCATE metrics.contacts, metrics.cases, metrics.transitions, metrics.daily_counts,
-         metrics.period_counts, metrics.duration_histograms;
+TRUNCATE metrics.contacts, metrics.cases, metrics.transitions, metrics.assignments,
+         metrics.daily_counts, metrics.period_counts, metrics.duration_histograms;
 
 INSERT INTO metrics.contacts (complaint_id, kind, channel, substance, agency, received_at, place)
 SELECT md5('c' || i)::uuid,

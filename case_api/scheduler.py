@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 async def expire_once(runtime: Runtime) -> int:
     total = 0
     while True:
-        async with runtime.database.transaction() as session:
+        async with runtime.work_database.transaction() as session:
             closed = await service.expire_overdue(session, runtime.clock.now())
         total += closed
         if closed == 0:

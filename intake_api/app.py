@@ -25,10 +25,10 @@ def start(runtime: Runtime) -> None:
     runtime.relay(INTAKE_EVENTS)
     runtime.consume(SUBSCRIPTION)
     runtime.spawn("idempotency-purge",
-                  lambda: idempotency.keep_purging(runtime.database, runtime.clock))
+                  lambda: idempotency.keep_purging(runtime.work_database, runtime.clock))
     runtime.consume(WEBHOOK_SUBSCRIPTION)
     runtime.spawn("webhooks",
-                  Dispatcher(runtime.database, runtime.settings, runtime.wakeup).run)
+                  Dispatcher(runtime.work_database, runtime.settings, runtime.wakeup).run)
 
 
 SERVICE = Service(

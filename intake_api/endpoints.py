@@ -34,6 +34,13 @@ Reader = Annotated[Actor, Depends(require(Role.partner, Role.assistant))]
 
 PROBLEMS = documented(400, 401, 403, 413, 415, 422, 429, saying={
     409: "Duplicate external_reference or key in flight"})
+SUBMISSION_PROBLEMS = documented(400, 401, 403, 413, 415, 422, 429, saying={
+    409: "Duplicate external_reference or key in flight",
+    503: "At capacity, or the database did not answer in time (see `Retry-After`): nothing was "
+         "recorded. With type `…/outcome-unknown`, the database stopped answering while the "
+         "complaint was being committed and whether it was recorded is unknown: post it again "
+         "with an `Idempotency-Key` or its `external_reference` (a 409 then names it), not as "
+         "a new complaint"})
 
 
 class _Submission(APIRoute):
@@ -100,7 +107,7 @@ async def submit_complaint(
 
 
 router.add_api_route("", submit_complaint, methods=["POST"], status_code=201,
-                    response_model=ComplaintCreated, responses=PROBLEMS,
+                    response_model=ComplaintCreated, responses=SUBMISSION_PROBLEMS,
                     summary="Record a complaint", route_class_override=_Submission)
 
 

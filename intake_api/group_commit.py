@@ -7,11 +7,26 @@ statement (one round trip), committed once. A quiet server writes each complaint
 group of one); a busy one writes fewer, larger groups, so the cost of a round trip, of a
 statement and of a commit is shared by all of a group's complaints.
 
-A group is one statement, so it is written whole or not at all. Should it fail, each of its
-complaints is written again alone, so one complaint the database refuses never takes its
-neighbours with it. A complaint whose external reference its partner already used is not
-written and its requester is told (``ON CONFLICT``), as when alone. Every requester is answered
-only once the statement that wrote its complaint has returned: a 201 still means committed.
+A group is one statement in a transaction of its own (BEGIN, the statement, COMMIT), so it is
+written whole or not at all. Should the database refuse it, each of its complaints is written
+again alone, so one complaint the database refuses never takes its neighbours with it. A
+complaint whose external reference its partner already used is not written and its requester
+is told (``ON CONFLICT``), as when alone. Every requester is answered only once the COMMIT of
+its complaint has been answered: a 201 still means committed.
+
+A stalled database (``Database.connect(answer_within=...)``): the transaction keeps a 503 true.
+A statement given up on before COMMIT was sent leaves nothing committed: its connection is
+closed, and the server, resumed, finds the connection gone and rolls back; the requesters are
+answered 503 (retry), and a retry records each complaint once. The group is not written again
+alone then: that would hold each requester another wait. Only a COMMIT sent and unanswered is
+truly in doubt (``_settle``): on a connection of its own, within one more wait, the server is
+told to end the writer's session (its transaction is then committed or rolled back, for good)
+and asked whether the complaints are there; they are answered 201 if they are, 503 (retry) if
+not, and when the server does not answer that either, 503 ``outcome-unknown``, which tells the
+partner to post again with an Idempotency-Key or the complaint's ``external_reference`` (which
+finds the complaint if it was recorded) rather than as a new complaint. A single statement
+committing on its own (autocommit) would save one or two round trips per group, but a client
+told 503 could find its complaint recorded once the server resumed, and post it twice.
 """
 
 from __future__ import annotations
@@ -19,17 +34,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import asyncpg
 from fastapi import Depends, Request
+from sqlalchemy.exc import OperationalError
 
 from intake_api import repository
 from intake_api.schemas import ComplaintCreated
 from shared import outbox, tracing
-from shared.db import Database, database_of
+from shared.db import Database, database_of, ended_session
+from shared.problems import Problem, is_given_up, outcome_unknown
 from shared.runtime import runtime_of
 from shared.tables import INTAKE_EVENTS
 
@@ -42,6 +60,10 @@ WRITERS = 2
 # complaint comes within it, and taking a connection from the pool and giving it back (through
 # SQLAlchemy's async adaptation) costs more than building a group of a few complaints' rows.
 LINGER_SECONDS = 0.05
+
+# How long the outcome of an unanswered COMMIT is looked for, on a database without a bound
+# of its own for requests (``Database.answer_within``).
+SETTLE_SECONDS = 5.0
 
 # What a complaint is, written under the trace context of its request: its row, its event, the
 # answer; each but its tracking number, which the statement writing it draws
@@ -140,8 +162,11 @@ class GroupCommit:
         return group
 
     async def _write_alone(self, group: list[_Entry], exc: Exception, *, tried: bool) -> None:
-        if tried and len(group) == 1:
-            _fail(group[0], exc)
+        if (tried and len(group) == 1) or is_given_up(exc) or isinstance(exc, Problem):
+            # The database did not answer in time (nothing was committed), or the outcome
+            # was settled (``_settle``): each complaint written alone would wait as long again.
+            for entry in group:
+                _fail(entry, exc)
             return
         if tried:
             logger.warning("a group of %d complaints was refused (%s); writing each alone",
@@ -155,13 +180,53 @@ class GroupCommit:
 
     async def _write(self, driver: asyncpg.Connection, group: list[_Entry]) -> None:
         written = [entry.write(entry.carrier) for entry in group]
-        numbers = await repository.record_complaints(
-            driver, [entry.year for entry in group], [values for values, _, _ in written],
-            [event for _, event, _ in written])
+        await driver.execute("BEGIN")
+        try:
+            numbers = await repository.record_complaints(
+                driver, [entry.year for entry in group], [values for values, _, _ in written],
+                [event for _, event, _ in written])
+        except asyncpg.PostgresError:
+            # Refused, or cancelled for running too long: the connection serves the next group.
+            await driver.execute("ROLLBACK")
+            raise
+        try:
+            await driver.execute("COMMIT")
+        except (TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
+                OSError) as exc:
+            await self._settle(driver, [values["id"] for values, _, _ in written], exc)
         self.database.announce(INTAKE_EVENTS.schema)
         for entry, (values, _, out) in zip(group, written, strict=True):
             if not entry.answer.done():
                 entry.answer.set_result((out, numbers.get(values["id"])))
+
+    async def _settle(self, driver: asyncpg.Connection, ids: list[uuid.UUID],
+                      exc: Exception) -> None:
+        """Returns when the group's COMMIT, sent but unanswered (``exc``), did commit; raises
+        when it did not (the database was too slow: retry) or nobody could tell in time."""
+        pid = driver.get_server_pid()
+        driver.terminate()
+        within = self.database.answer_within or SETTLE_SECONDS
+        outcome: bool | None = None
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(within):
+                connection = await asyncpg.connect(self.database.dsn, timeout=within)
+                try:
+                    if await ended_session(connection, pid, within=within):
+                        found = await repository.count_complaints(connection, ids)
+                        outcome = {0: False, len(ids): True}.get(found)
+                finally:
+                    connection.terminate()
+        if outcome is True:
+            logger.warning("the commit of %d complaints went unanswered (%s); they were "
+                           "recorded", len(ids), type(exc).__name__)
+            return
+        if outcome is False:
+            raise OperationalError(None, None, exc, hide_parameters=True,
+                                   connection_invalidated=True) from exc
+        logger.warning("the commit of %d complaints went unanswered (%s) and the database "
+                       "could not tell whether they were recorded: %s", len(ids),
+                       type(exc).__name__, ", ".join(str(i) for i in ids))
+        raise outcome_unknown("the complaint") from exc
 
 
 def _fail(entry: _Entry, exc: Exception) -> None:

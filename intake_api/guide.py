@@ -145,7 +145,11 @@ GUIDES.update({
         "Subscribes an HTTPS URL to events; each delivery is signed (Standard Webhooks: "
         "`webhook-id`, `webhook-timestamp`, `webhook-signature`) with the `secret` shown only "
         "in this answer, and retried with back-off until the receiver answers 2xx. "
-        + WEBHOOK_ROLES,
+        + WEBHOOK_ROLES + " A liaison hears each step of a case taken while its agency had "
+        "the case: for a report filed `unassigned`, from the step that gave the case its agency "
+        "(`assign_agency`, a `complaint.status_changed`) on. One receiving server (scheme, "
+        "host and port, however the URL spells them: `https://h`, `https://H.:443`) is one "
+        "origin, with one share of the attempts in flight.",
         {**SUBSCRIPTION, "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"},
         request={"url": "https://posko.example.id/aduan/webhooks",
                  "events": ["complaint.status_changed"],

@@ -91,6 +91,13 @@ async def record_complaints(driver: asyncpg.Connection, years: Sequence[int],
     return {row["id"]: row["tracking_number"] for row in rows}
 
 
+async def count_complaints(driver: asyncpg.Connection, ids: Sequence[uuid.UUID]) -> int:
+    """How many of the complaints ``ids`` are recorded."""
+    found: int = await driver.fetchval(
+        "SELECT count(*) FROM intake.complaints WHERE id = ANY($1::uuid[])", list(ids))
+    return found
+
+
 def _json_rows(complaints: Sequence[dict[str, Any]]) -> str:
     # orjson writes ids, dates and times (with their offset) as the ISO 8601 text PostgreSQL
     # reads back, in a fraction of the time of json and a conversion of each value.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from metrics_worker import dashboard, repository
+from metrics_worker.bi_watchdog import BiWatchdog
 from metrics_worker.consumer import SUBSCRIPTION
 from metrics_worker.endpoints import router
 from metrics_worker.guide import GUIDES
@@ -14,7 +15,7 @@ from shared.web import Service, build_app
 
 
 async def publish_timezone(runtime: Runtime) -> None:
-    async with runtime.database.transaction() as session:
+    async with runtime.work_database.transaction() as session:
         await repository.set_office_timezone(session, runtime.settings.timezone)
 
 
@@ -25,6 +26,10 @@ def start(runtime: Runtime) -> None:
         runtime.consume(SUBSCRIPTION)
 
     runtime.spawn("office-timezone", timezone_then_consume)
+    watchdog = BiWatchdog(runtime.work_database,
+                          limit_seconds=runtime.settings.bi_query_limit_seconds,
+                          interval_seconds=runtime.settings.bi_watchdog_interval_seconds)
+    runtime.spawn("bi-watchdog", watchdog.run)
 
 
 SERVICE = Service(

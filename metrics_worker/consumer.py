@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import unicodedata
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,7 +16,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from metrics_worker import counts, histograms
-from metrics_worker.models import CaseFact, Contact, TransitionFact
+from metrics_worker.models import AssignmentFact, CaseFact, Contact, TransitionFact
 from shared.bus import RetryLater, Subscription, UnknownEventType
 from shared.events import (
     CASE_OPENED,
@@ -35,6 +35,7 @@ CONSUMER = "aduan-metrics"
 CASES: Table = CaseFact.__table__  # type: ignore[assignment]
 CONTACTS: Table = Contact.__table__  # type: ignore[assignment]
 TRANSITIONS: Table = TransitionFact.__table__  # type: ignore[assignment]
+ASSIGNMENTS: Table = AssignmentFact.__table__  # type: ignore[assignment]
 # Thirteen parameters a transition, well within the 32,767 a statement may carry.
 ROWS_PER_STATEMENT = 1000
 
@@ -136,16 +137,58 @@ async def _agencies_given(session: AsyncSession,
                           rows: Sequence[dict[str, Any]]) -> dict[uuid.UUID, str]:
     """The agencies the cases of contacts filed under ``unassigned`` were given before the
     contact came (the cases' log is read apart from the complaints'), so that the contact
-    ends as it would had it come first. The cases are locked (in one order) so that an
-    ``assign_agency`` applied meanwhile either is seen here or sees the contact."""
+    ends as it would had it come first. An ``assign_agency`` applied meanwhile either is
+    seen here or, waiting for this transaction, sees the contact (``_lock_cases``)."""
     waiting = sorted({row["complaint_id"] for row in rows
                       if row["agency"] == UNASSIGNED_AGENCY_CODE})
     if not waiting:
         return {}
+    await _lock_cases(session, shared=waiting)
     return {case_id: agency for case_id, agency in await session.execute(
-        select(CASES.c.case_id, CASES.c.agency).where(CASES.c.case_id.in_(waiting))
-        .order_by(CASES.c.case_id).with_for_update(read=True))
+        select(CASES.c.case_id, CASES.c.agency).where(CASES.c.case_id.in_(waiting)))
         if agency != UNASSIGNED_AGENCY_CODE}
+
+
+# A lock space of its own for the two-key advisory locks (the one-key ones are the outbox's
+# and the migrations').
+_CASE_LOCKS = 0x61676e63
+
+
+async def _lock_cases(session: AsyncSession, shared: Collection[uuid.UUID] = (),
+                      exclusive: Collection[uuid.UUID] = ()) -> None:
+    """Locks cases by id to the end of the transaction, shared by contacts filed under
+    ``unassigned``, exclusive by ``assign_agency``. Not their ``cases`` rows: while the
+    contact is recorded its case may have none yet, and one opened and assigned by another
+    consumer meanwhile would update a contacts row it cannot see (uncommitted) and never
+    wait for it. Taken in a separate statement before reading, so that what is read is what
+    the other committed; all in one statement, in key order, so that two batches wait for
+    each other only one way (``project_batch`` takes a batch's at once; taking one again is
+    free). Ids fold to their last 32 bits (random in any uuid); two cases sharing a key only
+    wait for each other."""
+    modes = {_case_key(case_id): False for case_id in shared}
+    modes.update((_case_key(case_id), True) for case_id in exclusive)
+    if not modes:
+        return
+    keys = sorted(modes)
+    await session.execute(text(
+        "SELECT CASE WHEN x THEN pg_advisory_xact_lock(:space, k) "
+        "ELSE pg_advisory_xact_lock_shared(:space, k) END "
+        "FROM unnest(CAST(:keys AS integer[]), CAST(:exclusive AS boolean[])) AS l (k, x)"),
+        {"space": _CASE_LOCKS, "keys": keys, "exclusive": [modes[k] for k in keys]})
+
+
+def _case_key(case_id: uuid.UUID) -> int:
+    return ((case_id.int & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000
+
+
+def _filed_unassigned(contacts: Iterable[dict[str, Any]]) -> list[uuid.UUID]:
+    return [uuid.UUID(data["id"]) for data in contacts
+            if data["reported_agency"]["code"] == UNASSIGNED_AGENCY_CODE]
+
+
+def _assigning(transitions: Iterable[dict[str, Any]]) -> list[uuid.UUID]:
+    return [uuid.UUID(data["case_id"]) for data in transitions
+            if data.get("action") == ASSIGN_AGENCY]
 
 
 async def record_opened(session: AsyncSession, data: dict[str, Any], zone: str) -> None:
@@ -183,6 +226,7 @@ async def record_transitions(session: AsyncSession, transitions: Sequence[dict[s
     if not transitions:
         return
     case_ids = sorted({uuid.UUID(data["case_id"]) for data in transitions})
+    await _lock_cases(session, exclusive=_assigning(transitions))  # before any row's lock
     cases = {row["case_id"]: dict(row) for row in (await session.execute(
         select(CASES).where(CASES.c.case_id.in_(case_ids))
         .order_by(CASES.c.case_id).with_for_update())).mappings()}
@@ -198,6 +242,7 @@ async def record_transitions(session: AsyncSession, transitions: Sequence[dict[s
     decrements: list[counts.Increment] = []
     changed: dict[uuid.UUID, None] = {}  # the cases changed, in order
     assigned: dict[uuid.UUID, tuple[str, str]] = {}  # case: (agency before, agency now)
+    assignments: list[dict[str, Any]] = []
     for data in transitions:
         case_id = uuid.UUID(data["case_id"])
         version = int(data["version"])
@@ -212,6 +257,10 @@ async def record_transitions(session: AsyncSession, transitions: Sequence[dict[s
         changed[case_id] = None
         if data["action"] == ASSIGN_AGENCY:
             before = assigned.get(case_id, (case["agency"], ""))[0]
+            assignments.append({"case_id": case_id, "version": version,
+                                "status": case["status"],
+                                "at": datetime.fromisoformat(data["at"]),
+                                "agency": data["reported_agency"]["code"]})
             _move_steps(case, data["reported_agency"]["code"], increments, decrements)
             case["version"], case["agency"] = version, data["reported_agency"]["code"]
             assigned[case_id] = (before, case["agency"])
@@ -226,12 +275,15 @@ async def record_transitions(session: AsyncSession, transitions: Sequence[dict[s
     for start in range(0, len(steps), ROWS_PER_STATEMENT):
         await session.execute(TRANSITIONS.insert().values(
             steps[start:start + ROWS_PER_STATEMENT]))
+    if assignments:
+        await session.execute(ASSIGNMENTS.insert(), assignments)
     await _update_cases(session, [cases[case_id] for case_id in changed])
 
 
 # Not a step of the workflow (the case stays where it is): a case's agency given to a report
 # filed without one. It changes the case's and its contact's agency, and which agency the
-# received report counts for; no transition row, so no figure over the steps sees it.
+# received report counts for; no transition row, so no figure over the steps sees it (its
+# row of ``assignments`` moves ``as_of`` on and is a row of ``bi_transitions``).
 ASSIGN_AGENCY = "assign_agency"
 
 
@@ -371,6 +423,8 @@ async def project_batch(session: AsyncSession, events: Sequence[Event]) -> None:
             transitions.append(event.data)
         elif event.type != COMPLAINT_ATTACHMENT_ADDED:
             raise UnknownEventType(event.type)
+    await _lock_cases(session, shared=_filed_unassigned(contacts),
+                      exclusive=_assigning(transitions))
     await record_contacts(session, contacts)
     if openings or transitions:
         zone = await office_timezone(session)

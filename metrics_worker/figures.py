@@ -41,9 +41,13 @@ async def read(connection: asyncpg.Connection, period: Period, start: datetime,
         SELECT 'median', measure, key, hours, total, value, NULL
         FROM ({histograms.medians_sql(period.first, period.last, start, end)}) h
         UNION ALL
+        -- The newest effective time of every kind of event that changes a figure: a
+        -- contact's and a case's receipt, a step's and an assignment's time.
         SELECT 'as_of', NULL, NULL, NULL, NULL, NULL,
                greatest((SELECT max(received_at) FROM metrics.contacts),
-                        (SELECT max(at) FROM metrics.transitions))
+                        (SELECT max(received_at) FROM metrics.cases),
+                        (SELECT max(at) FROM metrics.transitions),
+                        (SELECT max(at) FROM metrics.assignments))
         UNION ALL
         SELECT 'target', t.figure, NULL, NULL, t.n, NULL, NULL
         FROM metrics.targets, LATERAL (VALUES ('closures', closures),

@@ -117,6 +117,24 @@ class TransitionFact(Base):
     asked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class AssignmentFact(Base):
+    """Every ``assign_agency``: a case given the agency it was filed without. Not a step of
+    the workflow (no transition row, so no figure over the steps sees it), but an event
+    applied: ``as_of`` and ``bi_transitions`` read it."""
+
+    __tablename__ = "assignments"
+    __table_args__ = (
+        Index("ix_metrics_assignments_at", "at"),
+        {"schema": SCHEMA},
+    )
+
+    case_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(32))  # the case's, which it keeps
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    agency: Mapped[str] = mapped_column(String(64))  # the agency given
+
+
 class Target(Base):
     __tablename__ = "targets"
     __table_args__ = {"schema": SCHEMA}  # noqa: RUF012

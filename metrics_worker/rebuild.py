@@ -70,6 +70,7 @@ from metrics_worker import tally
 from metrics_worker.consumer import CONSUMER, SUBSCRIPTION, office_timezone
 from metrics_worker.models import SCHEMA
 from metrics_worker.replay import (
+    ASSIGNMENT_COLUMNS,
     CASE_COLUMNS,
     CONTACT_COLUMNS,
     PREVIOUS_STEP_COLUMNS,
@@ -93,7 +94,8 @@ BUS_TABLES = frozenset(t.name for t in (
     METRICS_EVENTS.processed_events, METRICS_EVENTS.log_positions, METRICS_EVENTS.dead_letters))
 _COORDINATOR_PENDING = (GroupCoordinatorNotAvailableError, CoordinatorLoadInProgressError,
                         NotCoordinatorError)
-FACT_TABLES = ("contacts", "cases", "transitions")  # written by ``store`` from the fold
+# Written by ``store`` from the fold.
+FACT_TABLES = ("contacts", "cases", "transitions", "assignments")
 
 
 def read_model_tables() -> list[str]:
@@ -318,6 +320,9 @@ class Writer:
         copy, counted = self.connection.copy_records_to_table, self.replay.tally
         await copy("cases", schema_name=SCHEMA, columns=CASE_COLUMNS,
                    records=self.replay.case_rows())
+        if self.replay.assignments:
+            await copy("assignments", schema_name=SCHEMA, columns=ASSIGNMENT_COLUMNS,
+                       records=self.replay.assignments)
         # The server builds the facts' indexes (sent as one script) while the aggregate rows
         # are made here; those of the aggregate tables follow their rows.
         indexes = _secondary_indexes()

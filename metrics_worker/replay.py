@@ -26,7 +26,7 @@ from sqlalchemy import String, Table
 
 from metrics_worker import counts, histograms
 from metrics_worker.consumer import normalize_place
-from metrics_worker.models import CaseFact, Contact, TransitionFact
+from metrics_worker.models import AssignmentFact, CaseFact, Contact, TransitionFact
 from metrics_worker.tally import CLOSE, CONTACT, REGISTER, Tally
 from shared.events import (
     CASE_OPENED,
@@ -64,8 +64,10 @@ CASE_COLUMNS = ["case_id", "kind", "channel", "substance", "agency", "received_a
 TRANSITION_COLUMNS = ["case_id", "version", "action", "from_status", "to_status", "at",
                       "agency", "reason", "closure_stage", "due_at", "resolution",
                       "answered_after_hours", "asked_at"]
+ASSIGNMENT_COLUMNS = ["case_id", "version", "status", "at", "agency"]
 if (set(CONTACT_COLUMNS) != _columns(Contact) or set(CASE_COLUMNS) != _columns(CaseFact)
-        or set(TRANSITION_COLUMNS) != _columns(TransitionFact)):
+        or set(TRANSITION_COLUMNS) != _columns(TransitionFact)
+        or set(ASSIGNMENT_COLUMNS) != _columns(AssignmentFact)):
     raise RuntimeError("a metrics fact table's columns changed: teach metrics_worker/replay.py "
                        "(the set-based rebuild) how the projection fills them")
 
@@ -158,6 +160,8 @@ class Replay:
     # The cases given an agency (``assign_agency``): (agency before, agency now); their
     # contacts' rows are changed once written (``reassigned_contacts``).
     assigned: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # Their ``assignments`` rows (ASSIGNMENT_COLUMNS), few enough to be written at the end.
+    assignments: list[tuple[Any, ...]] = field(default_factory=list)
     # Events of cases handed over and to be read back: each with what the caller gave with it.
     deferred: list[tuple[str, str, dict[str, Any], bytes | str, Any]] = field(
         default_factory=list)
@@ -321,7 +325,8 @@ class Replay:
                                 f"event is {version}")
         action = data["action"]
         if action == ASSIGN_AGENCY:
-            self._assign(case, version, data["reported_agency"]["code"])
+            self._assign(case, version, data["reported_agency"]["code"],
+                         datetime.fromisoformat(data["at"]))
             return
         at = datetime.fromisoformat(data["at"])
         to_status = data["to_status"]
@@ -353,12 +358,15 @@ class Replay:
             case[_CLOSURE_REASON] = get("reason")
             self.closing.append(case_id)
 
-    def _assign(self, case: list[Any], version: int, agency: str) -> None:
+    def _assign(self, case: list[Any], version: int, agency: str,
+                assigned_at: datetime) -> None:
         """``assign_agency``: not a step (no transition row, no step's counts), the case's
-        agency and its received report's count changed (``consumer.record_transitions``)."""
+        agency and its received report's count changed, an ``assignments`` row
+        (``consumer.record_transitions``)."""
         if type(agency) is not str or len(agency) > _AGENCY_LENGTH:
             raise NotApplicable(f"cases.agency: not text of at most {_AGENCY_LENGTH}")
         case_id = case[_CASE_ID]  # a case's id is its complaint's
+        self.assignments.append((case_id, version, case[_STATUS], assigned_at, agency))
         before = self.assigned.get(case_id, (case[_AGENCY], ""))[0]
         self.assigned[case_id] = (before, agency)
         tally = self.tally

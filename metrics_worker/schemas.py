@@ -49,7 +49,10 @@ class LiaisonFigures(BaseModel):
 
 class Summary(BaseModel):
     period: PeriodOut
-    as_of: UtcDateTime | None
+    as_of: UtcDateTime | None = Field(description=(
+        "Effective time of the newest event applied, whatever the period: a contact's or "
+        "case's receipt, a transition's time, an agency assigned (`assign_agency`); the "
+        "figures are complete up to it. `null` before any event."))
     contacts: int
     contacts_by_kind: dict[Kind, int]
     received: int
@@ -57,7 +60,10 @@ class Summary(BaseModel):
     received_by_channel: dict[str, int]
     received_by_substance: dict[str, int]
     received_by_agency: dict[str, int]
-    peak_month: PeakMonth | None
+    peak_month: PeakMonth | None = Field(description=(
+        "The month with most received reports (earliest on a tie) and its most frequent "
+        "substance (alphabetically first on a tie); `null` when the period has no received "
+        "report."))
     on_the_spot_locations: int
     registered: int
     handled: int

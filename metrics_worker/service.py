@@ -16,9 +16,24 @@ from shared.db import on_driver
 from shared.problems import invalid
 from shared.vocabulary import CASE_OPENING_KINDS, Kind, utc_text
 
+# Rates are given to 4 decimals (METRICS.md).
+RATE_SCALE = 10_000
+
 
 def rate(part: int, whole: int) -> float:
-    return round(part / whole, 4) if whole else 0.0
+    """``part / whole`` to 4 decimals (0 when ``whole`` is 0), an exact half rounded away from
+    zero as a spreadsheet's ROUND and PostgreSQL's numeric ``round`` do: 1/32 is 0.0313.
+
+    Rounded from the exact fraction: ``round`` on the quotient's float rounds halves to even
+    and lets the float's binary error decide, so 1/32 came out 0.0312 but 1/160, as exact a
+    half, 0.0063.
+    """
+    if not whole:
+        return 0.0
+    # floor(|part / whole| * scale + 1/2) in integers: exact, however large the counts.
+    units = (2 * abs(part) * RATE_SCALE + abs(whole)) // (2 * abs(whole))
+    # An int divided by an int is the float nearest the exact decimal.
+    return (units if part * whole >= 0 else -units) / RATE_SCALE
 
 
 def peak_month(by_month: dict[str, int],

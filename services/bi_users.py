@@ -20,14 +20,23 @@ from urllib.parse import quote
 import asyncpg
 from sqlalchemy.engine import make_url
 
+from metrics_worker.bi_watchdog import BI_ROLE as BI_ROLE
+from shared.settings import BI_QUERY_LIMIT_SECONDS
+
 logger = logging.getLogger(__name__)
 
-BI_ROLE = "aduan_bi"
 NAME = re.compile(r"^[a-z][a-z0-9_]{1,62}$")
 RESERVED = {"postgres", BI_ROLE, "public"}
 SCRAM_ITERATIONS = 4096
-# Settings a BI login starts its sessions with: it reads, and a runaway query ends.
-SESSION_SETTINGS = {"default_transaction_read_only": "on", "statement_timeout": "120s"}
+# Settings a BI login starts its sessions with: it reads, and a runaway query or a transaction
+# left open ends. A session may SET them otherwise, so the metrics service also ends its queries
+# and transactions that outlast the limit (``metrics_worker.bi_watchdog``).
+def session_settings(limit_seconds: float = BI_QUERY_LIMIT_SECONDS) -> dict[str, str]:
+    limit = f"{max(1, round(limit_seconds * 1000))}ms"
+    return {"default_transaction_read_only": "on", "statement_timeout": limit,
+            "idle_in_transaction_session_timeout": limit}
+
+
 # And the disk its sorts and hashes may spill to. Only a superuser may set it for a role: the
 # embedded server's owner is one; with another PostgreSQL it is set when the user may.
 SUPERUSER_SETTINGS = {"temp_file_limit": "1GB"}
@@ -66,6 +75,50 @@ async def refuse_temporary(connection: asyncpg.Connection) -> str | None:
     return (f"PUBLIC may still create temporary tables in database {database}, so BI logins "
             f"can write there: {user} neither owns it nor is a superuser. As its owner, run "
             f"REVOKE TEMPORARY ON DATABASE {database} FROM PUBLIC; (docs/bi.md)")
+
+
+# Large objects are written through functions PostgreSQL lets PUBLIC execute (lo_from_bytea,
+# lo_create, lowrite, ...), into pg_largeobject, whatever the session's read-only default
+# (BEGIN READ WRITE). aduan stores none, so they are taken from PUBLIC on aduan's database (the
+# functions are per database) and given to nobody. Only a superuser can: the functions belong
+# to the bootstrap superuser, and anyone else's REVOKE changes nothing but warns, so the ACL is
+# checked afterwards. lo_import and lo_export (server files) are PUBLIC's only on old servers.
+LARGE_OBJECT_WRITERS = ("lo_creat", "lo_create", "lo_from_bytea", "lo_put", "lowrite",
+                        "lo_truncate", "lo_truncate64", "lo_unlink", "lo_import", "lo_export")
+_WRITERS = ", ".join(f"'{name}'" for name in LARGE_OBJECT_WRITERS)
+MAY_CHANGE_FUNCTION_ACL = "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+# The writers PUBLIC may still execute, as a comma-separated list of signatures ('' for none).
+PUBLIC_MAY_WRITE_LARGE_OBJECTS = f"""
+    SELECT coalesce(string_agg(p.oid::regprocedure::text, ', '
+                               ORDER BY p.oid::regprocedure::text), '')
+    FROM pg_proc p, aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
+    WHERE p.pronamespace = 'pg_catalog'::regnamespace AND p.proname IN ({_WRITERS})
+      AND a.grantee = 0 AND a.privilege_type = 'EXECUTE'"""
+REFUSE_LARGE_OBJECTS = f"""
+    DO $$
+    DECLARE f regprocedure;
+    BEGIN
+      FOR f IN SELECT p.oid FROM pg_proc p WHERE p.pronamespace = 'pg_catalog'::regnamespace
+                 AND p.proname IN ({_WRITERS})
+      LOOP
+        EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);
+      END LOOP;
+    END $$"""
+
+
+async def refuse_large_objects(connection: asyncpg.Connection) -> str | None:
+    """Takes the large-object writers from PUBLIC; what the operator must do when PUBLIC still
+    holds some (None when it does not)."""
+    if await connection.fetchval(MAY_CHANGE_FUNCTION_ACL):
+        await connection.execute(REFUSE_LARGE_OBJECTS)
+    left = await connection.fetchval(PUBLIC_MAY_WRITE_LARGE_OBJECTS)
+    if not left:
+        return None
+    database = await connection.fetchval("SELECT current_database()")
+    user = await connection.fetchval("SELECT current_user")
+    return (f"PUBLIC may still write large objects in database {database}, so BI logins can "
+            f"write there: {user} is not a superuser. As a superuser, connected to "
+            f"{database}, run REVOKE EXECUTE ON FUNCTION {left} FROM PUBLIC; (docs/bi.md)")
 
 
 class BiUserError(Exception):
@@ -135,8 +188,10 @@ async def _address(connection: asyncpg.Connection, url: str) -> tuple[str, int, 
     return first, port, database
 
 
-async def create(url: str, name: str) -> Login:
-    """Creates login ``name`` in ``aduan_bi`` with a random password."""
+async def create(url: str, name: str, *,
+                 query_limit_seconds: float = BI_QUERY_LIMIT_SECONDS) -> Login:
+    """Creates login ``name`` in ``aduan_bi`` with a random password; its statements and
+    transactions end after ``query_limit_seconds``."""
     _check_name(name)
     connection = await asyncpg.connect(_dsn(url))
     try:
@@ -155,7 +210,7 @@ async def create(url: str, name: str) -> Login:
             await connection.execute(
                 f"CREATE ROLE \"{name}\" LOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE "
                 f"NOREPLICATION PASSWORD '{scram_verifier(password)}' IN ROLE {BI_ROLE}")
-            for setting, value in SESSION_SETTINGS.items():
+            for setting, value in session_settings(query_limit_seconds).items():
                 await connection.execute(f"ALTER ROLE \"{name}\" SET {setting} = '{value}'")
             for setting, value in SUPERUSER_SETTINGS.items():
                 try:
@@ -165,15 +220,16 @@ async def create(url: str, name: str) -> Login:
                 except asyncpg.InsufficientPrivilegeError:
                     logger.warning("bi-user: %s of %s left to the server's default (only a "
                                    "superuser may set it)", setting, name)
-            unrefused = await refuse_temporary(connection)
+            unrefused = [await refuse_temporary(connection),
+                         await refuse_large_objects(connection)]
     finally:
         await connection.close()
     uri = (f"postgresql://{name}:{quote(password, safe='')}@{_host(host)}:{port}/"
            f"{quote(database, safe='')}")
-    if unrefused:
-        logger.warning("bi-user: %s", unrefused)
-    return Login(name=name, password=password, uri=uri,
-                 warnings=(unrefused,) if unrefused else ())
+    warnings = tuple(warning for warning in unrefused if warning)
+    for warning in warnings:
+        logger.warning("bi-user: %s", warning)
+    return Login(name=name, password=password, uri=uri, warnings=warnings)
 
 
 def _host(host: str) -> str:

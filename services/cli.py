@@ -279,7 +279,8 @@ def bi_user(
         assert url is not None
         try:
             if action is BiUserAction.create:
-                login = asyncio.run(bi_users.create(url, name))
+                login = asyncio.run(bi_users.create(
+                    url, name, query_limit_seconds=settings.bi_query_limit_seconds))
             elif not asyncio.run(bi_users.revoke(url, name)):
                 raise fail(f"no BI login named {name!r}", 1)
         except bi_users.BiUserError as exc:

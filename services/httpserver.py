@@ -58,7 +58,6 @@ MAX_HEAD_BYTES = 16 * 1024  # API.md: "Request headers over 16 KiB: 431"
 # The status line's reason phrases; the problem body takes its title from the catalogue.
 _REASONS = {400: "Bad Request", 408: "Request Timeout", 429: "Too Many Requests",
             431: "Request Header Fields Too Large", 503: "Service Unavailable"}
-_EXEMPT_RAW_PATHS = frozenset(path.encode() for path in EXEMPT_PATHS)
 
 
 def app_path(target: bytes) -> str | None:
@@ -260,10 +259,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             return False  # no request reached admission yet; or one waiting to be told to send
         if self.cycle is not None and not self.cycle.response_complete:
             return False  # pipelined behind an answer still on its way: answers keep their order
-        if self.url.partition(b"?")[0] in _EXEMPT_RAW_PATHS:
-            return False
         if not admission.full():
             return False
+        if app_path(self.url) in EXEMPT_PATHS:
+            return False  # decoded as admission reads it, which exempts /health%7A too
         admission.count_refusal()
         return True
 

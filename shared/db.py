@@ -7,6 +7,7 @@ The request (or message) edge owns the transaction: it opens a session, the serv
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -17,6 +18,7 @@ from typing import Annotated, Any
 import asyncpg
 from fastapi import Depends, Request
 from sqlalchemy import DateTime, MetaData, event, func, make_url
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -67,6 +69,15 @@ def announce_after_commit(session: AsyncSession, name: str) -> None:
 
 # A pooled connection idle longer than this is pinged before it is lent out again.
 PING_AFTER_IDLE_SECONDS = 10.0
+
+# The limits of work that may take long (consumers, relays, rebuilds, commands): a connection
+# opened within this long, a statement answered within this long.
+CONNECT_TIMEOUT_SECONDS = 5.0
+COMMAND_TIMEOUT_SECONDS = 30.0
+# A request's database (``Database.connect(answer_within=...)``) waits for a statement this much
+# longer than PostgreSQL lets it run: a server that is alive cancels it itself, and answers so
+# (the connection stays usable); only one that does not answer at all is given up on.
+GIVE_UP_AFTER_CANCEL_SECONDS = 0.5
 _CHECKED_IN_AT = "checked_in_at"
 
 
@@ -87,11 +98,37 @@ def _lend(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         try:
             dbapi_connection.ping()
         except Exception as exc:
+            # Closed at once: the pool's own close would wait on a server that may not answer.
+            driver.terminate()
             raise DisconnectionError("this connection no longer answers") from exc
 
 
 def _returned(_dbapi_connection: Any, record: Any) -> None:
     record.info[_CHECKED_IN_AT] = time.monotonic()
+
+
+def _given_up(context: ExceptionContext) -> None:
+    """A statement (or commit) the driver stopped waiting for leaves its connection unusable.
+
+    asyncpg asked the server to cancel it, but a server that does not answer (stalled, its
+    host frozen) answers no cancellation either, and anything sent next on the connection
+    would wait behind it. So the connection is closed at once and the pool forgets it: a
+    transaction on it can no longer commit (the server ends it when it sees the connection
+    gone), and the error reaches the edge without a further wait on a rollback or on the
+    pool's own, polite close.
+    """
+    if not isinstance(context.original_exception, TimeoutError) or context.connection is None:
+        return
+    with contextlib.suppress(Exception):
+        driver = context.connection.connection.driver_connection
+        if driver is not None:
+            driver.terminate()
+    context.is_disconnect = True
+
+
+class CommitUnanswered(TimeoutError):
+    """A COMMIT was sent but its answer did not come in time: the transaction may or may not
+    have committed (``shared.problems.outcome_unknown``)."""
 
 
 @dataclass
@@ -100,10 +137,31 @@ class Database:
     sessionmaker: async_sessionmaker[AsyncSession]
     # Told after a commit that appended to outboxes (``shared.wakeup``): readers wake on it.
     after_outbox_commit: Callable[[set[str]], None] | None = None
+    # The longest a request waits on this database for one thing; None for a database of
+    # background work (``connect``).
+    answer_within: float | None = None
 
     @classmethod
     def connect(cls, url: str, *, pool_size: int = 10, max_overflow: int | None = None,
-                pool_timeout: float = 10.0) -> Database:
+                pool_timeout: float = 10.0, answer_within: float | None = None) -> Database:
+        """A pool of connections to ``url``.
+
+        ``answer_within`` (seconds) makes it a database for requests, whose clients wait for
+        the answer: a connection is opened within that long, and a statement runs for at most
+        that long before PostgreSQL cancels it (``statement_timeout``, 57014, which the edge
+        answers 503); a server that does not answer even its cancellation (stalled) is given up
+        ``GIVE_UP_AFTER_CANCEL_SECONDS`` later, its connection closed (``_given_up``). Without
+        it, the limits of background work: consumers, relays, rebuilds and commands may run
+        statements far longer than a client would wait, and keep ``COMMAND_TIMEOUT_SECONDS``.
+        """
+        connect_args: dict[str, Any] = {"timeout": CONNECT_TIMEOUT_SECONDS,
+                                        "command_timeout": COMMAND_TIMEOUT_SECONDS}
+        if answer_within is not None:
+            connect_args = {
+                "timeout": answer_within,
+                "command_timeout": answer_within + GIVE_UP_AFTER_CANCEL_SECONDS,
+                "server_settings": {"statement_timeout": str(max(1, round(answer_within * 1000)))},
+            }
         engine = create_async_engine(
             url,
             pool_size=pool_size,
@@ -112,11 +170,13 @@ class Database:
             # Statement parameters hold reporters' personal data: keep them out of errors/logs.
             hide_parameters=True,
             pool_timeout=pool_timeout,
-            connect_args={"timeout": 5, "command_timeout": 30},
+            connect_args=connect_args,
         )
         event.listen(engine.sync_engine.pool, "checkout", _lend)
         event.listen(engine.sync_engine.pool, "checkin", _returned)
-        return cls(engine, async_sessionmaker(engine, expire_on_commit=False))
+        event.listen(engine.sync_engine, "handle_error", _given_up)
+        return cls(engine, async_sessionmaker(engine, expire_on_commit=False),
+                   answer_within=answer_within)
 
     @classmethod
     @asynccontextmanager
@@ -130,10 +190,26 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session whose work is committed on success and rolled back on error."""
+        """A session whose work is committed on success and rolled back on error.
+
+        On a database for requests, a commit the server did not answer in time is told apart
+        (``CommitUnanswered``): the statements before it were answered, so the transaction may
+        have committed, and a client told to retry might record its work twice. A statement
+        given up before the commit leaves nothing committed (its connection is closed,
+        ``_given_up``) and is answered as the database being too slow.
+        """
         async with self.sessionmaker() as session:
-            async with session.begin():
-                yield session
+            committing = False
+            try:
+                async with session.begin():
+                    yield session
+                    # Pending changes sent now, so that only COMMIT remains.
+                    await session.flush()
+                    committing = True
+            except TimeoutError as exc:
+                if committing and self.answer_within is not None:
+                    raise CommitUnanswered() from exc
+                raise
             appended: set[str] | None = session.info.pop(OUTBOX_APPENDED, None)
             if appended and self.after_outbox_commit is not None:
                 self.after_outbox_commit(appended)
@@ -148,8 +224,12 @@ class Database:
         """
         async with self.engine.connect() as connection:
             raw = await connection.get_raw_connection()
+            driver: asyncpg.Connection = raw.driver_connection
             async with _driver_errors(connection):
-                yield raw.driver_connection
+                yield driver
+            if not driver.is_closed() and driver.is_in_transaction():
+                # A transaction begun on the driver and left open: never lent out so.
+                await _drop(connection)
 
     def announce(self, *names: str) -> None:
         """Readers waiting on ``names`` are told now: what they wait for was committed by a
@@ -236,14 +316,38 @@ async def _driver_errors(connection: AsyncConnection) -> AsyncIterator[None]:
             asyncpg.InternalClientError, OSError) as exc:
         # InternalClientError: the driver found the connection still busy with an operation
         # that never finished (its server stopped answering mid-way): as unusable as a lost one.
-        await connection.invalidate()
+        # OSError includes TimeoutError: the driver gave up waiting (``Database.connect``).
+        # Closed at once, as ``_given_up`` does: a polite close would wait on the server.
+        await _drop(connection)
         raise OperationalError(None, None, exc, hide_parameters=True,
                                connection_invalidated=True) from exc
     except asyncpg.PostgresError as exc:
         raise DBAPIError(None, None, exc, hide_parameters=True) from exc
     except asyncio.CancelledError:
-        await asyncio.shield(connection.invalidate())
+        await asyncio.shield(_drop(connection))
         raise
+
+
+async def _drop(connection: AsyncConnection) -> None:
+    """Closes the connection without a word to the server (which may not answer one) and has
+    the pool forget it."""
+    with contextlib.suppress(Exception):
+        raw = await connection.get_raw_connection()
+        driver: asyncpg.Connection = raw.driver_connection
+        driver.terminate()
+    await connection.invalidate()
+
+
+async def ended_session(driver: asyncpg.Connection, pid: int, *, within: float) -> bool:
+    """Ends the server's session ``pid`` (a connection given up on) and tells whether it is
+    over: its transaction then committed or rolled back for good, and what it wrote can be
+    looked for. False when it still ran after ``within`` seconds."""
+    # Two statements: the look must follow the end (one statement may evaluate it first).
+    # False from the first says the session had ended already, or still runs: the look tells.
+    await driver.fetchval("SELECT pg_terminate_backend($1, $2)", pid,
+                          max(1, round(within * 1000)))
+    return bool(await driver.fetchval(
+        "SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE pid = $1)", pid))
 
 
 def database_of(request: Request) -> Database:

@@ -16,6 +16,8 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from shared.db import CommitUnanswered
+
 logger = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
@@ -45,7 +47,9 @@ STATUSES: dict[int, Status] = {
     412: Status("Precondition failed", "precondition-failed",
                 "If-Match does not match the current version"),
     413: Status("Request body too large", "payload-too-large", "Body over 256 KiB"),
-    415: Status("Unsupported media type", "unsupported-media-type", "Body is not JSON"),
+    415: Status("Unsupported media type", "unsupported-media-type",
+                "Body is not JSON, or is compressed (any `Content-Encoding` but `identity`; "
+                "`Accept-Encoding` says so)"),
     422: Status("Invalid request", "validation-error", "Invalid field (each named in `errors`)"),
     429: Status("Too many requests", "rate-limited", "Over the rate limit (see `Retry-After`)"),
     431: Status("Request header fields too large", "headers-too-large",
@@ -77,6 +81,10 @@ CONNECTION_LOSS = {
 # SQLSTATEs of a transaction that lost a race, not of a wrong statement: deadlock_detected and
 # serialization_failure. Tried again it succeeds, so clients hear 503 and consumers retry.
 TRANSIENT_CONFLICTS = {"40P01", "40001"}
+
+# query_canceled: a request's statement ran out of ``statement_timeout`` (shared/db.py), or an
+# administrator cancelled it; its transaction did not commit, so the request may be retried.
+QUERY_CANCELED = "57014"
 
 
 class Problem(Exception):
@@ -201,9 +209,47 @@ def is_transient_conflict(exc: DBAPIError) -> bool:
     return False
 
 
+def is_given_up(exc: BaseException) -> bool:
+    """True when the database did not answer in time: the driver gave up waiting (a
+    ``TimeoutError``, the server stalled) or the server cancelled a statement that ran too
+    long (``QUERY_CANCELED``)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, TimeoutError) or getattr(cause, "sqlstate", None) == QUERY_CANCELED:
+            return True
+        cause = cause.orig if isinstance(cause, DBAPIError) else cause.__cause__
+    return False
+
+
+def database_too_slow() -> Problem:
+    """The answer to a request the database did not answer in time; nothing it wrote was
+    committed."""
+    return Problem(503, "The database did not answer in time; retry shortly.",
+                   headers={"Retry-After": "5"})
+
+
+# What a client that was told ``outcome_unknown`` does about a complaint it posted.
+COMPLAINT_RETRY_ADVICE = (
+    "Post it again with an Idempotency-Key, or with its external_reference (a 409 then names "
+    "the complaint if it was recorded), rather than as a new complaint.")
+
+
+def outcome_unknown(what: str, advice: str = COMPLAINT_RETRY_ADVICE) -> Problem:
+    """The database stopped answering while it committed ``what``: recorded or not, nobody
+    could tell in time. A retry that names the same write (its ``Idempotency-Key``, or its
+    ``external_reference``) is answered without recording it twice."""
+    return Problem(
+        503, f"The database stopped answering while {what} was being committed: whether it was "
+             f"recorded is unknown. {advice}",
+        slug="outcome-unknown", title="Outcome unknown", headers={"Retry-After": "5"})
+
+
 def database_problem(exc: DBAPIError) -> Problem:
     """What a client hears of a database error: retry shortly when the database is gone or
     the transaction lost a race, an internal error otherwise."""
+    if is_given_up(exc):
+        logger.warning("database did not answer in time: %s", type(exc.orig).__name__)
+        return database_too_slow()
     if is_connection_loss(exc):
         logger.warning("database unavailable: %s", type(exc.orig).__name__)
         return Problem(503, "The database is unavailable; retry shortly.",
@@ -238,6 +284,13 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _pool_exhausted(_: Request, exc: PoolTimeout) -> JSONResponse:
         logger.warning("no database connection free in time")
         return overloaded("The service is at capacity; retry shortly.", retry_after=1).response()
+
+    @app.exception_handler(CommitUnanswered)
+    async def _commit_unanswered(_: Request, exc: CommitUnanswered) -> JSONResponse:
+        logger.warning("a commit went unanswered: its outcome is unknown")
+        return outcome_unknown("this request's changes",
+                               "Check with a GET before sending it again; a complaint is best "
+                               "posted again with an Idempotency-Key.").response()
 
     @app.exception_handler(OSError)
     @app.exception_handler(TimeoutError)

@@ -25,6 +25,11 @@ from shared.wakeup import Wakeup
 
 logger = logging.getLogger(__name__)
 
+# Background work holds a connection only while it applies a batch or delivers a message.
+BACKGROUND_POOL_SIZE = 5
+# ... and can wait for one: nobody waits on it.
+BACKGROUND_POOL_TIMEOUT_SECONDS = 30.0
+
 # Without Kafka the outbox tables are the log: which table holds which topic.
 DATABASE_LOGS: dict[str, EventTables] = {
     COMPLAINTS_TOPIC: INTAKE_EVENTS,
@@ -34,6 +39,10 @@ DATABASE_LOGS: dict[str, EventTables] = {
 
 @dataclass
 class Runtime:
+    """``database`` answers requests: a client waits on it, so it gives up within
+    ``database_request_timeout_seconds``. ``background`` serves the work nobody waits on
+    (consumers, relays, deliveries, purges), whose statements may rightly run far longer."""
+
     settings: Settings
     database: Database
     clock: Clock = field(default_factory=SystemClock)
@@ -47,6 +56,7 @@ class Runtime:
     # Awaited first when the runtime stops, while the database is still open: what holds a
     # pooled connection between requests gives it back (intake's group commit).
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    background: Database | None = None
 
     @classmethod
     def create(cls, settings: Settings, *, clock: Clock | None = None) -> Runtime:
@@ -60,19 +70,30 @@ class Runtime:
         database = Database.connect(settings.database_url,
                                     pool_size=settings.database_pool_size,
                                     max_overflow=settings.database_max_overflow,
-                                    pool_timeout=settings.database_pool_timeout_seconds)
+                                    pool_timeout=settings.database_pool_timeout_seconds,
+                                    answer_within=settings.database_request_timeout_seconds)
+        # Connections are opened as work needs them: a process that runs no background work
+        # (an HTTP worker) opens none of these.
+        background = Database.connect(settings.database_url, pool_size=BACKGROUND_POOL_SIZE,
+                                      max_overflow=BACKGROUND_POOL_SIZE,
+                                      pool_timeout=BACKGROUND_POOL_TIMEOUT_SECONDS)
         wakeup = Wakeup(database.dsn, fallback_seconds=settings.wakeup_fallback_seconds)
-        database.after_outbox_commit = wakeup.committed
+        database.after_outbox_commit = background.after_outbox_commit = wakeup.committed
         tokens: RevocableCache[Any] = RevocableCache()
         wakeup.watch(REVOCATIONS, tokens.forget, tokens.listening)
         return cls(settings, database, clock or SystemClock(), publisher, wakeup=wakeup,
-                   tokens=tokens)
+                   tokens=tokens, background=background)
+
+    @property
+    def work_database(self) -> Database:
+        """The database of background work (``background``; ``database`` when none)."""
+        return self.background or self.database
 
     def relay(self, tables: EventTables) -> None:
         """Publishes this service's outbox to Kafka (nothing to do without Kafka)."""
         if self.publisher is None:
             return
-        relay = OutboxRelay(self.database, tables, self.publisher,
+        relay = OutboxRelay(self.work_database, tables, self.publisher,
                             poll_seconds=self.settings.relay_poll_seconds, wakeup=self.wakeup)
         self.relays.append(relay)
         self.spawn(f"relay:{tables.schema}", relay.run)
@@ -81,7 +102,7 @@ class Runtime:
         runner: ConsumerRunner
         if self.publisher is not None and self.settings.kafka_bootstrap_servers:
             runner = KafkaConsumerRunner(
-                subscription, self.database,
+                subscription, self.work_database,
                 bootstrap_servers=self.settings.kafka_bootstrap_servers,
                 publisher=self.publisher,
                 group_prefix=self.settings.group_prefix,
@@ -94,7 +115,7 @@ class Runtime:
                 commit_interval_ms=self.settings.kafka_commit_interval_ms,
             )
         else:
-            runner = DatabaseLogRunner(subscription, self.database, DATABASE_LOGS,
+            runner = DatabaseLogRunner(subscription, self.work_database, DATABASE_LOGS,
                                        poll_seconds=self.settings.consumer_poll_seconds,
                                        wakeup=self.wakeup)
         self.consumers.append(runner)
@@ -138,6 +159,8 @@ class Runtime:
         if self.publisher is not None:
             await self.publisher.close()
         await self.database.dispose()
+        if self.background is not None:
+            await self.background.dispose()
 
 
 def runtime_of(request: Request) -> Runtime:

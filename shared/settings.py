@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
+import re
 import sys
 from collections.abc import Mapping
 from functools import lru_cache
@@ -17,6 +19,43 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # In containers secrets are files: compose.yaml mounts ADUAN_DATABASE_URL as
 # /run/secrets/aduan_database_url, so the password is in no environment and no compose file.
 SECRETS_DIR = Path("/run/secrets")
+# How long a BI login's statement or transaction may last (docs/bi.md).
+BI_QUERY_LIMIT_SECONDS = 120.0
+
+
+# What PostgreSQL's ``listen_addresses`` takes, item by item: ``*``, an IP address, a host name.
+_HOST_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_DOTTED_NUMBERS = re.compile(r"[0-9.]+")
+TOPIC_PREFIX = re.compile(r"[A-Za-z0-9._-]{0,200}")
+
+
+def _listen_item(item: str) -> str:
+    if item == "*":
+        return item
+    try:
+        return str(ipaddress.ip_address(item))
+    except ValueError:
+        pass
+    # Dotted numbers that are no IPv4 address (999.1.1.1) are a mistyped address, not a name.
+    labels = item.rstrip(".").split(".")
+    if (_DOTTED_NUMBERS.fullmatch(item) or len(item) > 253
+            or not all(_HOST_LABEL.fullmatch(label) for label in labels)):
+        raise ValueError(f"{item[:80]!r} is neither '*', an IP address nor a host name")
+    return item
+
+
+def listen_addresses(value: str) -> str:
+    """``value`` checked as PostgreSQL's ``listen_addresses`` reads it (a comma-separated list
+    of ``*``, IP addresses and host names, or nothing for no TCP at all): the embedded server
+    is started with it, and a bad one would otherwise surface as a server that does not start,
+    its reason in its own log (or, quoted into ``pg_ctl``'s options, as options of its own)."""
+    if not value.strip():
+        return ""  # no TCP listener: Unix sockets only (docs/bi.md)
+    items = [item.strip() for item in value.split(",")]
+    if not all(items):
+        raise ValueError("must list addresses separated by commas ('*', an IP address or a "
+                         "host name), none empty")
+    return ",".join(_listen_item(item) for item in items)
 
 
 class Settings(BaseSettings):
@@ -63,6 +102,11 @@ class Settings(BaseSettings):
     webhook_concurrency_per_owner: int = Field(default=8, ge=1)
     webhook_concurrency_per_origin: int = Field(default=8, ge=1)
     expiry_interval_seconds: float = Field(default=30.0, gt=0)
+    # BI logins (``aduan bi-user create``) start with this statement_timeout, which a session
+    # may SET away; the metrics service cancels their statements and ends their transactions
+    # that outlast it anyway, looking this often (``metrics_worker.bi_watchdog``).
+    bi_query_limit_seconds: float = Field(default=BI_QUERY_LIMIT_SECONDS, gt=0, le=86_400)
+    bi_watchdog_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
     consumer_poll_seconds: float = Field(default=0.2, gt=0)
     relay_poll_seconds: float = Field(default=0.2, gt=0)
     # Database-log readers and relays wake on LISTEN/NOTIFY; they also look this often anyway
@@ -98,6 +142,12 @@ class Settings(BaseSettings):
     database_max_overflow: int = Field(default=20, ge=0, le=500)
     # How long a request waits for a connection before it is answered 503.
     database_pool_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    # How long a request waits on the database for one thing (a connection opened, a statement,
+    # its commit) before it is answered 503 (shared/db.py ``Database.connect``): PostgreSQL
+    # cancels a statement running longer (``statement_timeout``), and one that does not answer
+    # at all (a stalled server) is given up a moment later. Consumers, relays, rebuilds,
+    # migrations and commands use connections of their own, with longer limits.
+    database_request_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
     # Admission (shared/admission.py): requests running at once per process, how many more
     # may wait for a slot, and how long a request may wait from its arrival before it starts;
     # beyond that, 503 with Retry-After. 0 turns it off. A request spends much of its time
@@ -137,6 +187,19 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_none(cls, value: str | None) -> str | None:
         return (value or "").strip() or None
+
+    @field_validator("database_listen")
+    @classmethod
+    def _listen_addresses(cls, value: str) -> str:
+        return listen_addresses(value)
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _topic_characters(cls, value: str) -> str:
+        if not TOPIC_PREFIX.fullmatch(value):
+            raise ValueError("may hold only ASCII letters, digits, '.', '_' and '-' (Kafka topic "
+                             "names), at most 200 of them")
+        return value
 
     @field_validator("timezone")
     @classmethod

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -115,3 +120,36 @@ def _not_final(response: httpx.Response) -> bool:
     if response.status_code == 503:
         return True
     return response.status_code == 409 and "complaint_id" not in response.json()
+
+
+def server_processes(data_dir: Path) -> list[int]:
+    """The PostgreSQL server's postmaster (from its ``postmaster.pid``) and its children."""
+    postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # The parent's pid is the second field after the command, which is in parentheses.
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                children.append(int(stat.parent.name))
+    return [postmaster, *children]
+
+
+@contextlib.contextmanager
+def frozen(data_dir: Path) -> Iterator[None]:
+    """The server stalled, as a frozen host or a stuck disk would stall it: every one of its
+    processes stopped (SIGSTOP; its sockets stay open and take what clients send), resumed
+    (SIGCONT) on leaving, whatever happened meanwhile. The postmaster is stopped first, so it
+    starts no process that would be left running."""
+    postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+    os.kill(postmaster, signal.SIGSTOP)
+    stopped = [postmaster]
+    try:
+        for pid in server_processes(data_dir)[1:]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+                stopped.append(pid)
+        yield
+    finally:
+        for pid in reversed(stopped):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)

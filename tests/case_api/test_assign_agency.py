@@ -3,11 +3,15 @@ given its agency by an assistant, during verification (an addition to API.md's t
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
+from shared.db import asyncpg_dsn
 from tests.case_api.helpers import (
     AGENCY,
     OTHER_AGENCY,
@@ -239,8 +243,12 @@ async def test_the_figures_count_the_agency_given_and_nothing_else_moves(
             return await eventually(settled)
 
         before = await summary({AGENCY: 1, "unassigned": 1})
-        await ok(client, tokens.assistant, case_id, "assign_agency", reported_agency=BPN)
+        assignment = (await ok(client, tokens.assistant, case_id, "assign_agency",
+                               reported_agency=BPN))["history"][-1]
         after = await summary({AGENCY: 1, OTHER_AGENCY: 1})
+        # The newest event applied: the figures are current to the assignment.
+        assert datetime.fromisoformat(after["as_of"]) == datetime.fromisoformat(
+            assignment["at"]) > datetime.fromisoformat(before["as_of"])
 
         async def assigned_case_counted() -> dict[str, Any]:
             body: dict[str, Any] = (await client.get(
@@ -267,6 +275,21 @@ async def test_the_figures_count_the_agency_given_and_nothing_else_moves(
         assert closed["median_days_to_close"] == {"verification": 0.0}
         assert nonzero(closed["backlog_at_end"]) == {"registered": 1}
         assert closed["received_by_agency"] == {AGENCY: 1, OTHER_AGENCY: 1}
+
+        # BI's transitions list the assignment with the steps, every version of the case.
+        owner = await asyncpg.connect(asyncpg_dsn(services.database_url))
+        try:
+            rows = await owner.fetch(
+                "SELECT version, action, from_status, to_status, effective_at, agency_code, "
+                "reason FROM metrics.bi_transitions WHERE case_id = $1 ORDER BY version",
+                uuid.UUID(case_id))
+        finally:
+            await owner.close()
+        assert [tuple(row.values()) for row in rows] == [
+            (2, "assign_agency", "received", "received",
+             datetime.fromisoformat(assignment["at"]), OTHER_AGENCY, None),
+            (3, "reject", "received", "closed", rows[1]["effective_at"], OTHER_AGENCY,
+             "out_of_jurisdiction")]
 
 
 def nonzero(counts: dict[str, int]) -> dict[str, int]:

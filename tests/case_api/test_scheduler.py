@@ -29,6 +29,12 @@ def later_runtime(services: BackingServices, days: float) -> Runtime:
     return Runtime.create(services.settings(), clock=ShiftedClock(timedelta(days=days)))
 
 
+async def dispose(runtime: Runtime) -> None:
+    """Closes both of the runtime's pools (requests', background work's)."""
+    await runtime.database.dispose()
+    await runtime.work_database.dispose()
+
+
 async def expire_entries(database_url: str, case_id: str) -> list[Any]:
     return await query(database_url,
                        "SELECT actor, role, at, reason FROM cases.transitions "
@@ -72,13 +78,13 @@ async def test_a_case_past_its_completion_deadline_is_closed(services: BackingSe
         try:
             assert await expire_once(early) == 0
         finally:
-            await early.database.dispose()
+            await dispose(early)
         runtime = later_runtime(services, 31)
         try:
             assert await expire_once(runtime) == 2
             assert await expire_once(runtime) == 0
         finally:
-            await runtime.database.dispose()
+            await dispose(runtime)
 
         for case in due:
             await assert_expired_once(services, case, client, tokens.assistant)
@@ -106,7 +112,7 @@ async def test_concurrent_expiry_passes_close_each_case_once(services: BackingSe
             assert sum(await asyncio.gather(*(expire_once(r) for r in runtimes))) == 0
         finally:
             for runtime in runtimes:
-                await runtime.database.dispose()
+                await dispose(runtime)
         rows = await query(services.database_url,
                            "SELECT case_id, count(*) AS n FROM cases.transitions "
                            "WHERE action = 'expire' GROUP BY case_id")

@@ -8,6 +8,7 @@ is dead-lettered.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -15,17 +16,19 @@ from typing import Any
 
 from sqlalchemy import text
 
-from metrics_worker.consumer import SUBSCRIPTION
-from metrics_worker.rebuild import read_model_tables
+from metrics_worker.consumer import SUBSCRIPTION, project_batch
+from metrics_worker.rebuild import read_model_tables, rebuild
 from shared.db import Base, Database
 from shared.events import (
     CASE_OPENED,
     CASE_TRANSITIONED,
+    CASES_TOPIC,
     COMPLAINT_RECEIVED,
+    COMPLAINTS_TOPIC,
     Event,
     new_event,
 )
-from tests.fixtures.event_log import generate
+from tests.fixtures.event_log import Log, Record, generate, to_database
 from tests.shared.batches import Applied, applied_one_by_one, events_of, processed_ids
 from tests.support import BackingServices
 
@@ -139,3 +142,115 @@ async def test_steps_of_one_case_in_one_batch_redeliveries_and_a_poison_event(
                        ("clarification_requested", "samsat"): 1,
                        ("overdue_ended", "pln-uiw-babel"): 1, ("overdue_ended", "samsat"): 1,
                        ("on_the_spot_place", "pasar pagi"): 2}
+
+
+def assigned_case_events(case_id: str) -> list[Event]:
+    """A report filed under ``unassigned``, its case, and the agency given to it."""
+    received = RECEIVED.isoformat()
+    unassigned = {"code": "unassigned", "name": "Belum ditentukan (unassigned)"}
+    given = {"code": "pln-uiw-babel", "name": "PT PLN (Persero) UIW Bangka Belitung"}
+    return [
+        new_event(COMPLAINT_RECEIVED, source="/aduan/intake", subject=case_id, data={
+            "id": case_id, "kind": "report", "channel": "open311", "substance": "energy",
+            "reported_agency": unassigned, "received_at": received}),
+        new_event(CASE_OPENED, source="/aduan/case", subject=case_id, data={
+            "case_id": case_id, "kind": "report", "channel": "open311", "substance": "energy",
+            "agency": "unassigned", "received_at": received, "status": "received",
+            "version": 1}),
+        new_event(CASE_TRANSITIONED, source="/aduan/case", subject=case_id, data={
+            "case_id": case_id, "version": 2, "action": "assign_agency",
+            "from_status": "received", "to_status": "received",
+            "at": (RECEIVED + timedelta(hours=3)).isoformat(), "agency": given["code"],
+            "reported_agency": given}),
+    ]
+
+
+async def figures(database_url: str) -> dict[str, list[Any]]:
+    model = await snapshot(database_url)
+    del model["processed_events"]  # applied here without the guard: the figures only
+    return model
+
+
+async def test_a_contact_recorded_while_another_consumer_opens_and_assigns_its_case(
+        services: BackingServices) -> None:
+    """Two consumers: one records the contact of a report filed under ``unassigned`` (its
+    case not opened yet) and has not committed while the other opens the case and gives it
+    an agency. The assignment waits for the contact, so the report ends counted for the
+    agency given, as a rebuild of the same log counts it."""
+    case_id = str(uuid.uuid4())
+    contact, opened, assigned = assigned_case_events(case_id)
+    await to_database(Log(records=[
+        Record(COMPLAINTS_TOPIC if event.type == COMPLAINT_RECEIVED else CASES_TOPIC,
+               event.subject, event.to_json(), event.id)
+        for event in (contact, opened, assigned)]), services.database_url)
+
+    async def open_and_assign(database: Database) -> None:
+        for event in (opened, assigned):  # each its own batch, as another consumer's
+            async with database.transaction() as session:
+                await project_batch(session, [event])
+
+    async with Database.opened(services.database_url, pool_size=3) as database:
+        async with database.transaction() as recording:
+            await project_batch(recording, [contact])
+            other = asyncio.create_task(open_and_assign(database))
+            waited = await _waits_for_a_lock(database, other)
+        await asyncio.wait_for(other, timeout=10)
+
+    live = await figures(services.database_url)
+    assert [(str(row.complaint_id), row.agency) for row in live["contacts"]] \
+        == [(case_id, "pln-uiw-babel")]
+    received = {row.key: row.n for row in live["daily_counts"]
+                if row.measure == "received_agency" and row.n}
+    assert received == {"pln-uiw-babel": 1}
+    await rebuild(services.settings())
+    assert await figures(services.database_url) == live
+    assert waited, "the assignment did not wait for the contact being recorded"
+
+
+async def _waits_for_a_lock(database: Database, task: asyncio.Task[None],
+                            sessions: int = 1) -> bool:
+    """True once ``sessions`` other sessions of this database wait for a lock, False if
+    ``task`` ends first."""
+    async with database.autocommit() as connection:
+        for _ in range(500):
+            if task.done():
+                return False
+            if await connection.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'") >= sessions:
+                return True
+            await asyncio.sleep(0.02)
+    raise AssertionError("the other consumer neither ended nor waited in 10 s")
+
+
+async def test_two_consumers_crossing_contacts_and_assignments_do_not_deadlock(
+        services: BackingServices) -> None:
+    """One consumer's batch holds the contact of X and X's case's assignment comes in the
+    other's, which holds the contact of Z whose assignment the first has: each batch takes
+    every case lock it needs at once, in one order, so the second waits for the first rather
+    than the two waiting for each other (a deadlock, the batch retried after a second). The
+    first is held between its contacts and its steps by an opening a third has not
+    committed."""
+    x, z, w = (str(uuid.uuid4()) for _ in range(3))
+    contact_x, opened_x, assigned_x = assigned_case_events(x)
+    contact_z, opened_z, assigned_z = assigned_case_events(z)
+    opened_w = assigned_case_events(w)[1]
+    async with Database.opened(services.database_url, pool_size=4) as database:
+        async with database.transaction() as session:
+            await project_batch(session, [opened_x, opened_z])
+
+        async def batch(events: list[Event]) -> None:
+            async with database.transaction() as session:
+                await project_batch(session, events)
+
+        async with database.transaction() as third:
+            await project_batch(third, [opened_w])
+            first = asyncio.create_task(batch([contact_x, opened_w, assigned_z]))
+            assert await _waits_for_a_lock(database, first)
+            second = asyncio.create_task(batch([contact_z, assigned_x]))
+            assert await _waits_for_a_lock(database, second, sessions=2)
+        await asyncio.wait_for(asyncio.gather(first, second), timeout=20)
+
+    model = await figures(services.database_url)
+    assert sorted((str(row.complaint_id), row.agency) for row in model["contacts"]) \
+        == sorted([(x, "pln-uiw-babel"), (z, "pln-uiw-babel")])

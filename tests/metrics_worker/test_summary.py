@@ -6,6 +6,8 @@ import csv
 import io
 import json
 
+import jsonschema
+
 from metrics_worker.schemas import Summary
 from tests.metrics_worker.helpers import Importer
 from tests.support import BackingServices, bearer, running_app
@@ -50,6 +52,13 @@ async def test_peak_month_takes_the_earliest_and_the_alphabetically_first(
     empty = await history.summary(period="2023-Q1")
     assert empty["peak_month"] is None
     assert empty["closure_rate"] == 0
+    # As the OpenAPI document describes it: null is a valid peak_month, and said to be.
+    document = (await history.client.get("/openapi.json")).json()
+    peak = document["components"]["schemas"]["Summary"]["properties"]["peak_month"]
+    assert "`null` when the period has no received report" in peak["description"]
+    for answer in (summary, empty):
+        jsonschema.validate(answer, {**document, "$ref": "#/components/schemas/Summary"},
+                            cls=jsonschema.Draft202012Validator)
 
 
 async def test_on_the_spot_locations_are_distinct_places(history: Importer) -> None:

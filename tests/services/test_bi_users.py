@@ -15,7 +15,10 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
+from intake_api.webhooks.repository import WAKEUP as WEBHOOK_DELIVERIES
 from services import bi_users
+from shared.token_cache import REVOCATIONS
+from shared.wakeup import channel
 from tests.services.test_cli import aduan
 from tests.support import BackingServices, bearer, complaint, running_app
 
@@ -307,3 +310,102 @@ async def test_bi_user_create_tells_the_operator_when_public_keeps_temporary(
         await owner.execute(f'DROP ROLE IF EXISTS "{operator}"')
         await owner.execute(f"REVOKE TEMPORARY ON DATABASE {database} FROM PUBLIC")
         await owner.close()
+
+
+async def test_a_bi_login_writes_no_large_object(services: BackingServices) -> None:
+    """Large objects are written by functions PUBLIC may run by default, into pg_largeobject,
+    whatever the session's read-only default: the migrations take them from PUBLIC."""
+    name = f"bi_{uuid.uuid4().hex[:8]}"
+    login = await bi_users.create(services.database_url, name)
+    owner = await asyncpg.connect(make_url(services.database_url).set(drivername="postgresql")
+                                  .render_as_string(hide_password=False))
+    reader = await asyncpg.connect(login.uri)
+    try:
+        assert await reader.fetchval("SELECT inet_server_addr() IS NOT NULL")  # over TCP
+        if await owner.fetchval(bi_users.MAY_CHANGE_FUNCTION_ACL):
+            assert login.warnings == ()
+            assert await owner.fetchval(bi_users.PUBLIC_MAY_WRITE_LARGE_OBJECTS) == ""
+        for call in ("lo_from_bytea(0, convert_to(repeat('A', 1000000), 'UTF8'))",
+                     "lo_create(0)", "lo_creat(-1)", "lo_put(4242, 0, '\\x41'::bytea)",
+                     "lo_unlink(4242)", "lowrite(0, '\\x41'::bytea)", "lo_truncate(0, 0)"):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError,
+                               match="permission denied for function"):
+                await reader.execute(f"BEGIN READ WRITE; SELECT {call}; COMMIT")
+            await reader.execute("ROLLBACK")
+        assert await owner.fetchval("SELECT count(*) FROM pg_largeobject_metadata") == 0
+        for view in documented_views():
+            assert await reader.fetchval(f"SELECT count(*) FROM {view}") >= 0
+    finally:
+        await reader.close()
+        await owner.close()
+        assert await bi_users.revoke(services.database_url, name)
+
+
+async def test_large_object_writers_left_to_public_are_reported_to_a_non_superuser(
+        services: BackingServices) -> None:
+    """Only a superuser may take the functions from PUBLIC; anyone else is told the statement
+    to have one run."""
+    owner = await asyncpg.connect(make_url(services.database_url).set(drivername="postgresql")
+                                  .render_as_string(hide_password=False))
+    tenant = f"tenant_{uuid.uuid4().hex[:8]}"
+    try:
+        await owner.execute(f'CREATE ROLE "{tenant}" NOLOGIN')
+        await owner.execute("GRANT EXECUTE ON FUNCTION lo_from_bytea(oid, bytea) TO PUBLIC")
+        await owner.execute(f'SET ROLE "{tenant}"')
+        warning = await bi_users.refuse_large_objects(owner)
+        assert warning is not None
+        assert f"{tenant} is not a superuser" in warning
+        assert "REVOKE EXECUTE ON FUNCTION lo_from_bytea(oid,bytea) FROM PUBLIC" in warning
+        await owner.execute("RESET ROLE")
+        assert await bi_users.refuse_large_objects(owner) is None
+        assert await owner.fetchval(bi_users.PUBLIC_MAY_WRITE_LARGE_OBJECTS) == ""
+    finally:
+        await owner.execute("RESET ROLE")
+        await owner.execute("REVOKE EXECUTE ON FUNCTION lo_from_bytea(oid, bytea) FROM PUBLIC")
+        await owner.execute(f'DROP ROLE IF EXISTS "{tenant}"')
+        await owner.close()
+
+
+HOSTILE_PAYLOADS = ["partner", "admin", '{"event_id": 1}', "';DROP TABLE x;--"]
+
+
+async def test_a_bi_logins_notifications_wake_the_app_once_and_tell_it_nothing(
+        services: BackingServices) -> None:
+    """NOTIFY needs no privilege, so a BI login may notify aduan's own channels. The app's
+    readers take a notification as "look once more": however many arrive, one look, and the
+    payload is never read (docs/bi.md)."""
+    name = f"bi_{uuid.uuid4().hex[:8]}"
+    login = await bi_users.create(services.database_url, name)
+    owner = await asyncpg.connect(make_url(services.database_url).set(drivername="postgresql")
+                                  .render_as_string(hide_password=False))
+    flooder = await asyncpg.connect(login.uri)
+    transactions = ("SELECT xact_commit + xact_rollback FROM pg_stat_database "
+                    "WHERE datname = current_database()")
+    channels = [channel("intake"), channel("cases"), channel(WEBHOOK_DELIVERIES), REVOCATIONS]
+    partner = await services.token("partner")
+    try:
+        async with running_app(services) as client:
+            posted = await client.post("/v1/complaints", json=complaint(),
+                                       headers=bearer(partner))
+            assert posted.status_code == 201, posted.text
+            await asyncio.sleep(1.5)
+            before = await owner.fetchval(transactions)
+            await asyncio.sleep(3)
+            idle = await owner.fetchval(transactions) - before
+            before = await owner.fetchval(transactions)
+            for notified in channels:
+                # 25,000 each, with payloads naming tokens, events and SQL.
+                await flooder.execute(
+                    "SELECT count(pg_notify($1, ($2::text[])[g % 4 + 1] || g)) "
+                    "FROM generate_series(1, 25000) g", notified, HOSTILE_PAYLOADS)
+            await asyncio.sleep(3)
+            flooded = await owner.fetchval(transactions) - before
+            # 100,000 notifications: a look for each would be 100,000 transactions.
+            assert flooded < idle + 200, (flooded, idle)
+            posted = await client.post("/v1/complaints", json=complaint(),
+                                       headers=bearer(partner))
+            assert posted.status_code == 201, posted.text
+    finally:
+        await flooder.close()
+        await owner.close()
+        assert await bi_users.revoke(services.database_url, name)

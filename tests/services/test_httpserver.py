@@ -458,6 +458,28 @@ def test_a_request_admission_would_refuse_is_answered_503_before_the_app_and_kee
     assert registry.get_sample_value("aduan_http_request_duration_seconds_count", labels) == 1
 
 
+def test_a_probe_passes_admission_at_capacity_however_its_path_is_encoded() -> None:
+    """Admission exempts the probes by the path the app is given; the server's refusal before
+    the app reads the same decoded path."""
+    held = HeldApp()
+    with (served(Admission(held, limit=1, queue=0, wait=30)) as address,
+          closing(connect(address)) as holding, closing(connect(address)) as other):
+        holding.sendall(b"GET /hold HTTP/1.1\r\nHost: a\r\n\r\n")
+        deadline = time.monotonic() + 10
+        while "/hold" not in held.seen:
+            assert time.monotonic() < deadline, "the first request never reached the app"
+            time.sleep(0.01)
+        for target in (b"/healthz", b"/health%7A", b"/%72eadyz?x=1"):
+            other.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+            head, _ = read_response(other)
+            assert head.startswith(b"HTTP/1.1 200 "), (target, head)
+        other.sendall(b"GET /v1/%63omplaints HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert read_response(other)[0].startswith(b"HTTP/1.1 503 ")
+        held.release.set()
+        assert read_response(holding)[0].startswith(b"HTTP/1.1 200 ")
+    assert held.seen == ["/hold", "/healthz", "/healthz", "/readyz"]
+
+
 def test_a_body_still_arriving_holds_no_place_in_admission() -> None:
     """A slow client's upload, read before admission, does not make the server refuse others."""
     held = HeldApp()
