@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Annotated, Any
 
 from pydantic import (
-    AfterValidator,
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -34,18 +32,8 @@ from shared.vocabulary import (
     StoredText,
     Substance,
     UtcDateTime,
+    UtcInput,
 )
-
-
-def _in_utc(value: datetime) -> datetime:
-    # A time near year 9999 in a negative offset is past the last representable instant.
-    try:
-        return value.astimezone(UTC)
-    except OverflowError:
-        raise ValueError("out of range") from None
-
-
-UtcInput = Annotated[AwareDatetime, AfterValidator(_in_utc)]
 
 BLANK_IS_ABSENT = ("Text of whitespace or invisible characters only (zero-width spaces, "
                    "the byte-order mark) counts as absent: 422 where the action requires it.")

@@ -42,6 +42,9 @@ SOURCE = "/aduan/case"
 SYSTEM = Actor(name="system", role=Role.admin)
 # What the history and the events say of the system's own actions (the expiry), never "admin".
 SYSTEM_ROLE = "system"
+# Reported periods end with 2200 (metrics); a due date past that is a typo, and one near the
+# calendar's end (year 9999) could not even be shown in the office's time zone.
+DUE_BEFORE = datetime(2201, 1, 1, tzinfo=UTC)
 
 
 # --- reading -----------------------------------------------------------------------------------
@@ -274,6 +277,9 @@ def _effective_time(request: TransitionRequest, case: Case, actor: Actor,
 def _check_due(request: TransitionRequest, at: datetime) -> None:
     if request.due_at is not None and request.due_at <= at:
         raise invalid("/due_at", "due_at must be later than the transition's effective time")
+    if request.due_at is not None and request.due_at >= DUE_BEFORE:
+        raise invalid("/due_at", f"due_at must be before {DUE_BEFORE.year}, the end of the "
+                                 "calendar the office reports on")
 
 
 async def transition(session: AsyncSession, actor: Actor, case_id: uuid.UUID,

@@ -86,7 +86,7 @@ _BODY = {"required": ["tracking_number", "access_code"], "type": "object", "prop
     "tracking_number": {"type": "string", "maxLength": 32, "example": "ADU-2022-000193"},
     "access_code": {"type": "string", "maxLength": 64, "example": "7KQ2-M9XD-4HPT"}}}
 _PROBLEMS = documented(400, 408, 413, saying={
-    404: NO_MATCH, 415: "Neither JSON nor a form", 422: "Missing or invalid field",
+    404: NO_MATCH, 415: "Neither JSON nor a form, or compressed", 422: "Missing or invalid field",
     429: "Too many lookups from this address (see Retry-After)",
     503: "At capacity (see Retry-After)"})
 _PAGES: dict[int | str, dict[str, Any]] = {

@@ -7,7 +7,7 @@ import uuid
 from datetime import date
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from shared.text import is_blank
 from shared.vocabulary import (
@@ -15,11 +15,13 @@ from shared.vocabulary import (
     RECORDED,
     CaseStatus,
     Channel,
+    DateInput,
     Kind,
     RequiredText,
     StoredText,
     Substance,
     UtcDateTime,
+    UtcInput,
 )
 
 Short = Annotated[StoredText, Field(max_length=300)]
@@ -27,8 +29,8 @@ Short = Annotated[StoredText, Field(max_length=300)]
 
 class Strict(BaseModel):
     # Unknown fields are refused; so are booleans sent as "yes" or 1 (StrictBool on each such
-    # field), since the JSON itself says true or false. Dates stay lax: JSON carries them as
-    # strings.
+    # field), since the JSON itself says true or false. Dates and times are strings in JSON:
+    # DateInput and UtcInput refuse numbers.
     model_config = ConfigDict(extra="forbid")
 
 
@@ -66,11 +68,11 @@ class ComplaintCreate(Strict):
     reported_agency: ReportedAgency
     summary: Annotated[RequiredText, Field(min_length=1, max_length=300)]
     description: Annotated[RequiredText, Field(min_length=1, max_length=20_000)]
-    incident_date: date | None = None
+    incident_date: DateInput | None = None
     reported_to_agency_first: StrictBool | None = None
     location: Location | None = None
     external_reference: Annotated[StoredText, Field(min_length=1, max_length=255)] | None = None
-    received_at: AwareDatetime | None = Field(
+    received_at: UtcInput | None = Field(
         default=None, description="Back-dating for imports of historical records: admin only."
     )
 

@@ -27,7 +27,7 @@ from sqlalchemy import String, Table
 from metrics_worker import counts, histograms
 from metrics_worker.consumer import normalize_place
 from metrics_worker.models import AssignmentFact, CaseFact, Contact, TransitionFact
-from metrics_worker.tally import Tally
+from metrics_worker.tally import CLOSE, CONTACT, REGISTER, Tally
 from shared.events import (
     CASE_OPENED,
     CASE_TRANSITIONED,
@@ -95,20 +95,17 @@ _check_transition = _length_check(TransitionFact.__table__,  # type: ignore[arg-
 
 # A case in memory is its row (CASE_COLUMNS order) and, after it, the action, time, due time and
 # agency of its last step (what the next step needs when that one asked for a clarification).
-(_CASE_ID, _KIND, _CHANNEL, _SUBSTANCE, _AGENCY, _RECEIVED_AT, _STATUS, _VERSION,
- _REGISTERED_AT, _EXAMINATION_AT, _CLOSED_AT, _CLOSURE_STAGE, _CLOSURE_REASON,
- _CLOSED_AFTER_DAYS) = (
+(_CASE_ID, _KIND, _AGENCY, _RECEIVED_AT, _STATUS, _VERSION, _REGISTERED_AT, _EXAMINATION_AT,
+ _CLOSED_AT, _CLOSURE_STAGE, _CLOSURE_REASON, _CLOSED_AFTER_DAYS) = (
     CASE_COLUMNS.index(name) for name in (
-        "case_id", "kind", "channel", "substance", "agency", "received_at", "status", "version",
-        "registered_at", "examination_at", "closed_at", "closure_stage", "closure_reason",
-        "closed_after_days"))
-# The monthly figures' measures, each a name here: the fold adds them for every contact and
-# every register and close step.
-_CONTACTS_CHANNEL, _CONTACTS_SUBSTANCE = (counts.CONTACTS_BY[g] for g in ("channel", "substance"))
-_REGISTERED_KIND, _REGISTERED_CHANNEL, _REGISTERED_SUBSTANCE, _REGISTERED_AGENCY = (
-    counts.REGISTERED_BY[g] for g in counts.GROUPINGS)
-_CLOSED_KIND, _CLOSED_CHANNEL, _CLOSED_SUBSTANCE, _CLOSED_AGENCY = (
-    counts.CLOSED_BY[g] for g in counts.GROUPINGS)
+        "case_id", "kind", "agency", "received_at", "status", "version", "registered_at",
+        "examination_at", "closed_at", "closure_stage", "closure_reason", "closed_after_days"))
+# A case's grouping columns, in ``counts.GROUPINGS`` order, are ``case[_KIND:_RECEIVED_AT]``.
+if CASE_COLUMNS[_KIND:_RECEIVED_AT] != list(counts.GROUPINGS):
+    raise RuntimeError("metrics.cases' grouping columns moved: see Replay._count_step")
+# How many contacts or steps the tally notes (``Tally.grouped``) before it counts them.
+SETTLED_EVERY = 100_000
+_REGISTERED_AGENCY, _CLOSED_AGENCY = counts.REGISTERED_BY["agency"], counts.CLOSED_BY["agency"]
 _AGENCY_LENGTH = CaseFact.__table__.c.agency.type.length  # type: ignore[attr-defined]
 ASSIGN_AGENCY = "assign_agency"  # not a step: see ``consumer.ASSIGN_AGENCY``
 _PREVIOUS_ACTION, _PREVIOUS_AT, _PREVIOUS_DUE_AT, _PREVIOUS_AGENCY = (
@@ -233,6 +230,7 @@ class Replay:
                             list[list[Any]]]:
         """The contacts, transitions and processed event ids folded since the last take, and
         the cases closed since (final already: later events never change them)."""
+        self.tally.settle(at_least=SETTLED_EVERY)
         closed = []
         for case_id in self.closing:
             case = self.cases.get(case_id)
@@ -264,9 +262,7 @@ class Replay:
         kind = row[1]
         add, day = self.tally.add, self.tally.day(row[5])
         add(day, counts.CONTACTS, kind)
-        add(day, _CONTACTS_CHANNEL, row[2])
-        add(day, _CONTACTS_SUBSTANCE, row[3])
-        add(day, counts.CONTACTS_AGENCY, row[4])
+        self.tally.grouped[CONTACT].append((day, row[2], row[3], row[4]))
         if place is not None:
             add(day, counts.ON_THE_SPOT_PLACE, place)
         opens_case = kind in CASE_OPENING_KINDS
@@ -396,10 +392,7 @@ class Replay:
             add(day, counts.STATUS_IN, to_status)
         if action == "register":
             add(day, counts.REGISTERED, "")
-            add(day, _REGISTERED_KIND, case[_KIND])
-            add(day, _REGISTERED_CHANNEL, case[_CHANNEL])
-            add(day, _REGISTERED_SUBSTANCE, case[_SUBSTANCE])
-            add(day, _REGISTERED_AGENCY, case[_AGENCY])
+            tally.grouped[REGISTER].append((day, *case[_KIND:_RECEIVED_AT]))
         if to_status in EXAMINATION_STATUSES and case[_EXAMINATION_AT] is None:
             add(day, counts.EXAMINED, tally.year(case[_RECEIVED_AT]))
         if to_status == "closed":
@@ -408,10 +401,7 @@ class Replay:
                 tally.sample(at, histograms.DAYS_TO_CLOSE, closure_stage,
                              (at - case[_RECEIVED_AT]) // HOUR)
             add(day, counts.CLOSED, year)
-            add(day, _CLOSED_KIND, case[_KIND])
-            add(day, _CLOSED_CHANNEL, case[_CHANNEL])
-            add(day, _CLOSED_SUBSTANCE, case[_SUBSTANCE])
-            add(day, _CLOSED_AGENCY, case[_AGENCY])
+            tally.grouped[CLOSE].append((day, *case[_KIND:_RECEIVED_AT]))
             add(day, counts.CLOSED_STAGE, closure_stage or "")
             add(day, counts.CLOSED_REASON, reason or "")
             if case[_EXAMINATION_AT] is not None:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
+import asyncpg
 from sqlalchemy import Row, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,26 +16,50 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from metrics_worker import counts
 from metrics_worker.models import Target
 
+# The contacts, received, registered and closed measures of a grouping (received ``None`` for
+# kinds: see ``monthly_counts``).
+MonthlyMeasures = tuple[str, str | None, str, str]
+
 
 async def _rows(session: AsyncSession, sql: str, params: dict[str, Any]) -> Sequence[Row[Any]]:
     return (await session.execute(text(sql), params)).all()
 
 
-async def monthly_counts(session: AsyncSession, first: date, last: date,
-                         measures: Sequence[str]) -> Sequence[Row[Any]]:
-    """``(month, measure, key, n)``: the counts of ``measures`` in ``[first, last]`` by local
-    month, summed from the month and day rows the projection keeps."""
-    return await _rows(session, f"""
-        SELECT month, measure, key, sum(n) AS n
-        FROM ({counts.months_sql(first, last, measures)}) c GROUP BY 1, 2, 3""", {})
+async def monthly_counts(connection: asyncpg.Connection, first: date, last: date,
+                         measures: MonthlyMeasures, grouped: bool,
+                         report_kinds: Sequence[str]) -> list[asyncpg.Record]:
+    """``(month, grp, contacts, received, registered, closed)`` by local month and group (the
+    counts' key, or '' when not ``grouped``) in ``[first, last]``, summed from the month and
+    day rows the projection keeps: one row per month and group with a count. ``measures`` are
+    the contacts, received, registered and closed measures of the grouping; received ``None``
+    for kinds, whose received reports are the contacts of ``report_kinds``."""
+    contacts, received, registered, closed = measures
+    received_filter = (f"measure = '{received}'" if received is not None else
+                       f"measure = '{contacts}' AND key IN ({_listed(report_kinds)})")
+    wanted = [m for m in measures if m is not None]
+
+    def total(condition: str) -> str:
+        return f"coalesce(sum(n) FILTER (WHERE {condition}), 0)::bigint"
+
+    rows: list[asyncpg.Record] = await connection.fetch(f"""
+        SELECT month, {"key" if grouped else "''"} AS grp,
+               {total(f"measure = '{contacts}'")} AS contacts, {total(received_filter)} AS received,
+               {total(f"measure = '{registered}'")} AS registered,
+               {total(f"measure = '{closed}'")} AS closed
+        FROM ({counts.months_sql(first, last, wanted)}) c GROUP BY 1, 2""")
+    return rows
 
 
-async def monthly_groups(session: AsyncSession, first: date, last: date,
+async def monthly_groups(connection: asyncpg.Connection, first: date, last: date,
                          measures: Sequence[str]) -> list[str]:
     """The keys counted in ``[first, last]`` by any of ``measures``, in order: found before
     any month's row is read (a few rows per year, month and loose day)."""
-    found = await session.execute(text(counts.keys_sql(first, last, measures)))
-    return sorted(found.scalars())
+    return sorted(row[0] for row in await connection.fetch(
+        counts.keys_sql(first, last, measures)))
+
+
+def _listed(values: Sequence[str]) -> str:
+    return ", ".join(f"'{value}'" for value in values)
 
 
 async def get_target(session: AsyncSession, period: str) -> Target | None:

@@ -16,9 +16,24 @@ from shared.db import on_driver
 from shared.problems import invalid
 from shared.vocabulary import CASE_OPENING_KINDS, Kind, utc_text
 
+# Rates are given to 4 decimals (METRICS.md).
+RATE_SCALE = 10_000
+
 
 def rate(part: int, whole: int) -> float:
-    return round(part / whole, 4) if whole else 0.0
+    """``part / whole`` to 4 decimals (0 when ``whole`` is 0), an exact half rounded away from
+    zero as a spreadsheet's ROUND and PostgreSQL's numeric ``round`` do: 1/32 is 0.0313.
+
+    Rounded from the exact fraction: ``round`` on the quotient's float rounds halves to even
+    and lets the float's binary error decide, so 1/32 came out 0.0312 but 1/160, as exact a
+    half, 0.0063.
+    """
+    if not whole:
+        return 0.0
+    # floor(|part / whole| * scale + 1/2) in integers: exact, however large the counts.
+    units = (2 * abs(part) * RATE_SCALE + abs(whole)) // (2 * abs(whole))
+    # An int divided by an int is the float nearest the exact decimal.
+    return (units if part * whole >= 0 else -units) / RATE_SCALE
 
 
 def peak_month(by_month: dict[str, int],
@@ -125,8 +140,8 @@ MAX_MONTHLY_ROWS = 100_000
 MONTHLY_COLUMNS = ("month", "group", "contacts", "received", "registered", "closed")
 MonthlyValues = tuple[str, str, int, int, int, int]
 # The received reports of METRICS.md: the intakes that open a case.
-REPORT_KINDS = frozenset(kind.value for kind in CASE_OPENING_KINDS)
-NOTHING = [0, 0, 0, 0]
+REPORT_KINDS = sorted(kind.value for kind in CASE_OPENING_KINDS)
+NOTHING = (0, 0, 0, 0)
 
 
 async def monthly(session: AsyncSession, period: Period, group_by: str
@@ -135,29 +150,24 @@ async def monthly(session: AsyncSession, period: Period, group_by: str
     from the counts the projection keeps by local day and month (``counts.CONTACTS_BY`` and
     the others), so the time grows with months x groups, not with the cases counted."""
     grouping = "kind" if group_by == "none" else group_by
-    contacts, registered = counts.CONTACTS_BY[grouping], counts.REGISTERED_BY[grouping]
-    closed, received = counts.CLOSED_BY[grouping], counts.RECEIVED_BY.get(grouping)
+    measures = (counts.CONTACTS_BY[grouping], counts.RECEIVED_BY.get(grouping),
+                counts.REGISTERED_BY[grouping], counts.CLOSED_BY[grouping])
     months = period.months()
     groups = [""]
-    if group_by != "none":
-        groups = await repository.monthly_groups(session, period.first, period.last,
-                                                 (contacts, registered, closed))
-        if len(months) * len(groups) > MAX_MONTHLY_ROWS:
-            raise invalid("/query/group_by", (
-                f"{len(months)} months by {len(groups)} groups of {group_by} would be "
-                f"{len(months) * len(groups)} rows; at most {MAX_MONTHLY_ROWS} are answered: "
-                "choose a shorter range or another group_by"))
-    # The column of each measure's count; contacts by kind are received reports for the kinds
-    # that open a case (there is no received measure by kind).
-    column = {contacts: 0, registered: 2, closed: 3} | ({received: 1} if received else {})
-    found: dict[tuple[str, str], list[int]] = {}
-    for row in await repository.monthly_counts(session, period.first, period.last,
-                                               tuple(column)):
-        month, measure, key, n = row.month, row.measure, row.key, int(row.n)
-        values = found.setdefault((month, "" if group_by == "none" else key), [0, 0, 0, 0])
-        values[column[measure]] += n
-        if received is None and measure == contacts and key in REPORT_KINDS:
-            values[1] += n
+    async with on_driver(session) as connection:
+        if group_by != "none":
+            groups = await repository.monthly_groups(
+                connection, period.first, period.last,
+                (measures[0], measures[2], measures[3]))
+            if len(months) * len(groups) > MAX_MONTHLY_ROWS:
+                raise invalid("/query/group_by", (
+                    f"{len(months)} months by {len(groups)} groups of {group_by} would be "
+                    f"{len(months) * len(groups)} rows; at most {MAX_MONTHLY_ROWS} are "
+                    "answered: choose a shorter range or another group_by"))
+        found = {(row[0], row[1]): (row[2], row[3], row[4], row[5])
+                 for row in await repository.monthly_counts(
+                     connection, period.first, period.last, measures, group_by != "none",
+                     REPORT_KINDS)}
 
     def produce() -> Iterator[MonthlyValues]:
         for group in groups:

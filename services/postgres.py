@@ -9,6 +9,7 @@ import functools
 import grp
 import importlib.metadata
 import importlib.resources
+import ipaddress
 import logging
 import os
 import pwd
@@ -313,7 +314,7 @@ class _ListeningServer(PostgresServer):
         if self.system_user is not None and socket_dir != self.pgdata:
             refuse_unreachable(socket_dir)
             socket_dir.chmod(0o777)
-        port = self.tcp_port or find_suitable_port(self.listen or "127.0.0.1")
+        port = self.tcp_port or find_suitable_port(_probe_address(self.listen))
         # A restart (``resume``) keeps the port: the socket's name, and so every client's URL,
         # carries it.
         self.tcp_port = port
@@ -330,6 +331,19 @@ class _ListeningServer(PostgresServer):
                                 "choose another with ADUAN_DATABASE_PORT") from exc
             raise PostgresUnavailable(f"PostgreSQL did not start; its log ({self.log}):\n"
                                       f"{tail}") from exc
+
+
+def _probe_address(listen: str) -> str:
+    """Where a free port is looked for: the first IPv4 address listed, else the loopback
+    (the wheel's probe binds IPv4 only; ``*``, IPv6 and names are not bound there)."""
+    for item in listen.split(","):
+        try:
+            address = ipaddress.ip_address(item.strip())
+        except ValueError:
+            continue
+        if address.version == 4:
+            return str(address)
+    return "127.0.0.1"
 
 
 # The handle of each server this process started or adopted, by data directory.

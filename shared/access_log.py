@@ -14,7 +14,7 @@ import logging
 import os
 import re
 import time
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, unquote_plus, urlencode
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import tracing
 from shared.admission import GATE, Gate
+from shared.auth import TOKEN_PREFIX
 
 logger = logging.getLogger("aduan.access")
 
@@ -31,6 +32,7 @@ REQUEST_ID_HEADER = b"x-request-id"
 _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # Open311 clients put a partner's token in ``api_key``.
 REDACTED_PARAMETERS = frozenset({"api_key", "token", "access_token"})
+REDACTED_PARAMETER_PREFIXES = ("api_key", "api-key", "apikey", "token", "access_token")
 UNMATCHED = "<unmatched>"
 # The scope key where the HTTP server notes the status it answered a request with itself while
 # an app held it (408 for a body too slow): the app then sees a disconnect and answers nothing.
@@ -61,10 +63,41 @@ class RequestMetrics:
         series[1].observe(seconds)
 
 
+REDACTED = "REDACTED"
+# Decoding stops here: a name percent-encoded deeper than this is redacted whole anyway.
+_DECODINGS = 3
+
+
+def _decoded(text: str) -> str:
+    for _ in range(_DECODINGS):
+        decoded = unquote_plus(text, encoding="latin-1")
+        if decoded == text:
+            break
+        text = decoded
+    return text
+
+
+def _redacted_pair(name: str, value: str) -> tuple[str, str]:
+    """The pair as logged: a credential's value hidden, and the name too where the name itself
+    may hold one (``api_key%3D<token>`` is one name, ``api_key=<token>``, and no credential
+    the app reads, yet it holds the token)."""
+    folded = _decoded(name).strip().lower()
+    if folded in REDACTED_PARAMETERS:
+        return folded, REDACTED
+    if ("=" in folded or "%" in folded or folded.startswith(REDACTED_PARAMETER_PREFIXES)
+            or TOKEN_PREFIX in folded):
+        return REDACTED, REDACTED
+    if TOKEN_PREFIX in _decoded(value).lower():
+        return name, REDACTED
+    return name, value
+
+
 def redacted_query(query: bytes) -> str:
-    pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
-    return str(urlencode([(k, "REDACTED" if k.lower() in REDACTED_PARAMETERS else v)
-                          for k, v in pairs], safe="/,:"))
+    """The query string for a log line, without any credential a client put in it, however it
+    spelled the name (percent-encoded, with ``=`` inside, upper case, with a suffix) and in
+    whichever parameter it put a token."""
+    pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True, encoding="latin-1")
+    return str(urlencode([_redacted_pair(k, v) for k, v in pairs], safe="/,:"))
 
 
 def _request_id(scope: Scope) -> str:

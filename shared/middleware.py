@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -24,12 +25,53 @@ BODY_TIMEOUT_SECONDS = 10.0
 # Evidence uploads: the endpoint reads its multipart body itself, as it streams, under its own
 # limit (10 MiB), so it is passed through unread.
 STREAMED_BODIES = re.compile(r"^/v1/complaints/[^/]+/attachments/?$")
+CONTENT_CODING_SLUG = "unsupported-content-coding"
+# Paths whose query parameters are all singular (no list parameter among them).
+SINGULAR_PREFIXES = ("/v1/", "/dashboard")
 
 
 def _has_nul(scope: Scope) -> bool:
     query: bytes = scope.get("query_string", b"")
     return (b"%00" in query or b"\x00" in query or "\x00" in scope.get("path", "")
             or any(b"\x00" in value for _, value in scope.get("headers", ())))
+
+
+def _repeated_parameter(scope: Scope) -> str | None:
+    """The first query parameter given twice under ``/v1/``, where every parameter is singular:
+    the framework would silently take the last (``period=2022-Q1&period=2023``), answering a
+    question the caller may not have meant. Open311's own parameters are left to it."""
+    query: bytes = scope.get("query_string", b"")
+    if b"&" not in query or not scope.get("path", "").startswith(SINGULAR_PREFIXES):
+        return None
+    seen: set[str] = set()
+    for name, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        if name in seen:
+            return name[:64]
+        seen.add(name)
+    return None
+
+
+def _content_coding(scope: Scope) -> str | None:
+    """The body's content coding when it is not ``identity`` (every ``Content-Encoding``
+    header, each a comma-separated list, RFC 9110 §8.4); None for a plain body."""
+    for name, value in scope.get("headers", ()):
+        if name.lower() != b"content-encoding":
+            continue
+        codings = [c.strip().lower() for c in bytes(value).decode("latin-1").split(",")]
+        unsupported = [c for c in codings if c and c != "identity"]
+        if unsupported:
+            return ", ".join(unsupported)[:40]
+    return None
+
+
+def unsupported_coding(coding: str) -> Problem:
+    """415 for a compressed (or otherwise coded) body (RFC 9110 §15.5.16): no service decodes
+    one, so it would be read as garbage or, worse, as the plain text it claims not to be.
+    ``Accept-Encoding`` says which codings a body may have."""
+    return Problem(415, f"Content-Encoding {coding!r} is not accepted: send the body "
+                        "uncompressed (identity).", slug=CONTENT_CODING_SLUG,
+                   title="Unsupported content coding",
+                   headers={"Accept-Encoding": "identity"})
 
 
 def _lone_surrogate(body: bytes) -> str | None:
@@ -45,7 +87,8 @@ def _lone_surrogate(body: bytes) -> str | None:
 
 
 class BodyGuard:
-    """413 for bodies over 256 KiB, 415 for bodies that are not JSON, before any parsing."""
+    """413 for bodies over 256 KiB, 415 for bodies that are not JSON or that come compressed,
+    before any parsing."""
 
     def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
         self.app = app
@@ -60,8 +103,20 @@ class BodyGuard:
             await Problem(422, "Parameters and headers must not contain NUL characters."
                           ).response()(scope, receive, send)
             return
-        if scope["type"] != "http" or scope["method"] not in {"POST", "PUT", "PATCH"} or (
-                STREAMED_BODIES.match(scope.get("path", ""))):
+        repeated = _repeated_parameter(scope) if scope["type"] == "http" else None
+        if repeated is not None:
+            await invalid(f"/query/{repeated}", "given more than once; each parameter is "
+                          "singular", detail=f"The query parameter {repeated!r} was given "
+                          "more than once; give it once.").response()(scope, receive, send)
+            return
+        if scope["type"] != "http" or scope["method"] not in {"POST", "PUT", "PATCH"}:
+            await self.app(scope, receive, send)
+            return
+        coding = _content_coding(scope)
+        if coding is not None:
+            await unsupported_coding(coding).response()(scope, receive, send)
+            return
+        if STREAMED_BODIES.match(scope.get("path", "")):
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])

@@ -47,7 +47,9 @@ STATUSES: dict[int, Status] = {
     412: Status("Precondition failed", "precondition-failed",
                 "If-Match does not match the current version"),
     413: Status("Request body too large", "payload-too-large", "Body over 256 KiB"),
-    415: Status("Unsupported media type", "unsupported-media-type", "Body is not JSON"),
+    415: Status("Unsupported media type", "unsupported-media-type",
+                "Body is not JSON, or is compressed (any `Content-Encoding` but `identity`; "
+                "`Accept-Encoding` says so)"),
     422: Status("Invalid request", "validation-error", "Invalid field (each named in `errors`)"),
     429: Status("Too many requests", "rate-limited", "Over the rate limit (see `Retry-After`)"),
     431: Status("Request header fields too large", "headers-too-large",

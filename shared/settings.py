@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
+import re
 import sys
 from collections.abc import Mapping
 from functools import lru_cache
@@ -19,6 +21,41 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 SECRETS_DIR = Path("/run/secrets")
 # How long a BI login's statement or transaction may last (docs/bi.md).
 BI_QUERY_LIMIT_SECONDS = 120.0
+
+
+# What PostgreSQL's ``listen_addresses`` takes, item by item: ``*``, an IP address, a host name.
+_HOST_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_DOTTED_NUMBERS = re.compile(r"[0-9.]+")
+TOPIC_PREFIX = re.compile(r"[A-Za-z0-9._-]{0,200}")
+
+
+def _listen_item(item: str) -> str:
+    if item == "*":
+        return item
+    try:
+        return str(ipaddress.ip_address(item))
+    except ValueError:
+        pass
+    # Dotted numbers that are no IPv4 address (999.1.1.1) are a mistyped address, not a name.
+    labels = item.rstrip(".").split(".")
+    if (_DOTTED_NUMBERS.fullmatch(item) or len(item) > 253
+            or not all(_HOST_LABEL.fullmatch(label) for label in labels)):
+        raise ValueError(f"{item[:80]!r} is neither '*', an IP address nor a host name")
+    return item
+
+
+def listen_addresses(value: str) -> str:
+    """``value`` checked as PostgreSQL's ``listen_addresses`` reads it (a comma-separated list
+    of ``*``, IP addresses and host names, or nothing for no TCP at all): the embedded server
+    is started with it, and a bad one would otherwise surface as a server that does not start,
+    its reason in its own log (or, quoted into ``pg_ctl``'s options, as options of its own)."""
+    if not value.strip():
+        return ""  # no TCP listener: Unix sockets only (docs/bi.md)
+    items = [item.strip() for item in value.split(",")]
+    if not all(items):
+        raise ValueError("must list addresses separated by commas ('*', an IP address or a "
+                         "host name), none empty")
+    return ",".join(_listen_item(item) for item in items)
 
 
 class Settings(BaseSettings):
@@ -150,6 +187,19 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_none(cls, value: str | None) -> str | None:
         return (value or "").strip() or None
+
+    @field_validator("database_listen")
+    @classmethod
+    def _listen_addresses(cls, value: str) -> str:
+        return listen_addresses(value)
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _topic_characters(cls, value: str) -> str:
+        if not TOPIC_PREFIX.fullmatch(value):
+            raise ValueError("may hold only ASCII letters, digits, '.', '_' and '-' (Kafka topic "
+                             "names), at most 200 of them")
+        return value
 
     @field_validator("timezone")
     @classmethod

@@ -4,10 +4,11 @@ statuses that travel in events, so every service reads them the same way."""
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
+import re
+from datetime import UTC, date, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, PlainSerializer
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, PlainSerializer
 
 from shared.text import is_blank, is_storable
 
@@ -123,3 +124,43 @@ def utc_text(value: datetime) -> str:
 
 
 UtcDateTime = Annotated[datetime, PlainSerializer(utc_text, return_type=str)]
+
+
+def in_utc(value: datetime) -> datetime:
+    """An aware time moved to UTC; ValueError when UTC cannot hold it.
+
+    Times are stored and sent in UTC. Turning them there at the edge keeps PostgreSQL (whose
+    offsets stop short of RFC 3339's ±23:59) and asyncpg (whose encoder overflows past the
+    calendar's ends: year 1 east of Greenwich, year 9999 west of it) from ever seeing them.
+    """
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is outside the years 1..9999 once turned to UTC") from None
+
+
+def _timestamp_text(value: object) -> object:
+    # JSON carries a timestamp as a string: a number (Unix seconds, which pydantic's lax mode
+    # would take) is no RFC 3339 date-time.
+    if isinstance(value, str | datetime):
+        return value
+    raise ValueError("must be an RFC 3339 date-time string with an offset")
+
+
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _date_text(value: object) -> object:
+    # Only the calendar date itself (``2022-03-02``, ASCII digits): not a Unix number, not a
+    # date-time, each of which pydantic's lax mode would read as some date.
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and _ISO_DATE.fullmatch(value):
+        return value
+    raise ValueError("must be a date string YYYY-MM-DD")
+
+
+# A timestamp a client sends: RFC 3339 with an offset, held in UTC from here on.
+UtcInput = Annotated[AwareDatetime, BeforeValidator(_timestamp_text), AfterValidator(in_utc)]
+# A calendar date a client sends (RFC 3339 full-date).
+DateInput = Annotated[date, BeforeValidator(_date_text)]

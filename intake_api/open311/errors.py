@@ -18,8 +18,9 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from intake_api.open311.formats import Open311Error, render_error
+from shared.middleware import CONTENT_CODING_SLUG
 from shared.open311 import PREFIX, format_of
-from shared.problems import PROBLEM_JSON, STATUSES, UNLISTED
+from shared.problems import PROBLEM_JSON, STATUSES, TYPE_BASE, UNLISTED
 
 _PROBLEM = PROBLEM_JSON.encode()
 # Open311 lists invalid fields as 400 (the endpoints answer their own so).
@@ -27,16 +28,19 @@ _STATUSES = {422: 400}
 # Said as an Open311 client needs to hear it: the guards' own words speak of JSON.
 _DESCRIPTIONS = {415: "send the request as application/x-www-form-urlencoded (or "
                       "multipart/form-data)"}
+# Problems whose own words already suit an Open311 client.
+_OWN_WORDS = frozenset({TYPE_BASE + CONTENT_CODING_SLUG})
 _DROPPED_HEADERS = frozenset({b"content-type", b"content-length"})
 
 
 def _error(status: int, problem: bytes) -> Open311Error:
-    description = _DESCRIPTIONS.get(status)
+    try:
+        found = json.loads(problem)
+        detail, kind = found.get("detail"), found.get("type")
+    except (ValueError, AttributeError):
+        detail = kind = None  # a HEAD answer carries no body
+    description = None if kind in _OWN_WORDS else _DESCRIPTIONS.get(status)
     if description is None:
-        try:
-            detail = json.loads(problem).get("detail")
-        except (ValueError, AttributeError):
-            detail = None  # a HEAD answer carries no body
         description = detail if isinstance(detail, str) else STATUSES.get(status, UNLISTED).title
     return Open311Error(_STATUSES.get(status, status), description)
 

@@ -19,7 +19,7 @@ from intake_api.schemas import ComplaintCreate, Outcome
 from intake_api.service import outcome_of
 from shared.problems import validation_message
 from shared.text import is_blank, is_storable
-from shared.vocabulary import AGENCY_CODE, UNASSIGNED_AGENCY_CODE, utc_text
+from shared.vocabulary import AGENCY_CODE, UNASSIGNED_AGENCY_CODE, in_utc, utc_text
 
 # Reports whose agency the client did not name wait here until an assistant assigns one
 # (the case action ``assign_agency``).
@@ -32,6 +32,7 @@ MAX_RESULTS = 1000
 MAX_IDS = 200
 MAX_URL = 2048
 SUMMARY_CHARS = 300
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]{1,20}(?:\.[0-9]{0,20})?|\.[0-9]{1,20})")
 
 
 @dataclass(frozen=True)
@@ -71,11 +72,12 @@ def _coordinate(form: Mapping[str, str], name: str, bound: float,
     raw = _text(form, name)
     if raw is None:
         return None
-    try:
-        value = float(raw)
-    except ValueError:
+    # ASCII decimals only: ``float`` would also read full-width and other scripts' digits,
+    # underscores and exponents, none of which a GeoReport client writes.
+    if not _DECIMAL.fullmatch(raw):
         errors.append(f"{name} must be a decimal number (WGS84 degrees), not {raw[:40]!r}")
         return None
+    value = float(raw)
     if not math.isfinite(value) or not -bound <= value <= bound:
         errors.append(f"{name} must be between -{bound:g} and {bound:g}")
         return None
@@ -193,7 +195,11 @@ def _date(params: Mapping[str, str], name: str, errors: list[str]) -> datetime |
         errors.append(f"{name} must be a W3C date-time with a time zone, "
                       "e.g. 2022-03-01T00:00:00+07:00")
         return None
-    return value
+    try:
+        return in_utc(value)
+    except ValueError as exc:
+        errors.append(f"{name} {exc}")
+        return None
 
 
 def read_query(params: Mapping[str, str], *, now: datetime) -> Query:

@@ -40,3 +40,44 @@ def test_a_misspelt_variable_is_reported_at_start_up() -> None:
     assert ("aduan: unknown setting ADUAN_DATABSE_URL is ignored "
             "(did you mean ADUAN_DATABASE_URL?)") in result.stderr.splitlines()
     assert "ADUAN_TIMEZONE" not in result.stderr
+
+
+@pytest.mark.parametrize("value", ["999.1.1.1", "127.0.0.1,", ",", " , ", "::g", "db host",
+                                   "-db.example.id", "127.0.0.1\" -c ssl=on \"",
+                                   "bi.example.id,300.0.0.1"])
+def test_a_bad_listen_address_names_the_variable(value: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        Settings(database_listen=value)
+    line = describe_error(caught.value)
+    assert line.startswith("ADUAN_DATABASE_LISTEN:"), line
+    assert "\n" not in line
+
+
+@pytest.mark.parametrize(("value", "kept"), [
+    ("127.0.0.1", "127.0.0.1"), ("*", "*"), ("0.0.0.0", "0.0.0.0"), ("::1", "::1"),
+    ("localhost", "localhost"), (" 127.0.0.1 , ::1 ", "127.0.0.1,::1"),
+    ("bi-gateway.ombudsman.go.id", "bi-gateway.ombudsman.go.id"), ("10.0.0.7,db", "10.0.0.7,db"),
+    ("", ""), ("  ", ""),  # no TCP listener (docs/bi.md)
+])
+def test_listen_takes_what_postgresql_takes(value: str, kept: str) -> None:
+    assert Settings(database_listen=value).database_listen == kept
+
+
+def test_a_bad_listen_address_stops_start_up_with_one_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "services.cli", "migrate"],
+        env={"ADUAN_DATABASE_LISTEN": "999.1.1.1", "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("aduan: bad configuration: ADUAN_DATABASE_LISTEN:"), lines
+    assert "999.1.1.1" in lines[0]
+
+
+def test_a_topic_prefix_kafka_cannot_name_is_refused() -> None:
+    with pytest.raises(ValidationError) as caught:
+        Settings(topic_prefix="staging aduan/")
+    assert describe_error(caught.value).startswith("ADUAN_TOPIC_PREFIX:")
+    assert Settings(topic_prefix="staging.aduan-1_").topic("x") == "staging.aduan-1_x"
