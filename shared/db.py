@@ -174,7 +174,10 @@ class Database:
         )
         event.listen(engine.sync_engine.pool, "checkout", _lend)
         event.listen(engine.sync_engine.pool, "checkin", _returned)
-        event.listen(engine.sync_engine, "handle_error", _given_up)
+        if answer_within is not None:
+            # Only here: an engine with a listener pays SQLAlchemy's event dispatch on every
+            # statement, and background work, whose waits are long anyway, needs none.
+            event.listen(engine.sync_engine, "handle_error", _given_up)
         return cls(engine, async_sessionmaker(engine, expire_on_commit=False),
                    answer_within=answer_within)
 

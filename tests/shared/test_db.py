@@ -10,6 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from shared.db import Database, on_driver
+from shared.problems import database_problem
 from tests.support import eventually, query
 
 
@@ -96,3 +97,30 @@ async def test_a_statement_on_the_driver_stays_in_the_sessions_transaction(
             await session.execute(text("INSERT INTO public.notes VALUES ('beside')"))
         assert sorted(r["note"] for r in await query(
             database_url, "SELECT note FROM public.notes")) == ["beside", "kept"]
+
+
+async def test_a_requests_statement_runs_within_its_bound_and_background_work_longer(
+    database_url: str,
+) -> None:
+    """``answer_within``: PostgreSQL cancels a request's statement that runs longer (57014,
+    answered 503 with Retry-After) and the connection serves the next one; a database for
+    background work lets the same statement finish."""
+    requests = Database.connect(database_url, pool_size=1, answer_within=0.3)
+    try:
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(DBAPIError) as cancelled:
+            async with requests.transaction() as session:
+                await session.execute(text("SELECT pg_sleep(0.9)"))
+        assert asyncio.get_running_loop().time() - started < 0.9
+        problem = database_problem(cancelled.value)
+        assert (problem.status, problem.headers["Retry-After"]) == (503, "5")
+        with pytest.raises(DBAPIError) as on_driver_too:
+            async with requests.autocommit() as driver:
+                await driver.execute("SELECT pg_sleep(0.9)")
+        assert database_problem(on_driver_too.value).status == 503
+        async with requests.autocommit() as driver:
+            assert await driver.fetchval("SELECT current_setting('statement_timeout')") == "300ms"
+    finally:
+        await requests.dispose()
+    async with Database.opened(database_url) as background, background.autocommit() as driver:
+        await driver.execute("SELECT pg_sleep(0.9)")
