@@ -39,8 +39,9 @@ SUBMISSION_PROBLEMS = documented(400, 401, 403, 413, 415, 422, 429, saying={
     503: "At capacity, or the database did not answer in time (see `Retry-After`): nothing was "
          "recorded. With type `…/outcome-unknown`, the database stopped answering while the "
          "complaint was being committed and whether it was recorded is unknown: post it again "
-         "with an `Idempotency-Key` or its `external_reference` (a 409 then names it), not as "
-         "a new complaint"})
+         "with the same `external_reference` (a 409 then names it) or look for it with "
+         "`GET /v1/complaints` first, not as a new complaint; a new `Idempotency-Key` cannot "
+         "find a post made without one"})
 
 
 class _Submission(APIRoute):

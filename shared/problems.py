@@ -229,15 +229,18 @@ def database_too_slow() -> Problem:
 
 
 # What a client that was told ``outcome_unknown`` does about a complaint it posted.
+# Posted without an Idempotency-Key (the only posts the group commit writes), a complaint has
+# no key a retry could name: a key given now is a new one, and records it again if it was.
 COMPLAINT_RETRY_ADVICE = (
-    "Post it again with an Idempotency-Key, or with its external_reference (a 409 then names "
-    "the complaint if it was recorded), rather than as a new complaint.")
+    "Post it again with the same external_reference (a 409 then names the complaint if it was "
+    "recorded), or look for it with GET /v1/complaints before posting it again; an "
+    "Idempotency-Key on a first post makes such a retry safe.")
 
 
 def outcome_unknown(what: str, advice: str = COMPLAINT_RETRY_ADVICE) -> Problem:
     """The database stopped answering while it committed ``what``: recorded or not, nobody
-    could tell in time. A retry that names the same write (its ``Idempotency-Key``, or its
-    ``external_reference``) is answered without recording it twice."""
+    could tell in time. A retry that names the same write (the ``Idempotency-Key`` it was
+    sent with, or its ``external_reference``) is answered without recording it twice."""
     return Problem(
         503, f"The database stopped answering while {what} was being committed: whether it was "
              f"recorded is unknown. {advice}",
@@ -289,8 +292,9 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _commit_unanswered(_: Request, exc: CommitUnanswered) -> JSONResponse:
         logger.warning("a commit went unanswered: its outcome is unknown")
         return outcome_unknown("this request's changes",
-                               "Check with a GET before sending it again; a complaint is best "
-                               "posted again with an Idempotency-Key.").response()
+                               "Check with a GET before sending it again; a request sent with "
+                               "an Idempotency-Key is sent again with the same key, which "
+                               "answers it as it was if it was recorded.").response()
 
     @app.exception_handler(OSError)
     @app.exception_handler(TimeoutError)

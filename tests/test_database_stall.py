@@ -174,7 +174,10 @@ async def test_an_unanswered_commit_is_settled_or_said_unknown(tmp_path: Path) -
             posted, seconds = await posting
         assert_retry_later(posted, seconds)
         assert posted.json()["type"].endswith("/outcome-unknown"), posted.text
-        assert "Idempotency-Key" in posted.json()["detail"]
+        # Posted without a key, a new key would record it again: the advice names the
+        # external reference and a look before posting again instead.
+        assert "same external_reference" in posted.json()["detail"], posted.text
+        assert "GET /v1/complaints" in posted.json()["detail"], posted.text
         # Once the commit it was in has ended, one way or the other, and committing is quick,
         # as the answer advises the partner posts it again with its external reference: it is
         # recorded now (201) or was then (409 naming it), and once either way.
