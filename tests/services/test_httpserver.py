@@ -365,6 +365,14 @@ class HeldApp:
         self.seen: list[str] = []
         self.release = threading.Event()
 
+    def hold(self, connection: socket.socket) -> None:
+        """Sends ``/hold`` on ``connection``; returns once it reached the app (its slot taken)."""
+        connection.sendall(b"GET /hold HTTP/1.1\r\nHost: a\r\n\r\n")
+        deadline = time.monotonic() + 10
+        while "/hold" not in self.seen:
+            assert time.monotonic() < deadline, "the first request never reached the app"
+            time.sleep(0.01)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             self.seen.append(scope["path"])
@@ -387,11 +395,7 @@ def test_a_request_admission_would_refuse_is_answered_503_before_the_app_and_kee
     app = AccessLog(admission, metrics=RequestMetrics(registry))
     with (served(app) as address, closing(connect(address)) as holding,
           closing(connect(address)) as other):
-        holding.sendall(b"GET /hold HTTP/1.1\r\nHost: a\r\n\r\n")
-        deadline = time.monotonic() + 10
-        while "/hold" not in held.seen:  # the one slot is taken
-            assert time.monotonic() < deadline, "the first request never reached the app"
-            time.sleep(0.01)
+        held.hold(holding)  # the one slot is taken
 
         other.sendall(post("/v1/complaints", b'{"summary": "' + b"x" * 4000 + b'"}'))
         head, problem = read_response(other)
@@ -464,11 +468,7 @@ def test_a_probe_passes_admission_at_capacity_however_its_path_is_encoded() -> N
     held = HeldApp()
     with (served(Admission(held, limit=1, queue=0, wait=30)) as address,
           closing(connect(address)) as holding, closing(connect(address)) as other):
-        holding.sendall(b"GET /hold HTTP/1.1\r\nHost: a\r\n\r\n")
-        deadline = time.monotonic() + 10
-        while "/hold" not in held.seen:
-            assert time.monotonic() < deadline, "the first request never reached the app"
-            time.sleep(0.01)
+        held.hold(holding)  # the one slot is taken
         for target in (b"/healthz", b"/health%7A", b"/%72eadyz?x=1"):
             other.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: a\r\n\r\n")
             head, _ = read_response(other)
@@ -577,11 +577,7 @@ def test_refusals_under_open311_made_before_the_app_are_the_error_list() -> None
     held = HeldApp()
     with (served(Admission(held, limit=1, queue=0, wait=30)) as address,
           closing(connect(address)) as holding, closing(connect(address)) as other):
-        holding.sendall(b"GET /hold HTTP/1.1\r\nHost: a\r\n\r\n")
-        deadline = time.monotonic() + 10
-        while "/hold" not in held.seen:
-            assert time.monotonic() < deadline, "the first request never reached the app"
-            time.sleep(0.01)
+        held.hold(holding)  # the one slot is taken
         for path, media_type in [("/open311/v2/requests.xml?jurisdiction_id=x", b"text/xml"),
                                  ("/open311/v2/requests.json", b"application/json"),
                                  ("/open311/v2/services.xml", b"text/xml"),
