@@ -196,8 +196,9 @@ class Database:
         """A session whose work is committed on success and rolled back on error.
 
         On a database for requests, a commit the server did not answer in time is told apart
-        (``CommitUnanswered``): the statements before it were answered, so the transaction may
-        have committed, and a client told to retry might record its work twice. A statement
+        (``CommitUnanswered``), as is one whose connection was lost during the commit: the
+        statements before it were answered, so the transaction may have committed, and a
+        client told to retry might record its work twice. A statement
         given up before the commit leaves nothing committed (its connection is closed,
         ``_given_up``) and is answered as the database being too slow.
         """
@@ -211,6 +212,12 @@ class Database:
                     committing = True
             except TimeoutError as exc:
                 if committing and self.answer_within is not None:
+                    raise CommitUnanswered() from exc
+                raise
+            except DBAPIError as exc:
+                # The connection lost while COMMIT was on its way or being answered (the
+                # server restarted, its session ended): in doubt just the same.
+                if committing and exc.connection_invalidated and self.answer_within is not None:
                     raise CommitUnanswered() from exc
                 raise
             appended: set[str] | None = session.info.pop(OUTBOX_APPENDED, None)

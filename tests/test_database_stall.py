@@ -205,6 +205,38 @@ async def test_an_unanswered_commit_is_settled_or_said_unknown(tmp_path: Path) -
         assert await stall.stored("SLOW-3") == 1
 
 
+async def test_a_commit_whose_connection_is_lost_is_said_unknown(tmp_path: Path) -> None:
+    """The server ends a request's session while its COMMIT runs (a restart, an operator's
+    pg_terminate_backend): committed or not, the service cannot tell, and says so rather than
+    "retry", which could record the work twice; the same key then records it once."""
+    async with intake_on_own_server(tmp_path) as stall:
+        await stall.slow("LOST-1", "commit")
+        body = complaint(external_reference="LOST-1")
+        keyed = {**stall.headers, "Idempotency-Key": "lost-1"}
+        posting = asyncio.create_task(
+            stall.client.post(f"{stall.url}/v1/complaints", json=body, headers=keyed))
+        await sleeping(stall.database)
+        ended = await stall.database.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE wait_event = 'PgSleep'")
+        assert ended == 1
+        posted = await posting
+        assert posted.status_code == 503, posted.text
+        assert posted.json()["type"].endswith("/outcome-unknown"), posted.text
+        assert "same key" in posted.json()["detail"], posted.text
+        await stall.database.execute("DELETE FROM public.slow_references")
+        # Its session ended before the commit, nothing was recorded: the key, claimed and
+        # never answered, reads as in flight until it is taken for abandoned (a minute).
+        again = await stall.client.post(f"{stall.url}/v1/complaints", json=body, headers=keyed)
+        assert again.status_code == 409, again.text
+        assert await stall.stored("LOST-1") == 0
+        await stall.database.execute(
+            "UPDATE intake.idempotency_keys SET created_at = created_at - interval '2 minutes'")
+        again = await stall.client.post(f"{stall.url}/v1/complaints", json=body, headers=keyed)
+        assert again.status_code == 201, again.text
+        assert await stall.stored("LOST-1") == 1
+
+
 async def sleeping(database: asyncpg.Connection, *, ended: bool = False) -> None:
     """Returns once a session sleeps in a slow trigger (``ended``: once none does)."""
     deadline = time.monotonic() + 30
