@@ -15,6 +15,7 @@ import re
 import secrets
 import socket
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 import asyncpg
@@ -63,15 +64,30 @@ REFUSE_TEMPORARY = """
     END $$"""
 
 
-async def refuse_temporary(connection: asyncpg.Connection) -> str | None:
-    """Takes TEMPORARY on this database from PUBLIC; what the operator must do when it is
-    still there (None when it is not)."""
-    if await connection.fetchval(MAY_CHANGE_DATABASE_ACL):
-        await connection.execute(REFUSE_TEMPORARY)
-    if not await connection.fetchval(PUBLIC_MAY_MAKE_TEMPORARY):
+async def _take_from_public(connection: asyncpg.Connection, *, may_change: str, take: str,
+                            still_public: str) -> tuple[str, str, Any] | None:
+    """Runs ``take`` when ``may_change`` says this login may, then asks ``still_public`` (the
+    ACL, since a REVOKE by anyone else changes nothing but warns): None when PUBLIC holds
+    nothing more, else this database, this login and what PUBLIC still holds."""
+    if await connection.fetchval(may_change):
+        await connection.execute(take)
+    left = await connection.fetchval(still_public)
+    if not left:
         return None
     database = await connection.fetchval("SELECT current_database()")
     user = await connection.fetchval("SELECT current_user")
+    return database, user, left
+
+
+async def refuse_temporary(connection: asyncpg.Connection) -> str | None:
+    """Takes TEMPORARY on this database from PUBLIC; what the operator must do when it is
+    still there (None when it is not)."""
+    still = await _take_from_public(connection, may_change=MAY_CHANGE_DATABASE_ACL,
+                                    take=REFUSE_TEMPORARY,
+                                    still_public=PUBLIC_MAY_MAKE_TEMPORARY)
+    if still is None:
+        return None
+    database, user, _ = still
     return (f"PUBLIC may still create temporary tables in database {database}, so BI logins "
             f"can write there: {user} neither owns it nor is a superuser. As its owner, run "
             f"REVOKE TEMPORARY ON DATABASE {database} FROM PUBLIC; (docs/bi.md)")
@@ -109,13 +125,12 @@ REFUSE_LARGE_OBJECTS = f"""
 async def refuse_large_objects(connection: asyncpg.Connection) -> str | None:
     """Takes the large-object writers from PUBLIC; what the operator must do when PUBLIC still
     holds some (None when it does not)."""
-    if await connection.fetchval(MAY_CHANGE_FUNCTION_ACL):
-        await connection.execute(REFUSE_LARGE_OBJECTS)
-    left = await connection.fetchval(PUBLIC_MAY_WRITE_LARGE_OBJECTS)
-    if not left:
+    still = await _take_from_public(connection, may_change=MAY_CHANGE_FUNCTION_ACL,
+                                    take=REFUSE_LARGE_OBJECTS,
+                                    still_public=PUBLIC_MAY_WRITE_LARGE_OBJECTS)
+    if still is None:
         return None
-    database = await connection.fetchval("SELECT current_database()")
-    user = await connection.fetchval("SELECT current_user")
+    database, user, left = still
     return (f"PUBLIC may still write large objects in database {database}, so BI logins can "
             f"write there: {user} is not a superuser. As a superuser, connected to "
             f"{database}, run REVOKE EXECUTE ON FUNCTION {left} FROM PUBLIC; (docs/bi.md)")

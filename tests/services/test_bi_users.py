@@ -169,13 +169,20 @@ async def test_a_bi_login_reads_every_view_over_tcp_and_nothing_else(
         await asyncio.to_thread(aduan, "bi-user", "revoke", name, env=published.env())
 
 
-async def test_a_bi_login_makes_no_temporary_table_and_reaches_no_other_database(
-        services: BackingServices) -> None:
+async def owner_and_new_login(services: BackingServices) -> tuple[
+        str, bi_users.Login, asyncpg.Connection, asyncpg.Connection]:
+    """A new BI login's name and what ``create`` said, aduan's own connection, and the
+    login's own, over TCP."""
     name = f"bi_{uuid.uuid4().hex[:8]}"
     login = await bi_users.create(services.database_url, name)
     owner = await asyncpg.connect(make_url(services.database_url).set(drivername="postgresql")
                                   .render_as_string(hide_password=False))
-    reader = await asyncpg.connect(login.uri)
+    return name, login, owner, await asyncpg.connect(login.uri)
+
+
+async def test_a_bi_login_makes_no_temporary_table_and_reaches_no_other_database(
+        services: BackingServices) -> None:
+    name, login, owner, reader = await owner_and_new_login(services)
     try:
         assert await reader.fetchval("SELECT inet_server_addr() IS NOT NULL")  # over TCP
         assert await reader.fetchval("SHOW default_transaction_read_only") == "on"
@@ -315,11 +322,7 @@ async def test_bi_user_create_tells_the_operator_when_public_keeps_temporary(
 async def test_a_bi_login_writes_no_large_object(services: BackingServices) -> None:
     """Large objects are written by functions PUBLIC may run by default, into pg_largeobject,
     whatever the session's read-only default: the migrations take them from PUBLIC."""
-    name = f"bi_{uuid.uuid4().hex[:8]}"
-    login = await bi_users.create(services.database_url, name)
-    owner = await asyncpg.connect(make_url(services.database_url).set(drivername="postgresql")
-                                  .render_as_string(hide_password=False))
-    reader = await asyncpg.connect(login.uri)
+    name, login, owner, reader = await owner_and_new_login(services)
     try:
         assert await reader.fetchval("SELECT inet_server_addr() IS NOT NULL")  # over TCP
         if await owner.fetchval(bi_users.MAY_CHANGE_FUNCTION_ACL):
@@ -374,11 +377,7 @@ async def test_a_bi_logins_notifications_wake_the_app_once_and_tell_it_nothing(
     """NOTIFY needs no privilege, so a BI login may notify aduan's own channels. The app's
     readers take a notification as "look once more": however many arrive, one look, and the
     payload is never read (docs/bi.md)."""
-    name = f"bi_{uuid.uuid4().hex[:8]}"
-    login = await bi_users.create(services.database_url, name)
-    owner = await asyncpg.connect(make_url(services.database_url).set(drivername="postgresql")
-                                  .render_as_string(hide_password=False))
-    flooder = await asyncpg.connect(login.uri)
+    name, _, owner, flooder = await owner_and_new_login(services)
     transactions = ("SELECT xact_commit + xact_rollback FROM pg_stat_database "
                     "WHERE datname = current_database()")
     channels = [channel("intake"), channel("cases"), channel(WEBHOOK_DELIVERIES), REVOCATIONS]
