@@ -129,7 +129,8 @@ def test_no_other_local_account_reaches_the_trusting_socket(tmp_path: Path,
         assert mode(socket) == SOCKET_MODE == 0o700
         assert mode(Path(pg.socket_dir)) == 0o700
         refused = connect_as_nobody(socket)
-        assert refused.returncode != 0 and "PermissionError" in refused.stderr, refused
+        assert refused.returncode != 0, refused
+        assert "PermissionError" in refused.stderr, refused
         # The application (root here) still connects.
         assert asyncio.run(_version(pg.url())).startswith("PostgreSQL")
     finally:
