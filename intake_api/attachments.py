@@ -16,7 +16,7 @@ from intake_api.storage import AttachmentStore
 from intake_api.upload import Upload
 from shared import outbox
 from shared.auth import Actor, Role
-from shared.events import COMPLAINT_ATTACHMENT_ADDED, COMPLAINTS_TOPIC, new_event
+from shared.events import COMPLAINT_ATTACHMENT_ADDED, COMPLAINTS_TOPIC, Event, new_event
 from shared.problems import Problem, not_found
 from shared.tables import INTAKE_EVENTS
 from shared.vocabulary import CASE_OPENING_KINDS, Kind
@@ -81,17 +81,24 @@ async def add(session: AsyncSession, store: AttachmentStore, actor: Actor,
     session.add(attachment)
     await session.flush()
     await store.save(session, attachment.id, upload.content)
+    event = added_event(complaint, attachment)
+    await outbox.append(session, INTAKE_EVENTS, COMPLAINTS_TOPIC, event)
+    return to_out(attachment)
+
+
+def added_event(complaint: Complaint, attachment: Attachment) -> Event:
+    """``complaint.attachment_added``; the agency it names is the complaint's as this service
+    knows it when the file is added (under the complaint's row lock)."""
     data = AttachmentAdded(
         complaint_id=complaint.id, tracking_number=complaint.tracking_number,
         attachment_id=attachment.id, filename=attachment.filename,
         content_type=attachment.content_type, size=attachment.size, sha256=attachment.sha256,
-        confidential=attachment.confidential, uploaded_at=now, uploaded_by=actor.name,
-        submitted_by=complaint.submitted_by, reported_agency_code=complaint.reported_agency_code,
+        confidential=attachment.confidential, uploaded_at=attachment.uploaded_at,
+        uploaded_by=attachment.uploaded_by, submitted_by=complaint.submitted_by,
+        reported_agency_code=complaint.reported_agency_code,
     )
-    event = new_event(COMPLAINT_ATTACHMENT_ADDED, source=SOURCE, subject=str(complaint.id),
-                      data=data.model_dump(mode="json"), time=now)
-    await outbox.append(session, INTAKE_EVENTS, COMPLAINTS_TOPIC, event)
-    return to_out(attachment)
+    return new_event(COMPLAINT_ATTACHMENT_ADDED, source=SOURCE, subject=str(complaint.id),
+                     data=data.model_dump(mode="json"), time=attachment.uploaded_at)
 
 
 async def visible(session: AsyncSession, actor: Actor, complaint_id: uuid.UUID, *,

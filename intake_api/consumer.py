@@ -6,49 +6,18 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from intake_api import repository
+from intake_api.case_changes import case_change
 from intake_api.repository import CaseChange
-from shared.bus import RetryLater, Subscription, UnknownEventType
-from shared.events import CASE_OPENED, CASE_TRANSITIONED, CASES_TOPIC, Event
+from intake_api.webhooks.consumer import Handover, hand_over_attachments
+from shared.bus import RetryLater, Subscription
+from shared.events import CASES_TOPIC, Event
 from shared.tables import INTAKE_EVENTS
 
 CONSUMER = "aduan-intake-status"
-
-
-def _time(value: object) -> datetime | None:
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
-
-
-def case_change(event: Event) -> CaseChange:
-    data = event.data
-    if event.type == CASE_OPENED:
-        return CaseChange(status=data["status"], version=int(data.get("version", 1)),
-                          at=_time(data.get("received_at")) or event.time)
-    if event.type != CASE_TRANSITIONED:
-        raise UnknownEventType(event.type)
-    at = _time(data.get("at")) or event.time
-    closed = data["to_status"] == "closed"
-    return CaseChange(
-        status=data["to_status"], version=int(data["version"]), at=at,
-        due_at=_time(data.get("due_at")),
-        closure_stage=data.get("closure_stage") if closed else None,
-        closure_reason=data.get("reason") if closed else None,
-        resolution=data.get("resolution"),
-        transferred_to=data.get("transferred_to"),
-        closed_at=at if closed else None,
-        reported_agency=_agency(data.get("reported_agency")),
-    )
-
-
-def _agency(value: object) -> tuple[str, str] | None:
-    """The agency an ``assign_agency`` step names (code, name); None on every other step."""
-    if not isinstance(value, dict):
-        return None
-    return str(value["code"]), str(value["name"])
 
 
 def _known(value: str | None, before: str | None) -> str | None:
@@ -67,7 +36,8 @@ async def follow_cases(session: AsyncSession, events: Sequence[Event]) -> None:
     """The case events of a batch in two statements: the complaints' case versions read (and
     locked), each complaint's changes folded in order into the one its row ends with, written
     in one update. A change older than what the complaint shows is passed over, as it would
-    be on its own; a complaint not known yet holds the batch back (``RetryLater``)."""
+    be on its own; a complaint not known yet holds the batch back (``RetryLater``). A case given
+    its agency has the files added since handed over to that agency's liaisons."""
     changes = [(complaint_id_of(event), case_change(event)) for event in events]
     if not changes:
         return
@@ -76,10 +46,14 @@ async def follow_cases(session: AsyncSession, events: Sequence[Event]) -> None:
         if complaint_id not in versions:
             raise RetryLater(f"complaint {complaint_id} is not known yet")
     final: dict[uuid.UUID, CaseChange] = {}
-    for complaint_id, change in changes:
+    handovers: list[Handover] = []
+    for event, (complaint_id, change) in zip(events, changes, strict=True):
         if change.version <= versions[complaint_id]:
             continue
         versions[complaint_id] = change.version
+        if change.reported_agency is not None:
+            handovers.append(Handover(complaint_id, change.reported_agency[0], change.at,
+                                      event.id))
         before = final.get(complaint_id)
         if before is not None:
             # What a change leaves unsaid (None) stays as the change before left it.
@@ -89,6 +63,7 @@ async def follow_cases(session: AsyncSession, events: Sequence[Event]) -> None:
                 reported_agency=change.reported_agency or before.reported_agency)
         final[complaint_id] = change
     await repository.follow_cases(session, final)
+    await hand_over_attachments(session, handovers)
 
 
 SUBSCRIPTION = Subscription(CONSUMER, (CASES_TOPIC,), follow_case, INTAKE_EVENTS,

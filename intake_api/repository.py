@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -253,6 +253,18 @@ async def attachments(session: AsyncSession, complaint_id: uuid.UUID, *,
         query = query.where(Attachment.seq > after_seq)
     query = query.order_by(Attachment.seq).limit(limit)
     return (await session.execute(query)).scalars().all()
+
+
+async def attachments_since(session: AsyncSession,
+                            since: Mapping[uuid.UUID, datetime]) -> Sequence[Attachment]:
+    """The attachments of each complaint in ``since`` added at or after its instant, oldest
+    first."""
+    if not since:
+        return ()
+    query = select(Attachment).where(Attachment.complaint_id.in_(sorted(since))) \
+        .order_by(Attachment.seq)
+    return [a for a in (await session.execute(query)).scalars()
+            if a.uploaded_at >= since[a.complaint_id]]
 
 
 async def get_attachment(session: AsyncSession, complaint_id: uuid.UUID,

@@ -46,6 +46,8 @@ SYSTEM_USER = "embedded_postgres"
 # or DETACHED for one started by ``aduan infra up``.
 OWNER_FILE = "aduan.owner"
 DETACHED = "detached"
+# The mode of the server's Unix socket: its own user's alone (root reaches it anyway).
+SOCKET_MODE = 0o700
 # The application connects over the Unix socket without a password; anything arriving over TCP
 # (BI tools) must log in with a SCRAM password, and only to aduan's own databases: the server's
 # maintenance database and templates are nothing a BI login has to see. Rewritten at every
@@ -312,14 +314,20 @@ class _ListeningServer(PostgresServer):
         (self.pgdata / "pg_hba.conf").write_text(HBA)
         socket_dir = find_suitable_socket_dir(self.pgdata, self.runtime_path)
         if self.system_user is not None and socket_dir != self.pgdata:
+            # The server's user writes its socket there; root, the one client, needs no mode.
             refuse_unreachable(socket_dir)
-            socket_dir.chmod(0o777)
+            account = pwd.getpwnam(self.system_user)
+            os.chown(socket_dir, account.pw_uid, account.pw_gid)
+            socket_dir.chmod(0o700)
         port = self.tcp_port or find_suitable_port(_probe_address(self.listen))
         # A restart (``resume``) keeps the port: the socket's name, and so every client's URL,
         # carries it.
         self.tcp_port = port
+        # The socket trusts whoever connects (HBA above), so only the server's own user (and
+        # root) may: another local account would otherwise be let in as the superuser.
         args = ["-w", "-o", f'-h "{self.listen}"', "-o", f"-p {port}", "-o", f"-k {socket_dir}",
-                "-l", str(self.log), "start"]
+                "-o", f"-c unix_socket_permissions={SOCKET_MODE:04o}", "-l", str(self.log),
+                "start"]
         try:
             _run_server_program("pg_ctl", "-D", str(self.pgdata), *args,
                                 user=self.system_user, timeout=30)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from intake_api.consumer import case_change
+from intake_api.case_changes import case_change
 from intake_api.models import Complaint
 from intake_api.service import outcome_of
 from shared.auth import Role
@@ -112,11 +112,16 @@ def complaint_id_of(event: Event) -> str:
 
 def agency_of(event: Event, complaint: Complaint) -> str:
     """The agency that had the case when ``event`` happened: the one a case's event names
-    (``assign_agency``'s names the agency it gives), the one a complaint was received for;
-    else (an attachment) the complaint's as this service knows it."""
+    (``assign_agency``'s names the agency it gives), the one a complaint was received for, the
+    one the complaint showed here when a file was added (``consumer.hand_over_attachments``
+    tells the new agency of files added before this service applied its assignment); else
+    (an event from before attachments named it) the complaint's as this service knows it."""
     named = event.data.get("agency")
     if event.type in (CASE_OPENED, CASE_TRANSITIONED) and isinstance(named, str) and named:
         return named
+    stamped = event.data.get("reported_agency_code")
+    if event.type == COMPLAINT_ATTACHMENT_ADDED and isinstance(stamped, str) and stamped:
+        return stamped
     reported = event.data.get("reported_agency")
     if event.type == COMPLAINT_RECEIVED and isinstance(reported, dict) \
             and isinstance(reported.get("code"), str):

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from services.postgres import (
+    SOCKET_MODE,
     PostgresUnavailable,
     reachable_binaries,
     server_running,
@@ -104,3 +105,42 @@ def test_binaries_out_of_the_server_users_reach_are_copied_not_exposed(tmp_path:
     assert all(mode(parent) & 0o001 for parent in copied.parents
                if parent.is_relative_to(tmp_path))
     assert reachable_binaries(copied, cache=tmp_path / "cache") == copied  # reachable: as is
+
+
+def connect_as_nobody(socket: Path) -> subprocess.CompletedProcess[str]:
+    """Another local account opening the server's socket (the system's Python, no site)."""
+    code = "import socket, sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])"
+    return subprocess.run(["/usr/bin/python3", "-S", "-c", code, str(socket)], user="nobody",
+                          capture_output=True, text=True, timeout=30, check=False)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="connecting as another account needs root")
+@pytest.mark.parametrize("name_length", [8, 120], ids=["socket-in-data-dir", "socket-elsewhere"])
+def test_no_other_local_account_reaches_the_trusting_socket(tmp_path: Path,
+                                                             name_length: int) -> None:
+    # A data directory too deep for a socket's name puts the socket in a runtime folder
+    # instead, which other accounts can enter.
+    pgdata = tmp_path / ("d" * name_length) / "pgdata"
+    pgdata.parent.mkdir(mode=0o711)
+    pg = start_postgres(pgdata, temporary=True, listen="")
+    try:
+        socket = Path(pg.socket_dir) / f".s.PGSQL.{pg.port}"
+        assert (Path(pg.socket_dir) == pgdata) is (name_length == 8)
+        assert mode(socket) == SOCKET_MODE == 0o700
+        assert mode(Path(pg.socket_dir)) == 0o700
+        refused = connect_as_nobody(socket)
+        assert refused.returncode != 0, refused
+        assert "PermissionError" in refused.stderr, refused
+        # The application (root here) still connects.
+        assert asyncio.run(_version(pg.url())).startswith("PostgreSQL")
+    finally:
+        pg.stop()
+
+
+async def _version(url: str) -> str:
+    import asyncpg  # the URL's SQLAlchemy prefix dropped
+    connection = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        return str(await connection.fetchval("SELECT version()"))
+    finally:
+        await connection.close()
