@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from intake_api.webhooks import repository as webhooks
 from services.migrate import migrate
 from shared.auth import Role, Token, check_new_token, create_token, revoke_token
 from shared.db import Database
@@ -220,10 +221,13 @@ def token_create(
 def token_revoke(
     name: Annotated[str, typer.Argument(help="The token's name.")],
 ) -> None:
-    """Revoke a token at once."""
+    """Revoke a token at once; its webhook subscriptions stop with it."""
     async def revoke(url: str) -> bool:
         async with Database.opened(url) as database, database.transaction() as session:
-            return await revoke_token(session, name)
+            if not await revoke_token(session, name):
+                return False
+            await webhooks.stop_owned_by(session, name, "the owner's token was revoked")
+            return True
 
     with migrated_database(get_settings()) as settings:
         assert settings.database_url is not None

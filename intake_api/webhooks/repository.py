@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from intake_api.models import Complaint
 from intake_api.webhooks.models import WebhookDelivery, WebhookSubscription
-from shared.auth import Role
+from shared.auth import Role, Token
 from shared.db import announce_after_commit
 from shared.vocabulary import CASE_OPENING_KINDS
 
@@ -76,10 +76,19 @@ async def delete_subscription(session: AsyncSession, subscription: WebhookSubscr
     await session.flush()
 
 
+# A subscription speaks for its owner's token: once that is revoked (by whatever process, at
+# whatever moment) nothing more is made or sent for it, as the API answers the token 401. Read
+# from the tokens at every selection rather than from a flag set at revocation, so a consumer
+# or dispatcher that raced the revocation still drops what it would have sent.
+_OWNER_REVOKED = exists().where(Token.name == WebhookSubscription.owner,
+                                Token.revoked_at.is_not(None))
+SPEAKING = and_(WebhookSubscription.active.is_(True), ~_OWNER_REVOKED)
+
+
 def _listeners_query() -> Select[WebhookSubscription]:
     return (
         select(WebhookSubscription)
-        .where(WebhookSubscription.active.is_(True),
+        .where(SPEAKING,
                WebhookSubscription.events.overlap(
                    bindparam("event_types", type_=ARRAY(String(64)))),
                or_(WebhookSubscription.role == Role.admin.value,
@@ -96,7 +105,7 @@ def _listeners_query() -> Select[WebhookSubscription]:
 # running it.
 _LISTENERS = _listeners_query()
 _ANYONE_LISTENING = select(exists().where(
-    WebhookSubscription.active.is_(True),
+    SPEAKING,
     WebhookSubscription.events.overlap(bindparam("event_types", type_=ARRAY(String(64))))))
 
 
@@ -236,8 +245,9 @@ class Candidate(NamedTuple):
 
 
 def _pending_of_others(saturated: Saturated) -> list[ColumnElement[bool]]:
-    """Pending deliveries of active subscriptions, none of whose sharers is ``saturated``."""
-    where = [WebhookDelivery.status == "pending", WebhookSubscription.active.is_(True)]
+    """Pending deliveries of active subscriptions whose owner's token stands, none of whose
+    sharers is ``saturated``."""
+    where = [WebhookDelivery.status == "pending", SPEAKING]
     if saturated.subscriptions:
         where.append(WebhookDelivery.subscription_id.not_in(list(saturated.subscriptions)))
     if saturated.owners:
@@ -297,10 +307,13 @@ async def next_due(session: AsyncSession, *, saturated: Saturated) -> datetime |
 
 async def lease(session: AsyncSession, ids: Sequence[uuid.UUID], now: datetime,
                 until: datetime) -> Sequence[tuple[WebhookDelivery, WebhookSubscription]]:
-    """Takes the deliveries no other dispatcher took meanwhile (the row lock decides)."""
+    """Takes the deliveries no other dispatcher took meanwhile (the row lock decides), and
+    whose subscription still speaks for its owner (it may have been revoked since ``due``)."""
+    speaking = select(WebhookSubscription.id).where(SPEAKING)
     taken = (await session.execute(
         update(WebhookDelivery)
         .where(WebhookDelivery.id.in_(ids), WebhookDelivery.status == "pending",
+               WebhookDelivery.subscription_id.in_(speaking),
                or_(WebhookDelivery.leased_until.is_(None), WebhookDelivery.leased_until < now))
         .values(leased_until=until)
         .returning(WebhookDelivery.id)
@@ -336,3 +349,21 @@ async def disable(session: AsyncSession, subscription_id: uuid.UUID, reason: str
                           .values(status="failed", next_attempt_at=None,
                                   last_error=f"subscription disabled: {reason}"))
 
+
+
+async def stop_owned_by(session: AsyncSession, owner: str, reason: str) -> int:
+    """Disables every subscription ``owner`` holds and fails their pending deliveries (its token
+    was revoked): the owner sees why, should the token ever be looked at again, and nothing is
+    left waiting to be sent. Returns how many subscriptions it stopped."""
+    stopped = (await session.execute(
+        update(WebhookSubscription)
+        .where(WebhookSubscription.owner == owner, WebhookSubscription.active.is_(True))
+        .values(active=False, disabled_reason=reason)
+        .returning(WebhookSubscription.id))).scalars().all()
+    if stopped:
+        await session.execute(update(WebhookDelivery)
+                              .where(WebhookDelivery.subscription_id.in_(stopped),
+                                     WebhookDelivery.status == "pending")
+                              .values(status="failed", next_attempt_at=None,
+                                      last_error=f"subscription disabled: {reason}"))
+    return len(stopped)
