@@ -15,10 +15,10 @@ day is computed once per event and the counts stay a few tens of thousands of ro
 
 from __future__ import annotations
 
-import itertools
+import functools
 import operator
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import date, datetime, tzinfo
 from operator import itemgetter
 from typing import Any
@@ -38,6 +38,12 @@ GROUPED = {CONTACT: tuple(CONTACTS_BY[g] for g in GROUPINGS[1:]),
 DAILY_COLUMNS = ["day", "measure", "key", "n"]
 PERIOD_COLUMNS = ["grain", "start", "measure", "key", "n"]
 HISTOGRAM_COLUMNS = ["grain", "start", "measure", "key", "bucket", "n", "sub_counts"]
+
+
+@functools.cache  # a history has a few thousand days, each met many times
+def _month(day: date) -> date:
+    """The first day of the month of ``day``."""
+    return day.replace(day=1)
 
 
 class Tally:
@@ -127,25 +133,23 @@ class Tally:
         """``metrics.period_counts`` (PERIOD_COLUMNS): the daily counts summed by month and
         by year."""
         self._gathered()
-        month_of: dict[date, date] = {}
-        rows: list[tuple[Any, ...]] = []
-        sources: Iterator[tuple[str, str, Iterable[tuple[date, int]]]] = itertools.chain(
-            ((measure, key, by_day.items()) for (measure, key), by_day in self.counts.items()),
-            _by_key(self.by_group))
-        for measure, key, days in sources:
-            months: dict[date, int] = {}
-            for day, n in days:
-                month = month_of.get(day)
-                if month is None:
-                    month = month_of[day] = day.replace(day=1)
-                months[month] = months.get(month, 0) + n
-            years: dict[date, int] = {}
-            for month, n in months.items():
-                rows.append(("m", month, measure, key, n))
-                year = month.replace(month=1)
-                years[year] = years.get(year, 0) + n
-            rows.extend(("y", year, measure, key, n) for year, n in years.items())
-        return rows
+        month = _month
+        # (measure, key, month) counts: summed from the days, the years from the months.
+        months: dict[tuple[str, str, date], int] = {}
+        for (measure, key), by_day in self.counts.items():
+            for day, n in by_day.items():
+                counted = (measure, key, month(day))
+                months[counted] = months.get(counted, 0) + n
+        for measure, by_key_and_day in self.by_group.items():
+            for (key, day), n in by_key_and_day.items():
+                counted = (measure, key, month(day))
+                months[counted] = months.get(counted, 0) + n
+        years: dict[tuple[str, str, date], int] = {}
+        for (measure, key, first), n in months.items():
+            counted = (measure, key, first.replace(month=1))
+            years[counted] = years.get(counted, 0) + n
+        return [*(("m", first, measure, key, n) for (measure, key, first), n in months.items()),
+                *(("y", first, measure, key, n) for (measure, key, first), n in years.items())]
 
     def histogram_rows(self) -> list[tuple[Any, ...]]:
         """``metrics.duration_histograms`` (HISTOGRAM_COLUMNS): by day, month and year, each
@@ -184,20 +188,6 @@ class Tally:
             f"{text(tuple(sub_counts))}\n"
             for grain, start, measure, key, bucket, n, sub_counts in self.histogram_rows()
         ]).encode()
-
-
-def _by_key(by_group: dict[str, Counter[tuple[str, date]]]) -> Iterator[
-        tuple[str, str, Iterable[tuple[date, int]]]]:
-    """The counts of ``Tally.by_group`` as (measure, key, (day, count) pairs)."""
-    for measure, counted in by_group.items():
-        keyed: dict[str, list[tuple[date, int]]] = {}
-        for (key, day), n in counted.items():
-            days = keyed.get(key)
-            if days is None:
-                days = keyed[key] = []
-            days.append((day, n))
-        for key, days in keyed.items():
-            yield measure, key, days
 
 
 def _rolled_up(rows: dict[tuple[date, str, str, int], list[int]],
