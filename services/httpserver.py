@@ -30,6 +30,7 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import socket
 import urllib.parse
 from collections import Counter
@@ -54,6 +55,8 @@ from shared.settings import Settings
 logger = logging.getLogger(__name__)
 
 MAX_HEAD_BYTES = 16 * 1024  # API.md: "Request headers over 16 KiB: 431"
+# uvicorn's own setting: the proxies whose ``X-Forwarded-For`` and ``-Proto`` are believed.
+FORWARDED_ALLOW_IPS = "FORWARDED_ALLOW_IPS"
 
 # The status line's reason phrases; the problem body takes its title from the catalogue.
 _REASONS = {400: "Bad Request", 408: "Request Timeout", 429: "Too Many Requests",
@@ -366,6 +369,11 @@ def server_config(app: Any, *, host: str, port: int, settings: Settings,
                   **options: Any) -> uvicorn.Config:
     """How every aduan service is served (``aduan serve`` and the tests alike)."""
     options.setdefault("timeout_graceful_shutdown", 20)
+    # uvicorn would take the client address from ``X-Forwarded-For`` sent from loopback by
+    # default, and any program on the host (or a proxy passing the header through) writes what
+    # it likes there: the per-address limits would count whatever it says. Only a proxy the
+    # operator names (``FORWARDED_ALLOW_IPS``, docs/deployment.md) is believed.
+    options.setdefault("proxy_headers", FORWARDED_ALLOW_IPS in os.environ)
     return uvicorn.Config(app, host=host, port=port, log_config=None,
                           http=guarded_protocol(Limits.from_settings(settings)), ws="none",
                           **options)
