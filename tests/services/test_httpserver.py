@@ -715,3 +715,30 @@ async def test_the_public_lookup_limit_believes_x_forwarded_for_only_from_a_name
         behind.stop()
     assert statuses == [404, 404, 429, 404]
 
+
+def test_headers_over_16_kib_under_open311_are_the_error_list_once_the_target_is_read() -> None:
+    """INTEGRATIONS.md: Open311 errors are the specification's error list; a 431 refused after
+    the request line is whole knows the path, so it answers in the path's format. A target cut
+    off by the bound leaves the path unknown: problem JSON, as elsewhere."""
+    big = b"X-Big: " + b"a" * (MAX_HEAD_BYTES + 1024) + b"\r\n\r\n"
+    with served() as address:
+        for target, media_type in [(b"/open311/v2/services.xml", b"text/xml"),
+                                   (b"/open311/v2/requests.json?api_key=k", b"application/json"),
+                                   (b"/%6Fpen311/v2/requests%2Exml", b"text/xml")]:
+            for head in (b"Host: a\r\n" + big, big):  # the big header first, or after another
+                with closing(connect(address)) as conn:
+                    conn.sendall(b"GET " + target + b" HTTP/1.1\r\n" + head)
+                    raw = read_all(conn)
+                assert raw.startswith(b"HTTP/1.1 431 "), (target, raw[:200])
+                assert content_type(raw).startswith(media_type), (target, raw[:200])
+                headers = {b"content-type": content_type(raw)}
+                errors = open311_errors(headers, raw.partition(b"\r\n\r\n")[2])
+                assert [error["code"] for error in errors] == [431], (target, errors)
+                assert str(MAX_HEAD_BYTES) in errors[0]["description"]
+        for target in (b"/open311/v2/services.xml?q=" + b"a" * (MAX_HEAD_BYTES + 1024),
+                       b"/v1/complaints"):
+            with closing(connect(address)) as conn:
+                conn.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: a\r\n" + big)
+                raw = read_all(conn)
+            assert content_type(raw) == b"application/problem+json", raw[:200]
+            assert status_and_body(raw)[0] == 431
