@@ -53,8 +53,7 @@ async def read_query(request: Request) -> StatusQuery:
         try:
             data = json.loads(await request.body())
         except (ValueError, UnicodeDecodeError, RecursionError):
-            raise Problem(400, "The request body is not valid JSON (or is nested too "
-                               "deeply).") from None
+            raise Problem(400, "The request body is not valid JSON.") from None
     try:
         return StatusQuery.model_validate(data)
     except ValidationError as exc:

@@ -80,10 +80,10 @@ def _lone_surrogate(body: bytes) -> str | None:
     if b"\\u" not in body:  # the only way to write one in UTF-8 JSON
         return None
     try:
-        return first_unencodable(json.loads(body))
-    except (ValueError, RecursionError):
-        # Malformed, or nested deeper than a parser goes: the app answers 400 for either.
-        return None
+        document = json.loads(body)
+    except (ValueError, RecursionError):  # nested deeper than the parser recurses
+        return None  # the app answers 400 for malformed JSON
+    return first_unencodable(document)
 
 
 class BodyGuard:
