@@ -57,13 +57,14 @@ RECEIVED_BY = {"channel": RECEIVED_CHANNEL, "substance": RECEIVED_SUBSTANCE,
                "agency": RECEIVED_AGENCY}
 REGISTERED_BY = {grouping: f"registered_{grouping}" for grouping in GROUPINGS}
 CLOSED_BY = {grouping: f"closed_{grouping}" for grouping in GROUPINGS}
-# Read by the monthly figures only (the summary leaves them out).
-MONTHLY_ONLY = (*(CONTACTS_BY[g] for g in GROUPINGS[1:]), *REGISTERED_BY.values(),
-                *CLOSED_BY.values())
 
 # Measures whose totals before a moment are needed ("open at a moment" figures).
 RUNNING = (OPENED, EXAMINED, CLOSED, CLOSED_EXAMINED, STATUS_IN, STATUS_OUT, OVERDUE_FROM,
            OVERDUE_ENDED)
+# Measures a summary sums over its period (places are counted apart): named, so that its read
+# takes only their rows (``ix_period_counts_measure``), not the monthly figures' too.
+SUMMED = (CONTACTS, RECEIVED_CHANNEL, RECEIVED_SUBSTANCE, RECEIVED_AGENCY, REGISTERED,
+          CLOSED_STAGE, CLOSED_REASON, CLARIFICATION_REQUESTED, *RUNNING)
 
 Increment = tuple[datetime, str, str]
 
@@ -163,7 +164,7 @@ def spans_sql(spans: Sequence[Span]) -> str:
 
 def parts_sql(first: date, last: date) -> str:
     """The counts a summary of ``[first, last]`` needs, as rows ``(part, measure, key, n)``:
-    ``within`` the period (every measure but places), ``before`` its start (running measures
+    ``within`` the period (``SUMMED``), ``before`` its start (running measures
     only), ``month`` (per month in ``measure``: received reports in ``n``, the most frequent
     substance, alphabetically first on a tie, in ``key``) and ``places`` (how many distinct
     on-the-spot places, in ``n``). A bounded number of rows whatever the period's
@@ -173,12 +174,12 @@ def parts_sql(first: date, last: date) -> str:
     running = ", ".join(f"'{measure}'" for measure in RUNNING)
     return f"""
         SELECT 'within' AS part, measure, key, sum(n) AS n FROM ({within}) w
-        WHERE measure NOT IN ({_listed((ON_THE_SPOT_PLACE, *MONTHLY_ONLY))}) GROUP BY 1, 2, 3
+        WHERE measure IN ({_listed(SUMMED)}) GROUP BY 1, 2, 3
         UNION ALL
         SELECT 'before', measure, key, sum(n) FROM ({before}) b
         WHERE measure IN ({running}) GROUP BY 1, 2, 3
         UNION ALL
-        SELECT 'month', month, top, received FROM (
+        SELECT 'month', to_char(month, 'YYYY-MM'), top, received FROM (
           SELECT DISTINCT ON (month) month, key AS top,
                  sum(sum(n)) OVER (PARTITION BY month) AS received
           FROM ({months_sql(first, last, (RECEIVED_SUBSTANCE,))}) m
@@ -226,9 +227,11 @@ def _listed(measures: Sequence[str]) -> str:
 
 
 def months_sql(first: date, last: date, measures: Sequence[str]) -> str:
-    """Rows ``(month, measure, key, n)`` of ``measures`` in ``[first, last]``, ``month`` as
-    ``YYYY-MM``: month rows, and day rows for a month the range cuts (to be summed by month).
-    A bounded number of rows per month whatever the number of cases."""
+    """Rows ``(month, measure, key, n)`` of ``measures`` in ``[first, last]``, ``month`` the
+    date of its first day: month rows, and day rows for a month the range cuts (to be summed by
+    month). A bounded number of rows per month whatever the number of cases. The month is
+    written as text (``YYYY-MM``) by the caller once its rows are summed: ``to_char`` on every
+    row read took a third of the time of eight years of monthly figures by agency."""
     wanted = _listed(measures)
     parts = []
     for span in spans(first, last):
@@ -236,15 +239,16 @@ def months_sql(first: date, last: date, measures: Sequence[str]) -> str:
         final = date(span.last.year, 12, 1) if span.grain == "y" else span.last
         bounds = f"BETWEEN {day_sql(span.first)} AND {day_sql(final)}"
         if span.grain == "d":
-            parts.append(f"SELECT to_char(day, 'YYYY-MM') AS month, measure, key, n "
+            parts.append(f"SELECT date_trunc('month', day::timestamp)::date AS month, "
+                         f"measure, key, n "
                          f"FROM metrics.daily_counts WHERE measure IN ({wanted}) "
                          f"AND day {bounds}")
         else:
-            parts.append(f"SELECT to_char(start, 'YYYY-MM') AS month, measure, key, n "
+            parts.append(f"SELECT start AS month, measure, key, n "
                          f"FROM metrics.period_counts WHERE grain = 'm' "
                          f"AND measure IN ({wanted}) AND start {bounds}")
     return " UNION ALL ".join(parts) or \
-        "SELECT NULL::text, NULL::text, NULL::text, 0::bigint WHERE false"
+        "SELECT NULL::date, NULL::text, NULL::text, 0::bigint WHERE false"
 
 
 def keys_sql(first: date, last: date, measures: Sequence[str]) -> str:

@@ -167,7 +167,12 @@ class PeriodCount(Base):
     """The daily counts summed by month (grain ``m``) and by year (``y``), kept with them."""
 
     __tablename__ = "period_counts"
-    __table_args__ = {"schema": SCHEMA}  # noqa: RUF012
+    __table_args__ = (
+        # Reads of a few measures over many months or years (the summary's running totals
+        # and places, the monthly figures): only their rows, not every measure's.
+        Index("ix_period_counts_measure", "grain", "measure", "start", "key"),
+        {"schema": SCHEMA},
+    )
 
     grain: Mapped[str] = mapped_column(String(1), primary_key=True)
     start: Mapped[date] = mapped_column(Date, primary_key=True)

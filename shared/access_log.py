@@ -5,8 +5,7 @@ and those of unknown paths; the refusals the HTTP server answers itself, before 
 (services/httpserver.py), are logged and counted through the server's ``Gate``, their request
 id returned. What it logs is chosen so no token or reporter's
 data can appear: the route template (``/v1/complaints/{complaint_id}``), never the path; the
-caller's token name, never the token; query parameters that carry credentials (a token, an
-access code, a password) redacted.
+caller's token name, never the token; query parameters that carry credentials redacted.
 """
 
 from __future__ import annotations
@@ -31,11 +30,12 @@ logger = logging.getLogger("aduan.access")
 REQUEST_ID_HEADER = b"x-request-id"
 # A caller's id is echoed back and logged: only a bounded, plain one is kept.
 _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-# Open311 clients put a partner's token in ``api_key``; a complainant's link to the status page
-# may carry the ``access_code`` (a secret the office keeps only as a hash).
+# Open311 clients put a partner's token in ``api_key``.
+# Credentials, and the complainant's access code (a secret of which only a hash is stored,
+# INTEGRATIONS.md), which a link or a bookmark of the status page may carry in its query.
 REDACTED_PARAMETERS = frozenset({"api_key", "token", "access_token", "access_code", "password"})
 REDACTED_PARAMETER_PREFIXES = ("api_key", "api-key", "apikey", "token", "access_token",
-                               "access_code", "access-code", "accesscode", "password")
+                               "access_code", "access-code", "password")
 UNMATCHED = "<unmatched>"
 # The scope key where the HTTP server notes the status it answered a request with itself while
 # an app held it (408 for a body too slow): the app then sees a disconnect and answers nothing.

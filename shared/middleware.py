@@ -81,7 +81,7 @@ def _lone_surrogate(body: bytes) -> str | None:
         return None
     try:
         document = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested deeper than the parser recurses
         return None  # the app answers 400 for malformed JSON
     return first_unencodable(document)
 
