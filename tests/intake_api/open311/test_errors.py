@@ -73,3 +73,30 @@ async def test_text_the_database_cannot_hold_is_one_error_per_field(
         assert "characters" in said
         assert "items" not in said
     assert await complaint_count(services) == 0
+
+
+async def test_fields_longer_than_their_columns_are_400_error_lists(
+        services: BackingServices) -> None:
+    """Every field of a request is measured before it is stored: an address_id wider than its
+    column is the client's 400, in the path's format, and no tracking number is spent."""
+    partner = await services.token("partner")
+    async with running_app(services) as client:
+        for fmt in ("json", "xml"):
+            response = await client.post(f"/open311/v2/requests.{fmt}",
+                                         data={**FORM, "api_key": partner,
+                                               "address_id": "x" * 5000})
+            said = assert_error_list(response, 400, fmt)
+            assert said.startswith("address_id: "), said
+            assert "255" in said
+        fitting = await client.post("/open311/v2/requests.json",
+                                    data={**FORM, "api_key": partner, "address_id": "x" * 255})
+        assert fitting.status_code == 201, fitting.text
+        # The refused ones spent no tracking number: this is the first.
+        assert fitting.json()[0]["service_request_id"].endswith("-000001"), fitting.text
+        # Each of the form's text fields, far too long, is refused or stored: never a 500.
+        for field in ("description", "address_string", "first_name", "last_name", "email",
+                      "phone", "media_url", "device_id", "attribute[agency]",
+                      "attribute[agency_name]", "service_code"):
+            response = await client.post("/open311/v2/requests.json",
+                                         data={**FORM, "api_key": partner, field: "x" * 30_000})
+            assert response.status_code in (201, 400), (field, response.text)
