@@ -117,9 +117,10 @@ def _formal_failure(case: Case) -> str | None:
     """Why a case cannot be registered yet, or None.
 
     A report that says the reporter did not go to the agency first cannot be registered by an
-    assistant. Rapid responses skip this check (DOMAIN.md), and an admin may take every action
-    (API.md), as imports of historical records need. The event's age is left to the assistant,
-    who rejects with reason ``expired``, since imports and late entries make it unreliable here.
+    assistant until a completion round supplies the proof (``complete`` records it). Rapid
+    responses skip this check (DOMAIN.md), and an admin may take every action (API.md), as
+    imports of historical records need. The event's age is left to the assistant, who rejects
+    with reason ``expired``, since imports and late entries make it unreliable here.
     """
     if case.kind == Kind.report.value and case.reported_to_agency_first is False:
         return ("The reporter did not complain to the agency first; reject with reason "
@@ -350,6 +351,10 @@ async def apply(session: AsyncSession, case: Case, action: Action, actor: Actor,
     for field in ("assignee", "complexity", "resolution", "maladministration", "transferred_to"):
         if field in given:
             setattr(case, field, given[field])
+    if action.completes_formal and case.reported_to_agency_first is False:
+        # The assistant completing the round attests the reporter showed it went to the agency
+        # first; the complaint keeps what was filed, the case what verification now knows.
+        case.reported_to_agency_first = True
     if "reported_agency" in given:
         await _assign_agency(session, case, given["reported_agency"], at)
     if target is Status.closed:

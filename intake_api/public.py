@@ -52,7 +52,7 @@ async def read_query(request: Request) -> StatusQuery:
     else:
         try:
             data = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise Problem(400, "The request body is not valid JSON.") from None
     try:
         return StatusQuery.model_validate(data)

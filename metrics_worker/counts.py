@@ -179,7 +179,7 @@ def parts_sql(first: date, last: date) -> str:
         SELECT 'before', measure, key, sum(n) FROM ({before}) b
         WHERE measure IN ({running}) GROUP BY 1, 2, 3
         UNION ALL
-        SELECT 'month', month, top, received FROM (
+        SELECT 'month', to_char(month, 'YYYY-MM'), top, received FROM (
           SELECT DISTINCT ON (month) month, key AS top,
                  sum(sum(n)) OVER (PARTITION BY month) AS received
           FROM ({months_sql(first, last, (RECEIVED_SUBSTANCE,))}) m
@@ -227,9 +227,11 @@ def _listed(measures: Sequence[str]) -> str:
 
 
 def months_sql(first: date, last: date, measures: Sequence[str]) -> str:
-    """Rows ``(month, measure, key, n)`` of ``measures`` in ``[first, last]``, ``month`` as
-    ``YYYY-MM``: month rows, and day rows for a month the range cuts (to be summed by month).
-    A bounded number of rows per month whatever the number of cases."""
+    """Rows ``(month, measure, key, n)`` of ``measures`` in ``[first, last]``, ``month`` the
+    date of its first day: month rows, and day rows for a month the range cuts (to be summed by
+    month). A bounded number of rows per month whatever the number of cases. The month is
+    written as text (``YYYY-MM``) by the caller once its rows are summed: ``to_char`` on every
+    row read took a third of the time of eight years of monthly figures by agency."""
     wanted = _listed(measures)
     parts = []
     for span in spans(first, last):
@@ -237,15 +239,16 @@ def months_sql(first: date, last: date, measures: Sequence[str]) -> str:
         final = date(span.last.year, 12, 1) if span.grain == "y" else span.last
         bounds = f"BETWEEN {day_sql(span.first)} AND {day_sql(final)}"
         if span.grain == "d":
-            parts.append(f"SELECT to_char(day, 'YYYY-MM') AS month, measure, key, n "
+            parts.append(f"SELECT date_trunc('month', day::timestamp)::date AS month, "
+                         f"measure, key, n "
                          f"FROM metrics.daily_counts WHERE measure IN ({wanted}) "
                          f"AND day {bounds}")
         else:
-            parts.append(f"SELECT to_char(start, 'YYYY-MM') AS month, measure, key, n "
+            parts.append(f"SELECT start AS month, measure, key, n "
                          f"FROM metrics.period_counts WHERE grain = 'm' "
                          f"AND measure IN ({wanted}) AND start {bounds}")
     return " UNION ALL ".join(parts) or \
-        "SELECT NULL::text, NULL::text, NULL::text, 0::bigint WHERE false"
+        "SELECT NULL::date, NULL::text, NULL::text, 0::bigint WHERE false"
 
 
 def keys_sql(first: date, last: date, measures: Sequence[str]) -> str:

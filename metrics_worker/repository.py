@@ -42,11 +42,13 @@ async def monthly_counts(connection: asyncpg.Connection, first: date, last: date
         return f"coalesce(sum(n) FILTER (WHERE {condition}), 0)::bigint"
 
     rows: list[asyncpg.Record] = await connection.fetch(f"""
-        SELECT month, {"key" if grouped else "''"} AS grp,
-               {total(f"measure = '{contacts}'")} AS contacts, {total(received_filter)} AS received,
-               {total(f"measure = '{registered}'")} AS registered,
-               {total(f"measure = '{closed}'")} AS closed
-        FROM ({counts.months_sql(first, last, wanted)}) c GROUP BY 1, 2""")
+        SELECT to_char(month, 'YYYY-MM'), grp, contacts, received, registered, closed FROM (
+          SELECT month, {"key" if grouped else "''"} AS grp,
+                 {total(f"measure = '{contacts}'")} AS contacts,
+                 {total(received_filter)} AS received,
+                 {total(f"measure = '{registered}'")} AS registered,
+                 {total(f"measure = '{closed}'")} AS closed
+          FROM ({counts.months_sql(first, last, wanted)}) c GROUP BY 1, 2) m""")
     return rows
 
 

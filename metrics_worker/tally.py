@@ -15,9 +15,10 @@ day is computed once per event and the counts stay a few tens of thousands of ro
 
 from __future__ import annotations
 
-import functools
+import itertools
+import operator
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import date, datetime, tzinfo
 from operator import itemgetter
 from typing import Any
@@ -39,12 +40,6 @@ PERIOD_COLUMNS = ["grain", "start", "measure", "key", "n"]
 HISTOGRAM_COLUMNS = ["grain", "start", "measure", "key", "bucket", "n", "sub_counts"]
 
 
-@functools.cache  # a history has a few thousand days, each met many times
-def _starts(day: date) -> tuple[tuple[str, date], ...]:
-    """The day, month and year a local day falls in, each as (grain, first day)."""
-    return ("d", day), ("m", day.replace(day=1)), ("y", day.replace(month=1, day=1))
-
-
 class Tally:
     """Counts by local day, for the office's time zone ``zone``."""
 
@@ -60,6 +55,11 @@ class Tally:
         # and counted into its three or four measures in bulk (``settle``) where the fold
         # would have made three or four increments.
         self.grouped: dict[str, list[tuple[Any, ...]]] = {family: [] for family in GROUPED}
+        # What ``settle`` counted: per grouped measure, the count of each (key, day), counted
+        # by ``Counter.update`` in C (a Python loop merging them by (measure, key) took longer
+        # than the counting).
+        self.by_group: dict[str, Counter[tuple[str, date]]] = {
+            measure: Counter() for measures in GROUPED.values() for measure in measures}
 
     def day(self, at: datetime) -> date:
         """The local day of ``at`` (``(at AT TIME ZONE zone)::date``)."""
@@ -89,9 +89,8 @@ class Tally:
         samples[sampled] = samples.get(sampled, 0) + 1
 
     def settle(self, at_least: int = 0) -> None:
-        """Counts what ``grouped`` noted into the measures' counts, when a family's list holds
-        at least ``at_least`` (so that memory stays bounded while the fold goes on)."""
-        counts = self.counts
+        """Counts what ``grouped`` noted into ``by_group``, when a family's list holds at
+        least ``at_least`` (so that memory stays bounded while the fold goes on)."""
         for family, measures in GROUPED.items():
             noted = self.grouped[family]
             if not noted or len(noted) < at_least:
@@ -99,58 +98,121 @@ class Tally:
             days = list(map(_FIRST, noted))
             for position, measure in enumerate(measures, start=1):
                 # Counted in C: pairs of (value, day) from C iterators.
-                tallied = Counter(zip(map(itemgetter(position), noted), days, strict=True))
-                for (value, day), n in tallied.items():
-                    by_day = counts.get((measure, value))
-                    if by_day is None:
-                        by_day = counts[measure, value] = {}
-                    by_day[day] = by_day.get(day, 0) + n
+                self.by_group[measure].update(zip(map(itemgetter(position), noted), days,
+                                                  strict=True))
             noted.clear()
+
+    def _gathered(self) -> None:
+        """Everything counted, the grouped measures' in ``by_group``: those ``add`` and
+        ``remove`` counted (a count moved to another agency) are moved there, so each (day,
+        measure, key) is one count, and a row whatever its count (0 too), as before."""
+        self.settle()
+        counts, by_group = self.counts, self.by_group
+        for measure, key in [mk for mk in counts if mk[0] in by_group]:
+            counted = by_group[measure]
+            for day, n in counts.pop((measure, key)).items():
+                counted[key, day] = counted.get((key, day), 0) + n
 
     def daily_rows(self) -> Iterator[tuple[Any, ...]]:
         """``metrics.daily_counts`` (DAILY_COLUMNS)."""
-        self.settle()
+        self._gathered()
         for (measure, key), by_day in self.counts.items():
             for day, n in by_day.items():
+                yield day, measure, key, n
+        for measure, counted in self.by_group.items():
+            for (key, day), n in counted.items():
                 yield day, measure, key, n
 
     def period_rows(self) -> list[tuple[Any, ...]]:
         """``metrics.period_counts`` (PERIOD_COLUMNS): the daily counts summed by month and
         by year."""
-        self.settle()
-        months: dict[tuple[date, str, str], int] = {}
-        for (measure, key), by_day in self.counts.items():
-            for day, n in by_day.items():
-                month = (_starts(day)[1][1], measure, key)
+        self._gathered()
+        month_of: dict[date, date] = {}
+        rows: list[tuple[Any, ...]] = []
+        sources: Iterator[tuple[str, str, Iterable[tuple[date, int]]]] = itertools.chain(
+            ((measure, key, by_day.items()) for (measure, key), by_day in self.counts.items()),
+            _by_key(self.by_group))
+        for measure, key, days in sources:
+            months: dict[date, int] = {}
+            for day, n in days:
+                month = month_of.get(day)
+                if month is None:
+                    month = month_of[day] = day.replace(day=1)
                 months[month] = months.get(month, 0) + n
-        years: dict[tuple[date, str, str], int] = {}
-        for (start, measure, key), n in months.items():
-            year = (start.replace(month=1), measure, key)
-            years[year] = years.get(year, 0) + n
-        return [*(("m", *month, n) for month, n in months.items()),
-                *(("y", *year, n) for year, n in years.items())]
+            years: dict[date, int] = {}
+            for month, n in months.items():
+                rows.append(("m", month, measure, key, n))
+                year = month.replace(month=1)
+                years[year] = years.get(year, 0) + n
+            rows.extend(("y", year, measure, key, n) for year, n in years.items())
+        return rows
 
     def histogram_rows(self) -> list[tuple[Any, ...]]:
         """``metrics.duration_histograms`` (HISTOGRAM_COLUMNS): by day, month and year, each
         bucket (a day of delay) with its counts by hour of the bucket."""
-        rows: dict[tuple[str, date, str, str, int], list[int]] = {}
+        days: dict[tuple[date, str, str, int], list[int]] = {}
         for (day, measure, key, hours), n in self.samples.items():
             bucket, hour = divmod(hours, HOURS_PER_BUCKET)  # floor, also below zero
-            for grain, start in _starts(day):
-                row = rows.setdefault((grain, start, measure, key, bucket),
-                                      [0] * HOURS_PER_BUCKET)
-                row[hour] += n
-        return [(*row, sum(sub_counts), sub_counts) for row, sub_counts in rows.items()]
+            row = days.get((day, measure, key, bucket))
+            if row is None:
+                row = days[day, measure, key, bucket] = [0] * HOURS_PER_BUCKET
+            row[hour] += n
+        # Months summed from the days, years from the months: hour by hour, in C.
+        months = _rolled_up(days, lambda day: day.replace(day=1))
+        years = _rolled_up(months, lambda month: month.replace(month=1))
+        return [(grain, *row, sum(sub_counts), sub_counts)
+                for grain, rows in (("d", days), ("m", months), ("y", years))
+                for row, sub_counts in rows.items()]
 
     def histogram_text(self) -> bytes:
         """``histogram_rows`` in ``COPY``'s text format. asyncpg's binary encoder checks every
         element of an array against the ``collections.abc`` classes, which took longer than
-        the rest of the rebuild's writing; here each row is one string."""
+        the rest of the rebuild's writing; here each row is one string. A day's row mostly
+        holds one or two durations: their hours' text is made once for all such rows."""
+        spelt: dict[Any, str] = {}
+
+        def text(value: Any) -> str:
+            found = spelt.get(value)
+            if found is None:
+                found = spelt[value] = _text(value) if type(value) is str else (
+                    value.isoformat() if isinstance(value, date) else
+                    f"{{{','.join(map(str, value))}}}")
+            return found
+
         return "".join([
-            f"{grain}\t{start.isoformat()}\t{_text(measure)}\t{_text(key)}\t{bucket}\t{n}\t"
-            f"{{{','.join(map(str, sub_counts))}}}\n"
+            f"{grain}\t{text(start)}\t{text(measure)}\t{text(key)}\t{bucket}\t{n}\t"
+            f"{text(tuple(sub_counts))}\n"
             for grain, start, measure, key, bucket, n, sub_counts in self.histogram_rows()
         ]).encode()
+
+
+def _by_key(by_group: dict[str, Counter[tuple[str, date]]]) -> Iterator[
+        tuple[str, str, Iterable[tuple[date, int]]]]:
+    """The counts of ``Tally.by_group`` as (measure, key, (day, count) pairs)."""
+    for measure, counted in by_group.items():
+        keyed: dict[str, list[tuple[date, int]]] = {}
+        for (key, day), n in counted.items():
+            days = keyed.get(key)
+            if days is None:
+                days = keyed[key] = []
+            days.append((day, n))
+        for key, days in keyed.items():
+            yield measure, key, days
+
+
+def _rolled_up(rows: dict[tuple[date, str, str, int], list[int]],
+               start: Callable[[date], date]) -> dict[tuple[date, str, str, int], list[int]]:
+    """Histogram rows summed into those of the grain that starts on ``start(their start)``."""
+    starts: dict[date, date] = {}
+    summed: dict[tuple[date, str, str, int], list[int]] = {}
+    for (first, measure, key, bucket), sub_counts in rows.items():
+        begins = starts.get(first)
+        if begins is None:
+            begins = starts[first] = start(first)
+        row = summed.get((begins, measure, key, bucket))
+        summed[begins, measure, key, bucket] = sub_counts.copy() if row is None else list(
+            map(operator.add, row, sub_counts))
+    return summed
 
 
 def _text(value: str | None) -> str:

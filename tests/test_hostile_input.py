@@ -110,6 +110,35 @@ async def test_lone_surrogates_in_any_field_are_422_and_go_nowhere(
     assert "\\ud800" not in caplog.text
 
 
+async def test_json_nested_deeper_than_a_parser_recurses_is_400(services: BackingServices) -> None:
+    tokens = await Tokens.create(services)
+    deep = "[" * 3000 + "]" * 3000
+    # With an escape the body is read once more, for lone surrogates, before anything else.
+    bodies = [f'{{"summary": "a", "x": {deep}}}', f'{{"summary": "\\u0041", "x": {deep}}}']
+    async with running_app(services) as client:
+        case = await open_case(client, tokens)
+        writes = [("POST", "/v1/complaints", tokens.partner), ("POST", "/v1/complaints", None),
+                  ("POST", "/v1/webhooks", tokens.partner),
+                  ("POST", f"/v1/cases/{case['id']}/transitions", tokens.assistant),
+                  ("PUT", "/v1/metrics/targets/2030-Q1", tokens.admin),
+                  ("POST", "/public/status", None), ("POST", "/status", None)]
+        for body in bodies:
+            for method, path, token in writes:
+                response = await client.request(
+                    method, path, content=body.encode(),
+                    headers={**(bearer(token) if token else {}),
+                             "Content-Type": "application/json"})
+                assert response.status_code == 400, (method, path, body[:30], response.text)
+                if path != "/status":  # the complainant's page answers with a page
+                    assert response.headers["content-type"] == PROBLEM_JSON
+            posted = await client.post("/open311/v2/requests.json", content=body.encode(),
+                                       headers={"Content-Type": "application/json"})
+            assert 400 <= posted.status_code < 500, posted.text
+            assert isinstance(posted.json(), list), posted.text  # the Open311 error list
+        listed = await client.get("/v1/complaints", headers=bearer(tokens.admin))
+        assert len(listed.json()["items"]) == 1  # the case's complaint only
+
+
 async def test_tampered_cursors_are_422(services: BackingServices) -> None:
     tokens = await Tokens.create(services)
     tampered = [cursor_of(b"i:" + b"9" * 30), cursor_of(b"i:-1"), cursor_of(b"i:1\x00"),

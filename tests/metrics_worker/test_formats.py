@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import time
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from metrics_worker import aggregates
+from metrics_worker.formats import json_rows_response
 from shared.db import Database
 from tests.support import BackingServices, bearer, running_app
 
@@ -192,3 +194,20 @@ async def test_monthly_by_thousands_of_agencies_is_refused_or_streamed(
             "period": "2022", "group_by": "agency"})).json()["rows"]
         assert len(rows) == 12 * 3000
         assert sum(r["received"] for r in rows) == 3000
+
+
+async def test_json_rows_are_written_as_the_standard_library_writes_them() -> None:
+    """Rows written by orjson a chunk at a time are the bytes ``json`` writes row by row, text
+    beyond ASCII escaped as ``json`` escapes it, in chunks of ASCII only and in others."""
+    groups = ["pln-uiw-babel", "Dinas Kependudukan \u2013 Bangka", 'a"b\\c\n',
+              "\u00e9\u4e2d\U0001f600", ""]
+    rows = [{"month": f"2024-{n % 12 + 1:02d}", "group": group, "contacts": n, "closed": 0}
+            for n, group in enumerate(groups[:1] * 600 + groups * 100)]
+    response = json_rows_response(iter(rows))
+    body = b"".join([chunk async for chunk in response.body_iterator])  # type: ignore[misc]
+    expected = '{"rows":[' + ",".join(json.dumps(row, separators=(",", ":"))
+                                      for row in rows) + "]}"
+    assert body == expected.encode()
+    assert json.loads(body)["rows"] == rows
+    empty = json_rows_response(iter([]))
+    assert b"".join([chunk async for chunk in empty.body_iterator]) == b'{"rows":[]}'  # type: ignore[misc]

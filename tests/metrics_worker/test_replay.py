@@ -294,3 +294,31 @@ async def test_the_counts_follow_the_office_time_zone_through_daylight_saving(
     derived = await snapshot(services.database_url)
     for table in tally.TABLES:
         assert derived[table] == rebuilt[table], table
+
+
+async def test_a_rebuild_leaves_the_keys_and_indexes_the_migrations_made(
+    services: BackingServices,
+) -> None:
+    """A rebuild drops the read model's indexes and the aggregate tables' primary keys while
+    it loads them, and builds them again from the rows: after it, the schema is as migrated."""
+    async def keys_and_indexes() -> list[tuple[Any, ...]]:
+        async with Database.opened(services.database_url) as database, \
+                database.transaction() as session:
+            return [tuple(row) for row in await session.execute(text(
+                "SELECT 'constraint', conrelid::regclass::text, conname, "
+                "pg_get_constraintdef(oid) FROM pg_constraint "
+                "WHERE connamespace = 'metrics'::regnamespace "
+                "UNION ALL SELECT 'index', tablename, indexname, indexdef FROM pg_indexes "
+                "WHERE schemaname = 'metrics' ORDER BY 1, 2, 3"))]
+
+    migrated = await keys_and_indexes()
+    named = {row[2] for row in migrated}
+    assert {f"pk_{table}" for table in tally.TABLES} <= named
+    assert "ix_daily_counts_measure_day" in named
+    await to_database(generate(40, seed=3, faults=False), services.database_url)
+    await rebuild(services.settings())
+    assert await keys_and_indexes() == migrated
+    async with Database.opened(services.database_url) as database, \
+            database.transaction() as session:
+        assert (await session.execute(text("SELECT count(*) FROM metrics.daily_counts"))
+                ).scalar_one() > 0
