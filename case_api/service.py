@@ -402,6 +402,8 @@ def transitioned_event(case: Case, entry: Transition) -> Event:
         due_at=case.due_at,
         resolution=entry.details.get("resolution"),
         transferred_to=entry.details.get("transferred_to"),
+        case_resolution=case.resolution,
+        case_transferred_to=case.transferred_to,
         agency=case.reported_agency_code,
         reported_agency=(AgencyRef(**entry.details["reported_agency"])
                          if "reported_agency" in entry.details else None),
