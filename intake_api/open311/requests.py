@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from intake_api.models import OPEN311_ID_CHARS, Complaint, Open311Request
 from intake_api.open311.formats import Open311Error
 from intake_api.open311.services import BY_CODE
-from intake_api.schemas import ComplaintCreate, Outcome
+from intake_api.schemas import REPORTER_NAME_CHARS, ComplaintCreate, Outcome
 from intake_api.service import outcome_of
 from shared.problems import validation_message
 from shared.text import is_blank, is_storable
@@ -142,7 +142,10 @@ def read_new_request(form: Mapping[str, str]) -> NewRequest:
     first, last = _text(form, "first_name"), _text(form, "last_name")
     email, phone = _text(form, "email"), _text(form, "phone")
     # The law asks who reports; a client that sends no name leaves verification to ask for it.
-    name = " ".join(p for p in (first, last) if p) or email or phone or "Pelapor tanpa nama"
+    # Its email or phone stands in for the name only where a name may be that long: an error on
+    # the name is then always about a name the client sent (its contact's own errors name it).
+    stand_in = next((c for c in (email, phone) if c and len(c) <= REPORTER_NAME_CHARS), None)
+    name = " ".join(p for p in (first, last) if p) or stand_in or "Pelapor tanpa nama"
     body: dict[str, Any] = {
         "kind": "report", "channel": "website", "substance": code,
         "reporter": {"name": name, "email": email, "phone": phone},

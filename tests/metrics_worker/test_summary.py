@@ -237,3 +237,17 @@ async def test_bad_periods_and_roles(services: BackingServices) -> None:
                 **bearer(admin), "content-type": "application/json"})
             assert taken.status_code == 200, taken.text
             assert taken.json()["closures"] == 600
+
+
+async def test_a_bad_period_in_the_targets_path_is_named_where_it_was_sent(
+        services: BackingServices) -> None:
+    """API.md: a validation error's ``field`` points at what the client sent: the period of
+    ``PUT /v1/metrics/targets/{period}`` is in the path, whether its form or its year is wrong."""
+    admin = await services.token("admin")
+    async with running_app(services) as client:
+        for period in ("0000", "1989", "2201-Q1", "2022-Q5", "22"):
+            refused = await client.put(f"/v1/metrics/targets/{period}",
+                                       json={"closures": 1}, headers=bearer(admin))
+            assert refused.status_code == 422, (period, refused.text)
+            assert [e["field"] for e in refused.json()["errors"]] == ["/path/period"], \
+                (period, refused.text)

@@ -100,3 +100,28 @@ async def test_fields_longer_than_their_columns_are_400_error_lists(
             response = await client.post("/open311/v2/requests.json",
                                          data={**FORM, "api_key": partner, field: "x" * 30_000})
             assert response.status_code in (201, 400), (field, response.text)
+
+
+async def test_a_json_body_is_415_like_every_body_that_is_no_form(
+        services: BackingServices) -> None:
+    """``POST requests`` takes a form (its OpenAPI: "415: the body is not a form"): JSON is
+    one more type that is not, answered as text/plain is, in the path's format."""
+    partner = await services.token("partner")
+    async with running_app(services) as client:
+        for fmt in ("xml", "json"):
+            path = f"/open311/v2/requests.{fmt}"
+            for media_type in ("application/json", "application/geo+json",
+                               "application/json; charset=utf-8"):
+                response = await client.post(path, params={"api_key": partner},
+                                             json=FORM,
+                                             headers={"content-type": media_type})
+                said = assert_error_list(response, 415, fmt)
+                assert "x-www-form-urlencoded" in said
+                assert "application/json" not in said
+            said = assert_error_list(await client.post(
+                path, params={"api_key": partner}, content=b"x=1", headers={
+                    "content-type": "application/json"}), 415, fmt)
+            assert said == assert_error_list(await client.post(
+                path, params={"api_key": partner}, content=b"x=1",
+                headers={"content-type": "text/plain"}), 415, fmt)
+    assert await complaint_count(services) == 0
