@@ -7,7 +7,9 @@ import io
 import json
 
 import jsonschema
+from sqlalchemy import text
 
+from metrics_worker import counts
 from metrics_worker.schemas import Summary
 from tests.metrics_worker.helpers import Importer
 from tests.support import BackingServices, bearer, running_app
@@ -166,6 +168,23 @@ async def test_case_figures_carry_over_and_close(history: Importer) -> None:
     assert fetched.json()["closures"] == 4
     missing = await client.get("/v1/metrics/targets/2022-Q2", headers=bearer(admin))
     assert missing.status_code == 404
+    await _every_measure_is_summed_or_left_out_by_name(history)
+
+
+async def _every_measure_is_summed_or_left_out_by_name(history: Importer) -> None:
+    """The summary reads the measures it names (``counts.SUMMED``): a measure the projection
+    counts must be one of them, the places (counted apart) or a monthly figure's, so that a
+    new one is not left out of the summary unnoticed."""
+    app = history.client.app  # type: ignore[attr-defined]
+    async with app.state.database.transaction() as session:
+        counted = {row[0] for row in await session.execute(text(
+            "SELECT DISTINCT measure FROM metrics.daily_counts UNION "
+            "SELECT DISTINCT measure FROM metrics.period_counts"))}
+    monthly = {*counts.CONTACTS_BY.values(), *counts.RECEIVED_BY.values(),
+               *counts.REGISTERED_BY.values(), *counts.CLOSED_BY.values()}
+    assert {counts.CONTACTS, counts.CLOSED_STAGE, counts.CLARIFICATION_REQUESTED,
+            counts.REGISTERED_BY["agency"]} <= counted
+    assert counted <= {*counts.SUMMED, counts.ON_THE_SPOT_PLACE, *monthly}
 
 
 async def test_monthly_rows_in_json_and_csv(history: Importer) -> None:
