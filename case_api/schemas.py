@@ -96,7 +96,7 @@ class HistoryEntry(BaseModel):
     actor: str
     role: str
     at: UtcDateTime
-    note: str | None
+    note: str | None = Field(description="What the actor wrote (null for analysts).")
     reason: Reason | None
     details: dict[str, Any] = Field(default_factory=dict)
 
@@ -113,7 +113,7 @@ class CaseSummary(BaseModel):
     substance: str
     reported_agency: AgencyRef
     reporter: dict[str, Any] | None
-    summary: str
+    summary: str | None = Field(description="The complaint's summary (null for analysts).")
     description: str | None = Field(description="The complaint's account (null for analysts).")
     incident_date: date | None
     location: dict[str, Any] | None = Field(description="regency and place (null for analysts).")
