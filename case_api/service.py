@@ -90,7 +90,8 @@ def summarize(case: Case, actor: Actor, now: datetime) -> CaseSummary:
         status=Status(case.status), version=case.version, channel=case.channel,
         substance=case.substance,
         reported_agency=AgencyRef(code=case.reported_agency_code, name=case.reported_agency_name),
-        reporter=reporter_for(actor, case), summary=case.summary, received_at=case.received_at,
+        reporter=reporter_for(actor, case),
+        summary=case.summary if reads_free_text(actor) else None, received_at=case.received_at,
         assignee=case.assignee, due_at=case.due_at, overdue=is_overdue(case, now),
         closure_stage=case.closure_stage,
         closure_reason=case.closure_reason,
@@ -99,12 +100,15 @@ def summarize(case: Case, actor: Actor, now: datetime) -> CaseSummary:
     )
 
 
-def facts_for(actor: Actor, case: Case) -> dict[str, Any]:
-    """The complaint's facts, so that a liaison can answer from them.
+def reads_free_text(actor: Actor) -> bool:
+    """Analysts read figures, not people's stories: free text (the complaint's summary and
+    account, the notes written on the case) and places may name the reporter."""
+    return actor.role is not Role.analyst
 
-    Analysts read figures, not people's stories: free text and places may name the reporter.
-    """
-    personal = actor.role is not Role.analyst
+
+def facts_for(actor: Actor, case: Case) -> dict[str, Any]:
+    """The complaint's facts, so that a liaison can answer from them (``reads_free_text``)."""
+    personal = reads_free_text(actor)
     return {
         "description": case.description if personal else None,
         "location": case.location if personal else None,
@@ -147,7 +151,7 @@ def render(case: Case, history: list[Transition], actor: Actor, now: datetime) -
         history=[
             HistoryEntry(action=t.action, from_status=Status(t.from_status),
                          to_status=Status(t.to_status), actor=t.actor, role=t.role, at=t.at,
-                         note=t.note, reason=t.reason,
+                         note=t.note if reads_free_text(actor) else None, reason=t.reason,
                          details=t.details)
             for t in history
         ],
@@ -402,6 +406,8 @@ def transitioned_event(case: Case, entry: Transition) -> Event:
         due_at=case.due_at,
         resolution=entry.details.get("resolution"),
         transferred_to=entry.details.get("transferred_to"),
+        case_resolution=case.resolution,
+        case_transferred_to=case.transferred_to,
         agency=case.reported_agency_code,
         reported_agency=(AgencyRef(**entry.details["reported_agency"])
                          if "reported_agency" in entry.details else None),
