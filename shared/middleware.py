@@ -181,6 +181,13 @@ class BodyGuard:
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
+        if is_json and b"\x00" in body:
+            # No UTF-8 JSON holds a NUL byte (control characters are escaped in strings);
+            # UTF-16 and UTF-32 text always does, and Python's parser would read it, past the
+            # checks below that read the bytes as UTF-8.
+            await Problem(400, "The request body is not valid JSON: send it as UTF-8 "
+                               "(RFC 8259 §8.1).").response()(scope, receive, send)
+            return
         pointer = _lone_surrogate(body)
         if pointer is not None:
             reason = "a lone UTF-16 surrogate is not Unicode text"

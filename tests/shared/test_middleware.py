@@ -34,6 +34,13 @@ async def test_nan_and_infinity_are_malformed_json_on_every_json_body(
              b'{"tracking_number": NaN, "access_code": "ABCD-EFGH-JKMN"}'),
             ("POST", "/v1/webhooks", partner,
              b'{"url": "https://posko.example.id/hook", "events": [], "n": NaN}'),
+            # JSON is UTF-8 (RFC 8259 §8.1); in UTF-16 or UTF-32 the words above hide between
+            # NUL bytes, and a complaint in them is refused whole.
+            ("PUT", "/v1/metrics/targets/2030-Q1", admin,
+             '{"closures": NaN, "examination_closures": 1}'.encode("utf-16")),
+            ("PUT", "/v1/metrics/targets/2030-Q1", admin,
+             '{"closures": 1, "examination_closures": Infinity}'.encode("utf-32-le")),
+            ("POST", "/v1/complaints", partner, valid.encode("utf-16-le")),
         ]
         for method, path, token, body in refused:
             headers = {**JSON, **(bearer(token) if token else {})}
