@@ -96,7 +96,7 @@ class HistoryEntry(BaseModel):
     actor: str
     role: str
     at: UtcDateTime
-    note: str | None
+    note: str | None = Field(description="What the actor wrote (null for analysts).")
     reason: Reason | None
     details: dict[str, Any] = Field(default_factory=dict)
 
@@ -113,7 +113,7 @@ class CaseSummary(BaseModel):
     substance: str
     reported_agency: AgencyRef
     reporter: dict[str, Any] | None
-    summary: str
+    summary: str | None = Field(description="The complaint's summary (null for analysts).")
     description: str | None = Field(description="The complaint's account (null for analysts).")
     incident_date: date | None
     location: dict[str, Any] | None = Field(description="regency and place (null for analysts).")
@@ -191,8 +191,15 @@ class CaseTransitioned(BaseModel):
     closure_stage: ClosureStage | None = Field(description="Set when the case closes.")
     maladministration: Maladministration | None
     due_at: UtcDateTime | None = Field(description="What the office waits for is due then.")
-    resolution: Resolution | None
-    transferred_to: str | None
+    resolution: Resolution | None = Field(description="The resolution this step gave.")
+    transferred_to: str | None = Field(description="Where this step transferred the case.")
+    # A step's own fields say what it changed; these say what the case was after it, so that a
+    # reader of one event (a webhook, a replay) tells the outcome as of its version.
+    case_resolution: Resolution | None = Field(
+        default=None, description="The case's resolution after this step: the last one a step "
+                                  "gave, null when none has yet.")
+    case_transferred_to: str | None = Field(
+        default=None, description="Where the case was transferred, once it was (null before).")
     agency: str = Field(description="The reported agency's code.")
     reported_agency: AgencyRef | None = Field(
         default=None, description="Only on `assign_agency` (absent otherwise): the agency the "

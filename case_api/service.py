@@ -90,7 +90,8 @@ def summarize(case: Case, actor: Actor, now: datetime) -> CaseSummary:
         status=Status(case.status), version=case.version, channel=case.channel,
         substance=case.substance,
         reported_agency=AgencyRef(code=case.reported_agency_code, name=case.reported_agency_name),
-        reporter=reporter_for(actor, case), summary=case.summary, received_at=case.received_at,
+        reporter=reporter_for(actor, case),
+        summary=case.summary if reads_free_text(actor) else None, received_at=case.received_at,
         assignee=case.assignee, due_at=case.due_at, overdue=is_overdue(case, now),
         closure_stage=case.closure_stage,
         closure_reason=case.closure_reason,
@@ -99,12 +100,15 @@ def summarize(case: Case, actor: Actor, now: datetime) -> CaseSummary:
     )
 
 
-def facts_for(actor: Actor, case: Case) -> dict[str, Any]:
-    """The complaint's facts, so that a liaison can answer from them.
+def reads_free_text(actor: Actor) -> bool:
+    """Analysts read figures, not people's stories: free text (the complaint's summary and
+    account, the notes written on the case) and places may name the reporter."""
+    return actor.role is not Role.analyst
 
-    Analysts read figures, not people's stories: free text and places may name the reporter.
-    """
-    personal = actor.role is not Role.analyst
+
+def facts_for(actor: Actor, case: Case) -> dict[str, Any]:
+    """The complaint's facts, so that a liaison can answer from them (``reads_free_text``)."""
+    personal = reads_free_text(actor)
     return {
         "description": case.description if personal else None,
         "location": case.location if personal else None,
@@ -117,9 +121,10 @@ def _formal_failure(case: Case) -> str | None:
     """Why a case cannot be registered yet, or None.
 
     A report that says the reporter did not go to the agency first cannot be registered by an
-    assistant. Rapid responses skip this check (DOMAIN.md), and an admin may take every action
-    (API.md), as imports of historical records need. The event's age is left to the assistant,
-    who rejects with reason ``expired``, since imports and late entries make it unreliable here.
+    assistant until a completion round supplies the proof (``complete`` records it). Rapid
+    responses skip this check (DOMAIN.md), and an admin may take every action (API.md), as
+    imports of historical records need. The event's age is left to the assistant, who rejects
+    with reason ``expired``, since imports and late entries make it unreliable here.
     """
     if case.kind == Kind.report.value and case.reported_to_agency_first is False:
         return ("The reporter did not complain to the agency first; reject with reason "
@@ -146,7 +151,7 @@ def render(case: Case, history: list[Transition], actor: Actor, now: datetime) -
         history=[
             HistoryEntry(action=t.action, from_status=Status(t.from_status),
                          to_status=Status(t.to_status), actor=t.actor, role=t.role, at=t.at,
-                         note=t.note, reason=t.reason,
+                         note=t.note if reads_free_text(actor) else None, reason=t.reason,
                          details=t.details)
             for t in history
         ],
@@ -350,6 +355,10 @@ async def apply(session: AsyncSession, case: Case, action: Action, actor: Actor,
     for field in ("assignee", "complexity", "resolution", "maladministration", "transferred_to"):
         if field in given:
             setattr(case, field, given[field])
+    if action.completes_formal and case.reported_to_agency_first is False:
+        # The assistant completing the round attests the reporter showed it went to the agency
+        # first; the complaint keeps what was filed, the case what verification now knows.
+        case.reported_to_agency_first = True
     if "reported_agency" in given:
         await _assign_agency(session, case, given["reported_agency"], at)
     if target is Status.closed:
@@ -397,6 +406,8 @@ def transitioned_event(case: Case, entry: Transition) -> Event:
         due_at=case.due_at,
         resolution=entry.details.get("resolution"),
         transferred_to=entry.details.get("transferred_to"),
+        case_resolution=case.resolution,
+        case_transferred_to=case.transferred_to,
         agency=case.reported_agency_code,
         reported_agency=(AgencyRef(**entry.details["reported_agency"])
                          if "reported_agency" in entry.details else None),

@@ -96,6 +96,9 @@ class Action:
     default_due: timedelta | None = None
     # Allowed only while the case's reported agency has this code.
     while_agency: str | None = None
+    # The reporter has supplied what the formal check found missing (DOMAIN.md: incomplete
+    # formal requirements are completed, then the report is verified again).
+    completes_formal: bool = False
 
     def target_from(self, source: Status) -> Status:
         return source if self.target is None else self.target
@@ -110,7 +113,7 @@ WORKFLOW: dict[ActionName, Action] = {a.name: a for a in (
     Action(ActionName.request_completion, frozenset({S.received}), S.awaiting_completion, STAFF,
            required=("note",), optional=("due_at",), default_due=timedelta(days=30)),
     Action(ActionName.complete, frozenset({S.awaiting_completion}), S.received, STAFF,
-           required=("note",)),
+           required=("note",), completes_formal=True),
     Action(ActionName.register, frozenset({S.received}), S.registered, STAFF,
            optional=("complexity",)),
     Action(ActionName.reject, frozenset({S.received, S.awaiting_completion}), S.closed, STAFF,

@@ -122,6 +122,10 @@ class AttachmentChunk(Base):
     data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+# The width of an Open311 client's own identifiers (address_id, device_id).
+OPEN311_ID_CHARS = 255
+
+
 class Open311Request(Base):
     """What an Open311 GeoReport v2 client sent beyond the complaint: coordinates and media."""
 
@@ -134,6 +138,6 @@ class Open311Request(Base):
     lat: Mapped[float | None] = mapped_column(Double)
     long: Mapped[float | None] = mapped_column(Double)
     address_string: Mapped[str | None] = mapped_column(Text)
-    address_id: Mapped[str | None] = mapped_column(String(255))
+    address_id: Mapped[str | None] = mapped_column(String(OPEN311_ID_CHARS))
     media_url: Mapped[str | None] = mapped_column(Text)
-    device_id: Mapped[str | None] = mapped_column(String(255))
+    device_id: Mapped[str | None] = mapped_column(String(OPEN311_ID_CHARS))

@@ -34,8 +34,11 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+REPORTER_NAME_CHARS = 200
+
+
 class Reporter(Strict):
-    name: Annotated[StoredText, Field(max_length=200)] | None = Field(
+    name: Annotated[StoredText, Field(max_length=REPORTER_NAME_CHARS)] | None = Field(
         default=None, description="Required unless kind is own_initiative; a name of "
                                   "whitespace or invisible characters counts as absent.")
     email: Annotated[StoredText, Field(max_length=254)] | None = None

@@ -95,7 +95,7 @@ PeriodPath = Annotated[str, Path(pattern=PERIOD.pattern, description="YYYY, YYYY
             summary="Set (replace) the closure targets of a period")
 async def put_target(period: PeriodPath, body: TargetIn, session: SessionDep,
                      actor: TargetSetter) -> TargetOut:
-    parse_period(period)
+    parse_period(period, "/path/period")
     await repository.put_target(session, period, body.closures, body.examination_closures,
                                 actor.name)
     return await _target(session, period)

@@ -167,21 +167,21 @@ def medians_sql(first: date, last: date, start: datetime, end: datetime) -> str:
                  least(total / 2, below + n - 1) - greatest((total - 1) / 2, below) + 1 AS take
           FROM ranked WHERE below <= total / 2 AND below + n > (total - 1) / 2),
         by_hour AS (  -- those buckets' values by hour
-          SELECT measure, key, bucket, ARRAY[{by_hour}] AS n
-          FROM w JOIN h USING (measure, key, bucket) GROUP BY 1, 2, 3),
-        x AS MATERIALIZED (
-          -- the hour(s) holding the ranks; skip and take count within the hour
-          SELECT w.measure, w.key, w.bucket, w.bucket * {HOURS_PER_BUCKET} + o.hour AS hours,
-                 greatest(w.skip - o.below, 0) AS skip,
-                 least(w.skip + w.take - 1, o.below + o.n - 1)
-                   - greatest(w.skip, o.below) + 1 AS take
-          FROM w JOIN by_hour b USING (measure, key, bucket), LATERAL (
+          SELECT measure, key, bucket, w.total, w.skip, w.take, ARRAY[{by_hour}] AS n
+          FROM w JOIN h USING (measure, key, bucket) GROUP BY 1, 2, 3, 4, 5, 6),
+        x AS (
+          -- the hour(s) holding the ranks; skip and take count within the hour (no hour when
+          -- the bucket's hours disagree with its count)
+          SELECT b.measure, b.key, b.total, b.bucket * {HOURS_PER_BUCKET} + o.hour AS hours,
+                 greatest(b.skip - o.below, 0) AS skip,
+                 least(b.skip + b.take - 1, o.below + o.n - 1)
+                   - greatest(b.skip, o.below) + 1 AS take
+          FROM by_hour b LEFT JOIN LATERAL (
             SELECT u.hour - 1 AS hour, u.n, sum(u.n) OVER (ORDER BY u.hour) - u.n AS below
             FROM unnest(b.n) WITH ORDINALITY AS u (n, hour)) o
-          WHERE o.n > 0 AND o.below <= w.skip + w.take - 1 AND o.below + o.n > w.skip)
-        SELECT w.measure, w.key, x.hours, w.total, v.value
-        FROM w
-        LEFT JOIN x USING (measure, key, bucket)
+            ON o.n > 0 AND o.below <= b.skip + b.take - 1 AND o.below + o.n > b.skip)
+        SELECT x.measure, x.key, x.hours, x.total, v.value
+        FROM x
         LEFT JOIN LATERAL ({values}) v ON true"""
 
 

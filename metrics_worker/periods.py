@@ -41,10 +41,11 @@ def _month_end(year: int, month: int) -> date:
     return following - timedelta(days=1)
 
 
-def parse_period(text: str) -> Period:
+def parse_period(text: str, field: str = "/query/period") -> Period:
+    """The period ``text`` names; 422 naming ``field`` (where the client sent it) if none."""
     match = PERIOD.fullmatch(text)
     if not match or not MIN_YEAR <= int(match.group(1)) <= MAX_YEAR:
-        raise invalid("/query/period", "period must be YYYY, YYYY-Qn or YYYY-MM")
+        raise invalid(field, "period must be YYYY, YYYY-Qn or YYYY-MM")
     year, part = int(match.group(1)), match.group(2)
     if part is None:
         return Period(date(year, 1, 1), date(year, 12, 31), text)

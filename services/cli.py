@@ -7,6 +7,7 @@ import contextlib
 import enum
 import os
 import signal
+import uuid
 from collections.abc import Iterator
 from importlib.metadata import version as installed_version
 from pathlib import Path
@@ -25,9 +26,12 @@ app = typer.Typer(name="aduan", no_args_is_help=True, add_completion=False,
 token_app = typer.Typer(help="Create or revoke API tokens.", no_args_is_help=True)
 infra_app = typer.Typer(help="Local PostgreSQL and Kafka for development.", no_args_is_help=True)
 metrics_app = typer.Typer(help="Maintain the metrics read model.", no_args_is_help=True)
+webhook_app = typer.Typer(help="See and stop anyone's webhook subscriptions (the API shows each "
+                               "caller its own alone).", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 app.add_typer(infra_app, name="infra")
 app.add_typer(metrics_app, name="metrics")
+app.add_typer(webhook_app, name="webhook")
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -235,6 +239,52 @@ def token_revoke(
     if not revoked:
         raise fail(f"no active token named {name!r}", 1)
     typer.echo(f"token {name} revoked")
+
+
+# --- webhooks ----------------------------------------------------------------------------------
+
+@webhook_app.command("list")
+def webhook_list(
+    owner: Annotated[str | None, typer.Option(help="Only this token name's.")] = None,
+) -> None:
+    """Every subscription, oldest first: id, owner (role, agency), state, URL and events."""
+    async def listed(url: str) -> list[str]:
+        async with Database.opened(url) as database, database.transaction() as session:
+            return [
+                "\t".join((str(s.id), s.owner, s.role + (f"/{s.agency_code}" if s.agency_code
+                                                          else ""),
+                           "active" if s.active else f"stopped ({s.disabled_reason})",
+                           s.url, ",".join(s.events)))
+                for s in await webhooks.every_subscription(session, owner)]
+
+    with migrated_database(get_settings()) as settings:
+        assert settings.database_url is not None
+        for line in asyncio.run(listed(settings.database_url)):
+            typer.echo(line)
+
+
+@webhook_app.command("stop")
+def webhook_stop(
+    subscription_id: Annotated[str, typer.Argument(help="The subscription's id.")],
+) -> None:
+    """Stop a subscription at once: nothing more is sent to it, its pending deliveries fail."""
+    try:
+        wanted = uuid.UUID(subscription_id)
+    except ValueError:
+        raise fail(f"{subscription_id[:80]!r} is not a subscription id") from None
+
+    async def stop(url: str) -> bool:
+        async with Database.opened(url) as database, database.transaction() as session:
+            if await webhooks.get_subscription(session, None, wanted) is None:
+                return False
+            await webhooks.disable(session, wanted, "stopped by an administrator")
+            return True
+
+    with migrated_database(get_settings()) as settings:
+        assert settings.database_url is not None
+        if not asyncio.run(stop(settings.database_url)):
+            raise fail(f"no subscription {wanted}", 1)
+    typer.echo(f"subscription {wanted} stopped")
 
 
 # --- infra -----------------------------------------------------------------------------------

@@ -18,10 +18,10 @@ protocol is kept and guarded here, per connection:
 
 The responses are problem JSON written straight to the socket: the request never reached an app.
 Under ``/open311/`` they are the Open311 error list instead (XML when the path ends ``.xml``,
-the path percent-decoded as the app is given it) once the request's head has been read; before
-that (431, a refused request line, a deadline passed within the head) the path is not known,
-and neither is it when a connection over the bound per address is refused before it sends
-anything (429).
+the path percent-decoded as the app is given it) once the request's head has been read, and
+for a head over the bound (431) whose request line was read whole; before that (a refused
+request line, a deadline passed within the head) the path is not known, and neither is it when
+a connection over the bound per address is refused before it sends anything (429).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import socket
 import urllib.parse
 from collections import Counter
@@ -54,6 +55,11 @@ from shared.settings import Settings
 logger = logging.getLogger(__name__)
 
 MAX_HEAD_BYTES = 16 * 1024  # API.md: "Request headers over 16 KiB: 431"
+# More than a request line holds besides its target: the longest method llhttp knows
+# (``UNSUBSCRIBE``), the spaces, ``HTTP/1.1`` and the line's end.
+_REQUEST_LINE_REST = 32
+# uvicorn's own setting: the proxies whose ``X-Forwarded-For`` and ``-Proto`` are believed.
+FORWARDED_ALLOW_IPS = "FORWARDED_ALLOW_IPS"
 
 # The status line's reason phrases; the problem body takes its title from the catalogue.
 _REASONS = {400: "Bad Request", 408: "Request Timeout", 429: "Too Many Requests",
@@ -158,6 +164,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._refused = False
         self._reading_head = True
         self._head_bytes = 0
+        self._in_message = False  # between a message's first byte and its end
         self._deadline: asyncio.TimerHandle | None = None
         # The request being read is refused without reaching the app: its body is dropped.
         self._shedding = False
@@ -210,7 +217,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().data_received(data[:room])
         if self._reading_head:
             self._refuse(431, f"The request line and headers may take at most "
-                              f"{self.limits.max_head_bytes} bytes.")
+                              f"{self.limits.max_head_bytes} bytes.",
+                         target_read=self._target_read_whole())
             return
         self.data_received(data[room:])
 
@@ -218,6 +226,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         # A request following a refusal in the same read: the keep-alive wait is over.
         self._unset_keepalive_if_required()
         super().on_message_begin()
+        self._in_message = True
         # When the request's first byte was read: admission counts a request's wait from here,
         # the time it spent behind others in the event loop included.
         self.scope[ARRIVED] = self.loop.time()  # type: ignore[literal-required]
@@ -248,6 +257,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         else:
             super().on_message_complete()
         self._disarm()
+        self._in_message = False
         self._reading_head = True
         self._head_bytes = 0
 
@@ -295,10 +305,18 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive,
                                                             self.timeout_keep_alive_handler)
 
-    def _open311_format(self) -> Format | None:
+    def _target_read_whole(self) -> bool:
+        """Whether the target of a head cut off at the bound (431) was read whole. httptools
+        hands the target over as far as it has read it, so one cut off by the bound ends where
+        the bytes read end; one that ends well before them (room left for the method, the
+        version and the line's end) was followed by more of the head: it is whole."""
+        return self._in_message and len(self.url) + _REQUEST_LINE_REST < self._head_bytes
+
+    def _open311_format(self, *, target_read: bool = False) -> Format | None:
         """The Open311 format a refusal of this request is answered in; None for problem JSON,
-        and while the head is still arriving: its target may not have been read whole."""
-        if self._reading_head:
+        and while the head is still arriving unless its target is known to have been read whole
+        (``target_read``)."""
+        if self._reading_head and not target_read:
             return None
         path = self.root_path + (app_path(self.url) or "")
         return format_of(path) if path.startswith(PREFIX) else None
@@ -318,7 +336,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._refuse(408, f"The request did not arrive whole within "
                           f"{self.limits.request_deadline:g} seconds.")
 
-    def _refuse(self, status: int, detail: str) -> None:
+    def _refuse(self, status: int, detail: str, *, target_read: bool = False) -> None:
         if self.transport.is_closing():
             return
         logger.warning("request refused (%d): %s", status, detail)
@@ -337,7 +355,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             if cycle is not None and not self._reading_head and not self._shedding:
                 # For the access log: the app holding the request sees only a disconnect.
                 cycle.scope[SERVER_ANSWER] = status  # type: ignore[literal-required]
-            self.transport.write(refusal(status, detail, open311=self._open311_format()))
+            self.transport.write(refusal(status, detail,
+                                         open311=self._open311_format(target_read=target_read)))
         self.transport.close()
 
     # The parser's refusals
@@ -366,6 +385,11 @@ def server_config(app: Any, *, host: str, port: int, settings: Settings,
                   **options: Any) -> uvicorn.Config:
     """How every aduan service is served (``aduan serve`` and the tests alike)."""
     options.setdefault("timeout_graceful_shutdown", 20)
+    # uvicorn would take the client address from ``X-Forwarded-For`` sent from loopback by
+    # default, and any program on the host (or a proxy passing the header through) writes what
+    # it likes there: the per-address limits would count whatever it says. Only a proxy the
+    # operator names (``FORWARDED_ALLOW_IPS``, docs/deployment.md) is believed.
+    options.setdefault("proxy_headers", FORWARDED_ALLOW_IPS in os.environ)
     return uvicorn.Config(app, host=host, port=port, log_config=None,
                           http=guarded_protocol(Limits.from_settings(settings)), ws="none",
                           **options)

@@ -31,8 +31,11 @@ REQUEST_ID_HEADER = b"x-request-id"
 # A caller's id is echoed back and logged: only a bounded, plain one is kept.
 _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # Open311 clients put a partner's token in ``api_key``.
-REDACTED_PARAMETERS = frozenset({"api_key", "token", "access_token"})
-REDACTED_PARAMETER_PREFIXES = ("api_key", "api-key", "apikey", "token", "access_token")
+# Credentials, and the complainant's access code (a secret of which only a hash is stored,
+# INTEGRATIONS.md), which a link or a bookmark of the status page may carry in its query.
+REDACTED_PARAMETERS = frozenset({"api_key", "token", "access_token", "access_code", "password"})
+REDACTED_PARAMETER_PREFIXES = ("api_key", "api-key", "apikey", "token", "access_token",
+                               "access_code", "access-code", "password")
 UNMATCHED = "<unmatched>"
 # The scope key where the HTTP server notes the status it answered a request with itself while
 # an app held it (408 for a body too slow): the app then sees a disconnect and answers nothing.

@@ -16,7 +16,7 @@ from shared.text import first_unencodable
 MAX_BODY_BYTES = 256 * 1024
 # Paths where browsers post HTML forms (the complainant's status page works without JavaScript).
 FORM_PATHS = frozenset({"/public/status", "/status"})
-# Open311 GeoReport v2 clients post forms too, not JSON (bounded like every other body).
+# Open311 GeoReport v2 clients post forms, never JSON (bounded like every other body).
 FORM_PREFIXES = ("/open311/",)
 FORM_TYPES = frozenset({b"application/x-www-form-urlencoded", b"multipart/form-data"})
 # A body that stops arriving (a stalled client, a connection caught in a shutdown) is refused
@@ -86,6 +86,29 @@ def _lone_surrogate(body: bytes) -> str | None:
     return first_unencodable(document)
 
 
+class _NotJsonNumber(ValueError):
+    pass
+
+
+def _refuse_constant(name: str) -> float:
+    raise _NotJsonNumber(name)
+
+
+def _non_json_number(body: bytes) -> str | None:
+    """The first of ``NaN``, ``Infinity``, ``-Infinity`` a JSON body has as a value: JSON
+    (RFC 8259) has no such numbers, but Python's parser reads them, so the body would reach
+    validation as a number (a 422 about one field) instead of the malformed JSON it is."""
+    if b"NaN" not in body and b"Infinity" not in body:
+        return None
+    try:
+        json.loads(body, parse_constant=_refuse_constant)
+    except _NotJsonNumber as exc:
+        return str(exc)
+    except (ValueError, RecursionError):
+        return None  # malformed otherwise: the app says so
+    return None
+
+
 class BodyGuard:
     """413 for bodies over 256 KiB, 415 for bodies that are not JSON or that come compressed,
     before any parsing."""
@@ -125,8 +148,9 @@ class BodyGuard:
             await self._too_large()(scope, receive, send)
             return
         content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
-        is_json = content_type == b"application/json" or content_type.endswith(b"+json")
         path = scope.get("path", "")
+        is_json = ((content_type == b"application/json" or content_type.endswith(b"+json"))
+                   and not path.startswith(FORM_PREFIXES))
         is_form = content_type in FORM_TYPES and (path in FORM_PATHS
                                                   or path.startswith(FORM_PREFIXES))
         if not is_json and not is_form and (length not in (None, b"0") or content_type):
@@ -157,11 +181,23 @@ class BodyGuard:
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
+        if is_json and b"\x00" in body:
+            # No UTF-8 JSON holds a NUL byte (control characters are escaped in strings);
+            # UTF-16 and UTF-32 text always does, and Python's parser would read it, past the
+            # checks below that read the bytes as UTF-8.
+            await Problem(400, "The request body is not valid JSON: send it as UTF-8 "
+                               "(RFC 8259 §8.1).").response()(scope, receive, send)
+            return
         pointer = _lone_surrogate(body)
         if pointer is not None:
             reason = "a lone UTF-16 surrogate is not Unicode text"
             await invalid(pointer, reason, detail=f"{pointer}: {reason}").response()(
                 scope, receive, send)
+            return
+        constant = None if is_form else _non_json_number(body)
+        if constant is not None:
+            await Problem(400, f"The request body is not valid JSON: {constant} is no JSON "
+                               "number.").response()(scope, receive, send)
             return
         replayed = False
 

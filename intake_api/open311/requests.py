@@ -12,10 +12,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from intake_api.models import Complaint, Open311Request
+from intake_api.models import OPEN311_ID_CHARS, Complaint, Open311Request
 from intake_api.open311.formats import Open311Error
 from intake_api.open311.services import BY_CODE
-from intake_api.schemas import ComplaintCreate, Outcome
+from intake_api.schemas import REPORTER_NAME_CHARS, ComplaintCreate, Outcome
 from intake_api.service import outcome_of
 from shared.problems import validation_message
 from shared.text import is_blank, is_storable
@@ -129,6 +129,9 @@ def read_new_request(form: Mapping[str, str]) -> NewRequest:
         errors.append("lat and long must be given together")
     address = _text(form, "address_string")
     address_id = _text(form, "address_id")
+    # As wide as its column: a longer one is the client's error, not the database's.
+    if address_id is not None and len(address_id) > OPEN311_ID_CHARS:
+        errors.append(f"address_id: must be at most {OPEN311_ID_CHARS} characters")
     if _text(form, "lat") is None and address is None and address_id is None:
         errors.append("lat/long, address_string, or address_id was not provided")
     agency = _agency(form, errors)
@@ -139,7 +142,10 @@ def read_new_request(form: Mapping[str, str]) -> NewRequest:
     first, last = _text(form, "first_name"), _text(form, "last_name")
     email, phone = _text(form, "email"), _text(form, "phone")
     # The law asks who reports; a client that sends no name leaves verification to ask for it.
-    name = " ".join(p for p in (first, last) if p) or email or phone or "Pelapor tanpa nama"
+    # Its email or phone stands in for the name only where a name may be that long: an error on
+    # the name is then always about a name the client sent (its contact's own errors name it).
+    stand_in = next((c for c in (email, phone) if c and len(c) <= REPORTER_NAME_CHARS), None)
+    name = " ".join(p for p in (first, last) if p) or stand_in or "Pelapor tanpa nama"
     body: dict[str, Any] = {
         "kind": "report", "channel": "website", "substance": code,
         "reporter": {"name": name, "email": email, "phone": phone},
@@ -153,7 +159,7 @@ def read_new_request(form: Mapping[str, str]) -> NewRequest:
         raise Open311Error(400, *[_described(e) for e in exc.errors()]) from None
     return NewRequest(complaint=complaint, lat=lat, long=long, address_string=address,
                       address_id=address_id, media_url=media_url,
-                      device_id=(_text(form, "device_id") or "")[:255] or None,
+                      device_id=(_text(form, "device_id") or "")[:OPEN311_ID_CHARS] or None,
                       agency_named=(agency is UNASSIGNED_AGENCY
                                     or _text(form, "attribute[agency_name]") is not None))
 

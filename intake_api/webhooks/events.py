@@ -13,7 +13,6 @@ from typing import Any
 
 from intake_api.case_changes import case_change
 from intake_api.models import Complaint
-from intake_api.service import outcome_of
 from shared.auth import Role
 from shared.events import (
     CASE_OPENED,
@@ -53,14 +52,29 @@ def _complaint_received(event: Event, complaint: Complaint, role: Role) -> dict[
     return data
 
 
+def _as_of(event: Event, complaint: Complaint, field: str, given: str | None) -> str | None:
+    """The case's ``field`` as of the event's version, whenever the event is rendered: as the
+    event states it (``case_<field>``); for an event from before it did, what this step gave,
+    else the complaint's own value while that is no later than the event (a later one would
+    say the case had an outcome it had not reached yet)."""
+    stated = f"case_{field}"
+    if stated in event.data:
+        value = event.data[stated]
+        return None if value is None else str(value)
+    if given is not None:
+        return given
+    known: str | None = getattr(complaint, field)
+    version = event.data.get("version")
+    return known if isinstance(version, int) and complaint.case_version <= version else None
+
+
 def _status_changed(event: Event, complaint: Complaint, role: Role) -> dict[str, Any] | None:
     change = case_change(event)
-    known = outcome_of(complaint)
     outcome = {
         "status": change.status, "updated_at": _text(change.at), "due_at": _text(change.due_at),
         "closure_stage": change.closure_stage, "closure_reason": change.closure_reason,
-        "resolution": change.resolution or (known.resolution if known else None),
-        "transferred_to": change.transferred_to or (known.transferred_to if known else None),
+        "resolution": _as_of(event, complaint, "resolution", change.resolution),
+        "transferred_to": _as_of(event, complaint, "transferred_to", change.transferred_to),
         "closed_at": _text(change.closed_at),
     }
     return {"id": str(complaint.id), "tracking_number": complaint.tracking_number,

@@ -71,6 +71,17 @@ async def subscriptions_page(session: AsyncSession, owner: str, *,
     return (await session.execute(query)).scalars().all()
 
 
+async def every_subscription(session: AsyncSession,
+                             owner: str | None = None) -> Sequence[WebhookSubscription]:
+    """Every subscription (of ``owner``), oldest first: for an administrator's command line,
+    since the API shows each caller its own alone."""
+    query = select(WebhookSubscription).order_by(WebhookSubscription.created_at,
+                                                 WebhookSubscription.id)
+    if owner is not None:
+        query = query.where(WebhookSubscription.owner == owner)
+    return (await session.execute(query)).scalars().all()
+
+
 async def delete_subscription(session: AsyncSession, subscription: WebhookSubscription) -> None:
     await session.delete(subscription)
     await session.flush()

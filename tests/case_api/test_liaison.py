@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from tests.case_api.helpers import (
@@ -185,3 +186,25 @@ async def test_a_liaison_reads_the_complaints_facts_but_not_a_confidential_repor
         analyst = await get_case(client, tokens.analyst, case["id"])
         assert analyst["description"] is None
         assert analyst["location"] is None
+        assert analyst["summary"] is None
+
+
+async def test_an_analyst_reads_a_case_without_its_free_text(services: BackingServices) -> None:
+    """The summary and the notes written on a case may name the reporter, as the account
+    may: an analyst reads the case's course, in a list as on its own, without them."""
+    tokens = await Tokens.create(services)
+    async with running_app(services) as client:
+        case = await open_case(client, tokens, summary="Bu Siti Aminah di RT 03 tanpa listrik")
+        await ok(client, tokens.assistant, case["id"], "request_completion",
+                 note="Hubungi Bu Siti di 0811000 untuk KTP")
+        await ok(client, tokens.assistant, case["id"], "complete", note="KTP Siti diterima")
+        seen = await get_case(client, tokens.assistant, case["id"])
+        assert seen["summary"] == "Bu Siti Aminah di RT 03 tanpa listrik"
+        assert [h["note"] for h in seen["history"]] == [
+            "Hubungi Bu Siti di 0811000 untuk KTP", "KTP Siti diterima"]
+        listed = (await client.get("/v1/cases", headers=bearer(tokens.analyst))).json()
+        for read in (await get_case(client, tokens.analyst, case["id"]), *listed["items"]):
+            assert "Siti" not in json.dumps(read), read
+            assert read["summary"] is None
+            assert [h["action"] for h in read["history"]] == ["request_completion", "complete"]
+            assert [h["note"] for h in read["history"]] == [None, None]

@@ -148,6 +148,8 @@ class Model:
         if row.target == "closed":
             self.closure_stage = STAGE[self.status]
             self.closure_reason = row.fixed_reason or body["reason"]
+        if action == "complete":  # the completion round supplied the missing requirement
+            self.formal_ok = True
         self.status = row.target
         self.version += 1
         self.history += 1

@@ -300,6 +300,29 @@ async def test_rapid_response_skips_the_formal_check(services: BackingServices) 
         assert registered["status"] == "registered"
 
 
+async def test_a_completion_round_supplies_the_missing_formal_requirement(
+    services: BackingServices,
+) -> None:
+    """DOMAIN.md: incomplete formal requirements are completed (request_completion, then
+    complete), after which the assistant registers the report as any other."""
+    tokens = await Tokens.create(services)
+    async with running_app(services) as client:
+        report = await open_case(client, tokens, reported_to_agency_first=False)
+        refused = await act(client, tokens.assistant, report["id"], "register")
+        assert refused.status_code == 409
+        await ok(client, tokens.assistant, report["id"], "request_completion",
+                 note="Mohon lampirkan bukti pengaduan ke instansi")
+        completed = await ok(client, tokens.assistant, report["id"], "complete",
+                             note="Bukti pengaduan ke instansi terlampir")
+        assert completed["status"] == "received"
+        assert "register" in completed["allowed_actions"]
+        assert completed["reported_to_agency_first"] is True
+        registered = await ok(client, tokens.assistant, report["id"], "register")
+        assert registered["status"] == "registered"
+        liaison_view = await get_case(client, tokens.liaison, report["id"])
+        assert liaison_view["reported_to_agency_first"] is True
+
+
 async def test_own_initiative_starts_registered(services: BackingServices) -> None:
     tokens = await Tokens.create(services)
     async with running_app(services) as client:

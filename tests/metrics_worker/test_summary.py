@@ -7,7 +7,9 @@ import io
 import json
 
 import jsonschema
+from sqlalchemy import text
 
+from metrics_worker import counts
 from metrics_worker.schemas import Summary
 from tests.metrics_worker.helpers import Importer
 from tests.support import BackingServices, bearer, running_app
@@ -166,6 +168,23 @@ async def test_case_figures_carry_over_and_close(history: Importer) -> None:
     assert fetched.json()["closures"] == 4
     missing = await client.get("/v1/metrics/targets/2022-Q2", headers=bearer(admin))
     assert missing.status_code == 404
+    await _every_measure_is_summed_or_left_out_by_name(history)
+
+
+async def _every_measure_is_summed_or_left_out_by_name(history: Importer) -> None:
+    """The summary reads the measures it names (``counts.SUMMED``): a measure the projection
+    counts must be one of them, the places (counted apart) or a monthly figure's, so that a
+    new one is not left out of the summary unnoticed."""
+    app = history.client.app  # type: ignore[attr-defined]
+    async with app.state.database.transaction() as session:
+        counted = {row[0] for row in await session.execute(text(
+            "SELECT DISTINCT measure FROM metrics.daily_counts UNION "
+            "SELECT DISTINCT measure FROM metrics.period_counts"))}
+    monthly = {*counts.CONTACTS_BY.values(), *counts.RECEIVED_BY.values(),
+               *counts.REGISTERED_BY.values(), *counts.CLOSED_BY.values()}
+    assert {counts.CONTACTS, counts.CLOSED_STAGE, counts.CLARIFICATION_REQUESTED,
+            counts.REGISTERED_BY["agency"]} <= counted
+    assert counted <= {*counts.SUMMED, counts.ON_THE_SPOT_PLACE, *monthly}
 
 
 async def test_monthly_rows_in_json_and_csv(history: Importer) -> None:
@@ -237,3 +256,17 @@ async def test_bad_periods_and_roles(services: BackingServices) -> None:
                 **bearer(admin), "content-type": "application/json"})
             assert taken.status_code == 200, taken.text
             assert taken.json()["closures"] == 600
+
+
+async def test_a_bad_period_in_the_targets_path_is_named_where_it_was_sent(
+        services: BackingServices) -> None:
+    """API.md: a validation error's ``field`` points at what the client sent: the period of
+    ``PUT /v1/metrics/targets/{period}`` is in the path, whether its form or its year is wrong."""
+    admin = await services.token("admin")
+    async with running_app(services) as client:
+        for period in ("0000", "1989", "2201-Q1", "2022-Q5", "22"):
+            refused = await client.put(f"/v1/metrics/targets/{period}",
+                                       json={"closures": 1}, headers=bearer(admin))
+            assert refused.status_code == 422, (period, refused.text)
+            assert [e["field"] for e in refused.json()["errors"]] == ["/path/period"], \
+                (period, refused.text)

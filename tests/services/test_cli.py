@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import asyncpg
@@ -16,7 +17,15 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from services.postgres import server_running
 from shared.db import asyncpg_dsn
-from tests.support import BackingServices, ServiceProcess, bearer
+from tests.intake_api.webhooks.receiver import receiving
+from tests.support import (
+    BackingServices,
+    ServiceProcess,
+    bearer,
+    complaint,
+    eventually,
+    running_app,
+)
 
 
 def aduan(*args: str, env: dict[str, str],
@@ -127,3 +136,49 @@ def test_token_create_refuses_bad_agency_codes_and_names_in_one_line(
         assert words in lines[0]
         assert "Traceback" not in refused.stderr
     # (A revoked token's name is refused by the same function: tests/shared/test_auth.py.)
+
+
+async def test_an_administrator_lists_and_stops_anyones_webhook_subscription(
+    services: BackingServices,
+) -> None:
+    """The API shows each caller its own subscriptions alone: the command line shows an
+    administrator all of them, and stops one at once."""
+    partner = await services.token("partner", "posko-pln")
+    other = await services.token("admin", "admin.kantor")  # hears of every complaint
+    env = services.env()
+    with receiving() as stopped_hooks, receiving() as other_hooks:
+        async with running_app(services, webhook_allow_http=True,
+                               webhook_allow_private=True) as client:
+            created = []
+            for token, hooks in ((partner, stopped_hooks), (other, other_hooks)):
+                response = await client.post("/v1/webhooks", headers=bearer(token), json={
+                    "url": hooks.url, "events": ["complaint.received"]})
+                assert response.status_code == 201, response.text
+                created.append(response.json()["id"])
+            listed = await asyncio.to_thread(aduan, "webhook", "list", env=env)
+            assert listed.returncode == 0, listed.stderr
+            rows = [line.split("\t") for line in listed.stdout.splitlines()]
+            assert [(r[0], r[1], r[3]) for r in rows] == [
+                (created[0], "posko-pln", "active"), (created[1], "admin.kantor", "active")]
+            mine = await asyncio.to_thread(aduan, "webhook", "list", "--owner", "admin.kantor",
+                                           env=env)
+            assert [line.split("\t")[0] for line in mine.stdout.splitlines()] == [created[1]]
+
+            stop = await asyncio.to_thread(aduan, "webhook", "stop", created[0], env=env)
+            assert stop.returncode == 0, stop.stderr
+            seen = (await client.get(f"/v1/webhooks/{created[0]}",
+                                     headers=bearer(partner))).json()
+            assert seen["active"] is False
+            assert seen["disabled_reason"] == "stopped by an administrator"
+            posted = await client.post("/v1/complaints", json=complaint(),
+                                       headers=bearer(partner))
+            assert posted.status_code == 201
+
+            async def other_heard() -> None:
+                assert len(other_hooks.requests()) == 1
+
+            await eventually(other_heard, timeout=30)
+            assert stopped_hooks.requests() == []
+            unknown = await asyncio.to_thread(aduan, "webhook", "stop", str(uuid.uuid4()),
+                                              env=env)
+            assert unknown.returncode == 1

@@ -678,3 +678,67 @@ async def test_a_percent_encoded_open311_suffix_is_one_format_whoever_answers(
                 (403, [403]), (408, [408]), (400, [400])], (path, found)
     finally:
         server.stop()
+
+
+async def lookups_answered(server: ServiceProcess, forwarded_for: list[str]) -> list[int]:
+    """The statuses of ``POST /public/status`` lookups, one per ``X-Forwarded-For`` value."""
+    asked = {"tracking_number": "ADU-2022-000001", "access_code": "ABCD-EFGH-JKMN"}
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        return [(await client.post("/public/status", json=asked,
+                                   headers={"X-Forwarded-For": address})).status_code
+                for address in forwarded_for]
+
+
+async def test_the_public_lookup_limit_believes_x_forwarded_for_only_from_a_named_proxy(
+        services: BackingServices) -> None:
+    """INTEGRATIONS.md: lookups are limited per client address. A client on the host that
+    writes a new ``X-Forwarded-For`` with each lookup is still one address; behind the proxy
+    docs/deployment.md describes (``FORWARDED_ALLOW_IPS``), each address the proxy names is
+    limited on its own."""
+    env = services.env(ADUAN_PUBLIC_STATUS_PER_MINUTE="2", ADUAN_HTTP_WORKERS="1")
+    env.pop("FORWARDED_ALLOW_IPS", None)
+    direct = ServiceProcess("all", env, services.workdir / "direct.log").start()
+    try:
+        await direct.wait_ready()
+        statuses = await lookups_answered(direct, [f"203.0.113.{n}" for n in range(1, 5)])
+    finally:
+        direct.stop()
+    assert statuses == [404, 404, 429, 429]
+
+    behind = ServiceProcess("all", {**env, "FORWARDED_ALLOW_IPS": "127.0.0.1"},
+                            services.workdir / "behind.log").start()
+    try:
+        await behind.wait_ready()
+        statuses = await lookups_answered(
+            behind, ["203.0.113.1", "203.0.113.1", "203.0.113.1", "203.0.113.2"])
+    finally:
+        behind.stop()
+    assert statuses == [404, 404, 429, 404]
+
+
+def test_headers_over_16_kib_under_open311_are_the_error_list_once_the_target_is_read() -> None:
+    """INTEGRATIONS.md: Open311 errors are the specification's error list; a 431 refused after
+    the request line is whole knows the path, so it answers in the path's format. A target cut
+    off by the bound leaves the path unknown: problem JSON, as elsewhere."""
+    big = b"X-Big: " + b"a" * (MAX_HEAD_BYTES + 1024) + b"\r\n\r\n"
+    with served() as address:
+        for target, media_type in [(b"/open311/v2/services.xml", b"text/xml"),
+                                   (b"/open311/v2/requests.json?api_key=k", b"application/json"),
+                                   (b"/%6Fpen311/v2/requests%2Exml", b"text/xml")]:
+            for head in (b"Host: a\r\n" + big, big):  # the big header first, or after another
+                with closing(connect(address)) as conn:
+                    conn.sendall(b"GET " + target + b" HTTP/1.1\r\n" + head)
+                    raw = read_all(conn)
+                assert raw.startswith(b"HTTP/1.1 431 "), (target, raw[:200])
+                assert content_type(raw).startswith(media_type), (target, raw[:200])
+                headers = {b"content-type": content_type(raw)}
+                errors = open311_errors(headers, raw.partition(b"\r\n\r\n")[2])
+                assert [error["code"] for error in errors] == [431], (target, errors)
+                assert str(MAX_HEAD_BYTES) in errors[0]["description"]
+        for target in (b"/open311/v2/services.xml?q=" + b"a" * (MAX_HEAD_BYTES + 1024),
+                       b"/v1/complaints"):
+            with closing(connect(address)) as conn:
+                conn.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: a\r\n" + big)
+                raw = read_all(conn)
+            assert content_type(raw) == b"application/problem+json", raw[:200]
+            assert status_and_body(raw)[0] == 431

@@ -72,6 +72,16 @@ async def test_one_json_line_per_request_with_its_request_id(services: BackingSe
                                      headers={**bearer(token), "X-Request-ID": "head-1"})
             assert (head.status_code, head.content) == (200, b"")
             assert head.headers["content-length"] == str(len(read.content))
+            # A complainant's link to the status page carries its access code.
+            linked = await client.get("/status", params={
+                "tracking_number": "ADU-2026-000001", "access_code": "K5HV-E9FP-HVX2"},
+                headers={"X-Request-ID": "linked-1"})
+            assert linked.status_code == 200
+            looked_up = await client.post("/public/status", params={
+                "access_code": "K5HV-E9FP-HVX3", "password": "Rahasia-99"},
+                                          json={"tracking_number": "ADU-2026-000001",
+                                                "access_code": "K5HV-E9FP-HVX3"})
+            assert looked_up.status_code == 404
             hostile = await client.get("/nowhere", headers={"X-Request-ID": "a\tb" * 100})
             assert hostile.status_code == 404
             assert_uuid4_hex(hostile.headers["x-request-id"])
@@ -109,5 +119,8 @@ async def test_one_json_line_per_request_with_its_request_id(services: BackingSe
     assert lines[generated]["query"] == "api_key=REDACTED&page=2"
     assert lines[hostile.headers["x-request-id"]]["route"] == "<unmatched>"
     assert lines[hostile.headers["x-request-id"]]["caller"] is None
-    for secret in (token, "partner-secret", "scrape-secret", "Siti Aminah", "siti@example.id"):
+    assert lines["linked-1"]["query"] == (
+        "tracking_number=ADU-2026-000001&access_code=REDACTED")
+    for secret in (token, "partner-secret", "scrape-secret", "Siti Aminah", "siti@example.id",
+                   "K5HV-E9FP-HVX2", "K5HV-E9FP-HVX3", "Rahasia-99"):
         assert secret not in log

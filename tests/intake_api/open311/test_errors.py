@@ -73,3 +73,55 @@ async def test_text_the_database_cannot_hold_is_one_error_per_field(
         assert "characters" in said
         assert "items" not in said
     assert await complaint_count(services) == 0
+
+
+async def test_fields_longer_than_their_columns_are_400_error_lists(
+        services: BackingServices) -> None:
+    """Every field of a request is measured before it is stored: an address_id wider than its
+    column is the client's 400, in the path's format, and no tracking number is spent."""
+    partner = await services.token("partner")
+    async with running_app(services) as client:
+        for fmt in ("json", "xml"):
+            response = await client.post(f"/open311/v2/requests.{fmt}",
+                                         data={**FORM, "api_key": partner,
+                                               "address_id": "x" * 5000})
+            said = assert_error_list(response, 400, fmt)
+            assert said.startswith("address_id: "), said
+            assert "255" in said
+        fitting = await client.post("/open311/v2/requests.json",
+                                    data={**FORM, "api_key": partner, "address_id": "x" * 255})
+        assert fitting.status_code == 201, fitting.text
+        # The refused ones spent no tracking number: this is the first.
+        assert fitting.json()[0]["service_request_id"].endswith("-000001"), fitting.text
+        # Each of the form's text fields, far too long, is refused or stored: never a 500.
+        for field in ("description", "address_string", "first_name", "last_name", "email",
+                      "phone", "media_url", "device_id", "attribute[agency]",
+                      "attribute[agency_name]", "service_code"):
+            response = await client.post("/open311/v2/requests.json",
+                                         data={**FORM, "api_key": partner, field: "x" * 30_000})
+            assert response.status_code in (201, 400), (field, response.text)
+
+
+async def test_a_json_body_is_415_like_every_body_that_is_no_form(
+        services: BackingServices) -> None:
+    """``POST requests`` takes a form (its OpenAPI: "415: the body is not a form"): JSON is
+    one more type that is not, answered as text/plain is, in the path's format."""
+    partner = await services.token("partner")
+    async with running_app(services) as client:
+        for fmt in ("xml", "json"):
+            path = f"/open311/v2/requests.{fmt}"
+            for media_type in ("application/json", "application/geo+json",
+                               "application/json; charset=utf-8"):
+                response = await client.post(path, params={"api_key": partner},
+                                             json=FORM,
+                                             headers={"content-type": media_type})
+                said = assert_error_list(response, 415, fmt)
+                assert "x-www-form-urlencoded" in said
+                assert "application/json" not in said
+            said = assert_error_list(await client.post(
+                path, params={"api_key": partner}, content=b"x=1", headers={
+                    "content-type": "application/json"}), 415, fmt)
+            assert said == assert_error_list(await client.post(
+                path, params={"api_key": partner}, content=b"x=1",
+                headers={"content-type": "text/plain"}), 415, fmt)
+    assert await complaint_count(services) == 0

@@ -295,7 +295,7 @@ async def test_bad_requests_are_error_lists_and_store_nothing(services: BackingS
             assert len(errors_of(bad_filter)) == 2
         json_body = await client.post("/open311/v2/requests.json", json=FORM,
                                       params={"api_key": partner})
-        assert json_body.status_code == 400
+        assert json_body.status_code == 415  # not a form (tests/.../test_errors.py)
         # Bytes that are not UTF-8 are refused, not stored as replacement characters.
         for broken in (b"description=%ED%A0%80", b"description=Lampu+padam+%FF",
                        b"first_name=%C3", b"%FF=x"):
@@ -348,6 +348,33 @@ async def test_a_name_that_shows_nothing_is_no_name(services: BackingServices) -
     rows = await query(services.database_url,
                        "SELECT reporter->>'name' AS name FROM intake.complaints ORDER BY seq")
     assert [r["name"] for r in rows] == ["Pelapor tanpa nama", "Pelapor tanpa nama", "Aminah"]
+
+
+async def test_errors_name_only_the_fields_the_client_sent(services: BackingServices) -> None:
+    """Without a first or last name the email or phone stands in for the reporter's name: a
+    contact too long is blamed on itself alone, never on first_name/last_name the client did
+    not send; one a name could not hold, yet valid as a contact, is taken."""
+    partner = await services.token("partner")
+    anonymous = {k: v for k, v in FORM.items()
+                 if k not in {"first_name", "last_name", "email", "phone"}}
+    long_email = "s" * 220 + "@posko.example.id"
+    async with running_app(services) as client:
+        for field, value in (("phone", "8" * 500), ("email", "s" * 300 + "@example.id")):
+            response = await client.post("/open311/v2/requests.json",
+                                         data={**anonymous, field: value, "api_key": partner})
+            assert response.status_code == 400, response.text
+            said = [e["description"] for e in errors_of(response)]
+            assert said, response.text
+            assert all(d.startswith(f"{field}: ") for d in said), said
+        for form in ({**anonymous, "email": long_email},
+                     {**anonymous, "email": long_email, "phone": "+62811000"}):
+            taken = await client.post("/open311/v2/requests.json",
+                                      data={**form, "api_key": partner})
+            assert taken.status_code == 201, taken.text
+    rows = await query(services.database_url, "SELECT reporter->>'name' AS name, "
+                       "reporter->>'email' AS email FROM intake.complaints ORDER BY seq")
+    assert [(r["name"], r["email"]) for r in rows] == [
+        ("Pelapor tanpa nama", long_email), ("+62811000", long_email)]
 
 
 async def test_the_api_key_never_reaches_a_log_line(services: BackingServices,
