@@ -263,6 +263,7 @@ class Writer:
         self.connection = connection
         self.replay = replay
         self.copying: asyncio.Task[None] | None = None
+        self.building: asyncio.Task[str] | None = None
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -284,10 +285,13 @@ class Writer:
         try:
             yield writer
         finally:
-            if writer.copying is not None and not writer.copying.done():
-                writer.copying.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await writer.copying
+            # Work still running on the connection when something failed here: stopped, so
+            # the rollback (and the error that caused it) reaches the caller.
+            for running in (writer.copying, writer.building):
+                if running is not None and not running.done():
+                    running.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await running
 
     async def flush(self) -> None:
         if self.copying is not None:
@@ -339,6 +343,7 @@ class Writer:
         script: Callable[[str], Coroutine[Any, Any, str]] = self.connection.execute
         running = asyncio.create_task(script(";\n".join(
             str(statement.compile(dialect=dialect)) for statement in statements)))
+        self.building = running
         await asyncio.sleep(0)  # sent
         return running
 

@@ -322,3 +322,21 @@ async def test_a_rebuild_leaves_the_keys_and_indexes_the_migrations_made(
             database.transaction() as session:
         assert (await session.execute(text("SELECT count(*) FROM metrics.daily_counts"))
                 ).scalar_one() > 0
+
+
+async def test_a_rebuild_failing_while_its_keys_are_built_says_why_and_leaves_the_model(
+    services: BackingServices, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An error while the server still builds indexes on the rebuild's connection reaches the
+    operator as itself, and the read model is the one before the rebuild (rolled back)."""
+    await to_database(generate(40, seed=5, faults=False), services.database_url)
+    await rebuild(services.settings())
+    before = await snapshot(services.database_url)
+
+    def broken(self: Tally) -> list[tuple[Any, ...]]:
+        raise RuntimeError("period rows could not be made")
+
+    monkeypatch.setattr(Tally, "period_rows", broken)
+    with pytest.raises(RuntimeError, match="period rows could not be made"):
+        await rebuild(services.settings())
+    assert await snapshot(services.database_url) == before
