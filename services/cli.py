@@ -226,19 +226,21 @@ def token_revoke(
     name: Annotated[str, typer.Argument(help="The token's name.")],
 ) -> None:
     """Revoke a token at once; its webhook subscriptions stop with it."""
-    async def revoke(url: str) -> bool:
+    async def revoke(url: str) -> tuple[bool, int]:
         async with Database.opened(url) as database, database.transaction() as session:
-            if not await revoke_token(session, name):
-                return False
-            await webhooks.stop_owned_by(session, name, "the owner's token was revoked")
-            return True
+            revoked = await revoke_token(session, name)
+            # Also for a token revoked before (or by other means): what it still holds stops.
+            stopped = await webhooks.stop_owned_by(session, name, webhooks.REVOKED_OWNER)
+            return revoked, stopped
 
     with migrated_database(get_settings()) as settings:
         assert settings.database_url is not None
-        revoked = asyncio.run(revoke(settings.database_url))
-    if not revoked:
+        revoked, stopped = asyncio.run(revoke(settings.database_url))
+    if not revoked and not stopped:
         raise fail(f"no active token named {name!r}", 1)
-    typer.echo(f"token {name} revoked")
+    typer.echo(f"token {name} revoked" if revoked else f"token {name} was revoked already")
+    if stopped:
+        typer.echo(f"{stopped} webhook subscription(s) it held stopped")
 
 
 # --- webhooks ----------------------------------------------------------------------------------

@@ -340,10 +340,15 @@ async def lease(session: AsyncSession, ids: Sequence[uuid.UUID], now: datetime,
 
 async def record_attempt(session: AsyncSession, delivery_id: uuid.UUID, leased_until: datetime,
                          values: dict[str, Any]) -> bool:
-    """Stores an attempt's result, unless the lease was lost (another dispatcher took over)."""
+    """Stores an attempt's result, unless the lease was lost (another dispatcher took over)
+    or the delivery was stopped meanwhile (its subscription disabled): then only a delivery
+    made is recorded, being true; a retry would never be sent."""
+    held = [WebhookDelivery.id == delivery_id, WebhookDelivery.leased_until == leased_until]
+    if values.get("status") != "delivered":
+        held.append(WebhookDelivery.status == "pending")
     result = await session.execute(
         update(WebhookDelivery)
-        .where(WebhookDelivery.id == delivery_id, WebhookDelivery.leased_until == leased_until)
+        .where(*held)
         .values(attempts=WebhookDelivery.attempts + 1, leased_until=None, **values)
         .returning(WebhookDelivery.id)
     )
@@ -360,6 +365,9 @@ async def disable(session: AsyncSession, subscription_id: uuid.UUID, reason: str
                           .values(status="failed", next_attempt_at=None,
                                   last_error=f"subscription disabled: {reason}"))
 
+
+# Why ``stop_owned_by`` stopped a subscription when its owner's token was revoked.
+REVOKED_OWNER = "the owner's token was revoked"
 
 
 async def stop_owned_by(session: AsyncSession, owner: str, reason: str) -> int:

@@ -70,14 +70,27 @@ async def test_a_revoked_tokens_subscriptions_receive_nothing_more(
                                "WHERE subscription_id = $1", uuid.UUID(gone["id"]))
             assert made[0]["n"] == 1  # none for the second complaint
 
-    if how == "command":  # the revocation says so on the subscription and its deliveries
-        gone_id = uuid.UUID(gone["id"])
-        rows = await query(services.database_url,
-                           "SELECT active, disabled_reason FROM intake.webhook_subscriptions "
-                           "WHERE id = $1", gone_id)
-        assert not rows[0]["active"]
-        assert "revoked" in rows[0]["disabled_reason"]
-        pending = await query(services.database_url,
-                              "SELECT count(*) AS n FROM intake.webhook_deliveries "
-                              "WHERE subscription_id = $1 AND status = 'pending'", gone_id)
-        assert pending[0]["n"] == 0
+    if how == "database":  # revoked by other means: the command stops what it still holds
+        still = await query(services.database_url,
+                            "SELECT count(*) AS n FROM intake.webhook_deliveries "
+                            "WHERE subscription_id = $1 AND status = 'pending'",
+                            uuid.UUID(gone["id"]))
+        assert still[0]["n"] == 1  # not sent, yet pending: as an upgraded database had them
+        done = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "services.cli", "token", "revoke",
+                             "narahubung-lama"],
+            env=services.env(), capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+        assert "was revoked already" in done.stdout
+        assert "1 webhook subscription(s) it held stopped" in done.stdout
+    # The revocation says so on the subscription and its deliveries.
+    gone_id = uuid.UUID(gone["id"])
+    rows = await query(services.database_url,
+                       "SELECT active, disabled_reason FROM intake.webhook_subscriptions "
+                       "WHERE id = $1", gone_id)
+    assert not rows[0]["active"]
+    assert "revoked" in rows[0]["disabled_reason"]
+    pending = await query(services.database_url,
+                          "SELECT count(*) AS n FROM intake.webhook_deliveries "
+                          "WHERE subscription_id = $1 AND status = 'pending'", gone_id)
+    assert pending[0]["n"] == 0
