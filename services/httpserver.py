@@ -165,6 +165,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._reading_head = True
         self._head_bytes = 0
         self._in_message = False  # between a message's first byte and its end
+        # Blank lines before a request line: the parser skips them, the bound counts them.
+        self._blank_before = 0
         self._deadline: asyncio.TimerHandle | None = None
         # The request being read is refused without reaching the app: its body is dropped.
         self._shedding = False
@@ -207,6 +209,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             super().data_received(data)
             return
         room = self.limits.max_head_bytes - self._head_bytes
+        if not self._in_message:
+            self._blank_before += len(data) - len(data.lstrip(b"\r\n"))
         if len(data) <= room:
             self._head_bytes += len(data)
             super().data_received(data)
@@ -260,6 +264,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._in_message = False
         self._reading_head = True
         self._head_bytes = 0
+        self._blank_before = 0
 
     # Admission's refusals
     def _refused_by_admission(self) -> bool:
@@ -310,7 +315,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         hands the target over as far as it has read it, so one cut off by the bound ends where
         the bytes read end; one that ends well before them (room left for the method, the
         version and the line's end) was followed by more of the head: it is whole."""
-        return self._in_message and len(self.url) + _REQUEST_LINE_REST < self._head_bytes
+        read = self._head_bytes - self._blank_before
+        return self._in_message and len(self.url) + _REQUEST_LINE_REST < read
 
     def _open311_format(self, *, target_read: bool = False) -> Format | None:
         """The Open311 format a refusal of this request is answered in; None for problem JSON,

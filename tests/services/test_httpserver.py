@@ -735,10 +735,14 @@ def test_headers_over_16_kib_under_open311_are_the_error_list_once_the_target_is
                 errors = open311_errors(headers, raw.partition(b"\r\n\r\n")[2])
                 assert [error["code"] for error in errors] == [431], (target, errors)
                 assert str(MAX_HEAD_BYTES) in errors[0]["description"]
-        for target in (b"/open311/v2/services.xml?q=" + b"a" * (MAX_HEAD_BYTES + 1024),
-                       b"/v1/complaints"):
+        cut = b"GET /open311/v2/services.xml?q=" + b"a" * (MAX_HEAD_BYTES + 1024)
+        for request in (cut + b" HTTP/1.1\r\nHost: a\r\n" + big,
+                        b"GET /v1/complaints HTTP/1.1\r\nHost: a\r\n" + big,
+                        # Blank lines before the request line, which the parser skips, do not
+                        # make a cut-off target look whole.
+                        b"\r\n" * 40 + cut, b"\n" * 40 + cut):
             with closing(connect(address)) as conn:
-                conn.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: a\r\n" + big)
+                conn.sendall(request)
                 raw = read_all(conn)
             assert content_type(raw) == b"application/problem+json", raw[:200]
             assert status_and_body(raw)[0] == 431
