@@ -74,18 +74,6 @@ def unsupported_coding(coding: str) -> Problem:
                    headers={"Accept-Encoding": "identity"})
 
 
-def _lone_surrogate(body: bytes) -> str | None:
-    """Where a JSON body holds a lone UTF-16 surrogate (``"\\ud800"``): such a string is not
-    Unicode text, and could be neither stored, logged nor sent back."""
-    if b"\\u" not in body:  # the only way to write one in UTF-8 JSON
-        return None
-    try:
-        document = json.loads(body)
-    except (ValueError, RecursionError):  # nested deeper than the parser recurses
-        return None  # the app answers 400 for malformed JSON
-    return first_unencodable(document)
-
-
 class _NotJsonNumber(ValueError):
     pass
 
@@ -94,19 +82,25 @@ def _refuse_constant(name: str) -> float:
     raise _NotJsonNumber(name)
 
 
-def _non_json_number(body: bytes) -> str | None:
-    """The first of ``NaN``, ``Infinity``, ``-Infinity`` a JSON body has as a value: JSON
-    (RFC 8259) has no such numbers, but Python's parser reads them, so the body would reach
-    validation as a number (a 422 about one field) instead of the malformed JSON it is."""
-    if b"NaN" not in body and b"Infinity" not in body:
-        return None
+def _refused_json(body: bytes) -> Problem | None:
+    """What the app's parser would let through a JSON body, read once, before it: ``NaN`` or
+    ``Infinity`` as a value (RFC 8259 has no such numbers; Python reads them, and the body
+    would reach validation as a number, a 422 about one field, instead of the malformed JSON it
+    is), and a lone UTF-16 surrogate (``"\\ud800"``: no Unicode text, so it could be neither
+    stored, logged nor sent back). Other malformed JSON is the app's 400."""
+    if b"\\u" not in body and b"NaN" not in body and b"Infinity" not in body:
+        return None  # none of them can be written otherwise in UTF-8 JSON
     try:
-        json.loads(body, parse_constant=_refuse_constant)
+        document = json.loads(body, parse_constant=_refuse_constant)
     except _NotJsonNumber as exc:
-        return str(exc)
-    except (ValueError, RecursionError):
-        return None  # malformed otherwise: the app says so
-    return None
+        return Problem(400, f"The request body is not valid JSON: {exc} is no JSON number.")
+    except (ValueError, RecursionError):  # also nested deeper than the parser recurses
+        return None
+    pointer = first_unencodable(document)
+    if pointer is None:
+        return None
+    reason = "a lone UTF-16 surrogate is not Unicode text"
+    return invalid(pointer, reason, detail=f"{pointer}: {reason}")
 
 
 class BodyGuard:
@@ -188,16 +182,9 @@ class BodyGuard:
             await Problem(400, "The request body is not valid JSON: send it as UTF-8 "
                                "(RFC 8259 §8.1).").response()(scope, receive, send)
             return
-        pointer = _lone_surrogate(body)
-        if pointer is not None:
-            reason = "a lone UTF-16 surrogate is not Unicode text"
-            await invalid(pointer, reason, detail=f"{pointer}: {reason}").response()(
-                scope, receive, send)
-            return
-        constant = None if is_form else _non_json_number(body)
-        if constant is not None:
-            await Problem(400, f"The request body is not valid JSON: {constant} is no JSON "
-                               "number.").response()(scope, receive, send)
+        refused = None if is_form else _refused_json(body)
+        if refused is not None:
+            await refused.response()(scope, receive, send)
             return
         replayed = False
 
