@@ -132,18 +132,12 @@ class Tally:
     def period_rows(self) -> list[tuple[Any, ...]]:
         """``metrics.period_counts`` (PERIOD_COLUMNS): the daily counts summed by month and
         by year."""
-        self._gathered()
         month = _month
         # (measure, key, month) counts: summed from the days, the years from the months.
         months: dict[tuple[str, str, date], int] = {}
-        for (measure, key), by_day in self.counts.items():
-            for day, n in by_day.items():
-                counted = (measure, key, month(day))
-                months[counted] = months.get(counted, 0) + n
-        for measure, by_key_and_day in self.by_group.items():
-            for (key, day), n in by_key_and_day.items():
-                counted = (measure, key, month(day))
-                months[counted] = months.get(counted, 0) + n
+        for day, measure, key, n in self.daily_rows():
+            counted = (measure, key, month(day))
+            months[counted] = months.get(counted, 0) + n
         years: dict[tuple[str, str, date], int] = {}
         for (measure, key, first), n in months.items():
             counted = (measure, key, first.replace(month=1))
