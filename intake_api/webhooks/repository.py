@@ -356,14 +356,24 @@ async def record_attempt(session: AsyncSession, delivery_id: uuid.UUID, leased_u
 
 
 async def disable(session: AsyncSession, subscription_id: uuid.UUID, reason: str) -> None:
-    await session.execute(update(WebhookSubscription)
-                          .where(WebhookSubscription.id == subscription_id)
-                          .values(active=False, disabled_reason=reason))
-    await session.execute(update(WebhookDelivery)
-                          .where(WebhookDelivery.subscription_id == subscription_id,
-                                 WebhookDelivery.status == "pending")
-                          .values(status="failed", next_attempt_at=None,
-                                  last_error=f"subscription disabled: {reason}"))
+    await _stop(session, WebhookSubscription.id == subscription_id, reason)
+
+
+async def _stop(session: AsyncSession, which: ColumnElement[bool], reason: str) -> int:
+    """Disables the active subscriptions ``which`` selects and fails their pending deliveries:
+    nothing is left waiting to be sent. Returns how many it stopped."""
+    stopped = (await session.execute(
+        update(WebhookSubscription)
+        .where(which, WebhookSubscription.active.is_(True))
+        .values(active=False, disabled_reason=reason)
+        .returning(WebhookSubscription.id))).scalars().all()
+    if stopped:
+        await session.execute(update(WebhookDelivery)
+                              .where(WebhookDelivery.subscription_id.in_(stopped),
+                                     WebhookDelivery.status == "pending")
+                              .values(status="failed", next_attempt_at=None,
+                                      last_error=f"subscription disabled: {reason}"))
+    return len(stopped)
 
 
 # Why ``stop_owned_by`` stopped a subscription when its owner's token was revoked.
@@ -374,15 +384,4 @@ async def stop_owned_by(session: AsyncSession, owner: str, reason: str) -> int:
     """Disables every subscription ``owner`` holds and fails their pending deliveries (its token
     was revoked): the owner sees why, should the token ever be looked at again, and nothing is
     left waiting to be sent. Returns how many subscriptions it stopped."""
-    stopped = (await session.execute(
-        update(WebhookSubscription)
-        .where(WebhookSubscription.owner == owner, WebhookSubscription.active.is_(True))
-        .values(active=False, disabled_reason=reason)
-        .returning(WebhookSubscription.id))).scalars().all()
-    if stopped:
-        await session.execute(update(WebhookDelivery)
-                              .where(WebhookDelivery.subscription_id.in_(stopped),
-                                     WebhookDelivery.status == "pending")
-                              .values(status="failed", next_attempt_at=None,
-                                      last_error=f"subscription disabled: {reason}"))
-    return len(stopped)
+    return await _stop(session, WebhookSubscription.owner == owner, reason)
